@@ -1,0 +1,171 @@
+//! Assembling a gateway from configuration: key ring, storage, shared state and
+//! the two listeners.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, secret};
+use crate::http::{self, AppState, DownloadGauge};
+use crate::server::{self, ServeOptions};
+use crate::signing::{self, KeyMaterial, KeyRing};
+use crate::storage;
+
+/// Where the signing keys came from, for the start-up message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Configured in `signing.keys`.
+    Configured,
+    /// The embedded default's key file, and whether it was created just now.
+    Generated { path: PathBuf, created: bool },
+}
+
+/// Load the key ring. With no keys configured (the embedded default), the key
+/// lives in `<data_dir>/secrets/signing-key-<id>` and is created on first use
+/// with mode 0600.
+pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, KeySource)> {
+    let allow = config.allow_world_readable_secrets;
+    let active = config.active_key_id().context("signing.active_key: no key can sign")?;
+    if config.signing.keys.is_empty() {
+        let path = config.default_key_path(&active);
+        let created = !path.exists();
+        if created {
+            let key = signing::generate_key().context("the OS random number generator failed")?;
+            secret::create_secret_file(&path, &key)
+                .with_context(|| format!("cannot create the signing key file {}", path.display()))?;
+        }
+        let text = secret::read_secret_file("signing key", &path, allow)?;
+        let material = vec![KeyMaterial {
+            id: active.clone(),
+            secret: signing::decode_key(&active, text.expose())?,
+            verify_only: false,
+        }];
+        return Ok((KeyRing::new(&active, material)?, KeySource::Generated { path, created }));
+    }
+    let mut material = Vec::with_capacity(config.signing.keys.len());
+    for (i, k) in config.signing.keys.iter().enumerate() {
+        let name = format!("signing.keys[{i}].secret");
+        let text = secret::resolve(&name, k.secret.as_ref(), k.secret_file.as_deref(), allow)?;
+        let bytes = signing::decode_key(&k.id, text.expose()).with_context(|| name.clone())?;
+        material.push(KeyMaterial { id: k.id.clone(), secret: bytes, verify_only: k.verify_only });
+    }
+    Ok((KeyRing::new(&active, material)?, KeySource::Configured))
+}
+
+/// Build the shared state from configuration.
+pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+    let storage = storage::from_config(config).await?;
+    Ok(Arc::new(AppState {
+        keys,
+        storage,
+        clock,
+        clock_skew: config.signing.clock_skew.as_secs(),
+        storage_idle_timeout: config.storage.idle_timeout,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        active_downloads: DownloadGauge::default(),
+    }))
+}
+
+/// A gateway with its listeners bound, ready to run.
+#[derive(Debug)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    public: TcpListener,
+    admin: TcpListener,
+    public_opts: ServeOptions,
+    admin_opts: ServeOptions,
+}
+
+impl Gateway {
+    /// Load keys and storage from `config` and bind both listeners.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let (keys, source) = load_key_ring(config)?;
+        match &source {
+            KeySource::Generated { path, created: true } => {
+                tracing::info!(key_id = keys.active_id(), path = %path.display(), "created a new signing key (mode 0600)")
+            }
+            KeySource::Generated { path, created: false } => {
+                tracing::info!(key_id = keys.active_id(), path = %path.display(), "using signing key")
+            }
+            KeySource::Configured => {
+                tracing::info!(active = keys.active_id(), keys = ?keys.key_ids(), "using configured signing keys")
+            }
+        }
+        let state = build_state(config, keys, Arc::new(SystemClock)).await?;
+        Self::bind_with_state(config, state).await
+    }
+
+    /// Bind both listeners around existing state (tests bring their own clock).
+    pub async fn bind_with_state(config: &Config, state: Arc<AppState>) -> anyhow::Result<Self> {
+        let public_opts = ServeOptions::from_config(&config.server)?;
+        let admin_opts = ServeOptions { tls: None, ..public_opts.clone() };
+        let public = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+        Ok(Self { state, public, admin, public_opts, admin_opts })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` resolves, then drain both listeners.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let scheme = if self.public_opts.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %self.public_addr(), scheme, storage = self.state.storage.backend(), "public listener ready");
+        tracing::info!(addr = %self.admin_addr(), "admin listener ready");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::join!(
+            server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
+            server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
+        );
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,124 @@
+//! The `tollgate` command line.
+
+mod keygen;
+mod sign;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Entitlement-aware content-download gateway: signed, time-limited downloads from a directory or S3",
+    long_about = None,
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, the embedded default is used:
+    /// blobs under ./data/blobs, secrets created under ./data/secrets.
+    #[arg(long, short = 'c', global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Set a configuration key, overriding file and environment
+    /// (e.g. --set server.listen=127.0.0.1:8081). Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: public listener (downloads) and admin listener (health).
+    Serve(ServeArgs),
+    /// Mint a signed, time-limited download URL.
+    Sign(sign::SignArgs),
+    /// Check a signed URL and explain why it is valid or not.
+    Verify(sign::VerifyArgs),
+    /// Generate a new signing key (for the key ring or a rotation).
+    Keygen(keygen::KeygenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Public listener address (overrides server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin listener address (overrides admin.listen).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+}
+
+/// Parse arguments, run the command, and turn the outcome into an exit code:
+/// 0 success, 1 a URL that `verify` found invalid, 2 usage or configuration
+/// errors, 3 a failure while running.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::from(if e.is::<config::ConfigError>() { 2 } else { 3 })
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = parse_sets(&cli.set)?;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(addr) = args.listen {
+                overrides.push(("server.listen".into(), addr));
+            }
+            if let Some(addr) = args.admin_listen {
+                overrides.push(("admin.listen".into(), addr));
+            }
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(args) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            sign::sign(&config, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            sign::verify(&config, &args)
+        }
+        Command::Keygen(args) => {
+            keygen::keygen(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_sets(sets: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    sets.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').with_context(|| format!("--set {s:?}: expected KEY=VALUE"))?;
+            Ok((k.trim().to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+fn load_config(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    Ok(config::load(file, std::env::vars(), overrides)?)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::init(&config.log)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let gateway = crate::app::Gateway::bind(&config).await?;
+        gateway.run(crate::app::shutdown_signal()).await;
+        Ok(())
+    })
+}

@@ -1,0 +1,177 @@
+//! `tollgate sign` and `tollgate verify`.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::signing::{Claims, Presented, RawToken, Scope, canonical_path, encode_path, signed_url};
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// What to sign: `/d/{product}/{version}/{filename}` or just
+    /// `{product}/{version}/{filename}`, written plainly (spaces and non-ASCII
+    /// are percent-encoded for you). With --prefix, a directory ending in '/'.
+    path: String,
+    /// Lifetime of the URL, e.g. 90s, 15m, 2h, 7d. Default: signing.default_ttl.
+    #[arg(long)]
+    ttl: Option<humantime::Duration>,
+    /// Customer id bound into the URL.
+    #[arg(long)]
+    customer: Option<String>,
+    /// Grant id bound into the URL.
+    #[arg(long)]
+    grant: Option<String>,
+    /// Sign the path as a prefix: the URL works for every file under it.
+    #[arg(long)]
+    prefix: bool,
+    /// Only clients in this network may use the URL: 203.0.113.0/24, 2001:db8::/32
+    /// or a single address.
+    #[arg(long, value_name = "CIDR")]
+    cidr: Option<String>,
+    /// The URL is not valid before this delay from now, e.g. 10m.
+    #[arg(long, value_name = "DELAY")]
+    not_before: Option<humantime::Duration>,
+    /// Scheme and host of the URL. Default: server.public_url.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The URL to check: a full URL or a path with its query string.
+    url: String,
+    /// The client address the URL would be used from (for network-bound URLs).
+    #[arg(long, value_name = "IP")]
+    client_ip: Option<IpAddr>,
+    /// Check as of this Unix time instead of now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    at: Option<u64>,
+}
+
+pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<()> {
+    let (keys, _) = crate::app::load_key_ring(config)?;
+    let path = download_path(&args.path);
+    let scope = if args.prefix { Scope::Prefix(path) } else { Scope::Path(path) };
+    let now = SystemClock.now_unix();
+    let ttl = args.ttl.map_or(config.signing.default_ttl, Duration::from);
+    let client_net = args.cidr.as_deref().map(parse_cidr).transpose()?;
+    let claims = Claims {
+        scope,
+        expires: now.saturating_add(ttl.as_secs().max(1)),
+        not_before: args.not_before.map(|d| now.saturating_add(Duration::from(d).as_secs())),
+        customer: args.customer.clone(),
+        grant: args.grant.clone(),
+        client_net,
+    };
+    let query = keys.sign(&claims).context("cannot sign")?;
+    let base = args.base_url.as_deref().unwrap_or(&config.server.public_url);
+    #[expect(clippy::print_stdout, reason = "the URL is the command's output")]
+    {
+        println!("{}", signed_url(base, claims.scope.as_str(), &query));
+    }
+    Ok(())
+}
+
+/// `app/1.0/x.zip` and `/d/app/1.0/x.zip` both mean `/d/app/1.0/x.zip`.
+fn download_path(input: &str) -> String {
+    let trimmed = input.trim_start_matches('/');
+    let full = if trimmed.starts_with("d/") { format!("/{trimmed}") } else { format!("/d/{trimmed}") };
+    encode_path(&full).into_owned()
+}
+
+fn parse_cidr(s: &str) -> anyhow::Result<IpNet> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .with_context(|| format!("--cidr {s:?} is neither a network nor an address"))
+}
+
+/// Split a URL into its path and query; the scheme and host are not signed.
+fn split_url(url: &str) -> (&str, &str) {
+    let without_fragment = url.split('#').next().unwrap_or(url);
+    let after_scheme = match without_fragment.find("://") {
+        Some(i) => {
+            let rest = &without_fragment[i + 3..];
+            rest.find('/').map_or("/", |j| &rest[j..])
+        }
+        None => without_fragment,
+    };
+    after_scheme.split_once('?').unwrap_or((after_scheme, ""))
+}
+
+fn describe_time(t: u64, now: u64) -> String {
+    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t));
+    let rel = if t >= now {
+        format!("in {}", humantime::format_duration(Duration::from_secs(t - now)))
+    } else {
+        format!("{} ago", humantime::format_duration(Duration::from_secs(now - t)))
+    };
+    format!("{t} = {when} ({rel})")
+}
+
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
+pub fn verify(config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (keys, _) = crate::app::load_key_ring(config)?;
+    let now = args.at.unwrap_or_else(|| SystemClock.now_unix());
+    let (path, query) = split_url(&args.url);
+    println!("path:        {path}");
+    match RawToken::from_query(query) {
+        Err(reason) => println!("token:       unreadable: {reason}"),
+        Ok(t) => {
+            let known = if keys.key_ids().contains(&t.kid) { "in the key ring" } else { "NOT in the key ring" };
+            println!("key id:      {} ({known})", t.kid);
+            match t.pfx {
+                Some(p) => println!("scope:       every path under {p}"),
+                None => println!("scope:       exactly this path"),
+            }
+            if let Ok(exp) = t.exp.parse() {
+                println!("expires:     {}", describe_time(exp, now));
+            }
+            match t.nbf.and_then(|n| n.parse().ok()) {
+                Some(nbf) => println!("not before:  {}", describe_time(nbf, now)),
+                None => println!("not before:  -"),
+            }
+            println!("customer:    {}", t.cid.unwrap_or("-"));
+            println!("grant:       {}", t.gid.unwrap_or("-"));
+            println!("network:     {}", t.ip.unwrap_or("any"));
+            if let Ok(canonical) = canonical_path(path) {
+                println!("signed text:");
+                for line in t.canonical_string(&canonical).lines() {
+                    println!("    {line}");
+                }
+            }
+        }
+    }
+    let presented =
+        Presented { path, query, client_ip: args.client_ip, now, skew: config.signing.clock_skew.as_secs() };
+    match keys.verify(&presented) {
+        Ok(_) => {
+            println!("result:      VALID");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("result:      INVALID ({}): {e}", e.code());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_urls() {
+        assert_eq!(download_path("app/1.0/My App.dmg"), "/d/app/1.0/My%20App.dmg");
+        assert_eq!(download_path("/d/app/1.0/x.zip"), "/d/app/1.0/x.zip");
+        assert_eq!(split_url("https://h:8080/d/a/b/c?exp=1&sig=2#frag"), ("/d/a/b/c", "exp=1&sig=2"));
+        assert_eq!(split_url("/d/a/b/c?x"), ("/d/a/b/c", "x"));
+        assert_eq!(split_url("http://h"), ("/", ""));
+        assert!(parse_cidr("10.0.0.1").is_ok());
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+    }
+}

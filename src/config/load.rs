@@ -1,0 +1,208 @@
+//! Layering: defaults < TOML file < `TOLLGATE_…` environment < command-line flags.
+//!
+//! Every layer is merged into one TOML tree before the typed structs are built,
+//! so an unknown key is an error whichever layer it came from.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use super::Config;
+
+/// Environment variables that configure Tollgate start with this. Nesting uses a
+/// double underscore: `TOLLGATE_SERVER__LISTEN`, `TOLLGATE_STORAGE__S3__BUCKET`.
+pub const ENV_PREFIX: &str = "TOLLGATE_";
+
+/// Variables with the prefix that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["TOLLGATE_CONFIG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Load the configuration: `file` if given (else the embedded default), then the
+/// environment `env` (pairs of name and value), then `overrides` (dotted key and
+/// value, from flags). The result is validated.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(String, String)],
+) -> Result<Config, ConfigError> {
+    let (text, origin) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+            (text, path.display().to_string())
+        }
+        None => (String::new(), "embedded default".to_owned()),
+    };
+    load_layers(&text, &origin, env, overrides)
+}
+
+/// Parse one TOML document as the only layer; for tests and tools.
+pub fn load_from_str(text: &str) -> Result<Config, ConfigError> {
+    load_layers(text, "config", std::iter::empty(), &[])
+}
+
+fn load_layers(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(String, String)],
+) -> Result<Config, ConfigError> {
+    let mut tree: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+    let mut env: Vec<(String, String)> =
+        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str())).collect();
+    env.sort();
+    for (name, value) in &env {
+        let dotted = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        set(&mut tree, &dotted, value).map_err(|message| ConfigError::Parse { origin: name.clone(), message })?;
+    }
+    for (key, value) in overrides {
+        set(&mut tree, key, value).map_err(|message| ConfigError::Parse { origin: format!("--set {key}"), message })?;
+    }
+    let config: Config = serde_path_to_error::deserialize(Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) },
+        }
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Set a dotted key in the tree. The value is read as a TOML value when it is one
+/// (`8080`, `true`, `["a"]`, `{ id = "k1" }`), else as a plain string.
+fn set(tree: &mut Table, dotted: &str, raw: &str) -> Result<(), String> {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("{dotted:?} is not a configuration key"));
+    }
+    let value = parse_value(raw);
+    let (last, parents) = parts.split_last().ok_or_else(|| "empty key".to_owned())?;
+    let mut table = tree;
+    for part in parents {
+        let entry = table.entry((*part).to_owned()).or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(format!("{dotted}: {part} is not a table")),
+        };
+    }
+    table.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+fn parse_value(raw: &str) -> Value {
+    #[derive(Deserialize)]
+    struct Wrapper {
+        v: Value,
+    }
+    toml::from_str::<Wrapper>(&format!("v = {raw}")).map(|w| w.v).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StorageBackend;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn empty_document_is_the_default() {
+        assert_eq!(load_from_str("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file = "[server]\nlisten = \"127.0.0.1:1000\"\nmax_connections = 5\n";
+        let e = env(&[
+            ("TOLLGATE_SERVER__LISTEN", "127.0.0.1:2000"),
+            ("TOLLGATE_SERVER__HTTP2", "false"),
+            ("TOLLGATE_CONFIG", "/ignored.toml"),
+            ("HOME", "/root"),
+        ]);
+        let c = load_layers(file, "f", e.clone(), &[]).unwrap();
+        assert_eq!(c.server.listen.port(), 2000);
+        assert!(!c.server.http2);
+        assert_eq!(c.server.max_connections, 5);
+        let flags = vec![("server.listen".to_owned(), "127.0.0.1:3000".to_owned())];
+        let c = load_layers(file, "f", e, &flags).unwrap();
+        assert_eq!(c.server.listen.port(), 3000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_every_layer() {
+        let err = load_from_str("[server]\nlisten_on = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("server") && err.contains("listen_on"), "{err}");
+        let err = load_layers("", "f", env(&[("TOLLGATE_SERVR__LISTEN", "x")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = load_from_str("[server]\nmax_connections = \"many\"\n").unwrap_err().to_string();
+        assert!(err.contains("server.max_connections"), "{err}");
+        let err = load_from_str("[signing]\nclock_skew = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("signing.clock_skew") && err.contains("not a duration"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases = [
+            ("[server]\npublic_url = \"ftp://x\"", "server.public_url"),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            ("[server]\nwrite_idle_timeout = \"0s\"", "server.write_idle_timeout"),
+            ("[storage]\nbackend = \"s3\"", "storage.s3"),
+            ("[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"\"", "storage.s3.bucket"),
+            (
+                "[storage.s3]\nbucket = \"b\"\naccess_key_id = \"a\"\n[storage]\nbackend = \"s3\"",
+                "storage.s3.access_key_id",
+            ),
+            ("[[signing.keys]]\nid = \"a b\"\nsecret = \"x\"", "signing.keys[0].id"),
+            ("[[signing.keys]]\nid = \"a\"", "signing.keys[0].secret"),
+            (
+                "[[signing.keys]]\nid = \"a\"\nsecret = \"x\"\n[[signing.keys]]\nid = \"b\"\nsecret = \"y\"",
+                "signing.active_key",
+            ),
+            ("[log]\nlevel = \"[[\"", "log.level"),
+            ("[admin]\nlisten = \"0.0.0.0:8080\"", "admin.listen"),
+        ];
+        for (doc, key) in cases {
+            let err = load_from_str(doc).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{doc:?} gave {err:?}, expected it to name {key}");
+        }
+    }
+
+    #[test]
+    fn env_values_may_be_toml_structures() {
+        let e = env(&[
+            ("TOLLGATE_STORAGE__BACKEND", "s3"),
+            ("TOLLGATE_STORAGE__S3", "{ bucket = \"rel\", force_path_style = true }"),
+            ("TOLLGATE_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+        ]);
+        let c = load_layers("", "f", e, &[]).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::S3);
+        let s3 = c.storage.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.force_path_style, s3.region.as_str()), ("rel", true, "us-east-1"));
+        assert_eq!(c.server.trusted_proxies.len(), 1);
+    }
+
+    #[test]
+    fn active_key_resolution() {
+        let one = load_from_str("[[signing.keys]]\nid = \"a\"\nsecret = \"x\"\n[[signing.keys]]\nid = \"old\"\nsecret = \"y\"\nverify_only = true").unwrap();
+        assert_eq!(one.active_key_id().as_deref(), Some("a"));
+        assert_eq!(Config::default().active_key_id().as_deref(), Some("k1"));
+    }
+}

@@ -1,0 +1,381 @@
+//! Typed configuration. Layers, lowest first: built-in defaults, the TOML file,
+//! `TOLLGATE_…` environment variables, command-line flags (see [`load`]).
+//! Unknown keys are errors; [`Config::validate`] runs at load and names the key
+//! at fault.
+
+mod duration;
+mod load;
+pub mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+pub use secret::Secret;
+
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_KEY_ID: &str = "k1";
+pub const DEFAULT_STORAGE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_STORAGE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STORAGE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+
+/// The whole configuration. `Config::default()` is the embedded default that
+/// `tollgate serve` runs with when no file is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded default keeps its state: blobs, generated secrets.
+    pub data_dir: PathBuf,
+    /// Accept secret files that other users can read (single-user containers).
+    pub allow_world_readable_secrets: bool,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub signing: SigningConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            allow_world_readable_secrets: false,
+            server: ServerConfig::default(),
+            admin: AdminConfig::default(),
+            signing: SigningConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The public listener: customer API and data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Scheme, host and port customers reach the gateway at; signed URLs start
+    /// with it.
+    pub public_url: String,
+    /// Connections served at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A response write that makes no progress for this long cuts the
+    /// connection. Progress resets it, so slow but live downloads never hit it.
+    #[serde(with = "duration")]
+    pub write_idle_timeout: Duration,
+    /// On SIGTERM / Ctrl-C: stop accepting, let responses in flight finish for
+    /// at most this long, then cut what remains.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Offer HTTP/2 (ALPN `h2` on TLS, prior knowledge on cleartext).
+    pub http2: bool,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, CDN edges).
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: parse_addr(DEFAULT_LISTEN),
+            public_url: DEFAULT_PUBLIC_URL.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            write_idle_timeout: DEFAULT_WRITE_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            http2: true,
+            trusted_proxies: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// The admin listener: health and readiness now; the admin API later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: parse_addr(DEFAULT_ADMIN_LISTEN) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Id of the key that signs new URLs. Defaults to the only non-verify-only
+    /// key, or `k1` for the generated key of the embedded default.
+    pub active_key: Option<String>,
+    /// The key ring. Empty means: use (and on first start, create)
+    /// `<data_dir>/secrets/signing-key-k1`.
+    pub keys: Vec<KeyConfig>,
+    /// Clock difference tolerated on `exp` and `nbf`.
+    #[serde(with = "duration")]
+    pub clock_skew: Duration,
+    /// Lifetime of URLs minted without an explicit TTL.
+    #[serde(with = "duration")]
+    pub default_ttl: Duration,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self { active_key: None, keys: Vec::new(), clock_skew: DEFAULT_CLOCK_SKEW, default_ttl: DEFAULT_TTL }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub id: String,
+    /// base64url key text (at least 32 bytes once decoded).
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// Kept to verify URLs signed before a rotation; never signs.
+    #[serde(default)]
+    pub verify_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// Connecting to the storage service (S3).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// From sending a request to storage to its first response byte.
+    #[serde(with = "duration")]
+    pub first_byte_timeout: Duration,
+    /// Longest wait for the next chunk of an object being streamed.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    pub local: LocalStorageConfig,
+    pub s3: Option<S3Config>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            connect_timeout: DEFAULT_STORAGE_CONNECT_TIMEOUT,
+            first_byte_timeout: DEFAULT_STORAGE_FIRST_BYTE_TIMEOUT,
+            idle_timeout: DEFAULT_STORAGE_IDLE_TIMEOUT,
+            local: LocalStorageConfig::default(),
+            s3: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalStorageConfig {
+    /// Blob root; defaults to `<data_dir>/blobs`.
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// For S3-compatible services (MinIO, Garage, Ceph, R2); unset for AWS.
+    pub endpoint: Option<String>,
+    /// Prepended to every object key, e.g. `releases/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most self-hosted
+    /// services need.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Static credentials; when absent the standard AWS chain is used
+    /// (environment, profile, web identity, ECS/EC2 metadata).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+fn default_region() -> String {
+    DEFAULT_S3_REGION.into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `tollgate=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl Config {
+    /// Check what serde cannot: cross-field rules and value ranges. Every message
+    /// starts with the dotted key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, msg: String| Err(ConfigError::Invalid(format!("{key}: {msg}")));
+        let s = &self.server;
+        if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://")) {
+            return fail("server.public_url", format!("{:?} must start with http:// or https://", s.public_url));
+        }
+        if s.public_url.contains('?') || s.public_url.contains('#') {
+            return fail("server.public_url", "must not contain a query or fragment".into());
+        }
+        if s.max_connections == 0 {
+            return fail("server.max_connections", "must be at least 1".into());
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.write_idle_timeout", s.write_idle_timeout),
+            ("storage.connect_timeout", self.storage.connect_timeout),
+            ("storage.first_byte_timeout", self.storage.first_byte_timeout),
+            ("storage.idle_timeout", self.storage.idle_timeout),
+            ("signing.default_ttl", self.signing.default_ttl),
+        ] {
+            if d.is_zero() {
+                return fail(key, "must be greater than zero".into());
+            }
+        }
+        if s.listen == self.admin.listen {
+            return fail("admin.listen", format!("{} is also server.listen", s.listen));
+        }
+        if let Some(tls) = &s.tls {
+            for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    return fail(key, format!("{} is not a readable file", path.display()));
+                }
+            }
+        }
+        self.validate_signing()?;
+        if self.storage.backend == StorageBackend::S3 {
+            let Some(s3) = &self.storage.s3 else {
+                return fail("storage.s3", "required when storage.backend = \"s3\"".into());
+            };
+            if s3.bucket.is_empty() {
+                return fail("storage.s3.bucket", "must not be empty".into());
+            }
+            if let Some(ep) = &s3.endpoint {
+                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                    return fail("storage.s3.endpoint", format!("{ep:?} must start with http:// or https://"));
+                }
+            }
+            let has_secret = s3.secret_access_key.is_some() || s3.secret_access_key_file.is_some();
+            if s3.access_key_id.is_some() != has_secret {
+                return fail(
+                    "storage.s3.access_key_id",
+                    "give both access_key_id and secret_access_key(_file), or neither for the AWS chain".into(),
+                );
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail("log.level", format!("{:?} is not a valid filter", self.log.level));
+        }
+        Ok(())
+    }
+
+    fn validate_signing(&self) -> Result<(), ConfigError> {
+        let fail = |key: String, msg: &str| Err(ConfigError::Invalid(format!("{key}: {msg}")));
+        let keys = &self.signing.keys;
+        for (i, k) in keys.iter().enumerate() {
+            if !crate::signing::is_valid_id(&k.id) {
+                return fail(format!("signing.keys[{i}].id"), "must be 1-128 characters of A-Z a-z 0-9 . _ -");
+            }
+            if keys[..i].iter().any(|other| other.id == k.id) {
+                return fail(format!("signing.keys[{i}].id"), "duplicate key id");
+            }
+            if k.secret.is_some() == k.secret_file.is_some() {
+                return fail(format!("signing.keys[{i}].secret"), "give exactly one of secret or secret_file");
+            }
+        }
+        if !keys.is_empty() && self.active_key_id().is_none() {
+            return fail(
+                "signing.active_key".into(),
+                "must name a key of signing.keys that is not verify_only (required when several could sign)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The id of the signing key, resolved from `signing.active_key` or the ring.
+    pub fn active_key_id(&self) -> Option<String> {
+        let keys = &self.signing.keys;
+        if keys.is_empty() {
+            return Some(self.signing.active_key.clone().unwrap_or_else(|| DEFAULT_KEY_ID.into()));
+        }
+        match &self.signing.active_key {
+            Some(id) => keys.iter().any(|k| &k.id == id && !k.verify_only).then(|| id.clone()),
+            None => {
+                let mut signers = keys.iter().filter(|k| !k.verify_only);
+                match (signers.next(), signers.next()) {
+                    (Some(only), None) => Some(only.id.clone()),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Blob root of the local backend.
+    pub fn blob_root(&self) -> PathBuf {
+        self.storage.local.root.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// Where the embedded default keeps its generated secrets.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.data_dir.join("secrets")
+    }
+
+    /// Path of the generated signing key of the embedded default.
+    pub fn default_key_path(&self, id: &str) -> PathBuf {
+        self.secrets_dir().join(format!("signing-key-{id}"))
+    }
+}

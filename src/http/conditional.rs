@@ -1,0 +1,303 @@
+//! HTTP validators and ranges (RFC 9110 §13 and §14) for object responses.
+
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, Method, header};
+
+use crate::storage::{ByteRange, ObjectMeta};
+
+/// Outcome of the precondition headers, evaluated in RFC 9110 §13.2.2 order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    Proceed,
+    /// `304 Not Modified`.
+    NotModified,
+    /// `412 Precondition Failed`.
+    Failed,
+}
+
+pub fn evaluate_preconditions(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -> Precondition {
+    let safe = method == Method::GET || method == Method::HEAD;
+    if let Some(v) = text(headers, header::IF_MATCH) {
+        if !etag_list_matches(v, &meta.etag, true) {
+            return Precondition::Failed;
+        }
+    } else if let Some(date) = date(headers, header::IF_UNMODIFIED_SINCE) {
+        if meta.last_modified > date {
+            return Precondition::Failed;
+        }
+    }
+    if let Some(v) = text(headers, header::IF_NONE_MATCH) {
+        if etag_list_matches(v, &meta.etag, false) {
+            return if safe { Precondition::NotModified } else { Precondition::Failed };
+        }
+    } else if safe {
+        if let Some(date) = date(headers, header::IF_MODIFIED_SINCE) {
+            if meta.last_modified <= date {
+                return Precondition::NotModified;
+            }
+        }
+    }
+    Precondition::Proceed
+}
+
+/// What to send for the `Range` header (with `If-Range` considered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeDecision {
+    /// `200` with the whole object: no range, an ignored range, or a failed
+    /// `If-Range`.
+    Full,
+    /// `206` with this range.
+    Partial(ByteRange),
+    /// `416`.
+    Unsatisfiable,
+}
+
+/// Only single ranges are served. A multi-range request is answered with the
+/// whole object (RFC 9110 lets a server ignore `Range`); download managers ask
+/// for one range per connection, and multipart/byteranges helps nobody here.
+pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -> RangeDecision {
+    if method != Method::GET && method != Method::HEAD {
+        return RangeDecision::Full;
+    }
+    let Some(spec) = text(headers, header::RANGE) else {
+        return RangeDecision::Full;
+    };
+    if let Some(cond) = text(headers, header::IF_RANGE) {
+        if !if_range_holds(cond, meta) {
+            return RangeDecision::Full;
+        }
+    }
+    parse_range(spec, meta.size)
+}
+
+/// Parse one `bytes=` range against an object of `size` bytes.
+pub fn parse_range(spec: &str, size: u64) -> RangeDecision {
+    let Some(set) = spec.trim().strip_prefix("bytes=") else {
+        return RangeDecision::Full;
+    };
+    if set.contains(',') {
+        return RangeDecision::Full;
+    }
+    let Some((first, last)) = set.trim().split_once('-') else {
+        return RangeDecision::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let number = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            None
+        } else {
+            // Absurdly large numbers saturate: still a syntactically valid range.
+            Some(s.parse().unwrap_or(u64::MAX))
+        }
+    };
+    match (number(first), number(last)) {
+        (Some(start), Some(end)) if start <= end => {
+            if start >= size {
+                RangeDecision::Unsatisfiable
+            } else {
+                let end = end.min(size - 1);
+                RangeDecision::Partial(ByteRange { start, len: end - start + 1 })
+            }
+        }
+        (Some(start), None) if last.is_empty() => {
+            if start >= size {
+                RangeDecision::Unsatisfiable
+            } else {
+                RangeDecision::Partial(ByteRange { start, len: size - start })
+            }
+        }
+        (None, Some(suffix)) if first.is_empty() => {
+            if suffix == 0 || size == 0 {
+                RangeDecision::Unsatisfiable
+            } else {
+                let len = suffix.min(size);
+                RangeDecision::Partial(ByteRange { start: size - len, len })
+            }
+        }
+        _ => RangeDecision::Full,
+    }
+}
+
+/// `If-Range` holds when its entity tag matches strongly, or its date equals
+/// `Last-Modified` exactly.
+fn if_range_holds(cond: &str, meta: &ObjectMeta) -> bool {
+    let cond = cond.trim();
+    if cond.starts_with('"') {
+        return cond == meta.etag;
+    }
+    if cond.starts_with("W/") {
+        return false;
+    }
+    httpdate::parse_http_date(cond).is_ok_and(|d| d == meta.last_modified)
+}
+
+/// Does a comma-separated entity-tag list (or `*`) match `etag`? Strong
+/// comparison refuses weak tags; weak comparison ignores the `W/` prefix.
+fn etag_list_matches(list: &str, etag: &str, strong: bool) -> bool {
+    if list.trim() == "*" {
+        return true;
+    }
+    let ours = etag.trim_start_matches("W/");
+    list.split(',').map(str::trim).any(|tag| {
+        if let Some(weak) = tag.strip_prefix("W/") {
+            !strong && weak == ours
+        } else {
+            tag == ours && !(strong && etag.starts_with("W/"))
+        }
+    })
+}
+
+fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    text(headers, name).and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+/// `Content-Disposition: attachment` with an ASCII `filename` and, for names that
+/// are not plain ASCII, an RFC 6266 / RFC 8187 `filename*`.
+pub fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' { c } else { '_' })
+        .collect();
+    if fallback == filename {
+        return format!("attachment; filename=\"{fallback}\"");
+    }
+    let encoded = percent_encoding::utf8_percent_encode(filename, ATTR_CHAR_ENCODE);
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// RFC 8187 `attr-char` is kept; everything else is percent-encoded.
+const ATTR_CHAR_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn meta() -> ObjectMeta {
+        ObjectMeta {
+            size: 1000,
+            last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            etag: "\"abc\"".into(),
+            content_type: None,
+        }
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn range(start: u64, len: u64) -> RangeDecision {
+        RangeDecision::Partial(ByteRange { start, len })
+    }
+
+    #[test]
+    fn range_table() {
+        let cases = [
+            ("bytes=0-99", range(0, 100)),
+            ("bytes=990-", range(990, 10)),
+            ("bytes=999-999", range(999, 1)),
+            ("bytes=900-5000", range(900, 100)),
+            ("bytes=-10", range(990, 10)),
+            ("bytes=-5000", range(0, 1000)),
+            ("bytes=1000-", RangeDecision::Unsatisfiable),
+            ("bytes=1000-1001", RangeDecision::Unsatisfiable),
+            ("bytes=-0", RangeDecision::Unsatisfiable),
+            ("bytes=99999999999999999999999-", RangeDecision::Unsatisfiable),
+            ("bytes=5-3", RangeDecision::Full),
+            ("bytes=0-1,5-6", RangeDecision::Full),
+            ("bytes=abc", RangeDecision::Full),
+            ("bytes=", RangeDecision::Full),
+            ("items=0-1", RangeDecision::Full),
+            ("bytes=-", RangeDecision::Full),
+            ("bytes=+1-2", RangeDecision::Full),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(parse_range(spec, 1000), want, "{spec}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), RangeDecision::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-1", 0), RangeDecision::Unsatisfiable);
+    }
+
+    #[test]
+    fn if_range_gates_the_range() {
+        let m = meta();
+        let date = httpdate::fmt_http_date(m.last_modified);
+        let later = httpdate::fmt_http_date(m.last_modified + Duration::from_secs(1));
+        let cases = [
+            ("\"abc\"", range(0, 10)),
+            ("\"other\"", RangeDecision::Full),
+            ("W/\"abc\"", RangeDecision::Full),
+            (date.as_str(), range(0, 10)),
+            (later.as_str(), RangeDecision::Full),
+            ("garbage", RangeDecision::Full),
+        ];
+        for (cond, want) in cases {
+            let h = headers(&[(header::RANGE, "bytes=0-9"), (header::IF_RANGE, cond)]);
+            assert_eq!(evaluate_range(&h, &Method::GET, &m), want, "{cond}");
+        }
+    }
+
+    #[test]
+    fn preconditions_table() {
+        let m = meta();
+        let at = httpdate::fmt_http_date(m.last_modified);
+        let before = httpdate::fmt_http_date(m.last_modified - Duration::from_secs(1));
+        use Precondition::*;
+        let cases: &[(&[(header::HeaderName, &str)], Precondition)] = &[
+            (&[], Proceed),
+            (&[(header::IF_NONE_MATCH, "\"abc\"")], NotModified),
+            (&[(header::IF_NONE_MATCH, "W/\"abc\"")], NotModified),
+            (&[(header::IF_NONE_MATCH, "\"x\", \"abc\"")], NotModified),
+            (&[(header::IF_NONE_MATCH, "*")], NotModified),
+            (&[(header::IF_NONE_MATCH, "\"x\"")], Proceed),
+            (&[(header::IF_MODIFIED_SINCE, &at)], NotModified),
+            (&[(header::IF_MODIFIED_SINCE, &before)], Proceed),
+            // If-None-Match takes precedence over If-Modified-Since.
+            (&[(header::IF_NONE_MATCH, "\"x\""), (header::IF_MODIFIED_SINCE, &at)], Proceed),
+            (&[(header::IF_MATCH, "\"abc\"")], Proceed),
+            (&[(header::IF_MATCH, "W/\"abc\"")], Failed),
+            (&[(header::IF_MATCH, "\"x\"")], Failed),
+            (&[(header::IF_UNMODIFIED_SINCE, &before)], Failed),
+            (&[(header::IF_UNMODIFIED_SINCE, &at)], Proceed),
+            (&[(header::IF_MODIFIED_SINCE, "not a date")], Proceed),
+        ];
+        for (h, want) in cases {
+            assert_eq!(evaluate_preconditions(&headers(h), &Method::GET, &m), *want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_forms() {
+        assert_eq!(content_disposition("app-1.0.tar.gz"), "attachment; filename=\"app-1.0.tar.gz\"");
+        assert_eq!(content_disposition("My App.dmg"), "attachment; filename=\"My App.dmg\"");
+        assert_eq!(
+            content_disposition("café «1».zip"),
+            "attachment; filename=\"caf_ _1_.zip\"; filename*=UTF-8''caf%C3%A9%20%C2%AB1%C2%BB.zip"
+        );
+        assert_eq!(content_disposition("a\"b.zip"), "attachment; filename=\"a_b.zip\"; filename*=UTF-8''a%22b.zip");
+    }
+}

@@ -1,0 +1,298 @@
+//! The data plane: `GET`/`HEAD /d/{product}/{version}/{filename}?<token>`.
+//!
+//! Order of work: parse the path, verify the token (nothing touches storage
+//! before that), read metadata, evaluate validators and ranges, then stream.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+
+use super::conditional::{self, Precondition, RangeDecision};
+use super::problem::Problem;
+use super::{AppState, PeerAddr, client_ip};
+use crate::signing::{Presented, TokenError, decode_segment};
+use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
+
+/// Where a failure came from; decides log level (and, later, metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Storage,
+}
+
+/// Every way a data-plane request can fail. Mapped to a problem in one place,
+/// [`DownloadError::to_problem`].
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("the path is not /d/{{product}}/{{version}}/{{filename}}")]
+    BadPath,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("no such file")]
+    NotFound,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for DownloadError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => DownloadError::NotFound,
+            other => DownloadError::Storage(other),
+        }
+    }
+}
+
+impl DownloadError {
+    pub fn origin(&self) -> Origin {
+        match self {
+            DownloadError::Storage(_) => Origin::Storage,
+            _ => Origin::Client,
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            DownloadError::BadPath => Problem::new(StatusCode::BAD_REQUEST, "invalid_path", "Bad Request")
+                .with_detail("Download paths look like /d/{product}/{version}/{filename}."),
+            DownloadError::Token(e) => {
+                Problem::new(StatusCode::FORBIDDEN, e.code(), "Forbidden").with_detail(e.to_string())
+            }
+            DownloadError::NotFound => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail("There is no such file.")
+            }
+            DownloadError::PreconditionFailed => {
+                Problem::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "Precondition Failed")
+            }
+            DownloadError::RangeNotSatisfiable { size } => {
+                let mut p =
+                    Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range Not Satisfiable")
+                        .with_detail(format!("The file is {size} bytes long."));
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    p = p.with_header(header::CONTENT_RANGE, v);
+                }
+                p
+            }
+            DownloadError::Storage(e) => {
+                // Unreachable or overloaded storage is worth a retry (503); a storage
+                // answer we cannot use is a bad gateway (502).
+                let status = match e {
+                    StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                let title =
+                    if status == StatusCode::SERVICE_UNAVAILABLE { "Service Unavailable" } else { "Bad Gateway" };
+                let mut p = Problem::new(status, "upstream_unavailable", title)
+                    .with_detail("The file cannot be read from storage right now; try again shortly.");
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    p = p.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                p
+            }
+        }
+    }
+}
+
+impl IntoResponse for DownloadError {
+    fn into_response(self) -> axum::response::Response {
+        match self.origin() {
+            // The detail of a storage failure goes to the log, never to the client.
+            Origin::Storage => tracing::warn!(error = %self, "download failed in storage"),
+            Origin::Client => tracing::info!(code = self.to_problem().code, reason = %self, "download refused"),
+        }
+        self.to_problem().into_response()
+    }
+}
+
+/// Split `/d/{product}/{version}/{filename}` into a validated object key.
+pub fn object_key_for_path(path: &str) -> Result<ObjectKey, DownloadError> {
+    let rest = path.strip_prefix("/d/").ok_or(DownloadError::BadPath)?;
+    let mut segments = Vec::with_capacity(3);
+    for raw in rest.split('/') {
+        segments.push(decode_segment(raw).map_err(|_| DownloadError::BadPath)?);
+    }
+    if segments.len() != 3 {
+        return Err(DownloadError::BadPath);
+    }
+    ObjectKey::from_segments(&segments).map_err(|_| DownloadError::BadPath)
+}
+
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<PeerAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    match serve(&state, peer, &method, &uri, &headers).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    peer: PeerAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<axum::response::Response, DownloadError> {
+    let key = object_key_for_path(uri.path())?;
+    let client = client_ip(peer.0.ip(), headers, &state.trusted_proxies);
+    let presented = Presented {
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        client_ip: Some(client),
+        now: state.clock.now_unix(),
+        skew: state.clock_skew,
+    };
+    let token = state.keys.verify(&presented)?;
+    let span = tracing::Span::current();
+    span.record("customer", token.customer.unwrap_or("-"));
+    span.record("grant", token.grant.unwrap_or("-"));
+
+    let meta = state.storage.head(&key).await?;
+    match conditional::evaluate_preconditions(headers, method, &meta) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return Ok(not_modified(&meta)),
+        Precondition::Failed => return Err(DownloadError::PreconditionFailed),
+    }
+    let range = match conditional::evaluate_range(headers, method, &meta) {
+        RangeDecision::Full => None,
+        RangeDecision::Partial(r) => Some(r),
+        RangeDecision::Unsatisfiable => return Err(DownloadError::RangeNotSatisfiable { size: meta.size }),
+    };
+
+    let mut h = HeaderMap::with_capacity(12);
+    object_headers(&mut h, &meta, key.file_name());
+    let length = match range {
+        Some(r) => {
+            h.insert(header::CONTENT_RANGE, header_value(&format!("bytes {}-{}/{}", r.start, r.last(), meta.size)));
+            r.len
+        }
+        None => meta.size,
+    };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+
+    // HEAD is answered from metadata alone.
+    let body = if method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        let stream = state.storage.get(&key, range, &meta).await?;
+        let guard = state.active_downloads.start();
+        Body::from_stream(storage::guarded(stream, length, state.storage_idle_timeout, guard))
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *response.headers_mut() = h;
+    Ok(response)
+}
+
+/// Headers every object response carries (200, 206, and most of them on 304).
+fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, file_name: &str) {
+    validator_headers(h, meta);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_TYPE, header_value(&content_type(meta, file_name)));
+    h.insert(header::CONTENT_DISPOSITION, header_value(&conditional::content_disposition(file_name)));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+fn validator_headers(h: &mut HeaderMap, meta: &ObjectMeta) {
+    h.insert(header::ETAG, header_value(&meta.etag));
+    h.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(meta.last_modified)));
+    // Signed URLs are per customer: shared caches must not keep the bytes.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+}
+
+fn not_modified(meta: &ObjectMeta) -> axum::response::Response {
+    let mut r = StatusCode::NOT_MODIFIED.into_response();
+    validator_headers(r.headers_mut(), meta);
+    r
+}
+
+/// Storage's content type unless it is a generic default; else a guess from the
+/// file name; else `application/octet-stream`.
+fn content_type(meta: &ObjectMeta, file_name: &str) -> String {
+    match meta.content_type.as_deref() {
+        Some(ct) if ct != "application/octet-stream" && ct != "binary/octet-stream" => ct.to_owned(),
+        _ => mime_guess::from_path(file_name).first_or_octet_stream().essence_str().to_owned(),
+    }
+}
+
+/// A header value from text we built; anything unrepresentable becomes empty
+/// rather than a panic.
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_paths_map_to_keys() {
+        assert_eq!(object_key_for_path("/d/app/1.0/app.tar.gz").unwrap().as_str(), "app/1.0/app.tar.gz");
+        assert_eq!(object_key_for_path("/d/app/1.0/My%20App.dmg").unwrap().as_str(), "app/1.0/My App.dmg");
+        for bad in [
+            "/d/app/1.0",
+            "/d/app/1.0/x/y",
+            "/d/app/../x",
+            "/d/app/1.0/..%2F..%2Fetc%2Fpasswd",
+            "/d/app/%2e%2e/x",
+            "/d/app/1.0/%00",
+            "/d/app/1.0/%zz",
+            "/x/app/1.0/a",
+        ] {
+            assert!(object_key_for_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_problem_with_a_code() {
+        let errors = [
+            DownloadError::BadPath,
+            DownloadError::Token(TokenError::InvalidSignature),
+            DownloadError::NotFound,
+            DownloadError::PreconditionFailed,
+            DownloadError::RangeNotSatisfiable { size: 3 },
+            DownloadError::Storage(StorageError::Unavailable("secret detail".into())),
+            DownloadError::Storage(StorageError::Upstream("secret detail".into())),
+        ];
+        let expected = [
+            (400, "invalid_path"),
+            (403, "invalid_signature"),
+            (404, "not_found"),
+            (412, "precondition_failed"),
+            (416, "range_not_satisfiable"),
+            (503, "upstream_unavailable"),
+            (502, "upstream_unavailable"),
+        ];
+        for (e, (status, code)) in errors.iter().zip(expected) {
+            let p = e.to_problem();
+            assert_eq!((p.status, p.code), (status, code), "{e:?}");
+            assert!(!p.detail.unwrap_or_default().contains("secret detail"));
+        }
+    }
+
+    #[test]
+    fn content_type_prefers_specific_storage_types() {
+        let mut m =
+            ObjectMeta { size: 1, last_modified: std::time::UNIX_EPOCH, etag: "\"x\"".into(), content_type: None };
+        assert_eq!(content_type(&m, "a.zip"), "application/zip");
+        assert_eq!(content_type(&m, "a.unknownext"), "application/octet-stream");
+        m.content_type = Some("binary/octet-stream".into());
+        assert_eq!(content_type(&m, "a.zip"), "application/zip");
+        m.content_type = Some("application/x-apple-diskimage".into());
+        assert_eq!(content_type(&m, "a.zip"), "application/x-apple-diskimage");
+    }
+}

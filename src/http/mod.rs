@@ -1,0 +1,148 @@
+//! The HTTP surfaces. Each module is one surface; [`problem`] is the error body
+//! they share.
+
+pub mod conditional;
+pub mod download;
+pub mod health;
+pub mod problem;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use ipnet::IpNet;
+
+use crate::clock::Clock;
+use crate::signing::KeyRing;
+use crate::storage::BlobStore;
+
+/// Everything a request handler needs; shared by all requests.
+#[derive(Debug)]
+pub struct AppState {
+    pub keys: KeyRing,
+    pub storage: Arc<dyn BlobStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Seconds of clock difference tolerated on token times.
+    pub clock_skew: u64,
+    pub storage_idle_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub active_downloads: DownloadGauge,
+}
+
+/// The number of response bodies being streamed right now.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadGauge(Arc<AtomicUsize>);
+
+impl DownloadGauge {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Count one download until the returned guard is dropped.
+    pub fn start(&self) -> DownloadGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        DownloadGuard(self.0.clone())
+    }
+}
+
+#[derive(Debug)]
+pub struct DownloadGuard(Arc<AtomicUsize>);
+
+impl Drop for DownloadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The TCP peer of a connection; the server inserts it into every request.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The public listener: data plane and health.
+pub fn public_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/d/{*path}", get(download::download))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
+        .with_state(state)
+}
+
+/// The admin listener: health and readiness.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
+        .with_state(state)
+}
+
+/// The client's address. `X-Forwarded-For` is believed only when the peer is a
+/// trusted proxy, and then read from the right, skipping trusted hops.
+// SECURITY: anyone can send X-Forwarded-For; believing it from an untrusted peer
+// would let a client pick the address that IP-bound URLs are checked against.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_only_believed_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 203.0.113.5, 10.0.0.7"));
+        let lb: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(lb, &h, &trusted), "203.0.113.5".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
+        h.insert("x-forwarded-for", HeaderValue::from_static("junk, 10.0.0.9"));
+        assert_eq!(client_ip(lb, &h, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn gauge_counts_until_guard_drops() {
+        let g = DownloadGauge::default();
+        let a = g.start();
+        let b = g.start();
+        assert_eq!(g.get(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(g.get(), 0);
+    }
+}

@@ -1,0 +1,24 @@
+//! Tollgate: an entitlement-aware content-download gateway for software vendors.
+//!
+//! The binary (`src/main.rs`) is a thin wrapper around [`cli::run`]; everything
+//! else lives here so that tests drive the real server on port 0.
+//!
+//! Layout, one module per concern:
+//! - [`config`]: typed configuration, layering (defaults < file < env < flags), secrets.
+//! - [`signing`]: the native signed-URL format and the key ring.
+//! - [`storage`]: blob storage behind one trait (local directory, S3).
+//! - [`http`]: the HTTP surfaces (data plane, health) and RFC 9457 problems.
+//! - [`server`]: listeners, TLS, connection limits, timeouts and graceful shutdown.
+//! - [`app`]: assembling a gateway from configuration.
+//! - [`cli`]: the `tollgate` command line.
+//! - [`telemetry`]: logging setup and the per-request span.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod signing;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,38 @@
+//! TLS for the public listener, with rustls and PEM files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+
+/// Build a rustls server config from PEM files, offering `h2` over ALPN when
+/// HTTP/2 is on.
+pub fn server_config(tls: &TlsConfig, http2: bool) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = load_certs(&tls.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .with_context(|| format!("server.tls.key_file: no usable private key in {}", tls.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("server.tls: the certificate and key do not form a usable pair")?;
+    config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    Ok(Arc::new(config))
+}
+
+fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("server.tls.cert_file: cannot read {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("server.tls.cert_file: bad PEM in {}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("server.tls.cert_file: no certificate in {}", path.display());
+    }
+    Ok(certs)
+}

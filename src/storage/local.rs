@@ -1,0 +1,120 @@
+//! Blobs in a local directory: `<root>/<key>`.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ObjectKey, ObjectMeta, StorageError};
+use crate::clock::unix_seconds;
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    /// Canonical (symlink-free, absolute) root.
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Use `root`, creating it if needed.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(Self { root: std::fs::canonicalize(root)? })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file behind `key`, resolved through any symlinks.
+    async fn resolve(&self, key: &ObjectKey) -> Result<PathBuf, StorageError> {
+        let mut path = self.root.clone();
+        path.extend(key.segments());
+        let real = match tokio::fs::canonicalize(&path).await {
+            Ok(p) => p,
+            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        // SECURITY: a symlink under the root may point anywhere; serving its target
+        // would expose arbitrary files. Only targets inside the root are served.
+        // (ObjectKey already refuses `..` and absolute segments.)
+        if !real.starts_with(&self.root) {
+            tracing::warn!(key = %key, "refusing a symlink that leads outside the blob root");
+            return Err(StorageError::NotFound);
+        }
+        Ok(real)
+    }
+}
+
+fn is_not_found(e: &std::io::Error) -> bool {
+    // ENOTDIR: a path component is a file, e.g. `app.zip/x`.
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+fn meta_of(m: &std::fs::Metadata) -> Result<ObjectMeta, StorageError> {
+    if !m.is_file() {
+        return Err(StorageError::NotFound);
+    }
+    let last_modified = m.modified()?;
+    let nanos = last_modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Ok(ObjectMeta {
+        size: m.len(),
+        last_modified: std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds(last_modified)),
+        // Size and nanosecond mtime: changes whenever the file is replaced.
+        etag: format!("\"{:x}-{:x}\"", m.len(), nanos),
+        content_type: None,
+    })
+}
+
+#[async_trait::async_trait]
+impl BlobStore for LocalStore {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError> {
+        let path = self.resolve(key).await?;
+        meta_of(&tokio::fs::metadata(&path).await?)
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<ByteRange>,
+        expected: &ObjectMeta,
+    ) -> Result<ByteStream, StorageError> {
+        let path = self.resolve(key).await?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.read(true);
+        // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
+        // for the file since then fail instead of being followed.
+        options.custom_flags(libc::O_NOFOLLOW);
+        let mut file = match options.open(&path).await {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        // Metadata of the open handle: what we stream is exactly this version.
+        let meta = meta_of(&file.metadata().await?)?;
+        if meta.etag != expected.etag {
+            return Err(StorageError::Changed);
+        }
+        let range = range.unwrap_or(ByteRange { start: 0, len: meta.size });
+        if range.len > 0 && range.last() >= meta.size {
+            return Err(StorageError::Changed);
+        }
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let reader = file.take(range.len);
+        Ok(Box::pin(ReaderStream::with_capacity(reader, CHUNK_SIZE).map_err(StorageError::Io)))
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        let m = tokio::fs::metadata(&self.root).await?;
+        if m.is_dir() {
+            Ok(())
+        } else {
+            Err(StorageError::Unavailable(format!("{} is not a directory", self.root.display())))
+        }
+    }
+}

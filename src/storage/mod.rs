@@ -1,0 +1,198 @@
+//! Blob storage behind one trait: a local directory ([`local`]) or an
+//! S3-compatible bucket ([`s3`]). Objects are streamed in bounded chunks; nothing
+//! is ever read whole into memory.
+
+pub mod local;
+pub mod s3;
+mod stream;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use stream::guarded;
+
+use crate::config::{Config, StorageBackend};
+
+/// A stream of object bytes. An `Err` item means the object could not be read to
+/// the end: the consumer must treat the transfer as failed.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>;
+
+/// Read size for local files and the chunk size streamed to clients.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+
+/// A validated object key: `/`-separated segments, none empty, none starting with
+/// `.`, none holding `\`, NUL or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid object key: {0}")]
+pub struct KeyError(&'static str);
+
+/// Longest key accepted; S3's own limit is 1024 bytes, and a prefix may be added.
+pub const MAX_KEY_LEN: usize = 900;
+
+impl ObjectKey {
+    /// Build a key from decoded segments.
+    pub fn from_segments<S: AsRef<str>>(segments: &[S]) -> Result<Self, KeyError> {
+        if segments.is_empty() {
+            return Err(KeyError("no segments"));
+        }
+        let mut key = String::new();
+        for (i, s) in segments.iter().enumerate() {
+            let s = s.as_ref();
+            check_segment(s)?;
+            if i > 0 {
+                key.push('/');
+            }
+            key.push_str(s);
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(KeyError("too long"));
+        }
+        Ok(Self(key))
+    }
+
+    /// Parse a `/`-separated key.
+    pub fn parse(key: &str) -> Result<Self, KeyError> {
+        Self::from_segments(&key.split('/').collect::<Vec<_>>())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// The last segment: the file name.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// SECURITY: keys become file-system paths and S3 keys. Refusing `.`-leading
+// segments rules out `.` and `..` (path traversal) and keeps temporary and hidden
+// files unreachable; refusing `\` and control characters rules out Windows-style
+// separators, NUL truncation and log/header injection.
+fn check_segment(s: &str) -> Result<(), KeyError> {
+    if s.is_empty() {
+        return Err(KeyError("empty segment"));
+    }
+    if s.starts_with('.') {
+        return Err(KeyError("segment starts with '.'"));
+    }
+    if s.len() > 255 {
+        return Err(KeyError("segment longer than 255 bytes"));
+    }
+    if s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+        return Err(KeyError("segment holds '/', '\\' or a control character"));
+    }
+    Ok(())
+}
+
+/// What a backend knows about an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub last_modified: SystemTime,
+    /// A strong entity tag, quoted as sent in `ETag`.
+    pub etag: String,
+    pub content_type: Option<String>,
+}
+
+/// A byte range within an object: `len` bytes from `start`. Never empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl ByteRange {
+    /// Index of the last byte, inclusive.
+    pub fn last(&self) -> u64 {
+        self.start + self.len - 1
+    }
+}
+
+/// Where a storage failure came from, so the HTTP layer can choose the status.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object not found")]
+    NotFound,
+    /// The object changed between the metadata read and the body read.
+    #[error("object changed while being read")]
+    Changed,
+    #[error("storage timed out: {0}")]
+    Timeout(&'static str),
+    /// The service could not be reached or refused service (connection errors,
+    /// 5xx, throttling): worth retrying.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The service answered with something unexpected.
+    #[error("storage error: {0}")]
+    Upstream(String),
+    #[error("stream ended after {sent} of {expected} bytes")]
+    Truncated { sent: u64, expected: u64 },
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A blob store. Implementations stream; none buffers an object whole.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + fmt::Debug {
+    /// Short backend name for logs and metrics: `local`, `s3`.
+    fn backend(&self) -> &'static str;
+
+    /// The object's metadata, without reading its body.
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError>;
+
+    /// Stream the object, or `range` of it. `expected` is the metadata the caller
+    /// based its response on; if the object no longer matches it, the read fails
+    /// with [`StorageError::Changed`] instead of mixing two versions.
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<ByteRange>,
+        expected: &ObjectMeta,
+    ) -> Result<ByteStream, StorageError>;
+
+    /// Is the store reachable and usable? For readiness probes.
+    async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// Build the configured backend.
+pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match config.storage.backend {
+        StorageBackend::Local => Arc::new(local::LocalStore::open(&config.blob_root())?),
+        StorageBackend::S3 => Arc::new(s3::S3Store::from_config(config).await?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reject_traversal_and_oddities() {
+        assert!(ObjectKey::parse("app/1.0/app.tar.gz").is_ok());
+        assert!(ObjectKey::parse("app/1.0/My App (x64).dmg").is_ok());
+        for bad in ["", "app//x", "app/../etc/passwd", "app/./x", "app/.hidden", "a\\b", "a/b\0c", "a/b\nc", "/abs"] {
+            assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ObjectKey::parse(&"a/".repeat(500)).is_err());
+        assert_eq!(ObjectKey::parse("a/b/c.zip").unwrap().file_name(), "c.zip");
+    }
+}

@@ -1,0 +1,143 @@
+//! The adapter every object stream passes through on its way to a client.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use super::{ByteStream, StorageError};
+
+struct State<G> {
+    inner: ByteStream,
+    expected: u64,
+    sent: u64,
+    idle: Duration,
+    done: bool,
+    span: tracing::Span,
+    _guard: G,
+}
+
+/// Wrap an object stream so that it delivers exactly `expected` bytes or fails:
+/// a stall longer than `idle` between chunks, a storage error, an early end or
+/// an overlong object all become an `Err` item, which makes the HTTP layer cut
+/// the response instead of ending it as if complete. `guard` lives as long as
+/// the stream, so dropping the stream (client gone) releases it, and the storage
+/// read is cancelled with it.
+pub fn guarded<G: Send + 'static>(inner: ByteStream, expected: u64, idle: Duration, guard: G) -> ByteStream {
+    let state = State { inner, expected, sent: 0, idle, done: false, span: tracing::Span::current(), _guard: guard };
+    Box::pin(futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let span = s.span.clone();
+        let item = next_chunk(&mut s).instrument(span).await;
+        match item {
+            Some(Err(e)) => {
+                s.done = true;
+                tracing::warn!(parent: &s.span, error = %e, sent = s.sent, expected = s.expected, "object stream failed; cutting the response");
+                Some((Err(e), s))
+            }
+            Some(Ok(chunk)) => Some((Ok(chunk), s)),
+            None => None,
+        }
+    }))
+}
+
+async fn next_chunk<G>(s: &mut State<G>) -> Option<Result<bytes::Bytes, StorageError>> {
+    loop {
+        let next = match tokio::time::timeout(s.idle, s.inner.next()).await {
+            Ok(next) => next,
+            Err(_) => return Some(Err(StorageError::Timeout("no data from storage within the idle timeout"))),
+        };
+        return match next {
+            Some(Ok(chunk)) if chunk.is_empty() => continue,
+            Some(Ok(chunk)) => {
+                let len = chunk.len() as u64;
+                if s.sent + len > s.expected {
+                    return Some(Err(StorageError::Upstream("object is longer than its metadata says".into())));
+                }
+                s.sent += len;
+                Some(Ok(chunk))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None if s.sent == s.expected => None,
+            None => Some(Err(StorageError::Truncated { sent: s.sent, expected: s.expected })),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bytes::Bytes;
+    use futures_util::stream;
+
+    use super::*;
+
+    fn chunks(parts: Vec<Result<&'static str, StorageError>>) -> ByteStream {
+        Box::pin(stream::iter(parts.into_iter().map(|p| p.map(|s| Bytes::from_static(s.as_bytes())))))
+    }
+
+    async fn collect(s: ByteStream) -> (String, Option<StorageError>) {
+        let mut out = String::new();
+        let mut s = s;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.push_str(std::str::from_utf8(&b).unwrap()),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn exact_length_passes() {
+        let (body, err) = collect(guarded(chunks(vec![Ok("ab"), Ok(""), Ok("cd")]), 4, IDLE, ())).await;
+        assert_eq!(body, "abcd");
+        assert!(err.is_none());
+    }
+
+    #[tokio::test]
+    async fn short_stream_fails_instead_of_ending() {
+        let (body, err) = collect(guarded(chunks(vec![Ok("ab")]), 4, IDLE, ())).await;
+        assert_eq!(body, "ab");
+        assert!(matches!(err, Some(StorageError::Truncated { sent: 2, expected: 4 })));
+    }
+
+    #[tokio::test]
+    async fn long_stream_and_errors_fail() {
+        let (_, err) = collect(guarded(chunks(vec![Ok("abcde")]), 4, IDLE, ())).await;
+        assert!(matches!(err, Some(StorageError::Upstream(_))));
+        let (body, err) =
+            collect(guarded(chunks(vec![Ok("a"), Err(StorageError::Timeout("x")), Ok("b")]), 2, IDLE, ())).await;
+        assert_eq!(body, "a");
+        assert!(matches!(err, Some(StorageError::Timeout(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stall_between_chunks_fails() {
+        let stalled: ByteStream = Box::pin(stream::iter([Ok(Bytes::from_static(b"a"))]).chain(stream::pending()));
+        let (body, err) = collect(guarded(stalled, 2, IDLE, ())).await;
+        assert_eq!(body, "a");
+        assert!(matches!(err, Some(StorageError::Timeout(_))));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_releases_the_guard() {
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let s = guarded(chunks(vec![Ok("ab")]), 2, IDLE, Flag(dropped.clone()));
+        assert!(!dropped.load(Ordering::SeqCst));
+        drop(s);
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+}
