@@ -286,15 +286,8 @@ impl Config {
                 return fail(key, "must be greater than zero".into());
             }
         }
-        if s.listen == self.admin.listen {
+        if s.listen == self.admin.listen && s.listen.port() != 0 {
             return fail("admin.listen", format!("{} is also server.listen", s.listen));
-        }
-        if let Some(tls) = &s.tls {
-            for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
-                if !path.is_file() {
-                    return fail(key, format!("{} is not a readable file", path.display()));
-                }
-            }
         }
         self.validate_signing()?;
         if self.storage.backend == StorageBackend::S3 {

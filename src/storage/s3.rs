@@ -142,6 +142,10 @@ impl BlobStore for S3Store {
             req = req.range(format!("bytes={}-{}", r.start, r.last()));
         }
         let out = req.send().await.map_err(classify)?;
+        // Not every S3-compatible service honours If-Match; check the answer too.
+        if out.e_tag.as_deref().is_some_and(|tag| tag.trim_matches('"') != expected.etag.trim_matches('"')) {
+            return Err(StorageError::Changed);
+        }
         Ok(into_stream(out.body))
     }
 

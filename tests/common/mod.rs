@@ -1,0 +1,306 @@
+//! Test harness: a real gateway on port 0, a real S3-compatible server (s3s-fs)
+//! over HTTP on port 0, and a small HTTP client. Each test module uses part of it.
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+use tollgate::config::{Config, S3Config, Secret, StorageBackend};
+use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
+use tollgate::storage::{BlobStore, ObjectKey};
+
+pub const S3_ACCESS_KEY: &str = "tollgate-test";
+pub const S3_SECRET_KEY: &str = "tollgate-test-secret";
+pub const BUCKET: &str = "releases";
+
+/// Which blob backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// An in-process S3-compatible server (s3s-fs) on a free port.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: TempDir,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+        let service = builder.build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let conn_tasks = tasks.clone();
+        let accept = tokio::spawn(async move {
+            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { break };
+                let service = service.clone();
+                let http = http.clone();
+                let task = tokio::spawn(async move {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                });
+                conn_tasks.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Self { endpoint: format!("http://{addr}"), root, tasks }
+    }
+
+    /// Stop listening and cut every open connection, as a crashed server would.
+    pub fn kill(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub fn config(&self) -> S3Config {
+        S3Config {
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(self.endpoint.clone()),
+            prefix: String::new(),
+            force_path_style: true,
+            access_key_id: Some(S3_ACCESS_KEY.into()),
+            secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
+            secret_access_key_file: None,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blob backend with a way to place objects in it directly.
+pub struct Blobs {
+    pub backend: Backend,
+    pub dir: TempDir,
+    pub s3: Option<S3Server>,
+}
+
+impl Blobs {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = match backend {
+            Backend::Local => None,
+            Backend::S3 => Some(S3Server::start().await),
+        };
+        Self { backend, dir, s3 }
+    }
+
+    /// A config using this backend, with data under a temp dir, both listeners
+    /// on free loopback ports and a fixed signing key.
+    pub fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.data_dir = self.dir.path().join("data");
+        c.server.listen = "127.0.0.1:0".parse().unwrap();
+        c.admin.listen = "127.0.0.1:0".parse().unwrap();
+        c.server.shutdown_grace = Duration::from_secs(5);
+        c.storage.local.root = Some(self.local_root());
+        if let Some(s3) = &self.s3 {
+            c.storage.backend = StorageBackend::S3;
+            c.storage.s3 = Some(s3.config());
+            c.storage.first_byte_timeout = Duration::from_secs(5);
+            c.storage.idle_timeout = Duration::from_secs(5);
+        }
+        c
+    }
+
+    pub fn local_root(&self) -> PathBuf {
+        self.dir.path().join("blobs")
+    }
+
+    /// The file behind a key: the local root, or s3s-fs's own directory.
+    pub fn file_path(&self, key: &str) -> PathBuf {
+        match &self.s3 {
+            None => self.local_root().join(key),
+            Some(s3) => s3.root.path().join(BUCKET).join(key),
+        }
+    }
+
+    /// Put an object: a plain file for the local backend, a PUT over HTTP for S3.
+    pub async fn put(&self, key: &str, body: &[u8]) {
+        match self.backend {
+            Backend::Local => {
+                let path = self.file_path(key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, body).unwrap();
+            }
+            Backend::S3 => {
+                let s3 = tollgate::storage::s3::S3Store::from_config(&self.config()).await.unwrap();
+                s3.put_small(&ObjectKey::parse(key).unwrap(), body.to_vec()).await.unwrap();
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Arc<dyn BlobStore> {
+        tollgate::storage::from_config(&self.config()).await.unwrap()
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub state: Arc<tollgate::http::AppState>,
+    pub keys: KeyRing,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub async fn start(config: &Config) -> Self {
+        let gw = tollgate::app::Gateway::bind(config).await.unwrap();
+        let (public, admin, state) = (gw.public_addr(), gw.admin_addr(), gw.state());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(gw.run(async move {
+            let _ = rx.await;
+        }));
+        let keys = state.keys.clone();
+        Self { public, admin, state, keys, stop: Some(tx), task: Some(task) }
+    }
+
+    /// Ask for a graceful shutdown; returns the task that finishes when it has.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap()
+    }
+
+    /// A signed path+query for `key` ("product/version/file"), valid for 15 min.
+    pub fn signed(&self, key: &str) -> String {
+        self.signed_with(key, |_| {})
+    }
+
+    pub fn signed_with(&self, key: &str, tweak: impl FnOnce(&mut Claims)) -> String {
+        let path = encode_path(&format!("/d/{key}")).into_owned();
+        let now = tollgate::clock::unix_seconds(std::time::SystemTime::now());
+        let mut claims = Claims {
+            scope: Scope::Path(path.clone()),
+            expires: now + 900,
+            not_before: None,
+            customer: Some("acme".into()),
+            grant: Some("g1".into()),
+            client_net: None,
+        };
+        tweak(&mut claims);
+        let query = self.keys.sign(&claims).unwrap();
+        format!("{path}?{query}")
+    }
+
+    /// Wait (bounded) until no download is streaming.
+    pub async fn wait_for_no_downloads(&self) -> bool {
+        for _ in 0..200 {
+            if self.state.active_downloads.get() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// A response with its body read to the end (or the error that cut it).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Result<Bytes, String>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        self.body.as_ref().expect("body was cut")
+    }
+
+    /// The problem body's `code`.
+    pub fn code(&self) -> String {
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{self:?}");
+        let v: serde_json::Value = serde_json::from_slice(self.bytes()).unwrap();
+        assert_eq!(v["status"].as_u64(), Some(u64::from(self.status)));
+        v["code"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Send one HTTP/1.1 request on a new connection and read the whole response.
+pub async fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+    let response = send(addr, method, target, headers).await;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).map_err(|e| e.to_string());
+    Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+pub async fn get(addr: SocketAddr, target: &str) -> Reply {
+    request(addr, "GET", target, &[]).await
+}
+
+/// Send a request and return the response with its body unread.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> hyper::Response<Incoming> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(target).header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()).await.unwrap()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Deterministic pseudo-random bytes (no two 64 KiB chunks alike).
+pub fn test_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
