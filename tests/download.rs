@@ -136,7 +136,13 @@ async fn token_failures_are_403_with_codes(backend: Backend) {
         (tampered, "invalid_signature"),
         (good.replace("exp=", "exp=1"), "invalid_signature"),
         (gw.signed_with(KEY, |c| c.expires = now - 3600), "expired"),
-        (gw.signed_with(KEY, |c| { c.not_before = Some(now + 3600); c.expires = now + 7200; }), "not_yet_valid"),
+        (
+            gw.signed_with(KEY, |c| {
+                c.not_before = Some(now + 3600);
+                c.expires = now + 7200;
+            }),
+            "not_yet_valid",
+        ),
         (gw.signed_with(KEY, |c| c.client_net = Some("203.0.113.0/24".parse().unwrap())), "address_not_allowed"),
         (good.replace("kid=k1", "kid=k9"), "unknown_key"),
         (good.split("&sig=").next().unwrap().to_owned(), "malformed_token"),

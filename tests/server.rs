@@ -90,7 +90,8 @@ async fn cleartext_http2_with_prior_knowledge() {
     blobs.put(KEY, b"h2c").await;
     let gw = Gateway::start(&blobs.config()).await;
     let tcp = TcpStream::connect(gw.public).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
     let req = hyper::Request::builder()
         .uri(format!("http://localhost{}", gw.signed(KEY)))

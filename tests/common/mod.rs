@@ -271,12 +271,7 @@ pub async fn get(addr: SocketAddr, target: &str) -> Reply {
 }
 
 /// Send a request and return the response with its body unread.
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> hyper::Response<Incoming> {
+pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> hyper::Response<Incoming> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
@@ -303,4 +298,11 @@ pub fn test_bytes(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// The body of the fenced block whose info string is `info` in a Markdown file.
+pub fn fenced_block(markdown: &str, info: &str) -> String {
+    let start = markdown.find(&format!("```{info}\n")).unwrap_or_else(|| panic!("no ```{info} block"));
+    let body = &markdown[start + info.len() + 4..];
+    body[..body.find("\n```").unwrap()].to_owned()
 }

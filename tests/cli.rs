@@ -1,0 +1,195 @@
+//! The `tollgate` binary end to end, as the README uses it: `serve` on the
+//! embedded default, `sign` a URL, download it with curl (whole, ranged and
+//! resumed), and `verify`/`keygen`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{sha256_hex, test_bytes};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn tollgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).env_remove("TOLLGATE_CONFIG").output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error"])
+        .args(args)
+        .output()
+        .expect("`curl` is needed for this test; scripts/test.sh installs it")
+}
+
+/// A `tollgate serve` process, killed if a test fails before stopping it.
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `tollgate serve` in `dir` on free ports; returns the process, the public
+/// address and the log lines printed before it was ready.
+fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited early: {lines:?}");
+        if line.contains("public listener ready") {
+            let at = line.find("addr=").unwrap() + 5;
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+        lines.push(line);
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (Server(Some(child)), addr, lines)
+}
+
+/// SIGTERM, then expect a clean exit.
+fn stop(mut server: Server) {
+    let mut child = server.0.take().unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve did not exit cleanly on SIGTERM: {exit:?}");
+}
+
+#[test]
+fn readme_flow_serve_sign_and_download_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = test_bytes(3 * 1024 * 1024 + 7);
+    let blob = dir.path().join("data/blobs/app/1.4.2/app-1.4.2.tar.gz");
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &data).unwrap();
+
+    let (server, addr, log) = serve(dir.path(), &[("TOLLGATE_SIGNING__CLOCK_SKEW", "0s")]);
+    // First start: the signing key was created, 0600, and its location printed.
+    let key_file = dir.path().join("data/secrets/signing-key-k1");
+    assert!(log.iter().any(|l| l.contains("created a new signing key") && l.contains("signing-key-k1")), "{log:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let base = format!("http://{addr}");
+    let sign = tollgate(dir.path(), &["sign", "app/1.4.2/app-1.4.2.tar.gz", "--customer", "acme", "--base-url", &base]);
+    assert!(sign.status.success(), "{sign:?}");
+    let url = stdout(&sign);
+    assert!(url.starts_with(&format!("{base}/d/app/1.4.2/app-1.4.2.tar.gz?exp=")), "{url}");
+
+    // Whole file.
+    let out = dir.path().join("download");
+    let o = curl(&["-f", "-o", out.to_str().unwrap(), &url]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), sha256_hex(&data));
+
+    // curl -r: a byte range.
+    let o = curl(&["-f", "-r", "1000-1999", &url]);
+    assert_eq!(o.stdout, data[1000..2000]);
+
+    // curl -C -: resume a partial file.
+    std::fs::write(&out, &data[..1_234_567]).unwrap();
+    let o = curl(&["-f", "-C", "-", "-o", out.to_str().unwrap(), &url]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), sha256_hex(&data));
+
+    // One changed character in the token: 403 invalid_signature.
+    let (head, sig) = url.rsplit_once("sig=").unwrap();
+    let mut sig = sig.to_owned().into_bytes();
+    sig[0] = if sig[0] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{head}sig={}", String::from_utf8(sig).unwrap());
+    let o = curl(&["-w", "\n%{http_code}", &tampered]);
+    let text = stdout(&o);
+    assert!(text.ends_with("403") && text.contains("\"code\":\"invalid_signature\""), "{text}");
+
+    // An expired URL: 403 expired.
+    let short =
+        stdout(&tollgate(dir.path(), &["sign", "app/1.4.2/app-1.4.2.tar.gz", "--ttl", "1s", "--base-url", &base]));
+    std::thread::sleep(Duration::from_millis(2100));
+    let text = stdout(&curl(&["-w", "\n%{http_code}", &short]));
+    assert!(text.ends_with("403") && text.contains("\"code\":\"expired\""), "{text}");
+
+    // verify explains both verdicts.
+    let ok = tollgate(dir.path(), &["verify", &url]);
+    assert!(ok.status.success());
+    assert!(stdout(&ok).contains("result:      VALID"), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("customer:    acme"));
+    let bad = tollgate(dir.path(), &["verify", &tampered]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).contains("INVALID (invalid_signature)"), "{}", stdout(&bad));
+
+    stop(server);
+}
+
+#[test]
+fn keygen_writes_a_private_file_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = tollgate(dir.path(), &["keygen"]);
+    assert!(printed.status.success());
+    assert_eq!(tollgate::signing::decode_key("k", &stdout(&printed)).unwrap().len(), 32);
+    let o = tollgate(dir.path(), &["keygen", "--id", "k2", "--out", "keys/k2"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("id = \"k2\""));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys/k2")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(!tollgate(dir.path(), &["keygen", "--id", "k2", "--out", "keys/k2"]).status.success());
+}
+
+#[test]
+fn bad_configuration_exits_2_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nmax_conections = 5\n").unwrap();
+    let o = tollgate(dir.path(), &["serve", "--config", "bad.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("max_conections"), "{o:?}");
+    let o = tollgate(dir.path(), &["sign", "a/b/c", "--set", "signing.default_ttl=soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("signing.default_ttl"), "{o:?}");
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["sign", "--help"],
+        vec!["verify", "--help"],
+        vec!["keygen", "--help"],
+    ] {
+        let o = tollgate(dir.path(), &cmd);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(stdout(&o).contains("Usage: tollgate"), "{cmd:?}");
+    }
+}

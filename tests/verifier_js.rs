@@ -1,0 +1,141 @@
+//! The JavaScript reference verifier in docs/signed-urls.md, run with node,
+//! agrees with the Rust verifier on URLs the Rust code produced: valid ones and
+//! tampered, expired, early, misplaced and foreign ones.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, Scope, encode_path};
+
+const NOW: u64 = 1_800_000_000;
+const RUNNER: &str = r#"
+import { verifyTollgateUrl } from "./verifier.mjs";
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const out = [];
+for (const c of JSON.parse(input)) {
+  const r = await verifyTollgateUrl(c.url, { keys: c.keys, now: c.now, skew: c.skew, clientIp: c.client_ip });
+  out.push(r.ok ? "ok" : r.code);
+}
+console.log(JSON.stringify(out));
+"#;
+
+fn claims(path: &str) -> Claims {
+    Claims {
+        scope: Scope::Path(encode_path(path).into_owned()),
+        expires: NOW + 600,
+        not_before: None,
+        customer: Some("acme".into()),
+        grant: Some("g_42".into()),
+        client_net: None,
+    }
+}
+
+#[test]
+fn javascript_reference_verifier_agrees_with_rust() {
+    let old_secret = vec![0x11; 32];
+    let new_secret = vec![0x22; 32];
+    let old = KeyRing::new("k1", vec![KeyMaterial { id: "k1".into(), secret: old_secret.clone(), verify_only: false }])
+        .unwrap();
+    let ring = KeyRing::new(
+        "k2",
+        vec![
+            KeyMaterial { id: "k1".into(), secret: old_secret.clone(), verify_only: true },
+            KeyMaterial { id: "k2".into(), secret: new_secret.clone(), verify_only: false },
+        ],
+    )
+    .unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let keys = json!({ "k1": b64(&old_secret), "k2": b64(&new_secret) });
+
+    let path = "/d/app/1.4.2/app.tar.gz";
+    let url =
+        |c: &Claims, ring: &KeyRing| format!("https://dl.example.com{}?{}", c.scope.as_str(), ring.sign(c).unwrap());
+    let base = url(&claims(path), &ring);
+    let mut cases: Vec<(String, Option<&str>, u64, &str)> = vec![
+        (base.clone(), None, NOW, "ok"),
+        (base.clone(), None, NOW + 629, "ok"),
+        (base.clone(), None, NOW + 630, "expired"),
+        (base.replace("acme", "acmf"), None, NOW, "invalid_signature"),
+        (base.replace("exp=1800000600", "exp=1800000601"), None, NOW, "invalid_signature"),
+        (base.replace("app.tar.gz", "app.zip"), None, NOW, "invalid_signature"),
+        (base.replace("kid=k2", "kid=k7"), None, NOW, "unknown_key"),
+        (base.split("&sig=").next().unwrap().to_owned(), None, NOW, "malformed_token"),
+        (format!("{base}&exp=1"), None, NOW, "malformed_token"),
+        (url(&claims(path), &old), None, NOW, "ok"),
+    ];
+    let mut sig_flip = base.clone().into_bytes();
+    let i = sig_flip.len() - 5;
+    sig_flip[i] = if sig_flip[i] == b'Q' { b'R' } else { b'Q' };
+    cases.push((String::from_utf8(sig_flip).unwrap(), None, NOW, "invalid_signature"));
+
+    let unicode = url(&claims("/d/app/2.0/Setup Café.exe"), &ring);
+    cases.push((unicode.clone(), None, NOW, "ok"));
+    cases.push((unicode.replace("%C3%A9", "%c3%a9"), None, NOW, "ok"));
+
+    let mut c = claims(path);
+    c.not_before = Some(NOW + 100);
+    let early = url(&c, &ring);
+    cases.push((early.clone(), None, NOW, "not_yet_valid"));
+    cases.push((early, None, NOW + 70, "ok"));
+
+    let mut c = claims("");
+    c.scope = Scope::Prefix("/d/app/1.4.2/".into());
+    let q = ring.sign(&c).unwrap();
+    cases.push((format!("https://x/d/app/1.4.2/other.zip?{q}"), None, NOW, "ok"));
+    cases.push((format!("https://x/d/app/1.4.20/app.zip?{q}"), None, NOW, "wrong_path"));
+
+    let mut c = claims(path);
+    c.client_net = Some("203.0.113.0/24".parse().unwrap());
+    let v4 = url(&c, &ring);
+    cases.push((v4.clone(), Some("203.0.113.77"), NOW, "ok"));
+    cases.push((v4.clone(), Some("::ffff:203.0.113.77"), NOW, "ok"));
+    cases.push((v4.clone(), Some("203.0.114.1"), NOW, "address_not_allowed"));
+    cases.push((v4, None, NOW, "address_not_allowed"));
+    c.client_net = Some("2001:db8::/32".parse().unwrap());
+    let v6 = url(&c, &ring);
+    cases.push((v6.clone(), Some("2001:db8:ffff::1"), NOW, "ok"));
+    cases.push((v6.clone(), Some("2001:db9::1"), NOW, "address_not_allowed"));
+    cases.push((v6, Some("203.0.113.77"), NOW, "address_not_allowed"));
+
+    // The Rust verdicts are what we expect...
+    let mut input = Vec::new();
+    for (u, ip, now, want) in &cases {
+        let (p, q) =
+            u.split_once("://").map(|(_, rest)| &rest[rest.find('/').unwrap()..]).unwrap().split_once('?').unwrap();
+        let presented = Presented { path: p, query: q, client_ip: ip.map(|s| s.parse().unwrap()), now: *now, skew: 30 };
+        let got = ring.verify(&presented).map_or_else(|e| e.code(), |_| "ok");
+        assert_eq!(got, *want, "rust on {u} from {ip:?} at {now}");
+        input.push(json!({ "url": u, "keys": keys, "now": now, "skew": 30, "client_ip": ip }));
+    }
+
+    // ...and node, running the documented code, says the same.
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/signed-urls.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("verifier.mjs"), common::fenced_block(&doc, "js verifier")).unwrap();
+    std::fs::write(dir.path().join("runner.mjs"), RUNNER).unwrap();
+    let mut child = Command::new("node")
+        .arg("runner.mjs")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`node` is needed for this test; scripts/test.sh installs it");
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&input).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdicts.len(), cases.len());
+    for ((u, ip, now, want), got) in cases.iter().zip(&verdicts) {
+        assert_eq!(got, want, "node on {u} from {ip:?} at {now}");
+    }
+}
