@@ -14,7 +14,10 @@ use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, Scope, encode_p
 
 const NOW: u64 = 1_800_000_000;
 const RUNNER: &str = r#"
-import { verifyTollgateUrl } from "./verifier.mjs";
+// Node 18 (Debian's) has WebCrypto only under node:crypto; later versions and
+// edge runtimes have it as a global, which is what the verifier uses.
+if (!globalThis.crypto?.subtle) globalThis.crypto = (await import("node:crypto")).webcrypto;
+const { verifyTollgateUrl } = await import("./verifier.mjs");
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const out = [];

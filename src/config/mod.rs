@@ -297,10 +297,10 @@ impl Config {
             if s3.bucket.is_empty() {
                 return fail("storage.s3.bucket", "must not be empty".into());
             }
-            if let Some(ep) = &s3.endpoint {
-                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                    return fail("storage.s3.endpoint", format!("{ep:?} must start with http:// or https://"));
-                }
+            if let Some(ep) = &s3.endpoint
+                && !(ep.starts_with("http://") || ep.starts_with("https://"))
+            {
+                return fail("storage.s3.endpoint", format!("{ep:?} must start with http:// or https://"));
             }
             let has_secret = s3.secret_access_key.is_some() || s3.secret_access_key_file.is_some();
             if s3.access_key_id.is_some() != has_secret {

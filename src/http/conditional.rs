@@ -22,21 +22,20 @@ pub fn evaluate_preconditions(headers: &HeaderMap, method: &Method, meta: &Objec
         if !etag_list_matches(v, &meta.etag, true) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = date(headers, header::IF_UNMODIFIED_SINCE) {
-        if meta.last_modified > date {
-            return Precondition::Failed;
-        }
+    } else if let Some(date) = date(headers, header::IF_UNMODIFIED_SINCE)
+        && meta.last_modified > date
+    {
+        return Precondition::Failed;
     }
     if let Some(v) = text(headers, header::IF_NONE_MATCH) {
         if etag_list_matches(v, &meta.etag, false) {
             return if safe { Precondition::NotModified } else { Precondition::Failed };
         }
-    } else if safe {
-        if let Some(date) = date(headers, header::IF_MODIFIED_SINCE) {
-            if meta.last_modified <= date {
-                return Precondition::NotModified;
-            }
-        }
+    } else if safe
+        && let Some(date) = date(headers, header::IF_MODIFIED_SINCE)
+        && meta.last_modified <= date
+    {
+        return Precondition::NotModified;
     }
     Precondition::Proceed
 }
@@ -63,10 +62,10 @@ pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -
     let Some(spec) = text(headers, header::RANGE) else {
         return RangeDecision::Full;
     };
-    if let Some(cond) = text(headers, header::IF_RANGE) {
-        if !if_range_holds(cond, meta) {
-            return RangeDecision::Full;
-        }
+    if let Some(cond) = text(headers, header::IF_RANGE)
+        && !if_range_holds(cond, meta)
+    {
+        return RangeDecision::Full;
     }
     parse_range(spec, meta.size)
 }

@@ -179,10 +179,10 @@ impl KeyRing {
         // tells an attacker nothing about how much of a forged signature is right.
         mac.verify_slice(&sig).map_err(|_| TokenError::InvalidSignature)?;
 
-        if let Some(prefix) = token.pfx {
-            if !path.starts_with(prefix) {
-                return Err(TokenError::WrongPath { prefix: prefix.to_owned() });
-            }
+        if let Some(prefix) = token.pfx
+            && !path.starts_with(prefix)
+        {
+            return Err(TokenError::WrongPath { prefix: prefix.to_owned() });
         }
         let expires = parse_ts(token.exp)?;
         if let Some(nbf) = token.nbf {

@@ -114,8 +114,7 @@ impl Blobs {
     /// A config using this backend, with data under a temp dir, both listeners
     /// on free loopback ports and a fixed signing key.
     pub fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.data_dir = self.dir.path().join("data");
+        let mut c = Config { data_dir: self.dir.path().join("data"), ..Config::default() };
         c.server.listen = "127.0.0.1:0".parse().unwrap();
         c.admin.listen = "127.0.0.1:0".parse().unwrap();
         c.server.shutdown_grace = Duration::from_secs(5);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run Tollgate's whole test suite: unit tests, the storage contract suite (local
+# directory and an in-process S3-compatible server), the gateway end to end, the
+# JavaScript reference verifier under node, and the benches once in test mode.
+#
+# Installs what the tests need and the machine lacks (Debian packages: node for
+# the reference verifier, curl for the end-to-end test), so it passes on a fresh
+# machine with nothing installed by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} from Debian's packages" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "test.sh: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo test --locked --all-targets
