@@ -46,7 +46,9 @@ fn bench(c: &mut Criterion) {
     let query2 = ring.sign(&c2).unwrap_or_default();
     let needs_norm = "/d/app/1.4.2/Setup%20App%20%c3%a9.exe";
     let presented2 = Presented { path: needs_norm, query: &query2, client_ip: None, now: NOW, skew: 30 };
-    c.bench_function("verify valid (path needs normalising)", |b| b.iter(|| ring.verify(black_box(&presented2)).is_ok()));
+    c.bench_function("verify valid (path needs normalising)", |b| {
+        b.iter(|| ring.verify(black_box(&presented2)).is_ok())
+    });
 
     let mut bad = query.clone();
     bad.pop();
