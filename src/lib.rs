@@ -5,6 +5,8 @@
 //!
 //! Layout, one module per concern:
 //! - [`config`]: typed configuration, layering (defaults < file < env < flags), secrets.
+//! - [`catalog`]: products, releases, artifacts, customers, entitlements.
+//! - [`entitlement`]: the pure entitlement decision.
 //! - [`signing`]: the native signed-URL format and the key ring.
 //! - [`storage`]: blob storage behind one trait (local directory, S3).
 //! - [`http`]: the HTTP surfaces (data plane, health) and RFC 9457 problems.
@@ -14,9 +16,11 @@
 //! - [`telemetry`]: logging setup and the per-request span.
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod entitlement;
 pub mod http;
 pub mod server;
 pub mod signing;

@@ -1,0 +1,191 @@
+//! The catalog's resources, as DESIGN.md names them: products, releases,
+//! artifacts, customers and entitlements. Plain data; the rules that relate
+//! them live in [`crate::entitlement`].
+
+use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An instant, in whole seconds since the Unix epoch; RFC 3339 text in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.0)))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map(|t| Timestamp(crate::clock::unix_seconds(t))).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time like 2026-01-31T00:00:00Z"))
+        })
+    }
+}
+
+/// How a product's downloads are delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The gateway streams the bytes.
+    #[default]
+    Proxy,
+    /// The gateway redirects to a short-lived presigned storage URL.
+    Redirect,
+    /// A CDN serves the bytes and validates a CDN-native token.
+    Edge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// Release channels. `stable ⊂ rc ⊂ beta ⊂ alpha`: an entitlement to `beta`
+/// covers stable, rc and beta releases. `dev` stands apart and covers only
+/// itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Stable,
+    Rc,
+    Beta,
+    Alpha,
+    Dev,
+}
+
+impl Channel {
+    /// Does an entitlement to `self` cover a release on `release`?
+    pub fn covers(self, release: Channel) -> bool {
+        match (self.rank(), release.rank()) {
+            (Some(mine), Some(theirs)) => theirs <= mine,
+            _ => self == release,
+        }
+    }
+
+    /// Position in the inclusion chain; `dev` has none.
+    fn rank(self) -> Option<u8> {
+        match self {
+            Channel::Stable => Some(0),
+            Channel::Rc => Some(1),
+            Channel::Beta => Some(2),
+            Channel::Alpha => Some(3),
+            Channel::Dev => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    Draft,
+    Published,
+    Yanked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub product: String,
+    pub version: Version,
+    pub channel: Channel,
+    pub status: ReleaseStatus,
+    /// Stamped at publication; compared with an entitlement's `maintenance_until`.
+    pub published_at: Option<Timestamp>,
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// The platform an artifact runs on, e.g. `linux-x86_64`; `any` runs everywhere.
+pub const PLATFORM_ANY: &str = "any";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub product: String,
+    pub version: Version,
+    pub filename: String,
+    pub platform: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+    pub content_type: Option<String>,
+    pub storage_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomerStatus {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub status: CustomerStatus,
+    /// When set, downloads are allowed only from these networks.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum License {
+    Perpetual,
+    Term,
+    Subscription,
+    Trial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntitlementStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+fn default_versions() -> VersionReq {
+    VersionReq::STAR
+}
+
+fn default_channels() -> Vec<Channel> {
+    vec![Channel::Stable]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub id: String,
+    pub customer: String,
+    pub product: String,
+    pub license: License,
+    pub starts_at: Timestamp,
+    /// Exclusive: the entitlement ends at this instant.
+    pub expires_at: Option<Timestamp>,
+    /// Releases published up to and including this instant are covered.
+    pub maintenance_until: Option<Timestamp>,
+    #[serde(default = "default_versions")]
+    pub versions: VersionReq,
+    #[serde(default = "default_channels")]
+    pub channels: Vec<Channel>,
+    /// `None`: every platform.
+    #[serde(default)]
+    pub platforms: Option<Vec<String>>,
+    pub status: EntitlementStatus,
+}
