@@ -1,21 +1,11 @@
 //! The data plane end to end: a real gateway on port 0 over both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Blobs, Gateway, get, request, sha256_hex, test_bytes};
 use http_body_util::BodyExt;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Local).await })*
-        }
-        mod s3 {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::S3).await })*
-        }
-    };
-}
 
 both_backends!(
     full_download_matches_and_carries_headers,

@@ -2,24 +2,14 @@
 //! real S3-compatible server over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Blobs, test_bytes};
 use futures_util::StreamExt;
 use tollgate::storage::{BlobStore, ByteRange, ByteStream, ObjectKey, StorageError};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Local).await })*
-        }
-        mod s3 {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::S3).await })*
-        }
-    };
-}
-
-contract!(
+both_backends!(
     head_reports_size_etag_and_time,
     get_streams_whole_and_ranges,
     missing_objects_are_not_found,

@@ -105,12 +105,13 @@ impl DownloadError {
 
 impl IntoResponse for DownloadError {
     fn into_response(self) -> axum::response::Response {
+        let problem = self.to_problem();
         match self.origin() {
             // The detail of a storage failure goes to the log, never to the client.
-            Origin::Storage => tracing::warn!(error = %self, "download failed in storage"),
-            Origin::Client => tracing::info!(code = self.to_problem().code, reason = %self, "download refused"),
+            Origin::Storage => tracing::warn!(code = problem.code, error = %self, "download failed in storage"),
+            Origin::Client => tracing::info!(code = problem.code, reason = %self, "download refused"),
         }
-        self.to_problem().into_response()
+        problem.into_response()
     }
 }
 

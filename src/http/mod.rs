@@ -64,20 +64,20 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// The public listener: data plane and health.
 pub fn public_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/d/{*path}", get(download::download))
-        .fallback(problem::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(axum::middleware::from_fn(crate::telemetry::request_span))
-        .with_state(state)
+    let routes = Router::new().route("/healthz", get(health::healthz)).route("/d/{*path}", get(download::download));
+    with_common_layers(routes, state)
 }
 
 /// The admin listener: health and readiness.
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let routes = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    with_common_layers(routes, state)
+}
+
+/// What every listener shares: problem bodies for unknown routes and methods,
+/// and the per-request span.
+fn with_common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::telemetry::request_span))

@@ -61,6 +61,8 @@ pub enum SignError {
     BadId(&'static str),
     #[error("not-before must be earlier than expiry")]
     EmptyWindow,
+    #[error("the key ring has no signing key")]
+    NoSigningKey,
 }
 
 /// Why a URL was refused. `code()` is the stable machine code of the problem body.
@@ -156,10 +158,8 @@ impl KeyRing {
             kid: self.active_id(),
             sig: "",
         };
-        let Some(mut mac) = self.mac(self.active_id()) else {
-            // KeyRing::new guarantees the active key is present.
-            return Err(SignError::BadId("key id"));
-        };
+        // KeyRing::new guarantees the active key is present; no panic if not.
+        let mut mac = self.mac(self.active_id()).ok_or(SignError::NoSigningKey)?;
         token.write_canonical(path, |b| mac.update(b));
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         Ok(RawToken { sig: &sig, ..token }.to_query())

@@ -21,6 +21,20 @@ use tollgate::config::{Config, S3Config, Secret, StorageBackend};
 use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
+/// Instantiate each listed `async fn(Backend)` as a test for the local and the
+/// S3 backend: `mod local { fn name() }` and `mod s3 { fn name() }`.
+#[allow(unused_macros, reason = "only the backend suites use it")]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Local).await })*
+        }
+        mod s3 {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::S3).await })*
+        }
+    };
+}
+
 pub const S3_ACCESS_KEY: &str = "tollgate-test";
 pub const S3_SECRET_KEY: &str = "tollgate-test-secret";
 pub const BUCKET: &str = "releases";
