@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Run Tollgate's whole test suite: unit tests, the storage contract suite (local
-# directory and an in-process S3-compatible server), the gateway end to end, the
+# directory and an in-process S3-compatible server), the state-store suite
+# (SQLite and a real redis-server), the gateway end to end, the
 # JavaScript reference verifier under node, and the benches once in test mode.
 #
 # Installs what the tests need and the machine lacks (Debian packages: node for
-# the reference verifier, curl for the end-to-end test), so it passes on a fresh
-# machine with nothing installed by hand.
+# the reference verifier, curl for the end-to-end test, redis-server for the
+# state-store suite, which starts its own servers on free ports), so it passes on
+# a fresh machine with nothing installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} from Debian's packages" >&2
   sudo=""

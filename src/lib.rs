@@ -9,6 +9,7 @@
 //! - [`entitlement`]: the pure entitlement decision.
 //! - [`signing`]: the native signed-URL format and the key ring.
 //! - [`storage`]: blob storage behind one trait (local directory, S3).
+//! - [`store`]: the state store (SQLite, Redis) behind one trait.
 //! - [`http`]: the HTTP surfaces (data plane, health) and RFC 9457 problems.
 //! - [`server`]: listeners, TLS, connection limits, timeouts and graceful shutdown.
 //! - [`app`]: assembling a gateway from configuration.
@@ -25,4 +26,5 @@ pub mod http;
 pub mod server;
 pub mod signing;
 pub mod storage;
+pub mod store;
 pub mod telemetry;

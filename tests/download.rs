@@ -7,7 +7,8 @@ mod common;
 use common::{Backend, Blobs, Gateway, get, request, sha256_hex, test_bytes};
 use http_body_util::BodyExt;
 
-both_backends!(
+backend_suite!(
+    local = super::Backend::Local, s3 = super::Backend::S3;
     full_download_matches_and_carries_headers,
     ranges_resume_and_refuse,
     validators_give_304_and_412,

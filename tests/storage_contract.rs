@@ -9,7 +9,8 @@ use common::{Backend, Blobs, test_bytes};
 use futures_util::StreamExt;
 use tollgate::storage::{BlobStore, ByteRange, ByteStream, ObjectKey, StorageError};
 
-both_backends!(
+backend_suite!(
+    local = super::Backend::Local, s3 = super::Backend::S3;
     head_reports_size_etag_and_time,
     get_streams_whole_and_ranges,
     missing_objects_are_not_found,

@@ -32,6 +32,9 @@ pub const DEFAULT_STORAGE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STORAGE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STORAGE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tg";
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The whole configuration. `Config::default()` is the embedded default that
 /// `tollgate serve` runs with when no file is given.
@@ -46,6 +49,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub signing: SigningConfig,
     pub storage: StorageConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
 }
 
@@ -58,6 +62,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             signing: SigningConfig::default(),
             storage: StorageConfig::default(),
+            store: StoreConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -236,6 +241,65 @@ fn default_region() -> String {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Sqlite,
+    Redis,
+}
+
+/// The state store: catalog, customers, entitlements, keys, grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub sqlite: SqliteConfig,
+    pub redis: Option<RedisConfig>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { backend: StoreBackend::Sqlite, sqlite: SqliteConfig::default(), redis: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Database file; defaults to `<data_dir>/tollgate.db`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS. A secret,
+    /// since it may carry the password: give `url` or `url_file`.
+    pub url: Option<Secret>,
+    pub url_file: Option<PathBuf>,
+    /// Prefix of every key Tollgate writes, so several deployments can share
+    /// one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "default_redis_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// A command with no answer for this long counts as Redis being down.
+    #[serde(default = "default_redis_response_timeout", with = "duration")]
+    pub response_timeout: Duration,
+}
+
+fn default_key_prefix() -> String {
+    DEFAULT_REDIS_KEY_PREFIX.into()
+}
+
+fn default_redis_connect_timeout() -> Duration {
+    DEFAULT_REDIS_CONNECT_TIMEOUT
+}
+
+fn default_redis_response_timeout() -> Duration {
+    DEFAULT_REDIS_RESPONSE_TIMEOUT
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -310,6 +374,20 @@ impl Config {
                 );
             }
         }
+        if self.store.backend == StoreBackend::Redis {
+            let Some(r) = &self.store.redis else {
+                return fail("store.redis", "required when store.backend = \"redis\"".into());
+            };
+            if r.url.is_some() == r.url_file.is_some() {
+                return fail("store.redis.url", "give exactly one of url or url_file".into());
+            }
+            if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}', ':']) {
+                return fail("store.redis.key_prefix", "must be non-empty, without '{', '}' or ':'".into());
+            }
+            if r.connect_timeout.is_zero() || r.response_timeout.is_zero() {
+                return fail("store.redis.connect_timeout", "timeouts must be greater than zero".into());
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail("log.level", format!("{:?} is not a valid filter", self.log.level));
         }
@@ -360,6 +438,11 @@ impl Config {
     /// Blob root of the local backend.
     pub fn blob_root(&self) -> PathBuf {
         self.storage.local.root.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// The SQLite database file of the embedded store.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.store.sqlite.path.clone().unwrap_or_else(|| self.data_dir.join("tollgate.db"))
     }
 
     /// Where the embedded default keeps its generated secrets.

@@ -21,16 +21,17 @@ use tollgate::config::{Config, S3Config, Secret, StorageBackend};
 use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
-/// Instantiate each listed `async fn(Backend)` as a test for the local and the
-/// S3 backend: `mod local { fn name() }` and `mod s3 { fn name() }`.
+/// Instantiate each listed `async fn(backend)` as a test per backend:
+/// `backend_suite!(local = super::Backend::Local, s3 = super::Backend::S3; a, b)`
+/// makes `local::a`, `local::b`, `s3::a` and `s3::b`.
 #[allow(unused_macros, reason = "only the backend suites use it")]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Local).await })*
+macro_rules! backend_suite {
+    ($a:ident = $va:expr, $b:ident = $vb:expr; $($name:ident),* $(,)?) => {
+        mod $a {
+            $(#[tokio::test] async fn $name() { super::$name($va).await })*
         }
-        mod s3 {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::S3).await })*
+        mod $b {
+            $(#[tokio::test] async fn $name() { super::$name($vb).await })*
         }
     };
 }
@@ -171,6 +172,66 @@ impl Blobs {
 
     pub async fn store(&self) -> Arc<dyn BlobStore> {
         tollgate::storage::from_config(&self.config()).await.unwrap()
+    }
+}
+
+/// A real `redis-server` on a free loopback port, killed on drop. Nothing is
+/// persisted; each test gets its own server.
+pub struct RedisServer {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Start (again) on the same port, and wait until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("`redis-server` is needed for this test; scripts/test.sh installs it");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 7];
+                if tcp.write_all(b"PING\r\n").await.is_ok()
+                    && tcp.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

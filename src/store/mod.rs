@@ -1,0 +1,147 @@
+//! The state store: records (products, releases, artifacts, customers,
+//! entitlements, API keys, grants) behind one small trait, with two backends —
+//! SQLite (the embedded default) and Redis (shared by replicas).
+//!
+//! The trait is a sorted key-value map per [`Kind`]: `put`, `get`, `delete` and
+//! an ordered `list` with a prefix and a cursor. Keys are hierarchical
+//! (`app/1.4.2/app.tar.gz` for an artifact), so "the releases of a product" or
+//! "the entitlements of a customer" are prefix listings, and cursor paging is
+//! "keys after the last one seen". Values are JSON documents; typed access is in
+//! [`get_json`] / [`put_json`].
+
+pub mod redis;
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{Config, StoreBackend};
+
+/// The record kinds. The name is part of the storage layout of both backends:
+/// never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Product,
+    Release,
+    Artifact,
+    Customer,
+    Entitlement,
+    ApiKey,
+    Grant,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Product => "product",
+            Kind::Release => "release",
+            Kind::Artifact => "artifact",
+            Kind::Customer => "customer",
+            Kind::Entitlement => "entitlement",
+            Kind::ApiKey => "api_key",
+            Kind::Grant => "grant",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a `put` did; lets an idempotent `PUT` answer 201, 200 or 200-unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer: worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored document does not decode: a bug or a manual edit.
+    #[error("stored {kind} {key:?} is corrupt: {detail}")]
+    Corrupt { kind: Kind, key: String, detail: String },
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Longest key accepted by every backend.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Most records one `list` call returns.
+pub const MAX_PAGE: usize = 1000;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `sqlite` or `redis`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Insert or replace the record `key` of `kind`.
+    async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError>;
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Remove a record; `false` if there was none.
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError>;
+
+    /// Records of `kind` whose key starts with `prefix`, in ascending byte order
+    /// of key, strictly after `after` when given, at most `limit` (capped at
+    /// [`MAX_PAGE`]). Records written or deleted concurrently may or may not
+    /// appear, but paging by the last key seen never repeats or skips a record
+    /// that exists throughout.
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Is the store reachable? For readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Build the configured store.
+pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store.backend {
+        StoreBackend::Sqlite => Arc::new(sqlite::SqliteStore::open(&config.sqlite_path())?),
+        StoreBackend::Redis => Arc::new(redis::RedisStore::from_config(config).await?),
+    })
+}
+
+/// Store a serialisable value as JSON.
+pub async fn put_json<T: Serialize + Sync>(
+    store: &dyn Store,
+    kind: Kind,
+    key: &str,
+    value: &T,
+) -> Result<Written, StoreError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Internal(e.to_string()))?;
+    store.put(kind, key, &bytes).await
+}
+
+/// Read a JSON record into `T`.
+pub async fn get_json<T: DeserializeOwned>(store: &dyn Store, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
+    match store.get(kind, key).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+            kind,
+            key: key.to_owned(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(StoreError::Internal(format!("record keys are 1 to {MAX_KEY_LEN} bytes")));
+    }
+    Ok(())
+}

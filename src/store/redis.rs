@@ -1,0 +1,175 @@
+//! The shared store: Redis 7 (a single server or a primary behind Sentinel's
+//! address; Cluster is not supported yet).
+//!
+//! Layout, for a `store.redis.key_prefix` of `tg`:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{tg:<kind>}:r:<key>` | string | the record's JSON |
+//! | `{tg:<kind>}:idx` | sorted set, all scores 0 | every key of the kind, for ordered, prefix and cursor listing (`ZRANGEBYLEX`) |
+//!
+//! The hash tag `{tg:<kind>}` keeps a kind's records and index in one slot, so
+//! the `MULTI` that writes both is valid on Redis Cluster too.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::AsyncCommands as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
+use crate::config::{Config, secret};
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    // The connection holds the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connect with the URL from `store.redis`. The connection manager
+    /// reconnects by itself after Redis restarts.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let r = config.store.redis.as_ref().context("store.redis is not configured")?;
+        let url = secret::resolve(
+            "store.redis.url",
+            r.url.as_ref(),
+            r.url_file.as_deref(),
+            config.allow_world_readable_secrets,
+        )?;
+        let client = redis::Client::open(url.expose()).context("store.redis.url: not a Redis URL")?;
+        Self::connect(client, &r.key_prefix, r.connect_timeout, r.response_timeout).await
+    }
+
+    pub async fn connect(
+        client: redis::Client,
+        prefix: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .context("cannot connect to Redis (store.redis.url)")?;
+        Ok(Self { conn, prefix: prefix.to_owned() })
+    }
+
+    fn record_key(&self, kind: Kind, key: &str) -> String {
+        format!("{{{}:{}}}:r:{}", self.prefix, kind.as_str(), key)
+    }
+
+    fn index_key(&self, kind: Kind) -> String {
+        format!("{{{}:{}}}:idx", self.prefix, kind.as_str())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
+        check_key(key)?;
+        let mut conn = self.conn.clone();
+        // SET … GET returns the previous value, in the same MULTI as the index
+        // update, so a record is never visible without its index entry.
+        let (old,): (Option<Vec<u8>>,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.record_key(kind, key))
+            .arg(value)
+            .arg("GET")
+            .cmd("ZADD")
+            .arg(self.index_key(kind))
+            .arg(0)
+            .arg(key)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match old {
+            None => Written::Created,
+            Some(v) if v == value => Written::Unchanged,
+            Some(_) => Written::Updated,
+        })
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.get(self.record_key(kind, key)).await.map_err(unavailable)
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let (deleted,): (i64,) = redis::pipe()
+            .atomic()
+            .del(self.record_key(kind, key))
+            .zrem(self.index_key(kind), key)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted > 0)
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let limit = limit.min(MAX_PAGE);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let min = match after {
+            Some(a) if a >= prefix => format!("({a}").into_bytes(),
+            _ => format!("[{prefix}").into_bytes(),
+        };
+        // 0xFF sorts after every byte of UTF-8 text: the end of the prefix range.
+        let mut max = format!("[{prefix}").into_bytes();
+        max.push(0xFF);
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(self.index_key(kind))
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let record_keys: Vec<String> = keys.iter().map(|k| self.record_key(kind, k)).collect();
+        let values: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(&record_keys).query_async(&mut conn).await.map_err(unavailable)?;
+        // A key whose record vanished between the two reads was deleted meanwhile.
+        Ok(keys.into_iter().zip(values).filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The embedded store: one SQLite file (WAL mode) under the data directory.
+//!
+//! Schema (version 1, in `PRAGMA user_version`):
+//!
+//! ```sql
+//! CREATE TABLE records (
+//!     kind       TEXT    NOT NULL,   -- Kind::as_str
+//!     key        TEXT    NOT NULL,   -- hierarchical key, compared bytewise
+//!     value      BLOB    NOT NULL,   -- JSON document
+//!     updated_at INTEGER NOT NULL,   -- Unix seconds of the last change
+//!     PRIMARY KEY (kind, key)
+//! ) WITHOUT ROWID;
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
+use crate::clock::{Clock, SystemClock};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// One connection behind a mutex: SQLite serialises writers anyway, and the
+/// embedded default serves one gateway process. Work runs on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and bring its schema up
+    /// to date.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "{} has schema version {version}, newer than this tollgate understands ({SCHEMA_VERSION})",
+                path.display()
+            );
+        }
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS records (
+                     kind TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     value BLOB NOT NULL,
+                     updated_at INTEGER NOT NULL,
+                     PRIMARY KEY (kind, key)
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard =
+                conn.lock().map_err(|_| StoreError::Internal("the SQLite connection is poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
+        check_key(key)?;
+        let (key, value) = (key.to_owned(), value.to_vec());
+        let now = i64::try_from(SystemClock.now_unix()).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let old: Option<Vec<u8>> = tx
+                .query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(internal)?;
+            let written = match old {
+                Some(ref v) if *v == value => return Ok(Written::Unchanged),
+                Some(_) => Written::Updated,
+                None => Written::Created,
+            };
+            tx.execute(
+                "INSERT INTO records (kind, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![kind.as_str(), key, value, now],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            let n = conn
+                .execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
+                .map_err(internal)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit.min(MAX_PAGE)).unwrap_or(0);
+        // Start at the prefix or just after the cursor, whichever is later.
+        let (from, inclusive) = match after {
+            Some(a) if a >= prefix => (a.to_owned(), false),
+            _ => (prefix.to_owned(), true),
+        };
+        let prefix = prefix.to_owned();
+        self.with_conn(move |conn| {
+            let op = if inclusive { ">=" } else { ">" };
+            let sql = format!(
+                "SELECT key, value FROM records
+                 WHERE kind = ?1 AND key {op} ?2 AND substr(key, 1, length(?3)) = ?3
+                 ORDER BY key LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+            let rows = stmt
+                .query_map(params![kind.as_str(), from, prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(internal)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal)).await
+    }
+}

@@ -1,0 +1,195 @@
+//! One behaviour suite for the state store, run against SQLite and a real
+//! `redis-server` started on a free port.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::RedisServer;
+use tollgate::store::{Kind, Store, StoreError, Written, get_json, put_json};
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Redis,
+}
+
+/// A store plus whatever keeps it alive (temp dir, Redis server).
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    redis: Option<RedisServer>,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let store = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
+            Fixture { store: Arc::new(store), _dir: dir, redis: None }
+        }
+        Backend::Redis => {
+            let server = RedisServer::start().await;
+            let client = ::redis::Client::open(server.url()).unwrap();
+            let store = tollgate::store::redis::RedisStore::connect(
+                client,
+                "tgtest",
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+            Fixture { store: Arc::new(store), _dir: dir, redis: Some(server) }
+        }
+    }
+}
+
+backend_suite!(
+    sqlite = super::Backend::Sqlite, redis = super::Backend::Redis;
+    put_reports_created_updated_unchanged,
+    kinds_do_not_share_keys,
+    delete_removes_from_get_and_list,
+    list_is_ordered_prefixed_and_pages,
+    paging_survives_concurrent_writes,
+    json_helpers_round_trip_and_detect_corruption,
+    ping_answers,
+);
+
+async fn put_reports_created_updated_unchanged(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    assert_eq!(s.get(Kind::Product, "app").await.unwrap(), None);
+    assert_eq!(s.put(Kind::Product, "app", b"v1").await.unwrap(), Written::Created);
+    assert_eq!(s.put(Kind::Product, "app", b"v1").await.unwrap(), Written::Unchanged);
+    assert_eq!(s.put(Kind::Product, "app", b"v2").await.unwrap(), Written::Updated);
+    assert_eq!(s.get(Kind::Product, "app").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    assert!(s.put(Kind::Product, "", b"x").await.is_err());
+}
+
+async fn kinds_do_not_share_keys(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    s.put(Kind::Product, "acme", b"product").await.unwrap();
+    s.put(Kind::Customer, "acme", b"customer").await.unwrap();
+    assert_eq!(s.get(Kind::Product, "acme").await.unwrap().as_deref(), Some(&b"product"[..]));
+    assert_eq!(s.get(Kind::Customer, "acme").await.unwrap().as_deref(), Some(&b"customer"[..]));
+    assert_eq!(s.list(Kind::Customer, "", None, 10).await.unwrap().len(), 1);
+}
+
+async fn delete_removes_from_get_and_list(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    s.put(Kind::Release, "app/1.0.0", b"r").await.unwrap();
+    s.put(Kind::Release, "app/2.0.0", b"r").await.unwrap();
+    assert!(s.delete(Kind::Release, "app/1.0.0").await.unwrap());
+    assert!(!s.delete(Kind::Release, "app/1.0.0").await.unwrap());
+    assert_eq!(s.get(Kind::Release, "app/1.0.0").await.unwrap(), None);
+    let keys: Vec<String> =
+        s.list(Kind::Release, "app/", None, 10).await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["app/2.0.0"]);
+}
+
+async fn list_is_ordered_prefixed_and_pages(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    for k in ["b/1", "app/é", "app/2.0", "apple/1", "app/1.10", "app/1.0", "ap"] {
+        s.put(Kind::Release, k, k.as_bytes()).await.unwrap();
+    }
+    let all = s.list(Kind::Release, "app/", None, 100).await.unwrap();
+    let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    // Bytewise order; "apple/1" and "ap" are outside the prefix.
+    assert_eq!(keys, ["app/1.0", "app/1.10", "app/2.0", "app/é"]);
+    assert!(all.iter().all(|(k, v)| k.as_bytes() == v.as_slice()));
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.list(Kind::Release, "app/", after.as_deref(), 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|(k, _)| k.clone());
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    assert_eq!(seen, keys);
+    assert_eq!(s.list(Kind::Release, "", None, 100).await.unwrap().len(), 7);
+    // A cursor before the prefix starts at the prefix.
+    assert_eq!(s.list(Kind::Release, "app/", Some("a"), 1).await.unwrap()[0].0, "app/1.0");
+    assert!(s.list(Kind::Release, "app/", None, 0).await.unwrap().is_empty());
+}
+
+async fn paging_survives_concurrent_writes(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    for i in 0..10 {
+        s.put(Kind::Customer, &format!("c{i:02}"), b"x").await.unwrap();
+    }
+    let first = s.list(Kind::Customer, "", None, 5).await.unwrap();
+    let cursor = first.last().unwrap().0.clone();
+    assert_eq!(cursor, "c04");
+    // Written behind the cursor: not seen on this pass. Ahead of it: seen.
+    s.put(Kind::Customer, "c00a", b"x").await.unwrap();
+    s.put(Kind::Customer, "c07a", b"x").await.unwrap();
+    s.delete(Kind::Customer, "c08").await.unwrap();
+    let rest: Vec<String> =
+        s.list(Kind::Customer, "", Some(&cursor), 100).await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(rest, ["c05", "c06", "c07", "c07a", "c09"]);
+}
+
+async fn json_helpers_round_trip_and_detect_corruption(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    let product = tollgate::catalog::Product {
+        id: "app".into(),
+        name: "App".into(),
+        delivery: tollgate::catalog::Delivery::Redirect,
+    };
+    assert_eq!(put_json(s, Kind::Product, "app", &product).await.unwrap(), Written::Created);
+    let back: tollgate::catalog::Product = get_json(s, Kind::Product, "app").await.unwrap().unwrap();
+    assert_eq!(back, product);
+    s.put(Kind::Product, "bad", b"{not json").await.unwrap();
+    let err = get_json::<tollgate::catalog::Product>(s, Kind::Product, "bad").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { kind: Kind::Product, .. }), "{err:?}");
+}
+
+async fn ping_answers(b: Backend) {
+    let f = fixture(b).await;
+    f.store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_keeps_records_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/t.db");
+    let store = tollgate::store::sqlite::SqliteStore::open(&path).unwrap();
+    store.put(Kind::Entitlement, "acme/e1", b"{}").await.unwrap();
+    drop(store);
+    let again = tollgate::store::sqlite::SqliteStore::open(&path).unwrap();
+    assert_eq!(again.get(Kind::Entitlement, "acme/e1").await.unwrap().as_deref(), Some(&b"{}"[..]));
+}
+
+#[tokio::test]
+async fn redis_outage_is_unavailable_and_the_store_reconnects_by_itself() {
+    let mut f = fixture(Backend::Redis).await;
+    f.store.put(Kind::Product, "app", b"v1").await.unwrap();
+    let server = f.redis.as_mut().unwrap();
+    server.kill();
+    let err = f.store.get(Kind::Product, "app").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    server.restart().await;
+    // Same store object, no restart of ours: it reconnects (the data is gone,
+    // since the test server keeps nothing on disk).
+    let mut ok = false;
+    for _ in 0..100 {
+        if f.store.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the store never reconnected");
+    assert_eq!(f.store.put(Kind::Product, "app", b"v2").await.unwrap(), Written::Created);
+}
