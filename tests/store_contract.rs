@@ -5,47 +5,10 @@
 #[macro_use]
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::RedisServer;
+use common::{StoreKind as Backend, store_fixture as fixture};
 use tollgate::store::{Kind, Store, StoreError, Written, get_json, put_json};
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Redis,
-}
-
-/// A store plus whatever keeps it alive (temp dir, Redis server).
-struct Fixture {
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-    redis: Option<RedisServer>,
-}
-
-async fn fixture(backend: Backend) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    match backend {
-        Backend::Sqlite => {
-            let store = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
-            Fixture { store: Arc::new(store), _dir: dir, redis: None }
-        }
-        Backend::Redis => {
-            let server = RedisServer::start().await;
-            let client = ::redis::Client::open(server.url()).unwrap();
-            let store = tollgate::store::redis::RedisStore::connect(
-                client,
-                "tgtest",
-                Duration::from_secs(2),
-                Duration::from_secs(1),
-            )
-            .await
-            .unwrap();
-            Fixture { store: Arc::new(store), _dir: dir, redis: Some(server) }
-        }
-    }
-}
 
 backend_suite!(
     sqlite = super::Backend::Sqlite, redis = super::Backend::Redis;

@@ -235,6 +235,43 @@ impl Drop for RedisServer {
     }
 }
 
+/// Which state-store backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Redis,
+}
+
+/// A state store plus whatever keeps it alive (temp dir, Redis server).
+pub struct StoreFixture {
+    pub store: Arc<dyn tollgate::store::Store>,
+    pub dir: TempDir,
+    pub redis: Option<RedisServer>,
+}
+
+pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
+    let dir = tempfile::tempdir().unwrap();
+    match kind {
+        StoreKind::Sqlite => {
+            let store = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
+            StoreFixture { store: Arc::new(store), dir, redis: None }
+        }
+        StoreKind::Redis => {
+            let server = RedisServer::start().await;
+            let client = ::redis::Client::open(server.url()).unwrap();
+            let store = tollgate::store::redis::RedisStore::connect(
+                client,
+                "tgtest",
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+            StoreFixture { store: Arc::new(store), dir, redis: Some(server) }
+        }
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub public: SocketAddr,

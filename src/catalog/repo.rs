@@ -1,0 +1,272 @@
+//! Typed, validated access to the catalog in the state store: keys, references
+//! between records, cursor pages and the release lifecycle.
+//!
+//! Key layout (see docs/state-store.md): product `{product}`, release
+//! `{product}/{version}`, customer `{customer}`, entitlement
+//! `{customer}/{entitlement}`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use semver::Version;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::model::{Customer, Entitlement, Product, Release, ReleaseStatus, Timestamp};
+use crate::store::{Kind, MAX_PAGE, Store, StoreError, Written, get_json, put_json};
+
+/// Page size when the caller gives none.
+pub const DEFAULT_PAGE: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A field of the request is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// A record the request names or needs does not exist.
+    #[error("{kind} {id:?} does not exist")]
+    Missing { kind: &'static str, id: String },
+    /// The request is valid but contradicts the record's state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a listing; `next` is an opaque cursor for the following page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// A lifecycle step of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseAction {
+    /// Draft → published, stamping `published_at` with now, or with
+    /// `backdated_to` (for releases that shipped before Tollgate existed; it is
+    /// what maintenance windows are compared with).
+    Publish { backdated_to: Option<Timestamp> },
+    /// Published → yanked. Soft: the release and its objects stay.
+    Yank,
+    /// Yanked → published, keeping the original `published_at`.
+    Restore,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogRepo {
+    store: Arc<dyn Store>,
+}
+
+/// Ids are 1-128 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`: they
+/// appear in download paths, object keys and signed tokens.
+pub fn check_id(field: &'static str, id: &str) -> Result<(), CatalogError> {
+    if crate::signing::is_valid_id(id) && !id.starts_with('.') {
+        Ok(())
+    } else {
+        Err(CatalogError::Invalid {
+            field,
+            reason: format!("{id:?} must be 1-128 characters of A-Z a-z 0-9 . _ - (not starting with '.')"),
+        })
+    }
+}
+
+fn release_key(product: &str, version: &Version) -> String {
+    format!("{product}/{version}")
+}
+
+impl CatalogRepo {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn page<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<T>, CatalogError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE - 1);
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let bytes = URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok());
+                Some(bytes.ok_or_else(|| CatalogError::Invalid {
+                    field: "cursor",
+                    reason: "not a cursor from a previous page".into(),
+                })?)
+            }
+        };
+        // One more than asked tells whether another page follows.
+        let mut rows = self.store.list(kind, prefix, after.as_deref(), limit + 1).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more { rows.last().map(|(k, _)| URL_SAFE_NO_PAD.encode(k)) } else { None };
+        let items = rows
+            .into_iter()
+            .map(|(key, value)| {
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt { kind, key, detail: e.to_string() })
+            })
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn require<T: DeserializeOwned>(&self, kind: Kind, what: &'static str, key: &str) -> Result<T, CatalogError> {
+        get_json(self.store.as_ref(), kind, key)
+            .await?
+            .ok_or_else(|| CatalogError::Missing { kind: what, id: key.to_owned() })
+    }
+
+    // Products.
+
+    pub async fn put_product(&self, p: &Product) -> Result<Written, CatalogError> {
+        check_id("id", &p.id)?;
+        if p.name.trim().is_empty() {
+            return Err(CatalogError::Invalid { field: "name", reason: "must not be empty".into() });
+        }
+        Ok(put_json(self.store.as_ref(), Kind::Product, &p.id, p).await?)
+    }
+
+    pub async fn product(&self, id: &str) -> Result<Option<Product>, CatalogError> {
+        Ok(get_json(self.store.as_ref(), Kind::Product, id).await?)
+    }
+
+    pub async fn products(&self, cursor: Option<&str>, limit: Option<usize>) -> Result<Page<Product>, CatalogError> {
+        self.page(Kind::Product, "", cursor, limit).await
+    }
+
+    /// Delete a product that has no releases left.
+    pub async fn delete_product(&self, id: &str) -> Result<bool, CatalogError> {
+        if !self.store.list(Kind::Release, &format!("{id}/"), None, 1).await?.is_empty() {
+            return Err(CatalogError::Conflict(format!("product {id:?} still has releases; delete them first")));
+        }
+        Ok(self.store.delete(Kind::Product, id).await?)
+    }
+
+    // Releases.
+
+    /// Create or replace a release of an existing product. A release written as
+    /// `published` without a publication time is stamped with `now`.
+    pub async fn put_release(&self, r: &Release, now: Timestamp) -> Result<Written, CatalogError> {
+        check_id("product", &r.product)?;
+        self.require::<Product>(Kind::Product, "product", &r.product).await?;
+        let mut r = r.clone();
+        if r.status != ReleaseStatus::Draft && r.published_at.is_none() {
+            r.published_at = Some(now);
+        }
+        Ok(put_json(self.store.as_ref(), Kind::Release, &release_key(&r.product, &r.version), &r).await?)
+    }
+
+    pub async fn release(&self, product: &str, version: &Version) -> Result<Option<Release>, CatalogError> {
+        Ok(get_json(self.store.as_ref(), Kind::Release, &release_key(product, version)).await?)
+    }
+
+    /// A product's releases, in key order (not version order: sort if needed).
+    pub async fn releases(
+        &self,
+        product: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<Release>, CatalogError> {
+        self.page(Kind::Release, &format!("{product}/"), cursor, limit).await
+    }
+
+    pub async fn delete_release(&self, product: &str, version: &Version) -> Result<bool, CatalogError> {
+        Ok(self.store.delete(Kind::Release, &release_key(product, version)).await?)
+    }
+
+    /// Apply a lifecycle step. Repeating a step that already happened is a
+    /// no-op (retries from CI are safe); a step that makes no sense from the
+    /// current state is a conflict.
+    pub async fn apply(
+        &self,
+        product: &str,
+        version: &Version,
+        action: ReleaseAction,
+        now: Timestamp,
+    ) -> Result<Release, CatalogError> {
+        let key = release_key(product, version);
+        let mut r: Release = self.require(Kind::Release, "release", &key).await?;
+        match (action, r.status) {
+            (ReleaseAction::Publish { backdated_to }, ReleaseStatus::Draft) => {
+                r.status = ReleaseStatus::Published;
+                r.published_at = Some(backdated_to.unwrap_or(now));
+            }
+            (ReleaseAction::Publish { .. }, ReleaseStatus::Published)
+            | (ReleaseAction::Yank, ReleaseStatus::Yanked)
+            | (ReleaseAction::Restore, ReleaseStatus::Published) => return Ok(r),
+            (ReleaseAction::Yank, ReleaseStatus::Published) => r.status = ReleaseStatus::Yanked,
+            (ReleaseAction::Restore, ReleaseStatus::Yanked) => r.status = ReleaseStatus::Published,
+            (ReleaseAction::Publish { .. }, ReleaseStatus::Yanked) => {
+                return Err(CatalogError::Conflict(format!("release {key} is yanked; restore it instead")));
+            }
+            (ReleaseAction::Yank | ReleaseAction::Restore, ReleaseStatus::Draft) => {
+                return Err(CatalogError::Conflict(format!("release {key} is a draft; publish it first")));
+            }
+        }
+        put_json(self.store.as_ref(), Kind::Release, &key, &r).await?;
+        Ok(r)
+    }
+
+    // Customers.
+
+    pub async fn put_customer(&self, c: &Customer) -> Result<Written, CatalogError> {
+        check_id("id", &c.id)?;
+        Ok(put_json(self.store.as_ref(), Kind::Customer, &c.id, c).await?)
+    }
+
+    pub async fn customer(&self, id: &str) -> Result<Option<Customer>, CatalogError> {
+        Ok(get_json(self.store.as_ref(), Kind::Customer, id).await?)
+    }
+
+    pub async fn customers(&self, cursor: Option<&str>, limit: Option<usize>) -> Result<Page<Customer>, CatalogError> {
+        self.page(Kind::Customer, "", cursor, limit).await
+    }
+
+    // Entitlements.
+
+    /// Create or replace an entitlement; its customer and product must exist.
+    pub async fn put_entitlement(&self, e: &Entitlement) -> Result<Written, CatalogError> {
+        check_id("id", &e.id)?;
+        check_id("customer", &e.customer)?;
+        self.require::<Customer>(Kind::Customer, "customer", &e.customer).await?;
+        self.require::<Product>(Kind::Product, "product", &e.product).await?;
+        if e.expires_at.is_some_and(|end| end <= e.starts_at) {
+            return Err(CatalogError::Invalid { field: "expires_at", reason: "must be after starts_at".into() });
+        }
+        if e.channels.is_empty() {
+            return Err(CatalogError::Invalid { field: "channels", reason: "must name at least one channel".into() });
+        }
+        let key = format!("{}/{}", e.customer, e.id);
+        Ok(put_json(self.store.as_ref(), Kind::Entitlement, &key, e).await?)
+    }
+
+    pub async fn entitlement(&self, customer: &str, id: &str) -> Result<Option<Entitlement>, CatalogError> {
+        Ok(get_json(self.store.as_ref(), Kind::Entitlement, &format!("{customer}/{id}")).await?)
+    }
+
+    /// Every entitlement of a customer (all pages).
+    pub async fn entitlements_of(&self, customer: &str) -> Result<Vec<Entitlement>, CatalogError> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page: Page<Entitlement> =
+                self.page(Kind::Entitlement, &format!("{customer}/"), cursor.as_deref(), Some(MAX_PAGE - 1)).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn delete_entitlement(&self, customer: &str, id: &str) -> Result<bool, CatalogError> {
+        Ok(self.store.delete(Kind::Entitlement, &format!("{customer}/{id}")).await?)
+    }
+}
