@@ -9,12 +9,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::catalog::CatalogRepo;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, secret};
+use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
 use crate::server::{self, ServeOptions};
 use crate::signing::{self, KeyMaterial, KeyRing};
-use crate::storage;
+use crate::{storage, store};
 
 /// Where the signing keys came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +35,9 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, KeySource)> {
     let active = config.active_key_id().context("signing.active_key: no key can sign")?;
     if config.signing.keys.is_empty() {
         let path = config.default_key_path(&active);
-        let created = !path.exists();
-        if created {
-            let key = signing::generate_key().context("the OS random number generator failed")?;
-            secret::create_secret_file(&path, &key)
-                .with_context(|| format!("cannot create the signing key file {}", path.display()))?;
-        }
-        let text = secret::read_secret_file("signing key", &path, allow)?;
+        let (text, created) = secret::ensure_generated("signing key", &path, allow, || {
+            signing::generate_key().map_err(|e| std::io::Error::other(e.to_string()))
+        })?;
         let material = vec![KeyMaterial {
             id: active.clone(),
             secret: signing::decode_key(&active, text.expose())?,
@@ -57,12 +55,38 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, KeySource)> {
     Ok((KeyRing::new(&active, material)?, KeySource::Configured))
 }
 
+/// Load the admin tokens. With none configured (the embedded default), the
+/// token lives in `<data_dir>/secrets/admin-token`, created on first use.
+pub fn load_admin_tokens(config: &Config) -> anyhow::Result<(AdminTokens, KeySource)> {
+    let allow = config.allow_world_readable_secrets;
+    if config.admin.tokens.is_empty() {
+        let path = config.default_admin_token_path();
+        let (token, created) = secret::ensure_generated("admin token", &path, allow, || {
+            AdminTokens::generate().map_err(std::io::Error::other)
+        })?;
+        return Ok((AdminTokens::new(vec![("default".to_owned(), token)]), KeySource::Generated { path, created }));
+    }
+    let mut tokens = Vec::with_capacity(config.admin.tokens.len());
+    for (i, t) in config.admin.tokens.iter().enumerate() {
+        let name = format!("admin.tokens[{i}].secret");
+        tokens.push((t.id.clone(), secret::resolve(&name, t.secret.as_ref(), t.secret_file.as_deref(), allow)?));
+    }
+    Ok((AdminTokens::new(tokens), KeySource::Configured))
+}
+
 /// Build the shared state from configuration.
 pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
     let storage = storage::from_config(config).await?;
+    let store = store::from_config(config).await?;
+    let (admin_tokens, source) = load_admin_tokens(config)?;
+    if let KeySource::Generated { path, created } = &source {
+        tracing::info!(path = %path.display(), created = *created, "admin token file (Authorization: Bearer <contents>)");
+    }
     Ok(Arc::new(AppState {
         keys,
         storage,
+        catalog: CatalogRepo::new(store),
+        admin_tokens,
         clock,
         clock_skew: config.signing.clock_skew.as_secs(),
         storage_idle_timeout: config.storage.idle_timeout,

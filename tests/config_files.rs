@@ -42,9 +42,10 @@ fn commented_examples_in_the_default_file_are_valid_too() {
                 _ => l.to_owned(),
             }
         })
+        // `x = []` would clash with the uncommented `[[…x]]` examples.
+        .filter(|l| !l.ends_with(" = []"))
         .collect::<Vec<_>>()
-        .join("\n")
-        .replace("keys = []\n", "");
+        .join("\n");
     let c = config::load_from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n---\n{uncommented}"));
     assert!(c.server.tls.is_some());
     assert!(c.storage.s3.is_some());

@@ -126,12 +126,24 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Bearer tokens accepted on `/admin/v1`. Empty: use (and on first start
+    /// create, mode 0600) `<data_dir>/secrets/admin-token`.
+    pub tokens: Vec<AdminTokenConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: parse_addr(DEFAULT_ADMIN_LISTEN) }
+        Self { listen: parse_addr(DEFAULT_ADMIN_LISTEN), tokens: Vec::new() }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenConfig {
+    /// Names the token in logs (never the token itself).
+    pub id: String,
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,6 +366,17 @@ impl Config {
             return fail("admin.listen", format!("{} is also server.listen", s.listen));
         }
         self.validate_signing()?;
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            if !crate::signing::is_valid_id(&t.id) {
+                return fail(&format!("admin.tokens[{i}].id"), "must be 1-128 characters of A-Z a-z 0-9 . _ -".into());
+            }
+            if self.admin.tokens[..i].iter().any(|o| o.id == t.id) {
+                return fail(&format!("admin.tokens[{i}].id"), "duplicate token id".into());
+            }
+            if t.secret.is_some() == t.secret_file.is_some() {
+                return fail(&format!("admin.tokens[{i}].secret"), "give exactly one of secret or secret_file".into());
+            }
+        }
         if self.storage.backend == StorageBackend::S3 {
             let Some(s3) = &self.storage.s3 else {
                 return fail("storage.s3", "required when storage.backend = \"s3\"".into());
@@ -448,6 +471,11 @@ impl Config {
     /// Where the embedded default keeps its generated secrets.
     pub fn secrets_dir(&self) -> PathBuf {
         self.data_dir.join("secrets")
+    }
+
+    /// Path of the generated admin token of the embedded default.
+    pub fn default_admin_token_path(&self) -> PathBuf {
+        self.secrets_dir().join("admin-token")
     }
 
     /// Path of the generated signing key of the embedded default.

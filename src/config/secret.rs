@@ -92,6 +92,22 @@ pub fn read_secret_file(key: &str, path: &Path, allow_world_readable: bool) -> R
     Ok(Secret::new(value))
 }
 
+/// Read the secret at `path`, first creating it with `generate()` (mode 0600)
+/// if it does not exist. Returns the secret and whether it was created now.
+pub fn ensure_generated(
+    key: &str,
+    path: &Path,
+    allow_world_readable: bool,
+    generate: impl FnOnce() -> std::io::Result<String>,
+) -> Result<(Secret, bool), SecretError> {
+    let created = !path.exists();
+    if created {
+        let read_err = |source| SecretError::Read { key: key.into(), path: path.display().to_string(), source };
+        create_secret_file(path, &generate().map_err(read_err)?).map_err(read_err)?;
+    }
+    Ok((read_secret_file(key, path, allow_world_readable)?, created))
+}
+
 /// Write a new secret file with mode 0600 (its directory 0700), refusing to
 /// overwrite an existing one.
 pub fn create_secret_file(path: &Path, value: &str) -> std::io::Result<()> {

@@ -16,15 +16,25 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The gateway can do its job: its storage answers.
+/// The gateway can do its job: its blob storage and its state store answer.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.storage.check().await {
-        Ok(()) => Json(json!({ "status": "ready", "storage": state.storage.backend() })).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, backend = state.storage.backend(), "readiness check failed");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Service Unavailable")
-                .with_detail("Storage is not reachable.")
-                .into_response()
+    let store = state.catalog.store();
+    let (storage_check, store_check) = tokio::join!(state.storage.check(), store.ping());
+    let failed = match (storage_check, store_check) {
+        (Ok(()), Ok(())) => {
+            let body = json!({ "status": "ready", "storage": state.storage.backend(), "store": store.backend() });
+            return Json(body).into_response();
         }
-    }
+        (Err(e), _) => {
+            tracing::warn!(error = %e, backend = state.storage.backend(), "readiness: blob storage failed");
+            "Blob storage is not reachable."
+        }
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, backend = store.backend(), "readiness: state store failed");
+            "The state store is not reachable."
+        }
+    };
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Service Unavailable")
+        .with_detail(failed)
+        .into_response()
 }

@@ -1,6 +1,8 @@
 //! The HTTP surfaces. Each module is one surface; [`problem`] is the error body
 //! they share.
 
+pub mod admin_api;
+pub mod admin_auth;
 pub mod conditional;
 pub mod download;
 pub mod health;
@@ -16,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use ipnet::IpNet;
 
+use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
 use crate::signing::KeyRing;
 use crate::storage::BlobStore;
@@ -25,6 +28,8 @@ use crate::storage::BlobStore;
 pub struct AppState {
     pub keys: KeyRing,
     pub storage: Arc<dyn BlobStore>,
+    pub catalog: CatalogRepo,
+    pub admin_tokens: admin_auth::AdminTokens,
     pub clock: Arc<dyn Clock>,
     /// Seconds of clock difference tolerated on token times.
     pub clock_skew: u64,
@@ -68,9 +73,12 @@ pub fn public_router(state: Arc<AppState>) -> Router {
     with_common_layers(routes, state)
 }
 
-/// The admin listener: health and readiness.
+/// The admin listener. Every route under `/admin/v1` needs an admin token
+/// (`admin_api::routes` applies the check to all of them); only the probes
+/// listed here are exempt.
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    let routes = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    let exempt = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    let routes = exempt.merge(admin_api::routes(state.clone()));
     with_common_layers(routes, state)
 }
 

@@ -294,6 +294,20 @@ impl Gateway {
         Self { public, admin, state, keys, stop: Some(tx), task: Some(task) }
     }
 
+    /// Start with the state store on a real Redis instead of SQLite.
+    pub async fn start_on_redis(config: &Config, redis: &RedisServer) -> Self {
+        let mut config = config.clone();
+        config.store.backend = tollgate::config::StoreBackend::Redis;
+        config.store.redis = Some(tollgate::config::RedisConfig {
+            url: Some(Secret::new(redis.url())),
+            url_file: None,
+            key_prefix: "tgtest".into(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+        });
+        Self::start(&config).await
+    }
+
     /// Ask for a graceful shutdown; returns the task that finishes when it has.
     pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
         if let Some(tx) = self.stop.take() {
@@ -371,7 +385,25 @@ impl Reply {
 
 /// Send one HTTP/1.1 request on a new connection and read the whole response.
 pub async fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let response = send(addr, method, target, headers).await;
+    request_with_body(addr, method, target, headers, Bytes::new()).await
+}
+
+/// The same, with a request body.
+pub async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(target).header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = sender.send_request(req.body(http_body_util::Full::new(body)).unwrap()).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).map_err(|e| e.to_string());
     Reply { status: parts.status.as_u16(), headers: parts.headers, body }

@@ -1,0 +1,403 @@
+//! The admin API under `/admin/v1`: the vendor's system of record writes the
+//! catalog here with idempotent `PUT`s by caller-chosen id, so a resync rebuilds
+//! it. This part covers products, releases (with publish / yank / restore),
+//! customers and entitlements.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::admin_auth::require_admin;
+use super::problem::Problem;
+use crate::catalog::{
+    CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
+    Release, ReleaseAction, ReleaseStatus, Timestamp,
+};
+use crate::store::{StoreError, Written};
+
+/// Every admin route; all of them require an admin token (the check is applied
+/// here, to the whole set, so a new route cannot forget it).
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/v1/products", get(list_products))
+        .route("/admin/v1/products/{product}", get(get_product).put(put_product).delete(delete_product))
+        .route("/admin/v1/products/{product}/releases", get(list_releases))
+        .route(
+            "/admin/v1/products/{product}/releases/{version}",
+            get(get_release).put(put_release).delete(delete_release),
+        )
+        .route("/admin/v1/products/{product}/releases/{version}/publish", post(publish_release))
+        .route("/admin/v1/products/{product}/releases/{version}/yank", post(yank_release))
+        .route("/admin/v1/products/{product}/releases/{version}/restore", post(restore_release))
+        .route("/admin/v1/customers", get(list_customers))
+        .route("/admin/v1/customers/{customer}", get(get_customer).put(put_customer))
+        .route("/admin/v1/customers/{customer}/entitlements", get(list_entitlements))
+        .route(
+            "/admin/v1/customers/{customer}/entitlements/{entitlement}",
+            get(get_entitlement).put(put_entitlement).delete(delete_entitlement),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Every way an admin request fails; mapped to a problem in [`AdminError::to_problem`].
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl AdminError {
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            AdminError::BadRequest(d) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Bad Request").with_detail(d.clone())
+            }
+            AdminError::NotFound(what) => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
+            }
+            AdminError::Catalog(CatalogError::Invalid { field, reason }) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Unprocessable Content")
+                    .with_detail(format!("{field}: {reason}"))
+            }
+            AdminError::Catalog(CatalogError::Missing { kind, id }) => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No {kind} {id:?}."))
+            }
+            AdminError::Catalog(CatalogError::Conflict(d)) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(d.clone())
+            }
+            AdminError::Catalog(CatalogError::Store(StoreError::Unavailable(_))) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Service Unavailable")
+                    .with_detail("The state store is not reachable; try again shortly.")
+            }
+            AdminError::Catalog(CatalogError::Store(_)) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let problem = self.to_problem();
+        if problem.status >= 500 {
+            // Internal detail to the log only.
+            tracing::warn!(code = problem.code, error = %self, "admin request failed");
+        } else {
+            tracing::info!(code = problem.code, reason = %self, "admin request refused");
+        }
+        problem.into_response()
+    }
+}
+
+type AdminResult = Result<Response, AdminError>;
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError> {
+    p.map(|Path(v)| v).map_err(|e| AdminError::BadRequest(e.body_text()))
+}
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, AdminError> {
+    serde_json::from_slice(bytes).map_err(|e| AdminError::BadRequest(format!("request body: {e}")))
+}
+
+fn version(v: &str) -> Result<Version, AdminError> {
+    Version::parse(v).map_err(|e| {
+        AdminError::Catalog(CatalogError::Invalid { field: "version", reason: format!("{v:?} is not semver: {e}") })
+    })
+}
+
+fn written<T: serde::Serialize>(w: Written, record: &T) -> Response {
+    let status = if w == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(record)).into_response()
+}
+
+fn found<T: serde::Serialize>(record: Option<T>, what: &str) -> AdminResult {
+    record.map(|r| Json(r).into_response()).ok_or_else(|| AdminError::NotFound(what.to_owned()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn list_params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, AdminError> {
+    q.map(|Query(p)| p).map_err(|e| AdminError::BadRequest(e.body_text()))
+}
+
+fn deleted(existed: bool, what: &str) -> AdminResult {
+    if existed { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(AdminError::NotFound(what.to_owned())) }
+}
+
+// Products.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    name: String,
+    #[serde(default)]
+    delivery: Delivery,
+}
+
+async fn put_product(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let id = path(p)?;
+    let b: ProductBody = body(&raw)?;
+    let product = Product { id, name: b.name, delivery: b.delivery };
+    Ok(written(s.catalog.put_product(&product).await?, &product))
+}
+
+async fn get_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    found(s.catalog.product(&path(p)?).await?, "product")
+}
+
+async fn list_products(State(s): State<Arc<AppState>>, q: Result<Query<ListParams>, QueryRejection>) -> AdminResult {
+    let q = list_params(q)?;
+    Ok(Json(s.catalog.products(q.cursor.as_deref(), q.limit).await?).into_response())
+}
+
+async fn delete_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    deleted(s.catalog.delete_product(&path(p)?).await?, "product")
+}
+
+// Releases.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    channel: Channel,
+    #[serde(default = "draft")]
+    status: ReleaseStatus,
+    #[serde(default)]
+    published_at: Option<Timestamp>,
+    #[serde(default)]
+    critical: bool,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+fn draft() -> ReleaseStatus {
+    ReleaseStatus::Draft
+}
+
+async fn put_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    let b: ReleaseBody = body(&raw)?;
+    let release = Release {
+        product,
+        version: version(&v)?,
+        channel: b.channel,
+        status: b.status,
+        published_at: b.published_at,
+        critical: b.critical,
+        notes: b.notes,
+    };
+    let now = Timestamp(s.clock.now_unix());
+    let w = s.catalog.put_release(&release, now).await?;
+    // Answer with what was stored (publication time stamped).
+    let stored = s.catalog.release(&release.product, &release.version).await?;
+    Ok(written(w, &stored.unwrap_or(release)))
+}
+
+async fn get_release(State(s): State<Arc<AppState>>, p: Result<Path<(String, String)>, PathRejection>) -> AdminResult {
+    let (product, v) = path(p)?;
+    found(s.catalog.release(&product, &version(&v)?).await?, "release")
+}
+
+async fn list_releases(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> AdminResult {
+    let product = path(p)?;
+    let q = list_params(q)?;
+    if s.catalog.product(&product).await?.is_none() {
+        return Err(AdminError::NotFound("product".into()));
+    }
+    Ok(Json(s.catalog.releases(&product, q.cursor.as_deref(), q.limit).await?).into_response())
+}
+
+async fn delete_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    deleted(s.catalog.delete_release(&product, &version(&v)?).await?, "release")
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    /// Publication time to record instead of now (for releases that shipped
+    /// before they were registered here).
+    #[serde(default)]
+    backdated_to: Option<Timestamp>,
+}
+
+async fn lifecycle(
+    s: &AppState,
+    p: Result<Path<(String, String)>, PathRejection>,
+    action: ReleaseAction,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    let now = Timestamp(s.clock.now_unix());
+    Ok(Json(s.catalog.apply(&product, &version(&v)?, action, now).await?).into_response())
+}
+
+async fn publish_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let b: PublishBody = if raw.is_empty() { PublishBody::default() } else { body(&raw)? };
+    lifecycle(&s, p, ReleaseAction::Publish { backdated_to: b.backdated_to }).await
+}
+
+async fn yank_release(State(s): State<Arc<AppState>>, p: Result<Path<(String, String)>, PathRejection>) -> AdminResult {
+    lifecycle(&s, p, ReleaseAction::Yank).await
+}
+
+async fn restore_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    lifecycle(&s, p, ReleaseAction::Restore).await
+}
+
+// Customers.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerBody {
+    name: String,
+    #[serde(default = "active_customer")]
+    status: CustomerStatus,
+    #[serde(default)]
+    allowed_cidrs: Vec<ipnet::IpNet>,
+}
+
+fn active_customer() -> CustomerStatus {
+    CustomerStatus::Active
+}
+
+async fn put_customer(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let id = path(p)?;
+    let b: CustomerBody = body(&raw)?;
+    let customer = Customer { id, name: b.name, status: b.status, allowed_cidrs: b.allowed_cidrs };
+    Ok(written(s.catalog.put_customer(&customer).await?, &customer))
+}
+
+async fn get_customer(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    found(s.catalog.customer(&path(p)?).await?, "customer")
+}
+
+async fn list_customers(State(s): State<Arc<AppState>>, q: Result<Query<ListParams>, QueryRejection>) -> AdminResult {
+    let q = list_params(q)?;
+    Ok(Json(s.catalog.customers(q.cursor.as_deref(), q.limit).await?).into_response())
+}
+
+// Entitlements.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementBody {
+    product: String,
+    license: License,
+    starts_at: Timestamp,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    maintenance_until: Option<Timestamp>,
+    #[serde(default = "any_version")]
+    versions: VersionReq,
+    #[serde(default = "stable_only")]
+    channels: Vec<Channel>,
+    #[serde(default)]
+    platforms: Option<Vec<String>>,
+    #[serde(default = "active_entitlement")]
+    status: EntitlementStatus,
+}
+
+fn any_version() -> VersionReq {
+    VersionReq::STAR
+}
+
+fn stable_only() -> Vec<Channel> {
+    vec![Channel::Stable]
+}
+
+fn active_entitlement() -> EntitlementStatus {
+    EntitlementStatus::Active
+}
+
+async fn put_entitlement(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let (customer, id) = path(p)?;
+    let b: EntitlementBody = body(&raw)?;
+    let e = Entitlement {
+        id,
+        customer,
+        product: b.product,
+        license: b.license,
+        starts_at: b.starts_at,
+        expires_at: b.expires_at,
+        maintenance_until: b.maintenance_until,
+        versions: b.versions,
+        channels: b.channels,
+        platforms: b.platforms,
+        status: b.status,
+    };
+    Ok(written(s.catalog.put_entitlement(&e).await?, &e))
+}
+
+async fn get_entitlement(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, id) = path(p)?;
+    found(s.catalog.entitlement(&customer, &id).await?, "entitlement")
+}
+
+async fn list_entitlements(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    let customer = path(p)?;
+    if s.catalog.customer(&customer).await?.is_none() {
+        return Err(AdminError::NotFound("customer".into()));
+    }
+    Ok(Json(serde_json::json!({ "items": s.catalog.entitlements_of(&customer).await? })).into_response())
+}
+
+async fn delete_entitlement(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, id) = path(p)?;
+    deleted(s.catalog.delete_entitlement(&customer, &id).await?, "entitlement")
+}

@@ -1,0 +1,185 @@
+//! The admin API over HTTP on a real gateway, with the state store on SQLite
+//! and on a real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use bytes::Bytes;
+use common::{Backend, Blobs, Gateway, RedisServer, Reply, StoreKind, request_with_body};
+use serde_json::{Value, json};
+
+backend_suite!(
+    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis;
+    requires_an_admin_token,
+    products_are_idempotent_puts,
+    release_lifecycle_over_http,
+    customers_and_entitlements,
+    bad_input_is_a_problem,
+);
+
+/// A gateway on the given store, and a client for its admin API.
+struct Admin {
+    gw: Gateway,
+    token: String,
+    _blobs: Blobs,
+    _redis: Option<RedisServer>,
+}
+
+impl Admin {
+    async fn start(kind: StoreKind) -> Self {
+        let blobs = Blobs::new(Backend::Local).await;
+        let config = blobs.config();
+        let (gw, redis) = match kind {
+            StoreKind::Sqlite => (Gateway::start(&config).await, None),
+            StoreKind::Redis => {
+                let server = RedisServer::start().await;
+                (Gateway::start_on_redis(&config, &server).await, Some(server))
+            }
+        };
+        // The embedded default created the admin token on first start.
+        let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap().trim().to_owned();
+        assert!(token.starts_with("tga_"));
+        Self { gw, token, _blobs: blobs, _redis: redis }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        request_with_body(self.gw.admin, method, path, &[("authorization", &auth)], bytes).await
+    }
+
+    fn json(r: &Reply) -> Value {
+        serde_json::from_slice(r.bytes()).unwrap()
+    }
+}
+
+async fn requires_an_admin_token(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    let path = "/admin/v1/products";
+    let r = common::get(a.gw.admin, path).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+    assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    let wrong =
+        request_with_body(a.gw.admin, "GET", path, &[("authorization", "Bearer tga_wrong")], Bytes::new()).await;
+    assert_eq!(wrong.status, 401);
+    let basic = format!("Basic {}", a.token);
+    let r = request_with_body(a.gw.admin, "GET", path, &[("authorization", &basic)], Bytes::new()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(a.call("GET", path, None).await.status, 200);
+    // Probes stay open.
+    assert_eq!(common::get(a.gw.admin, "/healthz").await.status, 200);
+    let ready = common::get(a.gw.admin, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    let expected_store = if kind == StoreKind::Sqlite { "sqlite" } else { "redis" };
+    assert_eq!(Admin::json(&ready)["store"], expected_store);
+}
+
+async fn products_are_idempotent_puts(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    let body = json!({ "name": "App", "delivery": "proxy" });
+    let r = a.call("PUT", "/admin/v1/products/app", Some(body.clone())).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(Admin::json(&r), json!({ "id": "app", "name": "App", "delivery": "proxy" }));
+    assert_eq!(a.call("PUT", "/admin/v1/products/app", Some(body)).await.status, 200);
+    assert_eq!(a.call("PUT", "/admin/v1/products/tool", Some(json!({ "name": "Tool" }))).await.status, 201);
+    let page = Admin::json(&a.call("GET", "/admin/v1/products?limit=1", None).await);
+    assert_eq!(page["items"][0]["id"], "app");
+    let next = page["next"].as_str().unwrap().to_owned();
+    let page2 = Admin::json(&a.call("GET", &format!("/admin/v1/products?limit=1&cursor={next}"), None).await);
+    assert_eq!(page2["items"][0]["id"], "tool");
+    assert!(page2["next"].is_null());
+    assert_eq!(a.call("DELETE", "/admin/v1/products/tool", None).await.status, 204);
+    let r = a.call("GET", "/admin/v1/products/tool", None).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+}
+
+async fn release_lifecycle_over_http(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    let base = "/admin/v1/products/app/releases/1.4.2";
+    let r = a.call("PUT", base, Some(json!({ "channel": "stable", "critical": true }))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(Admin::json(&r)["status"], "draft");
+    let r = a.call("POST", &format!("{base}/yank"), None).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
+    let r = a.call("POST", &format!("{base}/publish"), None).await;
+    assert_eq!(r.status, 200);
+    let published = Admin::json(&r);
+    assert_eq!(published["status"], "published");
+    assert!(published["published_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(Admin::json(&a.call("POST", &format!("{base}/yank"), None).await)["status"], "yanked");
+    assert_eq!(Admin::json(&a.call("POST", &format!("{base}/restore"), None).await)["status"], "published");
+    let r = a.call("PUT", "/admin/v1/products/app/releases/1.0.0", Some(json!({ "channel": "stable" }))).await;
+    assert_eq!(r.status, 201);
+    let backdated = json!({ "backdated_to": "2024-01-01T00:00:00Z" });
+    let r = a.call("POST", "/admin/v1/products/app/releases/1.0.0/publish", Some(backdated)).await;
+    assert_eq!(Admin::json(&r)["published_at"], "2024-01-01T00:00:00Z");
+    let list = Admin::json(&a.call("GET", "/admin/v1/products/app/releases", None).await);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let r = a.call("PUT", "/admin/v1/products/nope/releases/1.0.0", Some(json!({ "channel": "stable" }))).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    let r = a.call("DELETE", "/admin/v1/products/app", None).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
+}
+
+async fn customers_and_entitlements(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme Corp" }))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(Admin::json(&r)["status"], "active");
+    let ent = json!({
+        "product": "app", "license": "subscription",
+        "starts_at": "2026-01-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
+        "versions": "^1", "channels": ["beta"], "platforms": ["linux-x86_64"]
+    });
+    let r = a.call("PUT", "/admin/v1/customers/acme/entitlements/sub-2026", Some(ent.clone())).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let stored = Admin::json(&r);
+    assert_eq!((stored["versions"].as_str(), stored["status"].as_str()), (Some("^1"), Some("active")));
+    assert_eq!(a.call("PUT", "/admin/v1/customers/acme/entitlements/sub-2026", Some(ent.clone())).await.status, 200);
+    let list = Admin::json(&a.call("GET", "/admin/v1/customers/acme/entitlements", None).await);
+    assert_eq!(list["items"][0]["id"], "sub-2026");
+    let r = a.call("PUT", "/admin/v1/customers/ghost/entitlements/e1", Some(ent)).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/entitlements/sub-2026", None).await.status, 204);
+    assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/entitlements/sub-2026", None).await.status, 404);
+}
+
+async fn bad_input_is_a_problem(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    let cases = [
+        ("PUT", "/admin/v1/products/app", Some(json!({ "nme": "typo" })), 400, "invalid_request"),
+        ("PUT", "/admin/v1/products/app", Some(json!([1, 2])), 400, "invalid_request"),
+        ("PUT", "/admin/v1/products/bad%20id", Some(json!({ "name": "x" })), 422, "invalid_field"),
+        ("PUT", "/admin/v1/products/app", Some(json!({ "name": "" })), 422, "invalid_field"),
+        ("GET", "/admin/v1/products/app/releases/not-semver", None, 422, "invalid_field"),
+        ("GET", "/admin/v1/products?limit=many", None, 400, "invalid_request"),
+        ("GET", "/admin/v1/products?cursor=%25%25", None, 422, "invalid_field"),
+        ("PATCH", "/admin/v1/products/app", None, 405, "method_not_allowed"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let r = a.call(method, path, body).await;
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{method} {path}");
+    }
+    let r = a.call("PUT", "/admin/v1/products/app", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+}
+
+#[tokio::test]
+async fn store_outage_is_503_and_readiness_fails() {
+    let blobs = Blobs::new(Backend::Local).await;
+    let config = blobs.config();
+    let mut server = RedisServer::start().await;
+    let gw = Gateway::start_on_redis(&config, &server).await;
+    let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    server.kill();
+    let r = request_with_body(gw.admin, "GET", "/admin/v1/products", &[("authorization", &auth)], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "store_unavailable"));
+    let body = String::from_utf8_lossy(r.bytes()).to_string();
+    assert!(!body.contains("127.0.0.1") && !body.contains("refused"), "internal detail leaked: {body}");
+    let ready = common::get(gw.admin, "/readyz").await;
+    assert_eq!((ready.status, ready.code().as_str()), (503, "not_ready"));
+}
