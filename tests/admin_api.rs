@@ -16,6 +16,7 @@ backend_suite!(
     release_lifecycle_over_http,
     customers_and_entitlements,
     bad_input_is_a_problem,
+    api_keys_authenticate_customers,
 );
 
 /// A gateway on the given store, and a client for its admin API.
@@ -182,4 +183,64 @@ async fn store_outage_is_503_and_readiness_fails() {
     assert!(!body.contains("127.0.0.1") && !body.contains("refused"), "internal detail leaked: {body}");
     let ready = common::get(gw.admin, "/readyz").await;
     assert_eq!((ready.status, ready.code().as_str()), (503, "not_ready"));
+}
+
+async fn api_keys_authenticate_customers(kind: StoreKind) {
+    let a = Admin::start(kind).await;
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    a.call("PUT", "/admin/v1/customers/acme_corp", Some(json!({ "name": "Acme" }))).await;
+    let ent = json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" });
+    a.call("PUT", "/admin/v1/customers/acme_corp/entitlements/e1", Some(ent)).await;
+    let expired = json!({ "product": "app", "license": "trial", "starts_at": "2020-01-01T00:00:00Z", "expires_at": "2020-02-01T00:00:00Z" });
+    a.call("PUT", "/admin/v1/customers/acme_corp/entitlements/trial", Some(expired)).await;
+
+    let r = a.call("POST", "/admin/v1/customers/acme_corp/api-keys", Some(json!({ "name": "build server" }))).await;
+    assert_eq!(r.status, 201);
+    let created = Admin::json(&r);
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tg_acme_corp_"), "{key}");
+    assert!(created.get("sha256").is_none(), "the digest is never shown");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let r = a.call("POST", "/admin/v1/customers/ghost/api-keys", None).await;
+    assert_eq!(r.status, 404);
+
+    // The customer API with the key.
+    let auth = format!("Bearer {key}");
+    let r = request_with_body(a.gw.public, "GET", "/v1/entitlements", &[("authorization", &auth)], Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    let items = Admin::json(&r)["items"].as_array().unwrap().clone();
+    let active: Vec<(&str, bool)> =
+        items.iter().map(|e| (e["id"].as_str().unwrap(), e["active_now"].as_bool().unwrap())).collect();
+    assert_eq!(active, [("e1", true), ("trial", false)]);
+    assert_eq!(items[0]["versions"], "*");
+    assert_eq!(items[0]["channels"], json!(["stable"]));
+
+    // Listing keys shows the use; the key text and digest never appear.
+    let list = Admin::json(&a.call("GET", "/admin/v1/customers/acme_corp/api-keys", None).await);
+    assert!(list["items"][0]["last_used_at"].is_string());
+    assert!(!list.to_string().contains(&key[20..]));
+
+    // Wrong, malformed and revoked keys are all 401.
+    for bad in [format!("{key}0"), "tg_nope".to_owned(), key.replace("tg_acme_corp", "tg_globex")] {
+        let h = format!("Bearer {bad}");
+        let r = request_with_body(a.gw.public, "GET", "/v1/entitlements", &[("authorization", &h)], Bytes::new()).await;
+        assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{bad}");
+    }
+    let r = a.call("DELETE", &format!("/admin/v1/customers/acme_corp/api-keys/{id}"), None).await;
+    assert!(Admin::json(&r)["revoked_at"].is_string());
+    let r = request_with_body(a.gw.public, "GET", "/v1/entitlements", &[("authorization", &auth)], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+
+    // A suspended customer's key is refused with the reason.
+    let r = a.call("POST", "/admin/v1/customers/acme_corp/api-keys", None).await;
+    let key2 = Admin::json(&r)["key"].as_str().unwrap().to_owned();
+    a.call("PUT", "/admin/v1/customers/acme_corp", Some(json!({ "name": "Acme", "status": "suspended" }))).await;
+    let h = format!("Bearer {key2}");
+    let r = request_with_body(a.gw.public, "GET", "/v1/entitlements", &[("authorization", &h)], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"));
+    // The admin token is not a customer key, and no key is not one either.
+    let admin = format!("Bearer {}", a.token);
+    let r = request_with_body(a.gw.public, "GET", "/v1/entitlements", &[("authorization", &admin)], Bytes::new()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(common::get(a.gw.public, "/v1/entitlements").await.status, 401);
 }

@@ -1,8 +1,10 @@
 //! The catalog: the resources ([`model`]) and their typed, validated storage
 //! ([`repo`]) on top of the state store.
 
+pub mod api_keys;
 pub mod model;
 pub mod repo;
 
+pub use api_keys::{ApiKey, ApiKeyView};
 pub use model::*;
 pub use repo::{CatalogError, CatalogRepo, Page, ReleaseAction};

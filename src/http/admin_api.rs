@@ -19,11 +19,12 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::admin_auth::require_admin;
 use super::problem::Problem;
+use crate::catalog::ApiKeyView;
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
-use crate::store::{StoreError, Written};
+use crate::store::Written;
 
 /// Every admin route; all of them require an admin token (the check is applied
 /// here, to the whole set, so a new route cannot forget it).
@@ -46,6 +47,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/admin/v1/customers/{customer}/entitlements/{entitlement}",
             get(get_entitlement).put(put_entitlement).delete(delete_entitlement),
         )
+        .route("/admin/v1/customers/{customer}/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/admin/v1/customers/{customer}/api-keys/{key}", axum::routing::delete(revoke_api_key))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -69,23 +72,7 @@ impl AdminError {
             AdminError::NotFound(what) => {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
             }
-            AdminError::Catalog(CatalogError::Invalid { field, reason }) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Unprocessable Content")
-                    .with_detail(format!("{field}: {reason}"))
-            }
-            AdminError::Catalog(CatalogError::Missing { kind, id }) => {
-                Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No {kind} {id:?}."))
-            }
-            AdminError::Catalog(CatalogError::Conflict(d)) => {
-                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(d.clone())
-            }
-            AdminError::Catalog(CatalogError::Store(StoreError::Unavailable(_))) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Service Unavailable")
-                    .with_detail("The state store is not reachable; try again shortly.")
-            }
-            AdminError::Catalog(CatalogError::Store(_)) => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error")
-            }
+            AdminError::Catalog(e) => super::problem::from_catalog(e),
         }
     }
 }
@@ -400,4 +387,47 @@ async fn delete_entitlement(
 ) -> AdminResult {
     let (customer, id) = path(p)?;
     deleted(s.catalog.delete_entitlement(&customer, &id).await?, "entitlement")
+}
+
+// API keys.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    #[serde(default)]
+    name: String,
+}
+
+/// `201` with the key text, shown this once and never again.
+async fn create_api_key(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let customer = path(p)?;
+    let b: ApiKeyBody = if raw.is_empty() { ApiKeyBody::default() } else { body(&raw)? };
+    let now = Timestamp(s.clock.now_unix());
+    let (key, text) = s.catalog.create_api_key(&customer, &b.name, now).await?;
+    let mut shown = serde_json::to_value(ApiKeyView::from(&key)).unwrap_or_default();
+    shown["key"] = serde_json::Value::String(text);
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+async fn list_api_keys(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    let customer = path(p)?;
+    if s.catalog.customer(&customer).await?.is_none() {
+        return Err(AdminError::NotFound("customer".into()));
+    }
+    let keys: Vec<ApiKeyView> = s.catalog.api_keys(&customer).await?.iter().map(ApiKeyView::from).collect();
+    Ok(Json(serde_json::json!({ "items": keys })).into_response())
+}
+
+async fn revoke_api_key(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, id) = path(p)?;
+    let now = Timestamp(s.clock.now_unix());
+    let key = s.catalog.revoke_api_key(&customer, &id, now).await?;
+    Ok(Json(ApiKeyView::from(&key)).into_response())
 }

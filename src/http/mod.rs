@@ -4,6 +4,7 @@
 pub mod admin_api;
 pub mod admin_auth;
 pub mod conditional;
+pub mod customer_api;
 pub mod download;
 pub mod health;
 pub mod problem;
@@ -67,9 +68,12 @@ impl Drop for DownloadGuard {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The public listener: data plane and health.
+/// The public listener: data plane, customer API and health.
 pub fn public_router(state: Arc<AppState>) -> Router {
-    let routes = Router::new().route("/healthz", get(health::healthz)).route("/d/{*path}", get(download::download));
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/d/{*path}", get(download::download))
+        .merge(customer_api::routes(state.clone()));
     with_common_layers(routes, state)
 }
 

@@ -4,6 +4,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::catalog::CatalogError;
+use crate::store::StoreError;
+
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// A problem body. `code` is the stable machine code clients switch on; `type`
@@ -61,6 +64,26 @@ impl IntoResponse for Problem {
             h.insert(name, value);
         }
         response
+    }
+}
+
+/// The problem for a catalog failure; shared by the admin and customer APIs.
+pub fn from_catalog(e: &CatalogError) -> Problem {
+    match e {
+        CatalogError::Invalid { field, reason } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Unprocessable Content")
+                .with_detail(format!("{field}: {reason}"))
+        }
+        CatalogError::Missing { kind, id } => {
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No {kind} {id:?}."))
+        }
+        CatalogError::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(d.clone()),
+        CatalogError::Store(StoreError::Unavailable(_)) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Service Unavailable")
+                .with_detail("The state store is not reachable; try again shortly.")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        }
+        CatalogError::Store(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
     }
 }
 

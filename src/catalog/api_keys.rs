@@ -1,0 +1,203 @@
+//! Customer API keys: shown once at creation, stored only as a SHA-256 digest,
+//! revocable, with a last-used time.
+//!
+//! Format: `tg_<customer>_<key id: 16 hex>_<secret: 64 hex>`. The customer and
+//! key id locate the record (`{customer}/{key id}` in the store) without a
+//! global index; the secret is 256 random bits, so a plain SHA-256 digest is as
+//! good as a slow password hash here.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::model::Timestamp;
+use super::repo::{CatalogError, CatalogRepo, check_id};
+use crate::store::{Kind, get_json, put_json};
+
+pub const KEY_PREFIX: &str = "tg_";
+const ID_HEX: usize = 16;
+const SECRET_HEX: usize = 64;
+/// `last_used_at` is written at most this often per key (seconds), so that
+/// authenticating is not a store write per request.
+pub const LAST_USED_GRANULARITY: u64 = 60;
+
+/// The stored record; never holds the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub customer: String,
+    pub name: String,
+    /// Lower-case hex SHA-256 of the whole key text.
+    pub sha256: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What the admin API shows of a key: everything but the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub customer: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            customer: k.customer.clone(),
+            name: k.name.clone(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+fn digest_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> Result<String, CatalogError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| CatalogError::Conflict(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+/// Split a presented key into (customer, key id), if it has the shape of one.
+pub fn parse_key(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(KEY_PREFIX)?;
+    let tail = ID_HEX + 1 + SECRET_HEX;
+    if rest.len() < tail + 2 || !rest.is_char_boundary(rest.len() - tail - 1) {
+        return None;
+    }
+    let (head, tail_text) = rest.split_at(rest.len() - tail - 1);
+    let tail_text = tail_text.strip_prefix('_')?;
+    let (id, secret) = tail_text.split_at(ID_HEX);
+    let secret = secret.strip_prefix('_')?;
+    let hex_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex_ok(id) && hex_ok(secret) && secret.len() == SECRET_HEX && !head.is_empty()).then_some((head, id))
+}
+
+impl CatalogRepo {
+    /// Create a key for an existing customer. Returns the record and the key
+    /// text, which is never stored and cannot be shown again.
+    pub async fn create_api_key(
+        &self,
+        customer: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<(ApiKey, String), CatalogError> {
+        check_id("customer", customer)?;
+        if self.customer(customer).await?.is_none() {
+            return Err(CatalogError::Missing { kind: "customer", id: customer.to_owned() });
+        }
+        if name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(CatalogError::Invalid {
+                field: "name",
+                reason: "at most 200 characters, no control characters".into(),
+            });
+        }
+        let id = random_hex(ID_HEX / 2)?;
+        let text = format!("{KEY_PREFIX}{customer}_{id}_{}", random_hex(SECRET_HEX / 2)?);
+        let key = ApiKey {
+            id: id.clone(),
+            customer: customer.to_owned(),
+            name: name.to_owned(),
+            sha256: digest_hex(&text),
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        put_json(self.store().as_ref(), Kind::ApiKey, &format!("{customer}/{id}"), &key).await?;
+        Ok((key, text))
+    }
+
+    pub async fn api_keys(&self, customer: &str) -> Result<Vec<ApiKey>, CatalogError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.store().list(Kind::ApiKey, &format!("{customer}/"), after.as_deref(), 500).await?;
+            let done = rows.len() < 500;
+            after = rows.last().map(|(k, _)| k.clone());
+            for (key, value) in rows {
+                let k: ApiKey = serde_json::from_slice(&value).map_err(|e| crate::store::StoreError::Corrupt {
+                    kind: Kind::ApiKey,
+                    key,
+                    detail: e.to_string(),
+                })?;
+                all.push(k);
+            }
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Revoke a key (the record stays, for audit). Revoking twice is a no-op.
+    pub async fn revoke_api_key(&self, customer: &str, id: &str, now: Timestamp) -> Result<ApiKey, CatalogError> {
+        let store_key = format!("{customer}/{id}");
+        let mut key: ApiKey = get_json(self.store().as_ref(), Kind::ApiKey, &store_key)
+            .await?
+            .ok_or_else(|| CatalogError::Missing { kind: "api key", id: id.to_owned() })?;
+        if key.revoked_at.is_none() {
+            key.revoked_at = Some(now);
+            put_json(self.store().as_ref(), Kind::ApiKey, &store_key, &key).await?;
+        }
+        Ok(key)
+    }
+
+    /// The live key `text` is, if any: well-formed, known, digest equal
+    /// (constant-time), not revoked. Records the use, coarsely.
+    pub async fn authenticate(&self, text: &str, now: Timestamp) -> Result<Option<ApiKey>, CatalogError> {
+        let Some((customer, id)) = parse_key(text) else {
+            return Ok(None);
+        };
+        let store_key = format!("{customer}/{id}");
+        let Some(mut key) = get_json::<ApiKey>(self.store().as_ref(), Kind::ApiKey, &store_key).await? else {
+            return Ok(None);
+        };
+        let presented = digest_hex(text);
+        // SECURITY: constant-time digest comparison; a revoked key is refused
+        // exactly like an unknown one.
+        if !bool::from(presented.as_bytes().ct_eq(key.sha256.as_bytes())) || key.revoked_at.is_some() {
+            return Ok(None);
+        }
+        if key.last_used_at.is_none_or(|t| now.0 >= t.0 + LAST_USED_GRANULARITY) {
+            key.last_used_at = Some(now);
+            put_json(self.store().as_ref(), Kind::ApiKey, &store_key, &key).await?;
+        }
+        Ok(Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_keys_of_customers_with_any_id() {
+        let id = "0123456789abcdef";
+        let secret = "ab".repeat(32);
+        for customer in ["acme", "acme_corp", "a_b_c", "x"] {
+            let text = format!("tg_{customer}_{id}_{secret}");
+            assert_eq!(parse_key(&text), Some((customer, id)), "{text}");
+        }
+        for bad in [
+            String::new(),
+            "tg_".into(),
+            format!("tg__{id}_{secret}"),
+            format!("tg_acme_{id}_{}", "AB".repeat(32)),
+            format!("tg_acme_{id}{secret}"),
+            format!("xx_acme_{id}_{secret}"),
+            format!("tg_acme_{id}_{}", &secret[1..]),
+            format!("tg_é{id}_{secret}"),
+        ] {
+            assert_eq!(parse_key(&bad), None, "{bad}");
+        }
+    }
+}
