@@ -118,24 +118,7 @@ impl CatalogRepo {
     }
 
     pub async fn api_keys(&self, customer: &str) -> Result<Vec<ApiKey>, CatalogError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let rows = self.store().list(Kind::ApiKey, &format!("{customer}/"), after.as_deref(), 500).await?;
-            let done = rows.len() < 500;
-            after = rows.last().map(|(k, _)| k.clone());
-            for (key, value) in rows {
-                let k: ApiKey = serde_json::from_slice(&value).map_err(|e| crate::store::StoreError::Corrupt {
-                    kind: Kind::ApiKey,
-                    key,
-                    detail: e.to_string(),
-                })?;
-                all.push(k);
-            }
-            if done {
-                return Ok(all);
-            }
-        }
+        self.all(Kind::ApiKey, &format!("{customer}/")).await
     }
 
     /// Revoke a key (the record stays, for audit). Revoking twice is a no-op.

@@ -253,11 +253,15 @@ impl CatalogRepo {
 
     /// Every entitlement of a customer (all pages).
     pub async fn entitlements_of(&self, customer: &str) -> Result<Vec<Entitlement>, CatalogError> {
+        self.all(Kind::Entitlement, &format!("{customer}/")).await
+    }
+
+    /// Every record of `kind` under `prefix`, read page by page.
+    pub(crate) async fn all<T: DeserializeOwned>(&self, kind: Kind, prefix: &str) -> Result<Vec<T>, CatalogError> {
         let mut all = Vec::new();
         let mut cursor = None;
         loop {
-            let page: Page<Entitlement> =
-                self.page(Kind::Entitlement, &format!("{customer}/"), cursor.as_deref(), Some(MAX_PAGE - 1)).await?;
+            let page: Page<T> = self.page(kind, prefix, cursor.as_deref(), Some(MAX_PAGE - 1)).await?;
             all.extend(page.items);
             match page.next {
                 Some(next) => cursor = Some(next),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
@@ -396,14 +396,7 @@ pub async fn request_with_body(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Reply {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder().method(method).uri(target).header("host", addr.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = sender.send_request(req.body(http_body_util::Full::new(body)).unwrap()).await.unwrap();
+    let response = send_with_body(addr, method, target, headers, body).await;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).map_err(|e| e.to_string());
     Reply { status: parts.status.as_u16(), headers: parts.headers, body }
@@ -415,6 +408,16 @@ pub async fn get(addr: SocketAddr, target: &str) -> Reply {
 
 /// Send a request and return the response with its body unread.
 pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> hyper::Response<Incoming> {
+    send_with_body(addr, method, target, headers, Bytes::new()).await
+}
+
+async fn send_with_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> hyper::Response<Incoming> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
@@ -422,7 +425,7 @@ pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()).await.unwrap()
+    sender.send_request(req.body(http_body_util::Full::new(body)).unwrap()).await.unwrap()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
