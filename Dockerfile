@@ -7,13 +7,16 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that source changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+# Cargo.toml names bench targets by path, so placeholders must exist for them.
+RUN mkdir -p src benches load-tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && echo 'fn main() {}' > benches/signing.rs \
+ && echo 'fn main() {}' > load-tests/data_plane.rs \
  && cargo build --release --locked \
- && rm -rf src benches
+ && rm -rf src benches load-tests
 COPY src ./src
 COPY benches ./benches
+COPY load-tests ./load-tests
 # Make sure cargo sees the real sources as newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tollgate
 
