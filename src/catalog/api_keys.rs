@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::model::Timestamp;
 use super::repo::{CatalogError, CatalogRepo, check_id};
-use crate::store::{Kind, get_json, put_json};
+use crate::store::{Kind, StoreError, get_json, put_json};
 
 pub const KEY_PREFIX: &str = "tg_";
 const ID_HEX: usize = 16;
@@ -64,7 +64,8 @@ fn digest_hex(text: &str) -> String {
 
 fn random_hex(bytes: usize) -> Result<String, CatalogError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| CatalogError::Conflict(format!("no randomness: {e}")))?;
+    // An OS RNG failure is an internal error (500), not something the caller did.
+    getrandom::fill(&mut buf).map_err(|e| CatalogError::Store(StoreError::Internal(format!("no randomness: {e}"))))?;
     Ok(hex::encode(buf))
 }
 
