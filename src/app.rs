@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::catalog::CatalogRepo;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, secret};
+use crate::entitlement::access::UrlPolicy;
 use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
 use crate::server::{self, ServeOptions};
@@ -92,6 +93,10 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
         storage_idle_timeout: config.storage.idle_timeout,
         trusted_proxies: config.server.trusted_proxies.clone(),
         active_downloads: DownloadGauge::default(),
+        urls: UrlPolicy {
+            public_url: config.server.public_url.clone(),
+            ttl_secs: config.signing.default_ttl.as_secs(),
+        },
     }))
 }
 

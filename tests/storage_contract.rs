@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, Blobs, test_bytes};
+use common::{Backend, Blobs, sha256_hex, test_bytes};
 use futures_util::StreamExt;
 use tollgate::storage::{BlobStore, ByteRange, ByteStream, ObjectKey, StorageError};
 
@@ -16,6 +16,7 @@ backend_suite!(
     missing_objects_are_not_found,
     a_replaced_object_is_detected,
     check_passes_on_a_working_store,
+    measure_reads_size_and_sha256,
 );
 
 fn key(k: &str) -> ObjectKey {
@@ -132,4 +133,19 @@ async fn trait_objects_are_usable_across_tasks() {
     let store: std::sync::Arc<dyn BlobStore> = blobs.store().await;
     let task = tokio::spawn(async move { store.head(&key("a/b/c")).await.map(|m| m.size) });
     assert_eq!(task.await.unwrap().unwrap(), 10);
+}
+
+async fn measure_reads_size_and_sha256(backend: Backend) {
+    let blobs = Blobs::new(backend).await;
+    let data = test_bytes(200_001);
+    blobs.put("app/1.0/app.bin", &data).await;
+    blobs.put("app/1.0/empty.txt", b"").await;
+    let store = blobs.store().await;
+    let idle = std::time::Duration::from_secs(5);
+    let (meta, digest) = tollgate::storage::measure(store.as_ref(), &key("app/1.0/app.bin"), idle).await.unwrap();
+    assert_eq!((meta.size, digest), (200_001, sha256_hex(&data)));
+    let (meta, digest) = tollgate::storage::measure(store.as_ref(), &key("app/1.0/empty.txt"), idle).await.unwrap();
+    assert_eq!((meta.size, digest), (0, sha256_hex(b"")));
+    let missing = tollgate::storage::measure(store.as_ref(), &key("app/1.0/nope"), idle).await;
+    assert!(matches!(missing, Err(StorageError::NotFound)), "{missing:?}");
 }

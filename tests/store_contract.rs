@@ -14,6 +14,7 @@ backend_suite!(
     sqlite = super::Backend::Sqlite, redis = super::Backend::Redis;
     put_reports_created_updated_unchanged,
     kinds_do_not_share_keys,
+    get_many_answers_in_order_across_kinds,
     delete_removes_from_get_and_list,
     list_is_ordered_prefixed_and_pages,
     paging_survives_concurrent_writes,
@@ -40,6 +41,20 @@ async fn kinds_do_not_share_keys(b: Backend) {
     assert_eq!(s.get(Kind::Product, "acme").await.unwrap().as_deref(), Some(&b"product"[..]));
     assert_eq!(s.get(Kind::Customer, "acme").await.unwrap().as_deref(), Some(&b"customer"[..]));
     assert_eq!(s.list(Kind::Customer, "", None, 10).await.unwrap().len(), 1);
+}
+
+async fn get_many_answers_in_order_across_kinds(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.store.as_ref();
+    s.put(Kind::Customer, "acme", b"c").await.unwrap();
+    s.put(Kind::Grant, "acme/g1", b"g").await.unwrap();
+    s.put(Kind::Release, "app/1.0.0", b"r").await.unwrap();
+    let got = s
+        .get_many(&[(Kind::Grant, "acme/g1"), (Kind::Customer, "nobody"), (Kind::Release, "app/1.0.0"), (Kind::Customer, "acme")])
+        .await
+        .unwrap();
+    assert_eq!(got, [Some(b"g".to_vec()), None, Some(b"r".to_vec()), Some(b"c".to_vec())]);
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
 }
 
 async fn delete_removes_from_get_and_list(b: Backend) {

@@ -2,6 +2,8 @@
 //! ([`repo`]) on top of the state store.
 
 pub mod api_keys;
+pub mod artifacts;
+pub mod grants;
 pub mod model;
 pub mod repo;
 

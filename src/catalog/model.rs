@@ -189,3 +189,24 @@ pub struct Entitlement {
     pub platforms: Option<Vec<String>>,
     pub status: EntitlementStatus,
 }
+
+/// One download authorisation, created when a customer asks for a URL and
+/// looked up by the data plane on every request that presents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// `<24 hex>.<entitlement id>`; see [`crate::catalog::grants`].
+    pub id: String,
+    pub customer: String,
+    pub entitlement: String,
+    pub product: String,
+    pub version: Version,
+    pub filename: String,
+    pub issued_at: Timestamp,
+    /// The URL must be used before this instant.
+    pub expires_at: Timestamp,
+    /// The first `GET` (set by the quota work; `None` until then).
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// The address the URL was asked for from.
+    pub requested_from: Option<std::net::IpAddr>,
+}

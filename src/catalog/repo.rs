@@ -2,8 +2,9 @@
 //! between records, cursor pages and the release lifecycle.
 //!
 //! Key layout (see docs/state-store.md): product `{product}`, release
-//! `{product}/{version}`, customer `{customer}`, entitlement
-//! `{customer}/{entitlement}`.
+//! `{product}/{version}`, artifact `{product}/{version}/{filename}`, customer
+//! `{customer}`, entitlement `{customer}/{entitlement}`, API key
+//! `{customer}/{key id}`, grant `{customer}/{grant id}`.
 
 use std::sync::Arc;
 
@@ -177,7 +178,19 @@ impl CatalogRepo {
         self.page(Kind::Release, &format!("{product}/"), cursor, limit).await
     }
 
+    /// Every release of a product (all pages).
+    pub async fn all_releases(&self, product: &str) -> Result<Vec<Release>, CatalogError> {
+        self.all(Kind::Release, &format!("{product}/")).await
+    }
+
+    /// Delete a release that has no artifacts left.
     pub async fn delete_release(&self, product: &str, version: &Version) -> Result<bool, CatalogError> {
+        let artifacts = format!("{}/", release_key(product, version));
+        if !self.store.list(Kind::Artifact, &artifacts, None, 1).await?.is_empty() {
+            return Err(CatalogError::Conflict(format!(
+                "release {product}/{version} still has artifacts; delete them first"
+            )));
+        }
         Ok(self.store.delete(Kind::Release, &release_key(product, version)).await?)
     }
 
@@ -229,11 +242,27 @@ impl CatalogRepo {
         self.page(Kind::Customer, "", cursor, limit).await
     }
 
+    /// Every customer (all pages).
+    pub async fn all_customers(&self) -> Result<Vec<Customer>, CatalogError> {
+        self.all(Kind::Customer, "").await
+    }
+
     // Entitlements.
+
+    /// Every entitlement of every customer (all pages).
+    pub async fn all_entitlements(&self) -> Result<Vec<Entitlement>, CatalogError> {
+        self.all(Kind::Entitlement, "").await
+    }
 
     /// Create or replace an entitlement; its customer and product must exist.
     pub async fn put_entitlement(&self, e: &Entitlement) -> Result<Written, CatalogError> {
         check_id("id", &e.id)?;
+        if e.id.len() > super::grants::MAX_ENTITLEMENT_ID {
+            return Err(CatalogError::Invalid {
+                field: "id",
+                reason: format!("entitlement ids are at most {} characters", super::grants::MAX_ENTITLEMENT_ID),
+            });
+        }
         check_id("customer", &e.customer)?;
         self.require::<Customer>(Kind::Customer, "customer", &e.customer).await?;
         self.require::<Product>(Kind::Product, "product", &e.product).await?;

@@ -2,6 +2,8 @@
 //! release, artifact, now) to "allowed by this entitlement" or the rule that
 //! failed. No I/O; the store gathers the inputs.
 
+pub mod access;
+
 use semver::{Version, VersionReq};
 
 use crate::catalog::{

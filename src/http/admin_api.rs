@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +24,10 @@ use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
+use crate::catalog::artifacts::check_filename;
+use crate::catalog::{Artifact, PLATFORM_ANY};
+use crate::entitlement::access::{AccessError, eligible_customers as eligible};
+use crate::storage::{self, ObjectKey, StorageError};
 use crate::store::Written;
 
 /// Every admin route; all of them require an admin token (the check is applied
@@ -40,6 +44,12 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/products/{product}/releases/{version}/publish", post(publish_release))
         .route("/admin/v1/products/{product}/releases/{version}/yank", post(yank_release))
         .route("/admin/v1/products/{product}/releases/{version}/restore", post(restore_release))
+        .route("/admin/v1/products/{product}/releases/{version}/eligible-customers", get(eligible_customers))
+        .route("/admin/v1/products/{product}/releases/{version}/artifacts", get(list_artifacts))
+        .route(
+            "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}",
+            get(get_artifact).put(put_artifact).delete(delete_artifact),
+        )
         .route("/admin/v1/customers", get(list_customers))
         .route("/admin/v1/customers/{customer}", get(get_customer).put(put_customer))
         .route("/admin/v1/customers/{customer}/entitlements", get(list_entitlements))
@@ -59,8 +69,14 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    NotImplemented(&'static str),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 impl AdminError {
@@ -72,7 +88,16 @@ impl AdminError {
             AdminError::NotFound(what) => {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
             }
+            AdminError::NotImplemented(d) => {
+                Problem::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "Not Implemented").with_detail(*d)
+            }
+            AdminError::Storage(StorageError::NotFound) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
+                    .with_detail("There is no object at this storage key; put the file into storage first.")
+            }
+            AdminError::Storage(e) => super::problem::from_storage(e),
             AdminError::Catalog(e) => super::problem::from_catalog(e),
+            AdminError::Access(e) => super::problem::from_access(e),
         }
     }
 }
@@ -430,4 +455,125 @@ async fn revoke_api_key(
     let now = Timestamp(s.clock.now_unix());
     let key = s.catalog.revoke_api_key(&customer, &id, now).await?;
     Ok(Json(ApiKeyView::from(&key)).into_response())
+}
+
+// Artifacts.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArtifactParams {
+    /// `existing`: register an object already in storage.
+    source: Option<String>,
+    platform: Option<String>,
+    /// Default: `{product}/{version}/{filename}`.
+    storage_key: Option<String>,
+    /// Default: guessed from the file name.
+    content_type: Option<String>,
+}
+
+/// Register an object that is already in storage as an artifact. Its size and
+/// SHA-256 are measured by reading it through, never taken from the caller.
+async fn put_artifact(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+    q: Result<Query<ArtifactParams>, QueryRejection>,
+    raw: Bytes,
+) -> AdminResult {
+    let (product, v, filename) = path(p)?;
+    let version = version(&v)?;
+    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    if q.source.as_deref() != Some("existing") {
+        return Err(AdminError::NotImplemented(
+            "Uploading through the gateway is not available yet; put the file into storage and register it with \
+             ?source=existing&platform=<platform>.",
+        ));
+    }
+    if !raw.is_empty() {
+        return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
+    }
+    check_filename(&filename)?;
+    let platform = q.platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
+    crate::catalog::repo::check_id("platform", &platform)?;
+    let content_type = match q.content_type {
+        Some(ct) if ct.contains('/') && HeaderValue::from_str(&ct).is_ok() => ct,
+        Some(ct) => {
+            return Err(CatalogError::Invalid {
+                field: "content_type",
+                reason: format!("{ct:?} is not a media type like application/gzip"),
+            }
+            .into());
+        }
+        None => mime_guess::from_path(&filename).first_or_octet_stream().essence_str().to_owned(),
+    };
+    // Fail before the (possibly long) read when the release is missing.
+    if s.catalog.release(&product, &version).await?.is_none() {
+        return Err(AdminError::NotFound("release".into()));
+    }
+    let storage_key = q.storage_key.unwrap_or_else(|| format!("{product}/{version}/{filename}"));
+    let key = ObjectKey::parse(&storage_key)
+        .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
+    let (meta, sha256) = storage::measure(s.storage.as_ref(), &key, s.storage_idle_timeout).await?;
+    let artifact = Artifact {
+        product,
+        version,
+        filename,
+        platform,
+        size: meta.size,
+        sha256,
+        content_type: Some(content_type),
+        storage_key,
+    };
+    Ok(written(s.catalog.put_artifact(&artifact).await?, &artifact))
+}
+
+async fn get_artifact(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v, filename) = path(p)?;
+    found(s.catalog.artifact(&product, &version(&v)?, &filename).await?, "artifact")
+}
+
+async fn list_artifacts(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    let version = version(&v)?;
+    if s.catalog.release(&product, &version).await?.is_none() {
+        return Err(AdminError::NotFound("release".into()));
+    }
+    Ok(Json(serde_json::json!({ "items": s.catalog.artifacts(&product, &version).await? })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_artifact(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+    q: Result<Query<DeleteParams>, QueryRejection>,
+) -> AdminResult {
+    let (product, v, filename) = path(p)?;
+    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    deleted(s.catalog.delete_artifact(&product, &version(&v)?, &filename, q.force).await?, "artifact")
+}
+
+/// Whom a release reaches: the customers entitled to it as if it were
+/// published now (so a vendor can check a patch's audience before publishing).
+async fn eligible_customers(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    let version = version(&v)?;
+    let release = s.catalog.release(&product, &version).await?.ok_or_else(|| AdminError::NotFound("release".into()))?;
+    let artifacts = s.catalog.artifacts(&product, &version).await?;
+    let now = Timestamp(s.clock.now_unix());
+    let items = eligible(&s.catalog, &release, &artifacts, now).await?;
+    Ok(Json(serde_json::json!({ "count": items.len(), "items": items })).into_response())
 }

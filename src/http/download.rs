@@ -10,10 +10,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
+use base64::Engine as _;
 
 use super::conditional::{self, Precondition, RangeDecision};
 use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
+use crate::catalog::Artifact;
+use crate::entitlement::access::{AccessError, recheck_grant};
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
 
@@ -40,6 +43,12 @@ pub enum DownloadError {
     RangeNotSatisfiable { size: u64 },
     #[error(transparent)]
     Storage(StorageError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The object's size differs from the artifact record: replaced behind
+    /// the gateway's back. Serving it would contradict the advertised digest.
+    #[error("the object in storage does not match its artifact record")]
+    ArtifactChanged,
 }
 
 impl From<StorageError> for DownloadError {
@@ -54,7 +63,9 @@ impl From<StorageError> for DownloadError {
 impl DownloadError {
     pub fn origin(&self) -> Origin {
         match self {
-            DownloadError::Storage(_) => Origin::Storage,
+            DownloadError::Storage(_)
+            | DownloadError::ArtifactChanged
+            | DownloadError::Access(AccessError::Catalog(_) | AccessError::Sign(_)) => Origin::Storage,
             _ => Origin::Client,
         }
     }
@@ -81,23 +92,12 @@ impl DownloadError {
                 }
                 p
             }
-            DownloadError::Storage(e) => {
-                // Unreachable or overloaded storage is worth a retry (503); a storage
-                // answer we cannot use is a bad gateway (502).
-                let status = match e {
-                    StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                let title =
-                    if status == StatusCode::SERVICE_UNAVAILABLE { "Service Unavailable" } else { "Bad Gateway" };
-                let mut p = Problem::new(status, "upstream_unavailable", title)
-                    .with_detail("The file cannot be read from storage right now; try again shortly.");
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    p = p.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                }
-                p
+            DownloadError::Storage(e) => super::problem::from_storage(e),
+            DownloadError::Access(e) => super::problem::from_access(e),
+            DownloadError::ArtifactChanged => {
+                Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway").with_detail(
+                    "The file in storage does not match the registered artifact.",
+                )
             }
         }
     }
@@ -162,7 +162,22 @@ async fn serve(
     span.record("customer", token.customer.unwrap_or("-"));
     span.record("grant", token.grant.unwrap_or("-"));
 
+    // A URL minted for a grant is re-checked against the catalog (one store
+    // round trip); a URL without one was minted by an operator (`tollgate
+    // sign`) for the object at its path.
+    let (key, artifact) = match token.grant {
+        Some(grant) => {
+            let artifact = recheck(state, token.customer, grant, &key, client).await?;
+            let object = ObjectKey::parse(&artifact.storage_key).map_err(|_| DownloadError::ArtifactChanged)?;
+            (object, Some(artifact))
+        }
+        None => (key, None),
+    };
+
     let meta = state.storage.head(&key).await?;
+    if artifact.as_ref().is_some_and(|a| a.size != meta.size) {
+        return Err(DownloadError::ArtifactChanged);
+    }
     match conditional::evaluate_preconditions(headers, method, &meta) {
         Precondition::Proceed => {}
         Precondition::NotModified => return Ok(not_modified(&meta)),
@@ -176,6 +191,9 @@ async fn serve(
 
     let mut h = HeaderMap::with_capacity(12);
     object_headers(&mut h, &meta, key.file_name());
+    if let Some(a) = &artifact {
+        artifact_headers(&mut h, a);
+    }
     let length = match range {
         Some(r) => {
             h.insert(header::CONTENT_RANGE, header_value(&format!("bytes {}-{}/{}", r.start, r.last(), meta.size)));
@@ -197,6 +215,36 @@ async fn serve(
     *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     *response.headers_mut() = h;
     Ok(response)
+}
+
+async fn recheck(
+    state: &AppState,
+    customer: Option<&str>,
+    grant: &str,
+    key: &ObjectKey,
+    client: std::net::IpAddr,
+) -> Result<Artifact, DownloadError> {
+    // Grant URLs always carry the customer; one without is not ours.
+    let customer = customer.ok_or(AccessError::UnknownGrant)?;
+    let parts: Vec<&str> = key.segments().collect();
+    let [product, version, filename] = parts.as_slice() else {
+        return Err(DownloadError::BadPath);
+    };
+    let version = semver::Version::parse(version).map_err(|_| DownloadError::NotFound)?;
+    Ok(recheck_grant(&state.catalog, customer, grant, product, &version, filename, client).await?)
+}
+
+/// What the artifact record adds: the digest (RFC 9530 `Repr-Digest`, and the
+/// hex form download scripts compare) and its registered content type.
+fn artifact_headers(h: &mut HeaderMap, a: &Artifact) {
+    if let Ok(raw) = hex::decode(&a.sha256) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        h.insert("repr-digest", header_value(&format!("sha-256=:{b64}:")));
+        h.insert("x-checksum-sha256", header_value(&a.sha256));
+    }
+    if let Some(ct) = &a.content_type {
+        h.insert(header::CONTENT_TYPE, header_value(ct));
+    }
 }
 
 /// Headers every object response carries (200, 206, and most of them on 304).

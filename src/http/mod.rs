@@ -21,6 +21,7 @@ use ipnet::IpNet;
 
 use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
+use crate::entitlement::access::UrlPolicy;
 use crate::signing::KeyRing;
 use crate::storage::BlobStore;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub storage_idle_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub active_downloads: DownloadGauge,
+    /// Where customer download URLs point and how long they live.
+    pub urls: UrlPolicy,
 }
 
 /// The number of response bodies being streamed right now.

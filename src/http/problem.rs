@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::entitlement::access::AccessError;
+use crate::storage::StorageError;
 use crate::store::StoreError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -84,6 +86,48 @@ pub fn from_catalog(e: &CatalogError) -> Problem {
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
         }
         CatalogError::Store(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+    }
+}
+
+/// The problem for a blob-storage failure. Unreachable or overloaded storage is
+/// worth a retry (503); a storage answer we cannot use is a bad gateway (502).
+pub fn from_storage(e: &StorageError) -> Problem {
+    match e {
+        StorageError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found")
+            .with_detail("There is no such file in storage."),
+        StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "Service Unavailable")
+                .with_detail("The file cannot be read from storage right now; try again shortly.")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        }
+        _ => Problem::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "Bad Gateway")
+            .with_detail("The file cannot be read from storage right now; try again shortly."),
+    }
+}
+
+/// The problem for a refused customer request or grant; shared by the customer
+/// API and the data plane.
+pub fn from_access(e: &AccessError) -> Problem {
+    match e {
+        AccessError::Denied(d) => Problem::new(StatusCode::FORBIDDEN, d.code(), "Forbidden").with_detail(format!("{d}.")),
+        AccessError::AddressNotAllowed(_) => Problem::new(StatusCode::FORBIDDEN, "address_not_allowed", "Forbidden")
+            .with_detail("Downloads are not allowed from this network address for this customer."),
+        AccessError::UnknownGrant => Problem::new(StatusCode::FORBIDDEN, "unknown_grant", "Forbidden")
+            .with_detail("This URL's grant is unknown; ask for a new download URL."),
+        AccessError::NotFound(what) => {
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
+        }
+        AccessError::Ambiguous(d) => {
+            Problem::new(StatusCode::CONFLICT, "ambiguous_artifact", "Conflict").with_detail(d.clone())
+        }
+        AccessError::InvalidVersion(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_version", "Bad Request").with_detail(e.to_string())
+        }
+        AccessError::InvalidConstraint(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_constraint", "Bad Request").with_detail(e.to_string())
+        }
+        AccessError::Sign(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+        AccessError::Catalog(c) => from_catalog(c),
     }
 }
 

@@ -173,6 +173,27 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     async fn check(&self) -> Result<(), StorageError>;
 }
 
+/// Read an object through to measure it: its metadata and the lower-case hex
+/// SHA-256 of its bytes. Memory stays bounded (one chunk at a time), and a short,
+/// stalled or overlong read is an error, never a digest of part of the object.
+pub async fn measure(
+    store: &dyn BlobStore,
+    key: &ObjectKey,
+    idle_timeout: std::time::Duration,
+) -> Result<(ObjectMeta, String), StorageError> {
+    use futures_util::StreamExt as _;
+    use sha2::Digest as _;
+    let meta = store.head(key).await?;
+    let mut hasher = sha2::Sha256::new();
+    if meta.size > 0 {
+        let mut stream = guarded(store.get(key, None, &meta).await?, meta.size, idle_timeout, ());
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+    }
+    Ok((meta, hex::encode(hasher.finalize())))
+}
+
 /// Build the configured backend.
 pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match config.storage.backend {

@@ -88,6 +88,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Several records, of any kinds, in one round trip; answers in the order
+    /// asked. The data plane's per-download re-check is one of these.
+    async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
     /// Remove a record; `false` if there was none.
     async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError>;
 

@@ -115,6 +115,20 @@ impl Store for RedisStore {
         conn.get(self.record_key(kind, key)).await.map_err(unavailable)
     }
 
+    async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A pipeline, not MGET: the records live under different hash tags
+        // (slots), and a pipeline of GETs is still one round trip.
+        let mut pipe = redis::pipe();
+        for (kind, key) in items {
+            pipe.get(self.record_key(*kind, key));
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(unavailable)
+    }
+
     async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let (deleted,): (i64,) = redis::pipe()

@@ -135,6 +135,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let items: Vec<(Kind, String)> = items.iter().map(|(k, key)| (*k, (*key).to_owned())).collect();
+        self.with_conn(move |conn| {
+            // One read transaction: the answers are a consistent snapshot.
+            let tx = conn.transaction().map_err(internal)?;
+            let mut out = Vec::with_capacity(items.len());
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2").map_err(internal)?;
+                for (kind, key) in &items {
+                    out.push(stmt.query_row(params![kind.as_str(), key], |r| r.get(0)).optional().map_err(internal)?);
+                }
+            }
+            tx.commit().map_err(internal)?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.with_conn(move |conn| {

@@ -1,0 +1,112 @@
+//! Artifacts: the files of a release. An artifact record names an object that
+//! already exists in blob storage, with the size and SHA-256 the gateway
+//! measured itself (never taken from the caller).
+//!
+//! Key: `{product}/{version}/{filename}`.
+
+use semver::Version;
+
+use super::model::{Artifact, ReleaseStatus};
+use super::repo::{CatalogError, CatalogRepo, check_id};
+use crate::store::{Kind, Written, get_json, put_json};
+
+/// Longest file name accepted, in bytes (common file systems' limit).
+pub const MAX_FILENAME: usize = 255;
+
+/// File names appear in download paths and `Content-Disposition`: one path
+/// segment, no separators, no control characters, not `.`-leading.
+pub fn check_filename(name: &str) -> Result<(), CatalogError> {
+    let reason = if name.is_empty() || name.len() > MAX_FILENAME {
+        Some(format!("must be 1 to {MAX_FILENAME} bytes"))
+    } else if name.contains(['/', '\\']) {
+        Some("must not contain path separators".to_owned())
+    } else if name.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else if name.starts_with('.') {
+        Some("must not start with '.'".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(CatalogError::Invalid { field: "filename", reason }),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn artifact_key(product: &str, version: &Version, filename: &str) -> String {
+    format!("{product}/{version}/{filename}")
+}
+
+impl CatalogRepo {
+    /// Create or replace an artifact of an existing release. The caller has
+    /// measured `size` and `sha256` from storage.
+    pub async fn put_artifact(&self, a: &Artifact) -> Result<Written, CatalogError> {
+        check_filename(&a.filename)?;
+        check_id("platform", &a.platform)?;
+        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(CatalogError::Invalid { field: "sha256", reason: "must be 64 lower-case hex digits".into() });
+        }
+        if self.release(&a.product, &a.version).await?.is_none() {
+            return Err(CatalogError::Missing { kind: "release", id: format!("{}/{}", a.product, a.version) });
+        }
+        let key = artifact_key(&a.product, &a.version, &a.filename);
+        Ok(put_json(self.store().as_ref(), Kind::Artifact, &key, a).await?)
+    }
+
+    pub async fn artifact(
+        &self,
+        product: &str,
+        version: &Version,
+        filename: &str,
+    ) -> Result<Option<Artifact>, CatalogError> {
+        Ok(get_json(self.store().as_ref(), Kind::Artifact, &artifact_key(product, version, filename)).await?)
+    }
+
+    /// The artifacts of one release, by file name.
+    pub async fn artifacts(&self, product: &str, version: &Version) -> Result<Vec<Artifact>, CatalogError> {
+        self.all(Kind::Artifact, &format!("{product}/{version}/")).await
+    }
+
+    /// Every artifact of every release of a product.
+    pub async fn product_artifacts(&self, product: &str) -> Result<Vec<Artifact>, CatalogError> {
+        self.all(Kind::Artifact, &format!("{product}/")).await
+    }
+
+    /// Remove an artifact record (the object in storage stays: it was
+    /// registered, not uploaded, here). Artifacts of a published or yanked
+    /// release are only removed with `force`, since customers may rely on them.
+    pub async fn delete_artifact(
+        &self,
+        product: &str,
+        version: &Version,
+        filename: &str,
+        force: bool,
+    ) -> Result<bool, CatalogError> {
+        if let Some(r) = self.release(product, version).await?
+            && r.status != ReleaseStatus::Draft
+            && !force
+        {
+            return Err(CatalogError::Conflict(format!(
+                "release {product}/{version} is {}; deleting its artifact needs ?force=true",
+                if r.status == ReleaseStatus::Published { "published" } else { "yanked" }
+            )));
+        }
+        Ok(self.store().delete(Kind::Artifact, &artifact_key(product, version, filename)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_one_plain_segment() {
+        for ok in ["app.tar.gz", "My App 1.0.dmg", "ü.zip", "a"] {
+            assert!(check_filename(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(MAX_FILENAME + 1);
+        for bad in ["", "a/b", "a\\b", ".hidden", "..", "a\u{0}b", "a\nb", long.as_str()] {
+            assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
+    }
+}

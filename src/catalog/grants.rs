@@ -1,0 +1,108 @@
+//! Grants: one per download URL handed out. The grant id embeds the id of the
+//! entitlement that allowed it (`<24 hex>.<entitlement>`), so the data plane
+//! can fetch the grant, the customer, the entitlement, the release and the
+//! artifact in one store round trip ([`CatalogRepo::grant_context`]).
+//!
+//! Key: `{customer}/{grant id}`.
+
+use semver::Version;
+
+use super::artifacts::artifact_key;
+use super::model::{Artifact, Customer, Entitlement, Grant, Release};
+use super::repo::{CatalogError, CatalogRepo};
+use crate::store::{Kind, StoreError, put_json};
+
+/// Hex digits of randomness at the start of a grant id (96 bits).
+const RANDOM_HEX: usize = 24;
+/// Longest entitlement id, so that a grant id stays within the 128 characters
+/// a signed token's `gid` may have.
+pub const MAX_ENTITLEMENT_ID: usize = 128 - RANDOM_HEX - 1;
+
+/// A fresh grant id for an entitlement.
+pub fn new_grant_id(entitlement: &str) -> Result<String, CatalogError> {
+    let mut bytes = [0u8; RANDOM_HEX / 2];
+    getrandom::fill(&mut bytes).map_err(|e| CatalogError::Store(StoreError::Internal(format!("no randomness: {e}"))))?;
+    Ok(format!("{}.{entitlement}", hex::encode(bytes)))
+}
+
+/// The entitlement id inside a grant id, if it has the shape of one.
+pub fn entitlement_of(grant_id: &str) -> Option<&str> {
+    let (random, entitlement) = grant_id.split_at_checked(RANDOM_HEX)?;
+    let entitlement = entitlement.strip_prefix('.')?;
+    let hex = random.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex && !entitlement.is_empty()).then_some(entitlement)
+}
+
+/// What the data plane needs to re-check a grant, read together.
+#[derive(Debug, Clone)]
+pub struct GrantContext {
+    pub grant: Option<Grant>,
+    pub customer: Option<Customer>,
+    pub entitlement: Option<Entitlement>,
+    pub release: Option<Release>,
+    pub artifact: Option<Artifact>,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(kind: Kind, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
+    bytes
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt { kind, key: key.to_owned(), detail: e.to_string() })
+}
+
+impl CatalogRepo {
+    pub async fn put_grant(&self, g: &Grant) -> Result<(), CatalogError> {
+        put_json(self.store().as_ref(), Kind::Grant, &format!("{}/{}", g.customer, g.id), g).await?;
+        Ok(())
+    }
+
+    /// The grant `grant_id` of `customer` and everything it depends on, as one
+    /// read. `None` when the grant id is not one this gateway mints.
+    pub async fn grant_context(
+        &self,
+        customer: &str,
+        grant_id: &str,
+        product: &str,
+        version: &Version,
+        filename: &str,
+    ) -> Result<Option<GrantContext>, CatalogError> {
+        let Some(entitlement) = entitlement_of(grant_id) else {
+            return Ok(None);
+        };
+        let keys = [
+            (Kind::Grant, format!("{customer}/{grant_id}")),
+            (Kind::Customer, customer.to_owned()),
+            (Kind::Entitlement, format!("{customer}/{entitlement}")),
+            (Kind::Release, format!("{product}/{version}")),
+            (Kind::Artifact, artifact_key(product, version, filename)),
+        ];
+        let asked: Vec<(Kind, &str)> = keys.iter().map(|(k, key)| (*k, key.as_str())).collect();
+        let got = self.store().get_many(&asked).await?;
+        let [g, c, e, r, a]: [Option<Vec<u8>>; 5] = got.try_into().map_err(|_| {
+            CatalogError::Store(StoreError::Internal("the store answered a different number of records".into()))
+        })?;
+        Ok(Some(GrantContext {
+            grant: decode(Kind::Grant, &keys[0].1, g)?,
+            customer: decode(Kind::Customer, &keys[1].1, c)?,
+            entitlement: decode(Kind::Entitlement, &keys[2].1, e)?,
+            release: decode(Kind::Release, &keys[3].1, r)?,
+            artifact: decode(Kind::Artifact, &keys[4].1, a)?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_ids_carry_their_entitlement() {
+        let id = new_grant_id("ent-2026.a_b").unwrap();
+        assert_eq!(entitlement_of(&id), Some("ent-2026.a_b"));
+        assert!(crate::signing::is_valid_id(&new_grant_id(&"e".repeat(MAX_ENTITLEMENT_ID)).unwrap()));
+        for bad in ["", "abc", "0123456789abcdef01234567", "0123456789abcdef01234567.", "0123456789ABCDEF01234567.e"]
+        {
+            assert_eq!(entitlement_of(bad), None, "{bad}");
+        }
+    }
+}
