@@ -6,8 +6,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Backend, Blobs, Gateway, RedisServer, Reply, StoreKind, request_with_body};
-use serde_json::{Value, json};
+use common::{Admin, Backend, Blobs, Gateway, RedisServer, StoreKind, request_with_body};
+use serde_json::json;
 
 backend_suite!(
     sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis;
@@ -18,42 +18,6 @@ backend_suite!(
     bad_input_is_a_problem,
     api_keys_authenticate_customers,
 );
-
-/// A gateway on the given store, and a client for its admin API.
-struct Admin {
-    gw: Gateway,
-    token: String,
-    _blobs: Blobs,
-    _redis: Option<RedisServer>,
-}
-
-impl Admin {
-    async fn start(kind: StoreKind) -> Self {
-        let blobs = Blobs::new(Backend::Local).await;
-        let config = blobs.config();
-        let (gw, redis) = match kind {
-            StoreKind::Sqlite => (Gateway::start(&config).await, None),
-            StoreKind::Redis => {
-                let server = RedisServer::start().await;
-                (Gateway::start_on_redis(&config, &server).await, Some(server))
-            }
-        };
-        // The embedded default created the admin token on first start.
-        let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap().trim().to_owned();
-        assert!(token.starts_with("tga_"));
-        Self { gw, token, _blobs: blobs, _redis: redis }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let auth = format!("Bearer {}", self.token);
-        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        request_with_body(self.gw.admin, method, path, &[("authorization", &auth)], bytes).await
-    }
-
-    fn json(r: &Reply) -> Value {
-        serde_json::from_slice(r.bytes()).unwrap()
-    }
-}
 
 async fn requires_an_admin_token(kind: StoreKind) {
     let a = Admin::start(kind).await;

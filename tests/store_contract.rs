@@ -50,7 +50,12 @@ async fn get_many_answers_in_order_across_kinds(b: Backend) {
     s.put(Kind::Grant, "acme/g1", b"g").await.unwrap();
     s.put(Kind::Release, "app/1.0.0", b"r").await.unwrap();
     let got = s
-        .get_many(&[(Kind::Grant, "acme/g1"), (Kind::Customer, "nobody"), (Kind::Release, "app/1.0.0"), (Kind::Customer, "acme")])
+        .get_many(&[
+            (Kind::Grant, "acme/g1"),
+            (Kind::Customer, "nobody"),
+            (Kind::Release, "app/1.0.0"),
+            (Kind::Customer, "acme"),
+        ])
         .await
         .unwrap();
     assert_eq!(got, [Some(b"g".to_vec()), None, Some(b"r".to_vec()), Some(b"c".to_vec())]);

@@ -21,7 +21,8 @@ pub const MAX_ENTITLEMENT_ID: usize = 128 - RANDOM_HEX - 1;
 /// A fresh grant id for an entitlement.
 pub fn new_grant_id(entitlement: &str) -> Result<String, CatalogError> {
     let mut bytes = [0u8; RANDOM_HEX / 2];
-    getrandom::fill(&mut bytes).map_err(|e| CatalogError::Store(StoreError::Internal(format!("no randomness: {e}"))))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| CatalogError::Store(StoreError::Internal(format!("no randomness: {e}"))))?;
     Ok(format!("{}.{entitlement}", hex::encode(bytes)))
 }
 
@@ -43,11 +44,16 @@ pub struct GrantContext {
     pub artifact: Option<Artifact>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(kind: Kind, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
-    bytes
-        .map(|b| serde_json::from_slice(&b))
-        .transpose()
-        .map_err(|e| StoreError::Corrupt { kind, key: key.to_owned(), detail: e.to_string() })
+fn decode<T: serde::de::DeserializeOwned>(
+    kind: Kind,
+    key: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, StoreError> {
+    bytes.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| StoreError::Corrupt {
+        kind,
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 impl CatalogRepo {
@@ -100,8 +106,7 @@ mod tests {
         let id = new_grant_id("ent-2026.a_b").unwrap();
         assert_eq!(entitlement_of(&id), Some("ent-2026.a_b"));
         assert!(crate::signing::is_valid_id(&new_grant_id(&"e".repeat(MAX_ENTITLEMENT_ID)).unwrap()));
-        for bad in ["", "abc", "0123456789abcdef01234567", "0123456789abcdef01234567.", "0123456789ABCDEF01234567.e"]
-        {
+        for bad in ["", "abc", "0123456789abcdef01234567", "0123456789abcdef01234567.", "0123456789ABCDEF01234567.e"] {
             assert_eq!(entitlement_of(bad), None, "{bad}");
         }
     }

@@ -31,6 +31,9 @@ pub enum AccessError {
     /// Several artifacts match; the request must name a file.
     #[error("{0}")]
     Ambiguous(String),
+    /// The request itself is malformed (query, body).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0:?} is not a semantic version")]
     InvalidVersion(String),
     #[error("{0:?} is not a version requirement")]
@@ -210,15 +213,15 @@ impl Issuer<'_> {
     pub async fn issue(
         &self,
         customer: &Customer,
-        entitlement: &Entitlement,
+        entitlement: &str,
         artifact: Artifact,
         client: IpAddr,
         now: Timestamp,
     ) -> Result<Issued, AccessError> {
         let grant = Grant {
-            id: new_grant_id(&entitlement.id)?,
+            id: new_grant_id(entitlement)?,
             customer: customer.id.clone(),
-            entitlement: entitlement.id.clone(),
+            entitlement: entitlement.to_owned(),
             product: artifact.product.clone(),
             version: artifact.version.clone(),
             filename: artifact.filename.clone(),

@@ -20,12 +20,12 @@ use super::AppState;
 use super::admin_auth::require_admin;
 use super::problem::Problem;
 use crate::catalog::ApiKeyView;
+use crate::catalog::artifacts::check_filename;
+use crate::catalog::{Artifact, PLATFORM_ANY};
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
-use crate::catalog::artifacts::check_filename;
-use crate::catalog::{Artifact, PLATFORM_ANY};
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
 use crate::storage::{self, ObjectKey, StorageError};
 use crate::store::Written;

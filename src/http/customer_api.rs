@@ -1,25 +1,37 @@
 //! The customer API on the public listener, under `/v1`, authenticated with
-//! the customer's API key (`Authorization: Bearer tg_…`).
+//! the customer's API key (`Authorization: Bearer tg_…`): what the caller is
+//! entitled to, which releases it may download, download URLs, and upgrades.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Serialize;
+use semver::Version;
+use serde::{Deserialize, Serialize};
 
-use super::AppState;
 use super::admin_auth::bearer;
-use super::problem::{Problem, from_catalog};
-use crate::catalog::{Customer, CustomerStatus, Entitlement, EntitlementStatus, Timestamp};
+use super::problem::{Problem, from_access, from_catalog};
+use super::{AppState, PeerAddr, client_ip};
+use crate::catalog::{
+    Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
+};
+use crate::entitlement::access::{
+    self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
+};
 
 /// Every customer route; all of them require an API key.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/entitlements", get(list_entitlements))
+        .route("/v1/products/{product}/releases", get(list_releases))
+        .route("/v1/products/{product}/upgrade", get(upgrade))
+        .route("/v1/downloads", post(create_download))
         .route_layer(axum::middleware::from_fn_with_state(state, require_customer))
 }
 
@@ -93,4 +105,211 @@ async fn list_entitlements(State(s): State<Arc<AppState>>, Extension(caller): Ex
         }
         Err(e) => from_catalog(&e).into_response(),
     }
+}
+
+impl IntoResponse for AccessError {
+    fn into_response(self) -> Response {
+        let problem = from_access(&self);
+        if problem.status >= 500 {
+            tracing::warn!(code = problem.code, error = %self, "customer request failed");
+        } else {
+            tracing::info!(code = problem.code, reason = %self, "customer request refused");
+        }
+        problem.into_response()
+    }
+}
+
+type AccessResult = Result<Response, AccessError>;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AccessError> {
+    q.map(|Query(v)| v).map_err(|e| AccessError::BadRequest(e.body_text()))
+}
+
+fn product_path(p: Result<Path<String>, PathRejection>) -> Result<String, AccessError> {
+    p.map(|Path(v)| v).map_err(|e| AccessError::BadRequest(e.body_text()))
+}
+
+/// An artifact as customers see it (no storage key).
+#[derive(Debug, Serialize)]
+struct ArtifactView<'a> {
+    filename: &'a str,
+    platform: &'a str,
+    size: u64,
+    sha256: &'a str,
+    content_type: Option<&'a str>,
+}
+
+impl<'a> From<&'a Artifact> for ArtifactView<'a> {
+    fn from(a: &'a Artifact) -> Self {
+        Self {
+            filename: &a.filename,
+            platform: &a.platform,
+            size: a.size,
+            sha256: &a.sha256,
+            content_type: a.content_type.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ReleaseView<'a> {
+    product: &'a str,
+    version: &'a Version,
+    channel: Channel,
+    published_at: Option<Timestamp>,
+    critical: bool,
+    notes: Option<&'a str>,
+    artifacts: Vec<ArtifactView<'a>>,
+}
+
+impl<'a> From<&'a Downloadable> for ReleaseView<'a> {
+    fn from(d: &'a Downloadable) -> Self {
+        let r: &Release = &d.release;
+        Self {
+            product: &r.product,
+            version: &r.version,
+            channel: r.channel,
+            published_at: r.published_at,
+            critical: r.critical,
+            notes: r.notes.as_deref(),
+            artifacts: d.artifacts.iter().map(|(a, _)| ArtifactView::from(a)).collect(),
+        }
+    }
+}
+
+/// The answer to a download request: the URL and what it will deliver.
+#[derive(Debug, Serialize)]
+struct DownloadView<'a> {
+    url: &'a str,
+    expires_at: Timestamp,
+    grant_id: &'a str,
+    filename: &'a str,
+    platform: &'a str,
+    size: u64,
+    sha256: &'a str,
+}
+
+impl<'a> From<&'a Issued> for DownloadView<'a> {
+    fn from(i: &'a Issued) -> Self {
+        Self {
+            url: &i.url,
+            expires_at: i.grant.expires_at,
+            grant_id: &i.grant.id,
+            filename: &i.artifact.filename,
+            platform: &i.artifact.platform,
+            size: i.artifact.size,
+            sha256: &i.artifact.sha256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleasesQuery {
+    channel: Option<Channel>,
+    platform: Option<String>,
+}
+
+/// `GET /v1/products/{product}/releases`: the releases the caller may download
+/// now, newest first, each with the files it may download.
+async fn list_releases(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<ReleasesQuery>, QueryRejection>,
+) -> AccessResult {
+    let product = product_path(p)?;
+    let q = query(q)?;
+    let now = Timestamp(s.clock.now_unix());
+    let filter = Filter { channel: q.channel, platform: q.platform.as_deref() };
+    let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
+    let items: Vec<ReleaseView<'_>> = releases.iter().map(ReleaseView::from).collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadRequest {
+    product: String,
+    version: String,
+    filename: Option<String>,
+    platform: Option<String>,
+}
+
+fn issuer(s: &AppState) -> Issuer<'_> {
+    Issuer { catalog: &s.catalog, keys: &s.keys, policy: &s.urls }
+}
+
+/// `POST /v1/downloads`: entitlement check, then a grant and a signed URL.
+async fn create_download(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> AccessResult {
+    let req: DownloadRequest =
+        serde_json::from_slice(&raw).map_err(|e| AccessError::BadRequest(format!("request body: {e}")))?;
+    let version = parse_version(&req.version)?;
+    let wanted = match (&req.filename, &req.platform) {
+        (Some(f), None) => Wanted::File(f),
+        (None, Some(p)) => Wanted::Platform(p),
+        _ => return Err(AccessError::BadRequest("name exactly one of \"filename\" or \"platform\"".into())),
+    };
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    let now = Timestamp(s.clock.now_unix());
+    let (artifact, entitlement) =
+        access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now).await?;
+    let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
+    tracing::info!(grant = %issued.grant.id, product = %req.product, version = %version, "download URL issued");
+    Ok((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpgradeQuery {
+    from: Option<String>,
+    platform: Option<String>,
+    channel: Option<Channel>,
+    constraint: Option<String>,
+}
+
+/// `GET /v1/products/{product}/upgrade`: the newest release the caller may
+/// download that is newer than `from` (and within `constraint`), with a URL
+/// for its file for `platform`; `204` when there is none.
+async fn upgrade(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<UpgradeQuery>, QueryRejection>,
+) -> AccessResult {
+    let product = product_path(p)?;
+    let q = query(q)?;
+    let from = parse_version(q.from.as_deref().ok_or_else(|| AccessError::BadRequest("from is required".into()))?)?;
+    let constraint = q.constraint.as_deref().map(parse_constraint).transpose()?;
+    let platform = q.platform.as_deref().unwrap_or(PLATFORM_ANY);
+    let now = Timestamp(s.clock.now_unix());
+    let filter = Filter { channel: q.channel, platform: Some(platform) };
+    let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
+    let Some(newest) = access::newest_upgrade(&releases, &from, constraint.as_ref()) else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let files: Vec<Artifact> = newest.artifacts.iter().map(|(a, _)| a.clone()).collect();
+    let artifact = access::pick_artifact(&files, platform)?.clone();
+    let entitlement = newest
+        .artifacts
+        .iter()
+        .find(|(a, _)| a.filename == artifact.filename)
+        .map(|(_, e)| e.clone())
+        .ok_or(AccessError::NotFound("artifact"))?;
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    access::check_address(&caller.customer, client)?;
+    let issued = issuer(&s).issue(&caller.customer, &entitlement, artifact, client, now).await?;
+    let body = serde_json::json!({
+        "release": ReleaseView::from(newest),
+        "download": DownloadView::from(&issued),
+    });
+    Ok(Json(body).into_response())
 }

@@ -94,11 +94,8 @@ impl DownloadError {
             }
             DownloadError::Storage(e) => super::problem::from_storage(e),
             DownloadError::Access(e) => super::problem::from_access(e),
-            DownloadError::ArtifactChanged => {
-                Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway").with_detail(
-                    "The file in storage does not match the registered artifact.",
-                )
-            }
+            DownloadError::ArtifactChanged => Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway")
+                .with_detail("The file in storage does not match the registered artifact."),
         }
     }
 }

@@ -109,7 +109,9 @@ pub fn from_storage(e: &StorageError) -> Problem {
 /// API and the data plane.
 pub fn from_access(e: &AccessError) -> Problem {
     match e {
-        AccessError::Denied(d) => Problem::new(StatusCode::FORBIDDEN, d.code(), "Forbidden").with_detail(format!("{d}.")),
+        AccessError::Denied(d) => {
+            Problem::new(StatusCode::FORBIDDEN, d.code(), "Forbidden").with_detail(format!("{d}."))
+        }
         AccessError::AddressNotAllowed(_) => Problem::new(StatusCode::FORBIDDEN, "address_not_allowed", "Forbidden")
             .with_detail("Downloads are not allowed from this network address for this customer."),
         AccessError::UnknownGrant => Problem::new(StatusCode::FORBIDDEN, "unknown_grant", "Forbidden")
@@ -119,6 +121,9 @@ pub fn from_access(e: &AccessError) -> Problem {
         }
         AccessError::Ambiguous(d) => {
             Problem::new(StatusCode::CONFLICT, "ambiguous_artifact", "Conflict").with_detail(d.clone())
+        }
+        AccessError::BadRequest(d) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Bad Request").with_detail(d.clone())
         }
         AccessError::InvalidVersion(_) => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid_version", "Bad Request").with_detail(e.to_string())

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+use serde_json::Value;
 use tollgate::config::{Config, S3Config, Secret, StorageBackend};
 use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
@@ -328,8 +329,9 @@ impl Gateway {
             scope: Scope::Path(path.clone()),
             expires: now + 900,
             not_before: None,
-            customer: Some("acme".into()),
-            grant: Some("g1".into()),
+            // Like `tollgate sign`: no grant, so no catalog re-check.
+            customer: None,
+            grant: None,
             client_net: None,
         };
         tweak(&mut claims);
@@ -357,6 +359,54 @@ impl Drop for Gateway {
     }
 }
 
+/// A gateway on the given store, and a client for its admin API.
+pub struct Admin {
+    pub gw: Gateway,
+    pub token: String,
+    pub blobs: Blobs,
+    _redis: Option<RedisServer>,
+}
+
+impl Admin {
+    pub async fn start(kind: StoreKind) -> Self {
+        Self::start_on(kind, Backend::Local).await
+    }
+
+    /// With the state store `kind` and blob storage `backend`.
+    pub async fn start_on(kind: StoreKind, backend: Backend) -> Self {
+        let blobs = Blobs::new(backend).await;
+        let config = blobs.config();
+        let (gw, redis) = match kind {
+            StoreKind::Sqlite => (Gateway::start(&config).await, None),
+            StoreKind::Redis => {
+                let server = RedisServer::start().await;
+                (Gateway::start_on_redis(&config, &server).await, Some(server))
+            }
+        };
+        // The embedded default created the admin token on first start.
+        let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap().trim().to_owned();
+        assert!(token.starts_with("tga_"));
+        Self { gw, token, blobs, _redis: redis }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        request_with_body(self.gw.admin, method, path, &[("authorization", &auth)], bytes).await
+    }
+
+    /// A customer API call with an API key.
+    pub async fn customer(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let auth = format!("Bearer {key}");
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        request_with_body(self.gw.public, method, path, &[("authorization", &auth)], bytes).await
+    }
+
+    pub fn json(r: &Reply) -> Value {
+        serde_json::from_slice(r.bytes()).unwrap()
+    }
+}
+
 /// A response with its body read to the end (or the error that cut it).
 #[derive(Debug)]
 pub struct Reply {
@@ -377,7 +427,7 @@ impl Reply {
     /// The problem body's `code`.
     pub fn code(&self) -> String {
         assert_eq!(self.header("content-type"), Some("application/problem+json"), "{self:?}");
-        let v: serde_json::Value = serde_json::from_slice(self.bytes()).unwrap();
+        let v: Value = serde_json::from_slice(self.bytes()).unwrap();
         assert_eq!(v["status"].as_u64(), Some(u64::from(self.status)));
         v["code"].as_str().unwrap().to_owned()
     }
