@@ -45,8 +45,27 @@ impl Drop for Server {
 /// `tollgate serve` in `dir` on free ports; returns the process, the public
 /// address and the log lines printed before it was ready.
 fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    let env: Vec<(&str, &str)> =
+        [("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")].into_iter().chain(extra_env.iter().copied()).collect();
+    let (server, _admin, lines) = serve_with_admin(dir, &env);
+    let public = lines.iter().find_map(|l| listener_addr(l, "public listener ready")).unwrap();
+    (server, public, lines)
+}
+
+fn listener_addr(line: &str, marker: &str) -> Option<String> {
+    if !line.contains(marker) {
+        return None;
+    }
+    let at = line.find("addr=")? + 5;
+    line[at..].split_whitespace().next().map(str::to_owned)
+}
+
+/// `tollgate serve` in `dir` (listen address from `extra_env`, admin on a free
+/// port); returns the process, the admin address and the log lines printed
+/// until both listeners were ready.
+fn serve_with_admin(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["serve", "--admin-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("TOLLGATE_CONFIG")
         .env("RUST_LOG", "info")
@@ -57,18 +76,18 @@ fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>
         .unwrap();
     let mut lines = Vec::new();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
+    let admin = loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited early: {lines:?}");
-        if line.contains("public listener ready") {
-            let at = line.find("addr=").unwrap() + 5;
-            break line[at..].split_whitespace().next().unwrap().to_owned();
-        }
+        let admin = listener_addr(&line, "admin listener ready");
         lines.push(line);
+        if let Some(addr) = admin {
+            break addr;
+        }
     };
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    (Server(Some(child)), addr, lines)
+    (Server(Some(child)), admin, lines)
 }
 
 /// SIGTERM, then expect a clean exit.
@@ -148,6 +167,77 @@ fn readme_flow_serve_sign_and_download_with_curl() {
     stop(server);
 }
 
+/// The README's quickstart block, run by bash as written against `tollgate
+/// serve` in `dir` (with `extra_env`), its output returned. Only the gateway's
+/// address is substituted.
+fn run_quickstart(dir: &Path, extra_env: &[(&str, &str)]) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public = format!("127.0.0.1:{port}");
+    let url = format!("http://{public}");
+    let mut env = vec![("TOLLGATE_SERVER__LISTEN", public.as_str()), ("TOLLGATE_SERVER__PUBLIC_URL", url.as_str())];
+    env.extend_from_slice(extra_env);
+    let (server, admin, _log) = serve_with_admin(dir, &env);
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = common::fenced_block(&readme, "sh quickstart");
+    let script = block.replace("GW=http://127.0.0.1:8080", &format!("GW={url}"));
+    assert_ne!(script, block, "the quickstart sets GW");
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("TOLLGATE_ADMIN_URL", format!("http://{admin}"))
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "quickstart failed: {}\n{out}", String::from_utf8_lossy(&o.stderr));
+    stop(server);
+    out
+}
+
+fn check_quickstart_output(dir: &Path, out: &str) {
+    let build = b"pretend this is a build\n";
+    assert_eq!(std::fs::read(dir.join("app-linux.tar.gz")).unwrap(), build, "the download is the build");
+    assert!(out.contains(&format!("{}  app-linux.tar.gz", sha256_hex(build))), "{out}");
+    assert!(out.contains("\"version\":\"1.4.2\""), "the listing shows the release: {out}");
+    // The refusals, in the order the quickstart provokes them.
+    let codes: Vec<&str> = out
+        .match_indices("\"code\":\"")
+        .map(|(i, m)| {
+            let rest = &out[i + m.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        ["not_entitled", "entitlement_expired", "outside_maintenance", "release_yanked", "release_yanked"],
+        "{out}"
+    );
+}
+
+#[test]
+fn readme_quickstart_runs_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_quickstart(dir.path(), &[]);
+    check_quickstart_output(dir.path(), &out);
+    assert!(dir.path().join("data/tollgate.db").exists(), "the catalog is in the embedded SQLite store");
+}
+
+#[test]
+fn readme_quickstart_runs_on_redis() {
+    let redis = tokio::runtime::Runtime::new().unwrap().block_on(common::RedisServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let out = run_quickstart(dir.path(), &[("TOLLGATE_STORE__BACKEND", "redis"), ("TOLLGATE_STORE__REDIS__URL", &url)]);
+    check_quickstart_output(dir.path(), &out);
+    assert!(!dir.path().join("data/tollgate.db").exists(), "nothing went to SQLite");
+}
+
 #[test]
 fn keygen_writes_a_private_file_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +277,8 @@ fn every_command_has_help() {
         vec!["sign", "--help"],
         vec!["verify", "--help"],
         vec!["keygen", "--help"],
+        vec!["admin", "--help"],
+        vec!["admin", "entitle", "--help"],
     ] {
         let o = tollgate(dir.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}");

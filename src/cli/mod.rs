@@ -1,5 +1,6 @@
 //! The `tollgate` command line.
 
+mod admin;
 mod keygen;
 mod sign;
 
@@ -43,6 +44,8 @@ enum Command {
     Verify(sign::VerifyArgs),
     /// Generate a new signing key (for the key ring or a rotation).
     Keygen(keygen::KeygenArgs),
+    /// Manage the catalog through the admin API of a running gateway.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,8 +59,8 @@ struct ServeArgs {
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit code:
-/// 0 success, 1 a URL that `verify` found invalid, 2 usage or configuration
-/// errors, 3 a failure while running.
+/// 0 success, 1 a URL that `verify` found invalid or a request the admin API
+/// refused, 2 usage or configuration errors, 3 a failure while running.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -91,6 +94,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             sign::verify(&config, &args)
+        }
+        Command::Admin(args) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            admin::admin(&config, &args)
         }
         Command::Keygen(args) => {
             keygen::keygen(&args)?;

@@ -14,8 +14,9 @@ use super::Config;
 /// double underscore: `TOLLGATE_SERVER__LISTEN`, `TOLLGATE_STORAGE__S3__BUCKET`.
 pub const ENV_PREFIX: &str = "TOLLGATE_";
 
-/// Variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["TOLLGATE_CONFIG"];
+/// `TOLLGATE_` variables that are not configuration keys: the config file's
+/// path, and the admin CLI's address and token.
+const ENV_NOT_KEYS: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_ADMIN_URL", "TOLLGATE_ADMIN_TOKEN"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -1,0 +1,496 @@
+//! `tollgate admin …`: the admin API from the command line, so a vendor can set
+//! up products, releases, customers, entitlements and keys without writing
+//! JSON. Every subcommand is one request; the answer is printed as JSON.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use crate::config::{Config, secret};
+use crate::signing::encode_segment;
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Admin API address. Default: http://<admin.listen> from the configuration.
+    #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    url: Option<String>,
+    /// File holding the admin token. Default: $TOLLGATE_ADMIN_TOKEN, else the
+    /// embedded default's generated token file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminCommand {
+    /// Products: put, get, list, delete.
+    #[command(subcommand)]
+    Product(ProductCmd),
+    /// Releases: put, get, list, delete, publish, yank, restore, eligible.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Artifacts: register an object already in storage; get, list, delete.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Customers: put, get, list.
+    #[command(subcommand)]
+    Customer(CustomerCmd),
+    /// Create or replace an entitlement of a customer.
+    Entitle(EntitleArgs),
+    /// Entitlements: get, list, delete.
+    #[command(subcommand)]
+    Entitlement(EntitlementCmd),
+    /// Customer API keys: create, list, revoke.
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCmd),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProductCmd {
+    Put {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// proxy (default), redirect or edge.
+        #[arg(long)]
+        delivery: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ReleaseCmd {
+    /// Create or replace a release (a draft unless --published).
+    Put {
+        product: String,
+        version: String,
+        /// stable, rc, beta, alpha or dev.
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        #[arg(long)]
+        critical: bool,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    Get {
+        product: String,
+        version: String,
+    },
+    List {
+        product: String,
+    },
+    Delete {
+        product: String,
+        version: String,
+    },
+    Publish {
+        product: String,
+        version: String,
+        /// Record this RFC 3339 time as the publication time.
+        #[arg(long, value_name = "TIME")]
+        backdated_to: Option<String>,
+    },
+    Yank {
+        product: String,
+        version: String,
+    },
+    Restore {
+        product: String,
+        version: String,
+    },
+    /// The customers a release reaches, before or after publishing.
+    Eligible {
+        product: String,
+        version: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ArtifactCmd {
+    /// Register an object that is already in storage; the gateway measures its
+    /// size and SHA-256.
+    Register {
+        product: String,
+        version: String,
+        filename: String,
+        /// e.g. linux-x86_64; default any.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Default: <product>/<version>/<filename>.
+        #[arg(long)]
+        storage_key: Option<String>,
+        /// Default: guessed from the file name.
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    Get {
+        product: String,
+        version: String,
+        filename: String,
+    },
+    List {
+        product: String,
+        version: String,
+    },
+    Delete {
+        product: String,
+        version: String,
+        filename: String,
+        /// Needed for a published or yanked release.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CustomerCmd {
+    Put {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        suspended: bool,
+        /// Only allow downloads from this network; repeatable.
+        #[arg(long = "allow-cidr", value_name = "CIDR")]
+        allow_cidrs: Vec<String>,
+    },
+    Get {
+        id: String,
+    },
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+struct EntitleArgs {
+    customer: String,
+    /// The entitlement's id (your contract or order number, say).
+    id: String,
+    #[arg(long)]
+    product: String,
+    /// perpetual, term, subscription or trial.
+    #[arg(long, default_value = "perpetual")]
+    license: String,
+    /// RFC 3339; default now.
+    #[arg(long, value_name = "TIME")]
+    starts_at: Option<String>,
+    #[arg(long, value_name = "TIME")]
+    expires_at: Option<String>,
+    /// Releases published up to this time are covered.
+    #[arg(long, value_name = "TIME")]
+    maintenance_until: Option<String>,
+    /// Semver requirement, e.g. "^2" or ">=2.1, <3"; default any.
+    #[arg(long)]
+    versions: Option<String>,
+    /// Repeatable; default stable.
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+    /// Repeatable; default every platform.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// active (default), suspended or revoked.
+    #[arg(long)]
+    status: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EntitlementCmd {
+    Get { customer: String, id: String },
+    List { customer: String },
+    Delete { customer: String, id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ApiKeyCmd {
+    /// Create a key; it is shown this once.
+    Create {
+        customer: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Print only the key (for `KEY=$(tollgate admin api-key create …)`).
+        #[arg(long)]
+        key_only: bool,
+    },
+    List {
+        customer: String,
+    },
+    Revoke {
+        customer: String,
+        id: String,
+    },
+}
+
+/// One admin API request.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+fn seg(s: &str) -> String {
+    encode_segment(s).into_owned()
+}
+
+fn call(method: &'static str, path: String, body: Option<Value>) -> Call {
+    Call { method, path, body }
+}
+
+fn release_path(product: &str, version: &str) -> String {
+    format!("/admin/v1/products/{}/releases/{}", seg(product), seg(version))
+}
+
+/// Put `value` under `key` unless it is `None` or an empty list.
+fn set(body: &mut Value, key: &str, value: impl Into<Value>) {
+    let value = value.into();
+    let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+    if !empty {
+        body[key] = value;
+    }
+}
+
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode_segment(v)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+/// The request a subcommand makes.
+fn to_call(cmd: &AdminCommand, now: &str) -> Call {
+    match cmd {
+        AdminCommand::Product(c) => match c {
+            ProductCmd::Put { id, name, delivery } => {
+                let mut body = json!({ "name": name });
+                set(&mut body, "delivery", delivery.clone());
+                call("PUT", format!("/admin/v1/products/{}", seg(id)), Some(body))
+            }
+            ProductCmd::Get { id } => call("GET", format!("/admin/v1/products/{}", seg(id)), None),
+            ProductCmd::List => call("GET", "/admin/v1/products".into(), None),
+            ProductCmd::Delete { id } => call("DELETE", format!("/admin/v1/products/{}", seg(id)), None),
+        },
+        AdminCommand::Release(c) => match c {
+            ReleaseCmd::Put { product, version, channel, critical, notes } => {
+                let mut body = json!({ "channel": channel, "critical": critical });
+                set(&mut body, "notes", notes.clone());
+                call("PUT", release_path(product, version), Some(body))
+            }
+            ReleaseCmd::Get { product, version } => call("GET", release_path(product, version), None),
+            ReleaseCmd::List { product } => call("GET", format!("/admin/v1/products/{}/releases", seg(product)), None),
+            ReleaseCmd::Delete { product, version } => call("DELETE", release_path(product, version), None),
+            ReleaseCmd::Publish { product, version, backdated_to } => {
+                let mut body = json!({});
+                set(&mut body, "backdated_to", backdated_to.clone());
+                call("POST", format!("{}/publish", release_path(product, version)), Some(body))
+            }
+            ReleaseCmd::Yank { product, version } => {
+                call("POST", format!("{}/yank", release_path(product, version)), None)
+            }
+            ReleaseCmd::Restore { product, version } => {
+                call("POST", format!("{}/restore", release_path(product, version)), None)
+            }
+            ReleaseCmd::Eligible { product, version } => {
+                call("GET", format!("{}/eligible-customers", release_path(product, version)), None)
+            }
+        },
+        AdminCommand::Artifact(c) => match c {
+            ArtifactCmd::Register { product, version, filename, platform, storage_key, content_type } => {
+                let q = query(&[
+                    ("source", Some("existing")),
+                    ("platform", platform.as_deref()),
+                    ("storage_key", storage_key.as_deref()),
+                    ("content_type", content_type.as_deref()),
+                ]);
+                call("PUT", format!("{}/artifacts/{}{q}", release_path(product, version), seg(filename)), None)
+            }
+            ArtifactCmd::Get { product, version, filename } => {
+                call("GET", format!("{}/artifacts/{}", release_path(product, version), seg(filename)), None)
+            }
+            ArtifactCmd::List { product, version } => {
+                call("GET", format!("{}/artifacts", release_path(product, version)), None)
+            }
+            ArtifactCmd::Delete { product, version, filename, force } => {
+                let q = query(&[("force", force.then_some("true"))]);
+                call("DELETE", format!("{}/artifacts/{}{q}", release_path(product, version), seg(filename)), None)
+            }
+        },
+        AdminCommand::Customer(c) => match c {
+            CustomerCmd::Put { id, name, suspended, allow_cidrs } => {
+                let status = if *suspended { "suspended" } else { "active" };
+                let body = json!({ "name": name, "status": status, "allowed_cidrs": allow_cidrs });
+                call("PUT", format!("/admin/v1/customers/{}", seg(id)), Some(body))
+            }
+            CustomerCmd::Get { id } => call("GET", format!("/admin/v1/customers/{}", seg(id)), None),
+            CustomerCmd::List => call("GET", "/admin/v1/customers".into(), None),
+        },
+        AdminCommand::Entitle(e) => {
+            let mut body = json!({
+                "product": e.product,
+                "license": e.license,
+                "starts_at": e.starts_at.clone().unwrap_or_else(|| now.to_owned()),
+            });
+            set(&mut body, "expires_at", e.expires_at.clone());
+            set(&mut body, "maintenance_until", e.maintenance_until.clone());
+            set(&mut body, "versions", e.versions.clone());
+            set(&mut body, "channels", e.channels.clone());
+            set(&mut body, "platforms", e.platforms.clone());
+            set(&mut body, "status", e.status.clone());
+            let path = format!("/admin/v1/customers/{}/entitlements/{}", seg(&e.customer), seg(&e.id));
+            call("PUT", path, Some(body))
+        }
+        AdminCommand::Entitlement(c) => match c {
+            EntitlementCmd::Get { customer, id } => {
+                call("GET", format!("/admin/v1/customers/{}/entitlements/{}", seg(customer), seg(id)), None)
+            }
+            EntitlementCmd::List { customer } => {
+                call("GET", format!("/admin/v1/customers/{}/entitlements", seg(customer)), None)
+            }
+            EntitlementCmd::Delete { customer, id } => {
+                call("DELETE", format!("/admin/v1/customers/{}/entitlements/{}", seg(customer), seg(id)), None)
+            }
+        },
+        AdminCommand::ApiKey(c) => match c {
+            ApiKeyCmd::Create { customer, name, .. } => {
+                call("POST", format!("/admin/v1/customers/{}/api-keys", seg(customer)), Some(json!({ "name": name })))
+            }
+            ApiKeyCmd::List { customer } => {
+                call("GET", format!("/admin/v1/customers/{}/api-keys", seg(customer)), None)
+            }
+            ApiKeyCmd::Revoke { customer, id } => {
+                call("DELETE", format!("/admin/v1/customers/{}/api-keys/{}", seg(customer), seg(id)), None)
+            }
+        },
+    }
+}
+
+/// The admin API's address and token, from flags, environment or the
+/// configuration the gateway runs with.
+fn endpoint(config: &Config, args: &AdminArgs) -> anyhow::Result<(String, String)> {
+    let url = match &args.url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let mut addr = config.admin.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    let token = if let Some(file) = &args.token_file {
+        secret::read_secret_file("--token-file", file, config.allow_world_readable_secrets)?
+    } else if let Ok(t) = std::env::var("TOLLGATE_ADMIN_TOKEN") {
+        crate::config::Secret::new(t)
+    } else {
+        let file = config.default_admin_token_path();
+        secret::read_secret_file("admin token", &file, config.allow_world_readable_secrets).with_context(|| {
+            format!("no admin token: set TOLLGATE_ADMIN_TOKEN or --token-file (tried {})", file.display())
+        })?
+    };
+    Ok((url, token.expose().trim().to_owned()))
+}
+
+/// Run an admin subcommand. Exit codes: 0 done, 1 the API refused (the problem
+/// is printed), 3 the API could not be reached.
+pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
+    let (url, token) = endpoint(config, args)?;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let c = to_call(&args.command, &now);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, body) = runtime.block_on(send(&url, &token, &c))?;
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if status >= 400 {
+        let code = value["code"].as_str().unwrap_or("-");
+        let detail = value["detail"].as_str().or(value["title"].as_str()).unwrap_or("");
+        eprintln!("tollgate: {} {} refused: {status} {code}: {detail}", c.method, c.path);
+        return Ok(ExitCode::from(1));
+    }
+    let key_only = matches!(&args.command, AdminCommand::ApiKey(ApiKeyCmd::Create { key_only: true, .. }));
+    #[expect(clippy::print_stdout, reason = "the answer is the command's output")]
+    if key_only {
+        println!("{}", value["key"].as_str().unwrap_or_default());
+    } else if !value.is_null() {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One HTTP/1.1 request on its own connection (the admin listener speaks
+/// plain HTTP on a private address).
+async fn send(url: &str, token: &str, c: &Call) -> anyhow::Result<(u16, Bytes)> {
+    let authority = url
+        .strip_prefix("http://")
+        .with_context(|| format!("--url {url:?}: the admin API is plain http://host:port"))?;
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("cannot reach the admin API at {url} (is `tollgate serve` running?)"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let body = c.body.as_ref().map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let request = Request::builder()
+        .method(c.method)
+        .uri(&c.path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await.context("the admin API closed the connection")?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> AdminCommand {
+        let mut argv = vec!["tollgate", "admin"];
+        argv.extend_from_slice(args);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Admin(a) => a.command,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands_become_admin_api_requests() {
+        let now = "2026-11-23T00:00:00Z";
+        let c = to_call(&parse(&["product", "put", "app", "--name", "My App"]), now);
+        assert_eq!(c, call("PUT", "/admin/v1/products/app".into(), Some(json!({ "name": "My App" }))));
+        let c = to_call(&parse(&["artifact", "register", "app", "1.0.0", "My App.dmg", "--platform", "macos"]), now);
+        assert_eq!(
+            c.path,
+            "/admin/v1/products/app/releases/1.0.0/artifacts/My%20App.dmg?source=existing&platform=macos"
+        );
+        let c = to_call(
+            &parse(&["entitle", "acme", "e1", "--product", "app", "--versions", ">=2.1, <3", "--channel", "beta"]),
+            now,
+        );
+        assert_eq!(c.path, "/admin/v1/customers/acme/entitlements/e1");
+        assert_eq!(
+            c.body.unwrap(),
+            json!({ "product": "app", "license": "perpetual", "starts_at": now, "versions": ">=2.1, <3", "channels": ["beta"] })
+        );
+        let c = to_call(&parse(&["release", "publish", "app", "2.0.0", "--backdated-to", now]), now);
+        assert_eq!(
+            c,
+            call("POST", "/admin/v1/products/app/releases/2.0.0/publish".into(), Some(json!({ "backdated_to": now })))
+        );
+        let c = to_call(&parse(&["artifact", "delete", "app", "1.0.0", "a.zip", "--force"]), now);
+        assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/artifacts/a.zip?force=true");
+        let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--allow-cidr", "10.0.0.0/8"]), now);
+        assert_eq!(c.body.unwrap()["allowed_cidrs"], json!(["10.0.0.0/8"]));
+    }
+}
