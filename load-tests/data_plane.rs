@@ -8,9 +8,11 @@
 
 #![expect(clippy::print_stdout, reason = "a load test reports its figures on stdout")]
 
-use std::io::{BufRead, BufReader};
+#[path = "support.rs"]
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+use support::{BIN, fail, peak_rss_kib, percentile, start_gateway};
 /// Hard ceiling on the time one scenario may take.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -28,45 +30,6 @@ struct Scenario {
     size: usize,
     connections: usize,
     requests: usize,
-}
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn fail(msg: String) -> ! {
-    eprintln!("load test: {msg}");
-    std::process::exit(1)
-}
-
-fn start_gateway(dir: &Path) -> (Gateway, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .env("RUST_LOG", "warn,tollgate::app=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| fail(format!("cannot start {BIN}: {e}")));
-    let stderr = child.stderr.take().unwrap_or_else(|| fail("no stderr".into()));
-    let mut reader = BufReader::new(stderr);
-    let addr = loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            fail("the gateway exited before it was ready".into());
-        }
-        if let Some(at) = line.find("addr=").filter(|_| line.contains("public listener ready")) {
-            break line[at + 5..].split_whitespace().next().unwrap_or_default().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (Gateway(child), addr)
 }
 
 fn sign(dir: &Path, key: &str, base: &str) -> String {
@@ -81,12 +44,6 @@ fn sign(dir: &Path, key: &str, base: &str) -> String {
 }
 
 /// Peak resident set size of a process, from /proc (Linux only).
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 async fn run_scenario(addr: &str, target: &str, s: &Scenario) -> (Duration, Vec<Duration>) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let deadline = Instant::now() + SCENARIO_DEADLINE;
@@ -130,14 +87,6 @@ async fn run_scenario(addr: &str, target: &str, s: &Scenario) -> (Duration, Vec<
     (started.elapsed(), all)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let scenarios = if full {
@@ -155,7 +104,7 @@ fn main() {
         std::fs::create_dir_all(path.parent().unwrap_or(dir.path())).unwrap_or_else(|e| fail(e.to_string()));
         std::fs::write(&path, vec![0x5a; s.size]).unwrap_or_else(|e| fail(e.to_string()));
     }
-    let (gateway, addr) = start_gateway(dir.path());
+    let (gateway, addr, _admin) = start_gateway(dir.path(), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(e.to_string()));
     let build = if cfg!(debug_assertions) { "debug" } else { "optimised" };
     println!("data plane load test: {build} build, local storage, HTTP/1.1 keep-alive on 127.0.0.1");

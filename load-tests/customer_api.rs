@@ -1,0 +1,217 @@
+//! Customer API latency: the release binary on loopback, with the state store
+//! on the embedded SQLite and on a local `redis-server`. One keep-alive client
+//! sends requests one after another and reports p50/p90/p99 for:
+//!
+//! - `POST /v1/downloads`: key check, entitlement decision, grant write, signing;
+//! - `HEAD` on the URL it returned: the data plane's grant re-check (one store
+//!   round trip) plus storage metadata;
+//! - `HEAD` on an operator-signed URL for the same file: the same without the
+//!   re-check, so the difference is the re-check's cost.
+//!
+//! `cargo bench --bench customer_api` runs 2000 of each; `cargo test` runs 10
+//! so that it cannot rot. Loopback only; bounded in count and time.
+
+#![expect(clippy::print_stdout, reason = "a load test reports its figures on stdout")]
+
+#[path = "support.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use support::{BIN, fail, percentile, start_gateway};
+use tokio::net::TcpStream;
+
+/// Hard ceiling on one measured series.
+const SERIES_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `redis-server` on a free loopback port, without persistence.
+struct Redis(Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis(dir: &Path) -> Redis {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| fail(format!("no free port: {e}")))
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| fail(format!("redis-server is needed (scripts/test.sh installs it): {e}")));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Redis(child, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fail("redis-server did not start".into())
+}
+
+async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap_or_else(|e| fail(format!("connect {addr}: {e}")));
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap_or_else(|e| fail(format!("{e}")));
+    tokio::spawn(conn);
+    sender
+}
+
+async fn call(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    target: &str,
+    auth: &str,
+    body: Option<&Value>,
+) -> (u16, Bytes) {
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "127.0.0.1")
+        .header("authorization", auth)
+        .body(Full::new(body))
+        .unwrap_or_else(|e| fail(format!("request: {e}")));
+    // The previous exchange may still be finishing on the connection.
+    sender.ready().await.unwrap_or_else(|e| fail(format!("connection lost: {e}")));
+    let resp = sender.send_request(req).await.unwrap_or_else(|e| fail(format!("send {target}: {e}")));
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    (status, bytes)
+}
+
+/// Product, published release with one 1 MiB file, customer, entitlement and
+/// an API key; returns the key.
+async fn set_up(dir: &Path, admin: &str) -> String {
+    let blob = dir.join("data/blobs/app/1.0.0/app.tar.gz");
+    std::fs::create_dir_all(blob.parent().unwrap_or(dir)).unwrap_or_else(|e| fail(e.to_string()));
+    std::fs::write(&blob, vec![0x5a; 1024 * 1024]).unwrap_or_else(|e| fail(e.to_string()));
+    let token = std::fs::read_to_string(dir.join("data/secrets/admin-token")).unwrap_or_else(|e| fail(e.to_string()));
+    let auth = format!("Bearer {}", token.trim());
+    let mut s = connect(admin).await;
+    let steps: [(&str, &str, Option<Value>); 6] = [
+        ("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))),
+        ("PUT", "/admin/v1/products/app/releases/1.0.0", Some(json!({ "channel": "stable" }))),
+        (
+            "PUT",
+            "/admin/v1/products/app/releases/1.0.0/artifacts/app.tar.gz?source=existing&platform=linux-x86_64",
+            None,
+        ),
+        ("POST", "/admin/v1/products/app/releases/1.0.0/publish", None),
+        ("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme" }))),
+        (
+            "PUT",
+            "/admin/v1/customers/acme/entitlements/e1",
+            Some(json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" })),
+        ),
+    ];
+    for (method, path, body) in &steps {
+        let (status, text) = call(&mut s, method, path, &auth, body.as_ref()).await;
+        if status >= 300 {
+            fail(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&text)));
+        }
+    }
+    let (_, text) = call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", &auth, None).await;
+    let created: Value = serde_json::from_slice(&text).unwrap_or_default();
+    created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
+}
+
+/// `n` sequential requests, each checked for `expect`; sorted latencies.
+async fn series(
+    sender: &mut SendRequest<Full<Bytes>>,
+    n: usize,
+    expect: u16,
+    method: &str,
+    target: &str,
+    auth: &str,
+    body: Option<&Value>,
+) -> Vec<Duration> {
+    let deadline = Instant::now() + SERIES_DEADLINE;
+    let mut lat = Vec::with_capacity(n);
+    while lat.len() < n && Instant::now() < deadline {
+        let t0 = Instant::now();
+        let (status, text) = call(sender, method, target, auth, body).await;
+        lat.push(t0.elapsed());
+        if status != expect {
+            fail(format!("{method} {target}: {status} {}", String::from_utf8_lossy(&text)));
+        }
+    }
+    lat.sort();
+    lat
+}
+
+fn report(backend: &str, what: &str, lat: &[Duration]) {
+    println!(
+        "{backend:<8} {what:<34} {:>6} {:>8.3} {:>8.3} {:>8.3}",
+        lat.len(),
+        percentile(lat, 0.5),
+        percentile(lat, 0.9),
+        percentile(lat, 0.99)
+    );
+}
+
+fn operator_url(dir: &Path, base: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["sign", "app/1.0.0/app.tar.gz", "--ttl", "1h", "--base-url", base])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .unwrap_or_else(|e| fail(format!("sign: {e}")));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    url.strip_prefix(base).map(str::to_owned).unwrap_or_else(|| fail(format!("unexpected URL {url}")))
+}
+
+fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(format!("tempdir: {e}")));
+    let redis = (backend == "redis").then(|| start_redis(dir.path()));
+    let url = redis.as_ref().map(|r| format!("redis://127.0.0.1:{}/", r.1)).unwrap_or_default();
+    let env: Vec<(&str, &str)> = match &redis {
+        Some(_) => vec![("TOLLGATE_STORE__BACKEND", "redis"), ("TOLLGATE_STORE__REDIS__URL", &url)],
+        None => vec![],
+    };
+    let (_gateway, public, admin) = start_gateway(dir.path(), &env);
+    runtime.block_on(async {
+        let key = set_up(dir.path(), &admin).await;
+        let auth = format!("Bearer {key}");
+        let mut s = connect(&public).await;
+        let ask = json!({ "product": "app", "version": "1.0.0", "platform": "linux-x86_64" });
+        let lat = series(&mut s, n, 201, "POST", "/v1/downloads", &auth, Some(&ask)).await;
+        report(backend, "POST /v1/downloads", &lat);
+
+        let (_, text) = call(&mut s, "POST", "/v1/downloads", &auth, Some(&ask)).await;
+        let issued: Value = serde_json::from_slice(&text).unwrap_or_default();
+        let grant_url = issued["url"].as_str().unwrap_or_else(|| fail("no url".into()));
+        let target = &grant_url[grant_url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..];
+        let lat = series(&mut s, n, 200, "HEAD", target, "", None).await;
+        report(backend, "HEAD grant URL (with re-check)", &lat);
+        let operator = operator_url(dir.path(), &format!("http://{public}"));
+        let lat = series(&mut s, n, 200, "HEAD", &operator, "", None).await;
+        report(backend, "HEAD operator URL (no re-check)", &lat);
+    });
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = if full { 2000 } else { 10 };
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(e.to_string()));
+    let build = if cfg!(debug_assertions) { "debug" } else { "optimised" };
+    println!("customer API latency: {build} build, one keep-alive HTTP/1.1 client on 127.0.0.1, sequential");
+    println!("{:<8} {:<34} {:>6} {:>8} {:>8} {:>8}", "store", "request", "n", "p50 ms", "p90 ms", "p99 ms");
+    for backend in ["sqlite", "redis"] {
+        run(backend, n, &runtime);
+    }
+}

@@ -1,0 +1,75 @@
+//! What the load tests share: starting the release binary on loopback, and
+//! reporting figures.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// A `tollgate serve` process, killed when dropped.
+pub struct Gateway(pub Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn fail(msg: String) -> ! {
+    eprintln!("load test: {msg}");
+    std::process::exit(1)
+}
+
+/// `tollgate serve` in `dir` on free loopback ports with `env` added; returns
+/// the process and the public and admin addresses.
+pub fn start_gateway(dir: &Path, env: &[(&str, &str)]) -> (Gateway, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env("RUST_LOG", "warn,tollgate::app=info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| fail(format!("cannot start {BIN}: {e}")));
+    let stderr = child.stderr.take().unwrap_or_else(|| fail("no stderr".into()));
+    let mut reader = BufReader::new(stderr);
+    let addr_in = |line: &str, marker: &str| {
+        line.find("addr=")
+            .filter(|_| line.contains(marker))
+            .map(|at| line[at + 5..].split_whitespace().next().unwrap_or_default().to_owned())
+    };
+    let (mut public, mut admin) = (None, None);
+    while public.is_none() || admin.is_none() {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            fail("the gateway exited before it was ready".into());
+        }
+        public = public.or_else(|| addr_in(&line, "public listener ready"));
+        admin = admin.or_else(|| addr_in(&line, "admin listener ready"));
+    }
+    // Keep draining the log so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (Gateway(child), public.unwrap_or_default(), admin.unwrap_or_default())
+}
+
+/// The peak resident set size of a process, from /proc.
+#[allow(dead_code, reason = "not every load test reports memory")]
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The `p` quantile of sorted latencies, in milliseconds.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
