@@ -46,19 +46,21 @@ fn start_redis(dir: &Path) -> Redis {
         .and_then(|l| l.local_addr())
         .unwrap_or_else(|e| fail(format!("no free port: {e}")))
         .port();
-    let child = Command::new("redis-server")
+    let redis = Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
         .spawn()
+        .map(|child| Redis(child, port))
         .unwrap_or_else(|e| fail(format!("redis-server is needed (scripts/test.sh installs it): {e}")));
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Redis(child, port);
+            return redis;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(redis);
     fail("redis-server did not start".into())
 }
 

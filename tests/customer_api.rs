@@ -420,6 +420,12 @@ async fn bad_requests_are_problems(kind: StoreKind) {
     }
     let r = a.customer(&key, "POST", "/v1/downloads", None).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+    // An oversized body is a problem too, on both APIs (not a plain-text rejection).
+    let huge = Value::String("x".repeat(3 * 1024 * 1024));
+    let r = a.customer(&key, "POST", "/v1/downloads", Some(huge.clone())).await;
+    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+    let r = a.call("PUT", "/admin/v1/products/app", Some(huge)).await;
+    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
     let r = a.customer(&key, "GET", "/v1/products/app/releases?channel=gold", None).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
     // Without a key, nothing.

@@ -1,6 +1,7 @@
 //! The entitlement decision: a pure function of (customer, entitlements,
 //! release, artifact, now) to "allowed by this entitlement" or the rule that
-//! failed. No I/O; the store gathers the inputs.
+//! failed. No I/O here; [`access`] gathers the inputs from the catalog and
+//! applies the decision to the customer API and the data plane.
 
 pub mod access;
 

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -18,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::admin_auth::require_admin;
-use super::problem::Problem;
+use super::problem::{Problem, RawBody};
 use crate::catalog::ApiKeyView;
 use crate::catalog::artifacts::check_filename;
 use crate::catalog::{Artifact, PLATFORM_ANY};
@@ -121,7 +120,7 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError> {
     p.map(|Path(v)| v).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, AdminError> {
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(bytes).map_err(|e| AdminError::BadRequest(format!("request body: {e}")))
 }
 
@@ -168,7 +167,7 @@ struct ProductBody {
 async fn put_product(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let id = path(p)?;
     let b: ProductBody = body(&raw)?;
@@ -212,7 +211,7 @@ fn draft() -> ReleaseStatus {
 async fn put_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let (product, v) = path(p)?;
     let b: ReleaseBody = body(&raw)?;
@@ -280,7 +279,7 @@ async fn lifecycle(
 async fn publish_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let b: PublishBody = if raw.is_empty() { PublishBody::default() } else { body(&raw)? };
     lifecycle(&s, p, ReleaseAction::Publish { backdated_to: b.backdated_to }).await
@@ -316,7 +315,7 @@ fn active_customer() -> CustomerStatus {
 async fn put_customer(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let id = path(p)?;
     let b: CustomerBody = body(&raw)?;
@@ -370,7 +369,7 @@ fn active_entitlement() -> EntitlementStatus {
 async fn put_entitlement(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
     let b: EntitlementBody = body(&raw)?;
@@ -427,7 +426,7 @@ struct ApiKeyBody {
 async fn create_api_key(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let customer = path(p)?;
     let b: ApiKeyBody = if raw.is_empty() { ApiKeyBody::default() } else { body(&raw)? };
@@ -477,7 +476,7 @@ async fn put_artifact(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     q: Result<Query<ArtifactParams>, QueryRejection>,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AdminResult {
     let (product, v, filename) = path(p)?;
     let version = version(&v)?;

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::problem::Problem;
+use super::{AppState, bearer};
 use crate::config::Secret;
 
 /// Prefix of generated admin tokens, so a leaked one is recognisable.
@@ -59,13 +59,6 @@ impl AdminTokens {
         }
         found
     }
-}
-
-/// The token from `Authorization: Bearer <token>`.
-pub fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Middleware: refuse with `401 unauthorized` unless an admin token is given.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,9 +14,8 @@ use axum::{Extension, Json, Router};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use super::admin_auth::bearer;
-use super::problem::{Problem, from_access, from_catalog};
-use super::{AppState, PeerAddr, client_ip};
+use super::problem::{Problem, RawBody, from_access, from_catalog};
+use super::{AppState, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
@@ -246,7 +244,7 @@ async fn create_download(
     Extension(caller): Extension<Caller>,
     Extension(peer): Extension<PeerAddr>,
     headers: HeaderMap,
-    raw: Bytes,
+    RawBody(raw): RawBody,
 ) -> AccessResult {
     let req: DownloadRequest =
         serde_json::from_slice(&raw).map_err(|e| AccessError::BadRequest(format!("request body: {e}")))?;

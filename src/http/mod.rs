@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use ipnet::IpNet;
 
@@ -65,6 +65,14 @@ impl Drop for DownloadGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The token from `Authorization: Bearer <token>` (admin tokens and customer
+/// API keys alike).
+pub fn bearer(request: &axum::extract::Request) -> Option<&str> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The TCP peer of a connection; the server inserts it into every request.

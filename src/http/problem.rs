@@ -1,5 +1,7 @@
 //! RFC 9457 problem details: the body of every refusal on every surface.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -133,6 +135,27 @@ pub fn from_access(e: &AccessError) -> Problem {
         }
         AccessError::Sign(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
         AccessError::Catalog(c) => from_catalog(c),
+    }
+}
+
+/// A request body read whole (JSON documents; never downloads or uploads),
+/// whose failures — too large, cut off — are problems like every refusal,
+/// not axum's plain-text rejections.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            let (code, title) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ("payload_too_large", "Content Too Large")
+            } else {
+                ("invalid_request", "Bad Request")
+            };
+            Problem::new(e.status(), code, title).with_detail(e.body_text())
+        })
     }
 }
 
