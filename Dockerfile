@@ -12,6 +12,7 @@ RUN mkdir -p src benches load-tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && echo 'fn main() {}' > benches/signing.rs \
  && echo 'fn main() {}' > load-tests/data_plane.rs \
+ && echo 'fn main() {}' > load-tests/customer_api.rs \
  && cargo build --release --locked \
  && rm -rf src benches load-tests
 COPY src ./src
