@@ -111,6 +111,13 @@ async fn artifacts_are_measured_not_trusted(kind: StoreKind) {
     let r = a.call("DELETE", "/admin/v1/products/app/releases/1.0.0", None).await;
     assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
     a.call("POST", "/admin/v1/products/app/releases/1.0.0/publish", None).await;
+    // The download serves the storage key's bytes under the artifact's name.
+    let key = customer(&a, "acme", json!({})).await;
+    let d = Admin::json(&ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.bin" })).await);
+    let got = get(a.gw.public, target(d["url"].as_str().unwrap())).await;
+    assert_eq!((got.status, got.bytes().as_ref()), (200, &data[..1000]));
+    assert_eq!(got.header("content-disposition"), Some("attachment; filename=\"app.bin\""));
+    assert_eq!(got.header("content-type"), Some("application/x-app"));
     let r = a.call("DELETE", "/admin/v1/products/app/releases/1.0.0/artifacts/app.bin", None).await;
     assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
     let r = a.call("DELETE", "/admin/v1/products/app/releases/1.0.0/artifacts/app.bin?force=true", None).await;

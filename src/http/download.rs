@@ -187,7 +187,9 @@ async fn serve(
     };
 
     let mut h = HeaderMap::with_capacity(12);
-    object_headers(&mut h, &meta, key.file_name());
+    // The artifact's name, not the storage key's, is what the customer asked for.
+    let file_name = artifact.as_ref().map_or(key.file_name(), |a| a.filename.as_str());
+    object_headers(&mut h, &meta, file_name);
     if let Some(a) = &artifact {
         artifact_headers(&mut h, a);
     }
