@@ -35,7 +35,7 @@ pub struct ApiKey {
 }
 
 /// What the admin API shows of a key: everything but the digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub customer: String,

@@ -8,6 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use ipnet::IpNet;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+use utoipa::openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type};
 
 /// An instant, in whole seconds since the Unix epoch; RFC 3339 text in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +27,19 @@ impl Serialize for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339, UTC, whole seconds"))
+            .examples([serde_json::json!("2026-01-31T00:00:00Z")])
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -35,7 +50,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// How a product's downloads are delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// The gateway streams the bytes.
@@ -47,7 +62,7 @@ pub enum Delivery {
     Edge,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
     pub id: String,
     pub name: String,
@@ -58,7 +73,7 @@ pub struct Product {
 /// Release channels. `stable ⊂ rc ⊂ beta ⊂ alpha`: an entitlement to `beta`
 /// covers stable, rc and beta releases. `dev` stands apart and covers only
 /// itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Stable,
@@ -89,7 +104,7 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReleaseStatus {
     Draft,
@@ -97,9 +112,10 @@ pub enum ReleaseStatus {
     Yanked,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Release {
     pub product: String,
+    #[schema(value_type = String, example = "1.4.2")]
     pub version: Version,
     pub channel: Channel,
     pub status: ReleaseStatus,
@@ -114,9 +130,10 @@ pub struct Release {
 /// The platform an artifact runs on, e.g. `linux-x86_64`; `any` runs everywhere.
 pub const PLATFORM_ANY: &str = "any";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Artifact {
     pub product: String,
+    #[schema(value_type = String, example = "1.4.2")]
     pub version: Version,
     pub filename: String,
     pub platform: String,
@@ -127,24 +144,25 @@ pub struct Artifact {
     pub storage_key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CustomerStatus {
     Active,
     Suspended,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     pub id: String,
     pub name: String,
     pub status: CustomerStatus,
     /// When set, downloads are allowed only from these networks.
     #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["203.0.113.0/24"]))]
     pub allowed_cidrs: Vec<IpNet>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum License {
     Perpetual,
@@ -153,7 +171,7 @@ pub enum License {
     Trial,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EntitlementStatus {
     Active,
@@ -169,7 +187,7 @@ fn default_channels() -> Vec<Channel> {
     vec![Channel::Stable]
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Entitlement {
     pub id: String,
     pub customer: String,
@@ -180,7 +198,9 @@ pub struct Entitlement {
     pub expires_at: Option<Timestamp>,
     /// Releases published up to and including this instant are covered.
     pub maintenance_until: Option<Timestamp>,
+    /// A semver requirement: `*`, `^2`, `>=2.1, <3`.
     #[serde(default = "default_versions")]
+    #[schema(value_type = String, example = "^2")]
     pub versions: VersionReq,
     #[serde(default = "default_channels")]
     pub channels: Vec<Channel>,
@@ -192,13 +212,14 @@ pub struct Entitlement {
 
 /// One download authorisation, created when a customer asks for a URL and
 /// looked up by the data plane on every request that presents it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Grant {
     /// `<24 hex>.<entitlement id>`; see [`crate::catalog::grants`].
     pub id: String,
     pub customer: String,
     pub entitlement: String,
     pub product: String,
+    #[schema(value_type = String)]
     pub version: Version,
     pub filename: String,
     pub issued_at: Timestamp,
@@ -208,5 +229,6 @@ pub struct Grant {
     #[serde(default)]
     pub started_at: Option<Timestamp>,
     /// The address the URL was asked for from.
+    #[schema(value_type = Option<String>)]
     pub requested_from: Option<std::net::IpAddr>,
 }

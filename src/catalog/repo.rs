@@ -36,7 +36,7 @@ pub enum CatalogError {
 }
 
 /// One page of a listing; `next` is an opaque cursor for the following page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,

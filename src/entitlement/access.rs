@@ -297,7 +297,7 @@ pub async fn recheck_grant(
 }
 
 /// A customer a release reaches, with the platforms it may download.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Eligible {
     pub customer: String,
     pub name: String,

@@ -3,6 +3,11 @@
 //! it. This part covers products, releases (with publish / yank / restore),
 //! customers and entitlements.
 
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's generated code for `params(SomeIntoParams)` names the type by a qualified path"
+)]
+
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -12,15 +17,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use semver::{Version, VersionReq};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::admin_auth::require_admin;
 use super::problem::{Problem, RawBody};
+use super::{AppState, Items};
 use crate::catalog::ApiKeyView;
 use crate::catalog::artifacts::check_filename;
-use crate::catalog::{Artifact, PLATFORM_ANY};
+use crate::catalog::{Artifact, PLATFORM_ANY, Page};
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
@@ -130,19 +136,22 @@ fn version(v: &str) -> Result<Version, AdminError> {
     })
 }
 
-fn written<T: serde::Serialize>(w: Written, record: &T) -> Response {
+fn written<T: Serialize>(w: Written, record: &T) -> Response {
     let status = if w == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(record)).into_response()
 }
 
-fn found<T: serde::Serialize>(record: Option<T>, what: &str) -> AdminResult {
+fn found<T: Serialize>(record: Option<T>, what: &str) -> AdminResult {
     record.map(|r| Json(r).into_response()).ok_or_else(|| AdminError::NotFound(what.to_owned()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// `next` of the previous page.
     pub cursor: Option<String>,
+    /// Page size, 1 to 999 (default 100).
     pub limit: Option<usize>,
 }
 
@@ -156,15 +165,16 @@ fn deleted(existed: bool, what: &str) -> AdminResult {
 
 // Products.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProductBody {
+pub(crate) struct ProductBody {
     name: String,
     #[serde(default)]
     delivery: Delivery,
 }
 
-async fn put_product(
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product)))]
+pub(crate) async fn put_product(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
@@ -175,24 +185,33 @@ async fn put_product(
     Ok(written(s.catalog.put_product(&product).await?, &product))
 }
 
-async fn get_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]
+pub(crate) async fn get_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     found(s.catalog.product(&path(p)?).await?, "product")
 }
 
-async fn list_products(State(s): State<Arc<AppState>>, q: Result<Query<ListParams>, QueryRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/products", tag = "admin", params(ListParams), responses((status = 200, body = Page<Product>)))]
+pub(crate) async fn list_products(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> AdminResult {
     let q = list_params(q)?;
     Ok(Json(s.catalog.products(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-async fn delete_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+#[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
+pub(crate) async fn delete_product(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
     deleted(s.catalog.delete_product(&path(p)?).await?, "product")
 }
 
 // Releases.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReleaseBody {
+pub(crate) struct ReleaseBody {
     channel: Channel,
     #[serde(default = "draft")]
     status: ReleaseStatus,
@@ -208,7 +227,8 @@ fn draft() -> ReleaseStatus {
     ReleaseStatus::Draft
 }
 
-async fn put_release(
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release)))]
+pub(crate) async fn put_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
@@ -231,12 +251,17 @@ async fn put_release(
     Ok(written(w, &stored.unwrap_or(release)))
 }
 
-async fn get_release(State(s): State<Arc<AppState>>, p: Result<Path<(String, String)>, PathRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
+pub(crate) async fn get_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
     let (product, v) = path(p)?;
     found(s.catalog.release(&product, &version(&v)?).await?, "release")
 }
 
-async fn list_releases(
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id")), params(ListParams), responses((status = 200, body = Page<Release>)))]
+pub(crate) async fn list_releases(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<ListParams>, QueryRejection>,
@@ -249,7 +274,8 @@ async fn list_releases(
     Ok(Json(s.catalog.releases(&product, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-async fn delete_release(
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
+pub(crate) async fn delete_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -257,9 +283,9 @@ async fn delete_release(
     deleted(s.catalog.delete_release(&product, &version(&v)?).await?, "release")
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PublishBody {
+pub(crate) struct PublishBody {
     /// Publication time to record instead of now (for releases that shipped
     /// before they were registered here).
     #[serde(default)]
@@ -276,7 +302,8 @@ async fn lifecycle(
     Ok(Json(s.catalog.apply(&product, &version(&v)?, action, now).await?).into_response())
 }
 
-async fn publish_release(
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
+pub(crate) async fn publish_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
@@ -285,11 +312,16 @@ async fn publish_release(
     lifecycle(&s, p, ReleaseAction::Publish { backdated_to: b.backdated_to }).await
 }
 
-async fn yank_release(State(s): State<Arc<AppState>>, p: Result<Path<(String, String)>, PathRejection>) -> AdminResult {
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
+pub(crate) async fn yank_release(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
     lifecycle(&s, p, ReleaseAction::Yank).await
 }
 
-async fn restore_release(
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
+pub(crate) async fn restore_release(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -298,13 +330,14 @@ async fn restore_release(
 
 // Customers.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CustomerBody {
+pub(crate) struct CustomerBody {
     name: String,
     #[serde(default = "active_customer")]
     status: CustomerStatus,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     allowed_cidrs: Vec<ipnet::IpNet>,
 }
 
@@ -312,7 +345,8 @@ fn active_customer() -> CustomerStatus {
     CustomerStatus::Active
 }
 
-async fn put_customer(
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer)))]
+pub(crate) async fn put_customer(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
@@ -323,20 +357,28 @@ async fn put_customer(
     Ok(written(s.catalog.put_customer(&customer).await?, &customer))
 }
 
-async fn get_customer(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
+pub(crate) async fn get_customer(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
     found(s.catalog.customer(&path(p)?).await?, "customer")
 }
 
-async fn list_customers(State(s): State<Arc<AppState>>, q: Result<Query<ListParams>, QueryRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/customers", tag = "admin", params(ListParams), responses((status = 200, body = Page<Customer>)))]
+pub(crate) async fn list_customers(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> AdminResult {
     let q = list_params(q)?;
     Ok(Json(s.catalog.customers(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
 // Entitlements.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EntitlementBody {
+pub(crate) struct EntitlementBody {
     product: String,
     license: License,
     starts_at: Timestamp,
@@ -345,6 +387,7 @@ struct EntitlementBody {
     #[serde(default)]
     maintenance_until: Option<Timestamp>,
     #[serde(default = "any_version")]
+    #[schema(value_type = Option<String>, example = "^2")]
     versions: VersionReq,
     #[serde(default = "stable_only")]
     channels: Vec<Channel>,
@@ -366,7 +409,8 @@ fn active_entitlement() -> EntitlementStatus {
     EntitlementStatus::Active
 }
 
-async fn put_entitlement(
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement)))]
+pub(crate) async fn put_entitlement(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
@@ -389,7 +433,8 @@ async fn put_entitlement(
     Ok(written(s.catalog.put_entitlement(&e).await?, &e))
 }
 
-async fn get_entitlement(
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 200, body = Entitlement)))]
+pub(crate) async fn get_entitlement(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -397,15 +442,20 @@ async fn get_entitlement(
     found(s.catalog.entitlement(&customer, &id).await?, "entitlement")
 }
 
-async fn list_entitlements(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<Entitlement>)))]
+pub(crate) async fn list_entitlements(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
     let customer = path(p)?;
     if s.catalog.customer(&customer).await?.is_none() {
         return Err(AdminError::NotFound("customer".into()));
     }
-    Ok(Json(serde_json::json!({ "items": s.catalog.entitlements_of(&customer).await? })).into_response())
+    Ok(Json(Items { items: s.catalog.entitlements_of(&customer).await? }).into_response())
 }
 
-async fn delete_entitlement(
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 204, description = "deleted")))]
+pub(crate) async fn delete_entitlement(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -415,15 +465,16 @@ async fn delete_entitlement(
 
 // API keys.
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApiKeyBody {
+pub(crate) struct ApiKeyBody {
     #[serde(default)]
     name: String,
 }
 
 /// `201` with the key text, shown this once and never again.
-async fn create_api_key(
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
+pub(crate) async fn create_api_key(
     State(s): State<Arc<AppState>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
@@ -432,21 +483,24 @@ async fn create_api_key(
     let b: ApiKeyBody = if raw.is_empty() { ApiKeyBody::default() } else { body(&raw)? };
     let now = Timestamp(s.clock.now_unix());
     let (key, text) = s.catalog.create_api_key(&customer, &b.name, now).await?;
-    let mut shown = serde_json::to_value(ApiKeyView::from(&key)).unwrap_or_default();
-    shown["key"] = serde_json::Value::String(text);
-    Ok((StatusCode::CREATED, Json(shown)).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { view: ApiKeyView::from(&key), key: text })).into_response())
 }
 
-async fn list_api_keys(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<ApiKeyView>)))]
+pub(crate) async fn list_api_keys(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
     let customer = path(p)?;
     if s.catalog.customer(&customer).await?.is_none() {
         return Err(AdminError::NotFound("customer".into()));
     }
     let keys: Vec<ApiKeyView> = s.catalog.api_keys(&customer).await?.iter().map(ApiKeyView::from).collect();
-    Ok(Json(serde_json::json!({ "items": keys })).into_response())
+    Ok(Json(Items { items: keys }).into_response())
 }
 
-async fn revoke_api_key(
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
+pub(crate) async fn revoke_api_key(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -456,11 +510,28 @@ async fn revoke_api_key(
     Ok(Json(ApiKeyView::from(&key)).into_response())
 }
 
+/// A new API key: the record, and the key itself, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedApiKey {
+    #[serde(flatten)]
+    view: ApiKeyView,
+    /// `tg_<customer>_<id>_<secret>`; not stored, cannot be shown again.
+    key: String,
+}
+
+/// The customers a release reaches.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EligibleList {
+    count: usize,
+    items: Vec<crate::entitlement::access::Eligible>,
+}
+
 // Artifacts.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ArtifactParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ArtifactParams {
     /// `existing`: register an object already in storage.
     source: Option<String>,
     platform: Option<String>,
@@ -472,7 +543,8 @@ struct ArtifactParams {
 
 /// Register an object that is already in storage as an artifact. Its size and
 /// SHA-256 are measured by reading it through, never taken from the caller.
-async fn put_artifact(
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(ArtifactParams), responses((status = 201, description = "registered", body = Artifact), (status = 200, description = "registered again (re-measured)", body = Artifact), (status = 422, description = "no object at the storage key, or an invalid name", body = Problem), (status = 501, description = "uploading through the gateway is not available yet", body = Problem)))]
+pub(crate) async fn put_artifact(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     q: Result<Query<ArtifactParams>, QueryRejection>,
@@ -525,7 +597,8 @@ async fn put_artifact(
     Ok(written(s.catalog.put_artifact(&artifact).await?, &artifact))
 }
 
-async fn get_artifact(
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 200, body = Artifact)))]
+pub(crate) async fn get_artifact(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -533,7 +606,8 @@ async fn get_artifact(
     found(s.catalog.artifact(&product, &version(&v)?, &filename).await?, "artifact")
 }
 
-async fn list_artifacts(
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Items<Artifact>)))]
+pub(crate) async fn list_artifacts(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -542,17 +616,19 @@ async fn list_artifacts(
     if s.catalog.release(&product, &version).await?.is_none() {
         return Err(AdminError::NotFound("release".into()));
     }
-    Ok(Json(serde_json::json!({ "items": s.catalog.artifacts(&product, &version).await? })).into_response())
+    Ok(Json(Items { items: s.catalog.artifacts(&product, &version).await? }).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct DeleteParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeleteParams {
     #[serde(default)]
     force: bool,
 }
 
-async fn delete_artifact(
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(DeleteParams), responses((status = 204, description = "deleted"), (status = 409, description = "the release is published: needs force=true", body = Problem)))]
+pub(crate) async fn delete_artifact(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     q: Result<Query<DeleteParams>, QueryRejection>,
@@ -564,7 +640,8 @@ async fn delete_artifact(
 
 /// Whom a release reaches: the customers entitled to it as if it were
 /// published now (so a vendor can check a patch's audience before publishing).
-async fn eligible_customers(
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = EligibleList)))]
+pub(crate) async fn eligible_customers(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
@@ -574,5 +651,5 @@ async fn eligible_customers(
     let artifacts = s.catalog.artifacts(&product, &version).await?;
     let now = Timestamp(s.clock.now_unix());
     let items = eligible(&s.catalog, &release, &artifacts, now).await?;
-    Ok(Json(serde_json::json!({ "count": items.len(), "items": items })).into_response())
+    Ok(Json(EligibleList { count: items.len(), items }).into_response())
 }

@@ -2,6 +2,11 @@
 //! the customer's API key (`Authorization: Bearer tg_…`): what the caller is
 //! entitled to, which releases it may download, download URLs, and upgrades.
 
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's generated code for `params(SomeIntoParams)` names the type by a qualified path"
+)]
+
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -13,9 +18,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use semver::Version;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, RawBody, from_access, from_catalog};
-use super::{AppState, PeerAddr, bearer, client_ip};
+use super::{AppState, Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
@@ -79,14 +85,18 @@ pub async fn require_customer(State(s): State<Arc<AppState>>, mut request: Reque
 
 /// An entitlement as the customer sees it: what it covers, and whether it is
 /// in force right now.
-#[derive(Debug, Serialize)]
-struct EntitlementView {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EntitlementView {
     #[serde(flatten)]
     entitlement: Entitlement,
     active_now: bool,
 }
 
-async fn list_entitlements(State(s): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {
+#[utoipa::path(get, path = "/v1/entitlements", tag = "customer", security(("api_key" = [])), responses((status = 200, body = Items<EntitlementView>)))]
+pub(crate) async fn list_entitlements(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     let now = Timestamp(s.clock.now_unix());
     match s.catalog.entitlements_of(&caller.customer.id).await {
         Ok(list) => {
@@ -99,7 +109,7 @@ async fn list_entitlements(State(s): State<Arc<AppState>>, Extension(caller): Ex
                     EntitlementView { entitlement: e, active_now }
                 })
                 .collect();
-            Json(serde_json::json!({ "items": items })).into_response()
+            Json(Items { items }).into_response()
         }
         Err(e) => from_catalog(&e).into_response(),
     }
@@ -128,8 +138,8 @@ fn product_path(p: Result<Path<String>, PathRejection>) -> Result<String, Access
 }
 
 /// An artifact as customers see it (no storage key).
-#[derive(Debug, Serialize)]
-struct ArtifactView<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ArtifactView<'a> {
     filename: &'a str,
     platform: &'a str,
     size: u64,
@@ -149,9 +159,10 @@ impl<'a> From<&'a Artifact> for ArtifactView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct ReleaseView<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReleaseView<'a> {
     product: &'a str,
+    #[schema(value_type = String)]
     version: &'a Version,
     channel: Channel,
     published_at: Option<Timestamp>,
@@ -176,8 +187,8 @@ impl<'a> From<&'a Downloadable> for ReleaseView<'a> {
 }
 
 /// The answer to a download request: the URL and what it will deliver.
-#[derive(Debug, Serialize)]
-struct DownloadView<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DownloadView<'a> {
     url: &'a str,
     expires_at: Timestamp,
     grant_id: &'a str,
@@ -201,16 +212,20 @@ impl<'a> From<&'a Issued> for DownloadView<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ReleasesQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReleasesQuery {
+    /// Only releases on channels this one covers (`beta`: stable, rc, beta).
     channel: Option<Channel>,
+    /// Only files for this platform (and for `any`).
     platform: Option<String>,
 }
 
 /// `GET /v1/products/{product}/releases`: the releases the caller may download
 /// now, newest first, each with the files it may download.
-async fn list_releases(
+#[utoipa::path(get, path = "/v1/products/{product}/releases", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ReleasesQuery), responses((status = 200, body = Items<ReleaseView>), (status = 403, description = "no entitlement for the product: `not_entitled`", body = Problem)))]
+pub(crate) async fn list_releases(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     p: Result<Path<String>, PathRejection>,
@@ -222,15 +237,18 @@ async fn list_releases(
     let filter = Filter { channel: q.channel, platform: q.platform.as_deref() };
     let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
     let items: Vec<ReleaseView<'_>> = releases.iter().map(ReleaseView::from).collect();
-    Ok(Json(serde_json::json!({ "items": items })).into_response())
+    Ok(Json(Items { items }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DownloadRequest {
+pub(crate) struct DownloadRequest {
     product: String,
+    #[schema(example = "1.4.2")]
     version: String,
+    /// The file to download; or give `platform` instead.
     filename: Option<String>,
+    /// The release's file for this platform, else its file for `any`.
     platform: Option<String>,
 }
 
@@ -239,7 +257,8 @@ fn issuer(s: &AppState) -> Issuer<'_> {
 }
 
 /// `POST /v1/downloads`: entitlement check, then a grant and a signed URL.
-async fn create_download(
+#[utoipa::path(post, path = "/v1/downloads", tag = "customer", security(("api_key" = [])), request_body = DownloadRequest, responses((status = 201, description = "a signed URL bound to a new grant", body = DownloadView), (status = 403, description = "refused: the code names the rule", body = Problem), (status = 409, description = "several files match the platform: `ambiguous_artifact`", body = Problem)))]
+pub(crate) async fn create_download(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Extension(peer): Extension<PeerAddr>,
@@ -263,19 +282,32 @@ async fn create_download(
     Ok((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The newest release and a URL for its file.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UpgradeView<'a> {
+    release: ReleaseView<'a>,
+    download: DownloadView<'a>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct UpgradeQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct UpgradeQuery {
+    /// The version installed now (required).
     from: Option<String>,
+    /// Default `any`.
     platform: Option<String>,
+    /// Only releases on channels this one covers.
     channel: Option<Channel>,
+    /// A semver requirement the upgrade must meet, e.g. `^2`.
     constraint: Option<String>,
 }
 
 /// `GET /v1/products/{product}/upgrade`: the newest release the caller may
 /// download that is newer than `from` (and within `constraint`), with a URL
 /// for its file for `platform`; `204` when there is none.
-async fn upgrade(
+#[utoipa::path(get, path = "/v1/products/{product}/upgrade", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), UpgradeQuery), responses((status = 200, body = UpgradeView), (status = 204, description = "nothing newer the caller may download"), (status = 400, description = "`invalid_version`, `invalid_constraint`, `invalid_request`", body = Problem)))]
+pub(crate) async fn upgrade(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Extension(peer): Extension<PeerAddr>,
@@ -305,9 +337,5 @@ async fn upgrade(
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     access::check_address(&caller.customer, client)?;
     let issued = issuer(&s).issue(&caller.customer, &entitlement, artifact, client, now).await?;
-    let body = serde_json::json!({
-        "release": ReleaseView::from(newest),
-        "download": DownloadView::from(&issued),
-    });
-    Ok(Json(body).into_response())
+    Ok(Json(UpgradeView { release: ReleaseView::from(newest), download: DownloadView::from(&issued) }).into_response())
 }

@@ -7,6 +7,7 @@ pub mod conditional;
 pub mod customer_api;
 pub mod download;
 pub mod health;
+pub mod openapi;
 pub mod problem;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +25,12 @@ use crate::clock::Clock;
 use crate::entitlement::access::UrlPolicy;
 use crate::signing::KeyRing;
 use crate::storage::BlobStore;
+
+/// A whole (unpaged) listing: `{"items": [...]}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
 
 /// Everything a request handler needs; shared by all requests.
 #[derive(Debug)]
@@ -89,10 +96,13 @@ pub fn public_router(state: Arc<AppState>) -> Router {
 }
 
 /// The admin listener. Every route under `/admin/v1` needs an admin token
-/// (`admin_api::routes` applies the check to all of them); only the probes
-/// listed here are exempt.
+/// (`admin_api::routes` applies the check to all of them); only the probes and
+/// the API description listed here are exempt.
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    let exempt = Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    let exempt = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::openapi_json));
     let routes = exempt.merge(admin_api::routes(state.clone()));
     with_common_layers(routes, state)
 }

@@ -16,7 +16,7 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// A problem body. `code` is the stable machine code clients switch on; `type`
 /// is derived from it. `detail` is for people and never carries internal error
 /// text (that goes to the log).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

@@ -1,0 +1,98 @@
+//! The OpenAPI 3.1 document of the admin and customer APIs, generated from the
+//! handlers' `#[utoipa::path]` annotations and the types' `ToSchema` derives,
+//! and served at `/openapi.json` on the admin listener. A snapshot of it is kept
+//! in `docs/openapi.json`; a test fails when the two differ.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use super::{admin_api, customer_api};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Tollgate",
+        description = "Entitlement-aware content-download gateway. The admin API (admin listener, admin \
+                       token) manages the catalog; the customer API (public listener, customer API key) lists \
+                       what a customer may download and hands out signed, time-limited URLs. Every refusal is \
+                       an RFC 9457 problem body with a stable `code`.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        admin_api::list_products, admin_api::get_product, admin_api::put_product, admin_api::delete_product,
+        admin_api::list_releases, admin_api::get_release, admin_api::put_release, admin_api::delete_release,
+        admin_api::publish_release, admin_api::yank_release, admin_api::restore_release,
+        admin_api::eligible_customers,
+        admin_api::list_artifacts, admin_api::get_artifact, admin_api::put_artifact, admin_api::delete_artifact,
+        admin_api::list_customers, admin_api::get_customer, admin_api::put_customer,
+        admin_api::list_entitlements, admin_api::get_entitlement, admin_api::put_entitlement,
+        admin_api::delete_entitlement,
+        admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
+        customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
+        customer_api::upgrade,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Conventions),
+    tags(
+        (name = "admin", description = "Admin API, under /admin/v1 on the admin listener"),
+        (name = "customer", description = "Customer API, under /v1 on the public listener"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// What holds for every operation, added here rather than repeated on each:
+/// the bearer schemes, the admin token on every admin route, and the problem
+/// body of every refusal.
+#[derive(Debug)]
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build())
+        };
+        components.add_security_scheme("admin_token", bearer("An admin token from admin.tokens (tga_…)"));
+        components.add_security_scheme("api_key", bearer("A customer API key (tg_<customer>_…)"));
+        let problem = ResponseBuilder::new()
+            .description("A refusal: an RFC 9457 problem body whose `code` says why")
+            .content(PROBLEM_CONTENT_TYPE, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+            .build();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let admin = path.starts_with("/admin/");
+            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                // Refusals named on an operation are problem bodies too.
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = response
+                        && let Some(content) = r.content.shift_remove("application/json")
+                    {
+                        let is_problem = matches!(&content, RefOr::T(c)
+                            if matches!(&c.schema, Some(RefOr::Ref(to)) if to.ref_location.ends_with("/Problem")));
+                        let media = if is_problem { PROBLEM_CONTENT_TYPE } else { "application/json" };
+                        r.content.insert(media.to_owned(), content);
+                    }
+                }
+                op.responses.responses.entry("default".into()).or_insert_with(|| RefOr::T(problem.clone()));
+                if admin {
+                    op.security = Some(vec![SecurityRequirement::new("admin_token", Vec::<String>::new())]);
+                }
+            }
+        }
+    }
+}
+
+/// The document as pretty JSON.
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// `GET /openapi.json` on the admin listener.
+pub async fn openapi_json() -> Response {
+    let mut r = document().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
