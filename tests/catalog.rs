@@ -16,7 +16,7 @@ use tollgate::store::Written;
 const NOW: Timestamp = Timestamp(1_800_000_000);
 
 backend_suite!(
-    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis;
+    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis, redis_cluster = super::StoreKind::RedisCluster;
     references_must_exist,
     products_page_with_opaque_cursors,
     release_lifecycle,

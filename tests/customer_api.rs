@@ -11,7 +11,7 @@ use common::{Admin, Backend, Reply, StoreKind, get, sha256_hex, test_bytes};
 use serde_json::{Value, json};
 
 backend_suite!(
-    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis;
+    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis, redis_cluster = super::StoreKind::RedisCluster;
     artifacts_are_measured_not_trusted,
     customer_lists_asks_and_downloads,
     a_url_is_rechecked_when_used,

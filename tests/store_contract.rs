@@ -11,7 +11,7 @@ use common::{StoreKind as Backend, store_fixture as fixture};
 use tollgate::store::{Kind, Store, StoreError, Written, get_json, put_json};
 
 backend_suite!(
-    sqlite = super::Backend::Sqlite, redis = super::Backend::Redis;
+    sqlite = super::Backend::Sqlite, redis = super::Backend::Redis, redis_cluster = super::Backend::RedisCluster;
     put_reports_created_updated_unchanged,
     kinds_do_not_share_keys,
     get_many_answers_in_order_across_kinds,
@@ -175,4 +175,30 @@ async fn redis_outage_is_unavailable_and_the_store_reconnects_by_itself() {
     }
     assert!(ok, "the store never reconnected");
     assert_eq!(f.store.put(Kind::Product, "app", b"v2").await.unwrap(), Written::Created);
+}
+
+/// On a cluster, the kinds' hash tags land on different nodes, and the store
+/// still reads across them (MOVED redirects and cross-slot reads handled).
+#[tokio::test]
+async fn redis_cluster_spreads_kinds_over_nodes() {
+    let f = fixture(Backend::RedisCluster).await;
+    let s = f.store.as_ref();
+    let kinds =
+        [Kind::Product, Kind::Release, Kind::Artifact, Kind::Customer, Kind::Entitlement, Kind::ApiKey, Kind::Grant];
+    for kind in kinds {
+        s.put(kind, "k", kind.as_str().as_bytes()).await.unwrap();
+    }
+    let cluster = f.cluster.as_ref().unwrap();
+    let mut holding = 0;
+    for node in &cluster.nodes {
+        let client = ::redis::Client::open(node.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let n: i64 = ::redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        holding += usize::from(n > 0);
+    }
+    assert!(holding >= 2, "the kinds all landed on one node; the test proves nothing");
+    let asked: Vec<(Kind, &str)> = kinds.iter().map(|k| (*k, "k")).collect();
+    let got = s.get_many(&asked).await.unwrap();
+    let expected: Vec<Option<Vec<u8>>> = kinds.iter().map(|k| Some(k.as_str().as_bytes().to_vec())).collect();
+    assert_eq!(got, expected);
 }

@@ -296,6 +296,10 @@ pub struct RedisConfig {
     /// A command with no answer for this long counts as Redis being down.
     #[serde(default = "default_redis_response_timeout", with = "duration")]
     pub response_timeout: Duration,
+    /// Speak the Redis Cluster protocol; `url` is then one seed node, from which
+    /// the client learns the others.
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 fn default_key_prefix() -> String {

@@ -1,5 +1,5 @@
-//! The shared store: Redis 7 (a single server or a primary behind Sentinel's
-//! address; Cluster is not supported yet).
+//! The shared store: Redis 7 — a single server (or a primary behind one
+//! address), or a Redis Cluster (`store.redis.cluster = true`).
 //!
 //! Layout, for a `store.redis.key_prefix` of `tg`:
 //!
@@ -9,21 +9,61 @@
 //! | `{tg:<kind>}:idx` | sorted set, all scores 0 | every key of the kind, for ordered, prefix and cursor listing (`ZRANGEBYLEX`) |
 //!
 //! The hash tag `{tg:<kind>}` keeps a kind's records and index in one slot, so
-//! the `MULTI` that writes both is valid on Redis Cluster too.
+//! the `MULTI` that writes both, and the `MGET` that reads a page, are valid on
+//! Redis Cluster too. Only `get_many` spans kinds, hence slots: on a cluster it
+//! sends its `GET`s concurrently instead of as one pipeline.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
 use crate::config::{Config, secret};
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
+}
+
+/// A connection to one Redis (reconnecting by itself) or to a cluster
+/// (following slot moves and failovers by itself).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -48,8 +88,31 @@ impl RedisStore {
             r.url_file.as_deref(),
             config.allow_world_readable_secrets,
         )?;
+        if r.cluster {
+            return Self::connect_cluster(url.expose(), &r.key_prefix, r.connect_timeout, r.response_timeout).await;
+        }
         let client = redis::Client::open(url.expose()).context("store.redis.url: not a Redis URL")?;
         Self::connect(client, &r.key_prefix, r.connect_timeout, r.response_timeout).await
+    }
+
+    /// Connect to a Redis Cluster through one seed node.
+    pub async fn connect_cluster(
+        seed: &str,
+        prefix: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let client = redis::cluster::ClusterClient::builder([seed])
+            .connection_timeout(connect_timeout)
+            .response_timeout(response_timeout)
+            .retries(2)
+            .build()
+            .context("store.redis.url: not a Redis URL")?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .context("cannot connect to the Redis Cluster (store.redis.url, store.redis.cluster)")?;
+        Ok(Self { conn: Conn::Cluster(conn), prefix: prefix.to_owned() })
     }
 
     pub async fn connect(
@@ -66,7 +129,7 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, manager_config)
             .await
             .context("cannot connect to Redis (store.redis.url)")?;
-        Ok(Self { conn, prefix: prefix.to_owned() })
+        Ok(Self { conn: Conn::Single(conn), prefix: prefix.to_owned() })
     }
 
     fn record_key(&self, kind: Kind, key: &str) -> String {
@@ -119,14 +182,28 @@ impl Store for RedisStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        // A pipeline, not MGET: the records live under different hash tags
-        // (slots), and a pipeline of GETs is still one round trip.
-        let mut pipe = redis::pipe();
-        for (kind, key) in items {
-            pipe.get(self.record_key(*kind, key));
+        let keys: Vec<String> = items.iter().map(|(kind, key)| self.record_key(*kind, key)).collect();
+        match &self.conn {
+            // A pipeline, not MGET: the records live under different hash tags;
+            // a pipeline of GETs is still one round trip.
+            Conn::Single(_) => {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.get(key);
+                }
+                let mut conn = self.conn.clone();
+                pipe.query_async(&mut conn).await.map_err(unavailable)
+            }
+            // A cluster refuses pipelines that span slots: concurrent GETs, one
+            // round trip of latency to each node involved.
+            Conn::Cluster(_) => {
+                let gets = keys.iter().map(|key| {
+                    let mut conn = self.conn.clone();
+                    async move { conn.get::<_, Option<Vec<u8>>>(key).await }
+                });
+                futures_util::future::try_join_all(gets).await.map_err(unavailable)
+            }
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async(&mut conn).await.map_err(unavailable)
     }
 
     async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {

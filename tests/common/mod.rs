@@ -24,15 +24,18 @@ use tollgate::storage::{BlobStore, ObjectKey};
 
 /// Instantiate each listed `async fn(backend)` as a test per backend:
 /// `backend_suite!(local = super::Backend::Local, s3 = super::Backend::S3; a, b)`
-/// makes `local::a`, `local::b`, `s3::a` and `s3::b`.
+/// makes `local::a`, `local::b`, `s3::a` and `s3::b` (any number of backends).
 #[allow(unused_macros, reason = "only the backend suites use it")]
 macro_rules! backend_suite {
-    ($a:ident = $va:expr, $b:ident = $vb:expr; $($name:ident),* $(,)?) => {
-        mod $a {
-            $(#[tokio::test] async fn $name() { super::$name($va).await })*
-        }
-        mod $b {
-            $(#[tokio::test] async fn $name() { super::$name($vb).await })*
+    ($($m:ident = $v:expr),+ ; $($name:ident),* $(,)?) => {
+        backend_suite!(@each [$($name),*] $($m = $v),+);
+    };
+    (@each $names:tt $($m:ident = $v:expr),+) => {
+        $(backend_suite!(@one $m = $v; $names);)+
+    };
+    (@one $m:ident = $v:expr; [$($name:ident),*]) => {
+        mod $m {
+            $(#[tokio::test] async fn $name() { super::$name($v).await })*
         }
     };
 }
@@ -181,13 +184,19 @@ impl Blobs {
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
+    extra: Vec<&'static str>,
     child: Option<std::process::Child>,
 }
 
 impl RedisServer {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With extra `redis-server` arguments.
+    pub async fn start_with(extra: &[&'static str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), extra: extra.to_vec(), child: None };
         server.restart().await;
         server
     }
@@ -202,6 +211,7 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("`redis-server` is needed for this test; scripts/test.sh installs it");
@@ -236,18 +246,67 @@ impl Drop for RedisServer {
     }
 }
 
+/// A three-primary Redis Cluster on free loopback ports (no replicas), slots
+/// assigned with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let args =
+                ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"];
+            nodes.push(RedisServer::start_with(&args).await);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("`redis-cli` (Debian's redis-tools, installed with redis-server) is needed for this test");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        // Every node must agree the cluster is up before clients use it.
+        for node in &nodes {
+            let client = ::redis::Client::open(node.url()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let mut ok = false;
+            for _ in 0..200 {
+                let info: String = ::redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await.unwrap();
+                if info.contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(ok, "the cluster did not come up on port {}", node.port);
+        }
+        Self { nodes }
+    }
+
+    /// The seed node's URL.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+}
+
 /// Which state-store backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     Sqlite,
     Redis,
+    RedisCluster,
 }
 
-/// A state store plus whatever keeps it alive (temp dir, Redis server).
+/// A state store plus whatever keeps it alive (temp dir, Redis servers).
 pub struct StoreFixture {
     pub store: Arc<dyn tollgate::store::Store>,
     pub dir: TempDir,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
 }
 
 pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
@@ -255,7 +314,7 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
     match kind {
         StoreKind::Sqlite => {
             let store = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
-            StoreFixture { store: Arc::new(store), dir, redis: None }
+            StoreFixture { store: Arc::new(store), dir, redis: None, cluster: None }
         }
         StoreKind::Redis => {
             let server = RedisServer::start().await;
@@ -268,7 +327,19 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
             )
             .await
             .unwrap();
-            StoreFixture { store: Arc::new(store), dir, redis: Some(server) }
+            StoreFixture { store: Arc::new(store), dir, redis: Some(server), cluster: None }
+        }
+        StoreKind::RedisCluster => {
+            let cluster = RedisCluster::start().await;
+            let store = tollgate::store::redis::RedisStore::connect_cluster(
+                &cluster.url(),
+                "tgtest",
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+            StoreFixture { store: Arc::new(store), dir, redis: None, cluster: Some(cluster) }
         }
     }
 }
@@ -297,10 +368,20 @@ impl Gateway {
 
     /// Start with the state store on a real Redis instead of SQLite.
     pub async fn start_on_redis(config: &Config, redis: &RedisServer) -> Self {
+        Self::start_on_redis_url(config, &redis.url(), false).await
+    }
+
+    /// Start with the state store on a real Redis Cluster.
+    pub async fn start_on_redis_cluster(config: &Config, cluster: &RedisCluster) -> Self {
+        Self::start_on_redis_url(config, &cluster.url(), true).await
+    }
+
+    async fn start_on_redis_url(config: &Config, url: &str, cluster: bool) -> Self {
         let mut config = config.clone();
         config.store.backend = tollgate::config::StoreBackend::Redis;
         config.store.redis = Some(tollgate::config::RedisConfig {
-            url: Some(Secret::new(redis.url())),
+            cluster,
+            url: Some(Secret::new(url.to_owned())),
             url_file: None,
             key_prefix: "tgtest".into(),
             connect_timeout: Duration::from_secs(2),
@@ -365,6 +446,7 @@ pub struct Admin {
     pub token: String,
     pub blobs: Blobs,
     _redis: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
 }
 
 impl Admin {
@@ -376,17 +458,21 @@ impl Admin {
     pub async fn start_on(kind: StoreKind, backend: Backend) -> Self {
         let blobs = Blobs::new(backend).await;
         let config = blobs.config();
-        let (gw, redis) = match kind {
-            StoreKind::Sqlite => (Gateway::start(&config).await, None),
+        let (gw, redis, cluster) = match kind {
+            StoreKind::Sqlite => (Gateway::start(&config).await, None, None),
             StoreKind::Redis => {
                 let server = RedisServer::start().await;
-                (Gateway::start_on_redis(&config, &server).await, Some(server))
+                (Gateway::start_on_redis(&config, &server).await, Some(server), None)
+            }
+            StoreKind::RedisCluster => {
+                let cluster = RedisCluster::start().await;
+                (Gateway::start_on_redis_cluster(&config, &cluster).await, None, Some(cluster))
             }
         };
         // The embedded default created the admin token on first start.
         let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap().trim().to_owned();
         assert!(token.starts_with("tga_"));
-        Self { gw, token, blobs, _redis: redis }
+        Self { gw, token, blobs, _redis: redis, _cluster: cluster }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
