@@ -183,6 +183,12 @@ async fn a_url_is_rechecked_when_used(kind: StoreKind) {
     let d = Admin::json(&ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.zip" })).await);
     let url = target(d["url"].as_str().unwrap()).to_owned();
     assert_eq!(get(a.gw.public, &url).await.status, 200);
+    // CI repeating the release's PUT does not unpublish it.
+    let r = a
+        .call("PUT", "/admin/v1/products/app/releases/1.0.0", Some(json!({ "channel": "stable", "notes": "n" })))
+        .await;
+    assert_eq!((r.status, Admin::json(&r)["status"].as_str()), (200, Some("published")));
+    assert_eq!(get(a.gw.public, &url).await.status, 200);
 
     // Yanked after the URL was issued: refused; restored: served again.
     a.call("POST", "/admin/v1/products/app/releases/1.0.0/yank", None).await;
@@ -207,14 +213,24 @@ async fn a_url_is_rechecked_when_used(kind: StoreKind) {
     a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
     let r = get(a.gw.public, &url).await;
     assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"));
-    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "allowed_cidrs": ["192.0.2.0/24"] }))).await;
+    // A PUT that only renames keeps the suspension.
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme Corp" }))).await;
+    let r = get(a.gw.public, &url).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"));
+    let body = json!({ "name": "acme", "status": "active", "allowed_cidrs": ["192.0.2.0/24"] });
+    a.call("PUT", "/admin/v1/customers/acme", Some(body)).await;
     let r = get(a.gw.public, &url).await;
     assert_eq!((r.status, r.code().as_str()), (403, "address_not_allowed"));
     a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "allowed_cidrs": ["127.0.0.0/8"] }))).await;
     assert_eq!(get(a.gw.public, &url).await.status, 200);
 
     // The file replaced in storage behind the gateway's back is not served
-    // under the old digest.
+    // under the old digest: neither a different size nor the same size.
+    let mut same_size = test_bytes(10_000);
+    same_size[0] ^= 0xff;
+    a.blobs.put("app/1.0.0/app.zip", &same_size).await;
+    let r = get(a.gw.public, &url).await;
+    assert_eq!((r.status, r.code().as_str()), (502, "artifact_changed"));
     a.blobs.put("app/1.0.0/app.zip", b"something else").await;
     let r = get(a.gw.public, &url).await;
     assert_eq!((r.status, r.code().as_str()), (502, "artifact_changed"));
@@ -276,6 +292,8 @@ async fn refusals_name_their_rule(kind: StoreKind) {
         ),
         (customer(&a, "stable", json!({})).await, want("3.0.0-beta.1", "app.zip"), 403, "release_not_published"),
         (customer(&a, "nofile", json!({})).await, want("1.0.0", "nope.zip"), 404, "not_found"),
+        // A draft's files are not revealed: a missing one is refused like a present one.
+        (customer(&a, "probe", json!({})).await, want("3.0.0-beta.1", "nope.zip"), 403, "release_not_published"),
     ];
     for (key, body, status, code) in &cases {
         let r = ask(&a, key, body.clone()).await;

@@ -20,6 +20,14 @@ pub const MAX_ENTITLEMENT_ID: usize = 128 - RANDOM_HEX - 1;
 
 /// A fresh grant id for an entitlement.
 pub fn new_grant_id(entitlement: &str) -> Result<String, CatalogError> {
+    // Entitlements are refused longer ids on write; one stored before that
+    // rule gets a clear answer instead of a URL that cannot be signed.
+    if entitlement.len() > MAX_ENTITLEMENT_ID {
+        return Err(CatalogError::Invalid {
+            field: "entitlement",
+            reason: format!("id longer than {MAX_ENTITLEMENT_ID} characters; re-create it with a shorter id"),
+        });
+    }
     let mut bytes = [0u8; RANDOM_HEX / 2];
     getrandom::fill(&mut bytes)
         .map_err(|e| CatalogError::Store(StoreError::Internal(format!("no randomness: {e}"))))?;
@@ -106,6 +114,7 @@ mod tests {
         let id = new_grant_id("ent-2026.a_b").unwrap();
         assert_eq!(entitlement_of(&id), Some("ent-2026.a_b"));
         assert!(crate::signing::is_valid_id(&new_grant_id(&"e".repeat(MAX_ENTITLEMENT_ID)).unwrap()));
+        assert!(new_grant_id(&"e".repeat(MAX_ENTITLEMENT_ID + 1)).is_err());
         for bad in ["", "abc", "0123456789abcdef01234567", "0123456789abcdef01234567.", "0123456789ABCDEF01234567.e"] {
             assert_eq!(entitlement_of(bad), None, "{bad}");
         }

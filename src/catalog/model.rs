@@ -142,6 +142,10 @@ pub struct Artifact {
     pub sha256: String,
     pub content_type: Option<String>,
     pub storage_key: String,
+    /// The object's ETag when it was measured: a download finding another one
+    /// refuses to serve bytes the digest above no longer describes.
+    #[serde(default)]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

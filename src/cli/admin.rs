@@ -72,7 +72,8 @@ enum ProductCmd {
 
 #[derive(Debug, clap::Subcommand)]
 enum ReleaseCmd {
-    /// Create or replace a release (a draft unless --published).
+    /// Create a release (a draft) or update one's channel, flags and notes
+    /// (its status and publication time are kept).
     Put {
         product: String,
         version: String,
@@ -156,15 +157,20 @@ enum ArtifactCmd {
 
 #[derive(Debug, clap::Subcommand)]
 enum CustomerCmd {
+    /// Create or update a customer; a status or networks not given are kept.
     Put {
         id: String,
         #[arg(long)]
         name: String,
+        /// active or suspended.
         #[arg(long)]
-        suspended: bool,
+        status: Option<String>,
         /// Only allow downloads from this network; repeatable.
-        #[arg(long = "allow-cidr", value_name = "CIDR")]
+        #[arg(long = "allow-cidr", value_name = "CIDR", conflicts_with = "any_address")]
         allow_cidrs: Vec<String>,
+        /// Remove the network restriction.
+        #[arg(long)]
+        any_address: bool,
     },
     Get {
         id: String,
@@ -325,9 +331,13 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             }
         },
         AdminCommand::Customer(c) => match c {
-            CustomerCmd::Put { id, name, suspended, allow_cidrs } => {
-                let status = if *suspended { "suspended" } else { "active" };
-                let body = json!({ "name": name, "status": status, "allowed_cidrs": allow_cidrs });
+            CustomerCmd::Put { id, name, status, allow_cidrs, any_address } => {
+                let mut body = json!({ "name": name });
+                set(&mut body, "status", status.clone());
+                set(&mut body, "allowed_cidrs", allow_cidrs.clone());
+                if *any_address {
+                    body["allowed_cidrs"] = json!([]);
+                }
                 call("PUT", format!("/admin/v1/customers/{}", seg(id)), Some(body))
             }
             CustomerCmd::Get { id } => call("GET", format!("/admin/v1/customers/{}", seg(id)), None),
@@ -400,9 +410,16 @@ fn endpoint(config: &Config, args: &AdminArgs) -> anyhow::Result<(String, String
 }
 
 /// Run an admin subcommand. Exit codes: 0 done, 1 the API refused (the problem
-/// is printed), 3 the API could not be reached.
+/// is printed), 2 no usable address or token, 3 the API could not be reached.
 pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
-    let (url, token) = endpoint(config, args)?;
+    let (url, token) = match endpoint(config, args) {
+        Ok(found) => found,
+        // No address or token to use: a usage problem (exit 2), like bad config.
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let c = to_call(&args.command, &now);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -491,6 +508,10 @@ mod tests {
         let c = to_call(&parse(&["artifact", "delete", "app", "1.0.0", "a.zip", "--force"]), now);
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/artifacts/a.zip?force=true");
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--allow-cidr", "10.0.0.0/8"]), now);
-        assert_eq!(c.body.unwrap()["allowed_cidrs"], json!(["10.0.0.0/8"]));
+        assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": ["10.0.0.0/8"] }));
+        let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--any-address"]), now);
+        assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": [] }));
+        let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--status", "suspended"]), now);
+        assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "status": "suspended" }));
     }
 }

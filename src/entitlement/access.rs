@@ -161,6 +161,13 @@ pub async fn authorize(
     }
     let entitlements = entitlements_for(catalog, customer, product).await?;
     let release = catalog.release(product, version).await?.ok_or(AccessError::NotFound("release"))?;
+    // Nothing about an unpublished release's files (names, whether one exists)
+    // is revealed: its status is refused before they are looked at.
+    match release.status {
+        ReleaseStatus::Draft => return Err(Denial::ReleaseNotPublished.into()),
+        ReleaseStatus::Yanked => return Err(Denial::ReleaseYanked.into()),
+        ReleaseStatus::Published => {}
+    }
     let artifact = match wanted {
         Wanted::File(name) => {
             catalog.artifact(product, version, name).await?.ok_or(AccessError::NotFound("artifact"))?
@@ -332,6 +339,7 @@ pub async fn eligible_customers(
             sha256: String::new(),
             content_type: None,
             storage_key: String::new(),
+            etag: None,
         }];
         &placeholder[..]
     } else {

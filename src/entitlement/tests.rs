@@ -31,6 +31,7 @@ fn artifact(platform: &str) -> Artifact {
         sha256: "00".repeat(32),
         content_type: None,
         storage_key: "app/2.0.0/app.tar.gz".into(),
+        etag: None,
     }
 }
 

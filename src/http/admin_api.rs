@@ -213,18 +213,18 @@ pub(crate) async fn delete_product(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseBody {
     channel: Channel,
-    #[serde(default = "draft")]
-    status: ReleaseStatus,
+    /// Default: the release's current status (`draft` for a new one). The
+    /// lifecycle is normally driven by publish / yank / restore, so that a
+    /// repeated `PUT` from CI never unpublishes a release.
+    #[serde(default)]
+    status: Option<ReleaseStatus>,
+    /// Default: the current publication time, if any.
     #[serde(default)]
     published_at: Option<Timestamp>,
     #[serde(default)]
     critical: bool,
     #[serde(default)]
     notes: Option<String>,
-}
-
-fn draft() -> ReleaseStatus {
-    ReleaseStatus::Draft
 }
 
 #[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release)))]
@@ -235,12 +235,14 @@ pub(crate) async fn put_release(
 ) -> AdminResult {
     let (product, v) = path(p)?;
     let b: ReleaseBody = body(&raw)?;
+    let version = version(&v)?;
+    let current = s.catalog.release(&product, &version).await?;
     let release = Release {
         product,
-        version: version(&v)?,
+        version,
         channel: b.channel,
-        status: b.status,
-        published_at: b.published_at,
+        status: b.status.or(current.as_ref().map(|r| r.status)).unwrap_or(ReleaseStatus::Draft),
+        published_at: b.published_at.or(current.and_then(|r| r.published_at)),
         critical: b.critical,
         notes: b.notes,
     };
@@ -334,15 +336,14 @@ pub(crate) async fn restore_release(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CustomerBody {
     name: String,
-    #[serde(default = "active_customer")]
-    status: CustomerStatus,
+    /// Default: the current status (`active` for a new customer), so that a
+    /// `PUT` that only renames never lifts a suspension.
+    #[serde(default)]
+    status: Option<CustomerStatus>,
+    /// Default: the current list (none for a new customer); `[]` removes it.
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
-    allowed_cidrs: Vec<ipnet::IpNet>,
-}
-
-fn active_customer() -> CustomerStatus {
-    CustomerStatus::Active
+    allowed_cidrs: Option<Vec<ipnet::IpNet>>,
 }
 
 #[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer)))]
@@ -353,7 +354,13 @@ pub(crate) async fn put_customer(
 ) -> AdminResult {
     let id = path(p)?;
     let b: CustomerBody = body(&raw)?;
-    let customer = Customer { id, name: b.name, status: b.status, allowed_cidrs: b.allowed_cidrs };
+    let current = s.catalog.customer(&id).await?;
+    let customer = Customer {
+        status: b.status.or(current.as_ref().map(|c| c.status)).unwrap_or(CustomerStatus::Active),
+        allowed_cidrs: b.allowed_cidrs.or(current.map(|c| c.allowed_cidrs)).unwrap_or_default(),
+        id,
+        name: b.name,
+    };
     Ok(written(s.catalog.put_customer(&customer).await?, &customer))
 }
 
@@ -593,6 +600,7 @@ pub(crate) async fn put_artifact(
         sha256,
         content_type: Some(content_type),
         storage_key,
+        etag: Some(meta.etag),
     };
     Ok(written(s.catalog.put_artifact(&artifact).await?, &artifact))
 }

@@ -45,8 +45,9 @@ pub enum DownloadError {
     Storage(StorageError),
     #[error(transparent)]
     Access(#[from] AccessError),
-    /// The object's size differs from the artifact record: replaced behind
-    /// the gateway's back. Serving it would contradict the advertised digest.
+    /// The object's size or ETag differs from the artifact record: replaced
+    /// behind the gateway's back. Serving it would contradict the advertised
+    /// digest.
     #[error("the object in storage does not match its artifact record")]
     ArtifactChanged,
 }
@@ -172,7 +173,7 @@ async fn serve(
     };
 
     let meta = state.storage.head(&key).await?;
-    if artifact.as_ref().is_some_and(|a| a.size != meta.size) {
+    if artifact.as_ref().is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
         return Err(DownloadError::ArtifactChanged);
     }
     match conditional::evaluate_preconditions(headers, method, &meta) {

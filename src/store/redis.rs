@@ -184,10 +184,12 @@ impl Store for RedisStore {
         }
         let keys: Vec<String> = items.iter().map(|(kind, key)| self.record_key(*kind, key)).collect();
         match &self.conn {
-            // A pipeline, not MGET: the records live under different hash tags;
-            // a pipeline of GETs is still one round trip.
+            // A pipeline, not MGET: the records live under different hash tags.
+            // MULTI makes the answers one consistent snapshot, like SQLite's
+            // read transaction, still in one round trip.
             Conn::Single(_) => {
                 let mut pipe = redis::pipe();
+                pipe.atomic();
                 for key in &keys {
                     pipe.get(key);
                 }

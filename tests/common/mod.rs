@@ -184,8 +184,19 @@ impl Blobs {
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
-    extra: Vec<&'static str>,
+    extra: Vec<String>,
     child: Option<std::process::Child>,
+}
+
+/// A free loopback port, at most `max` (Redis refuses cluster ports whose bus
+/// port, port + 10000, would not fit).
+fn free_port(max: u16) -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if port <= max {
+            return port;
+        }
+    }
 }
 
 impl RedisServer {
@@ -193,20 +204,50 @@ impl RedisServer {
         Self::start_with(&[]).await
     }
 
-    /// With extra `redis-server` arguments.
-    pub async fn start_with(extra: &[&'static str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), extra: extra.to_vec(), child: None };
-        server.restart().await;
-        server
+    /// A node for a Redis Cluster: a port Redis accepts, and a free bus port.
+    pub async fn start_cluster_node() -> Self {
+        let mut extra = Vec::new();
+        for a in ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"] {
+            extra.push(a.to_owned());
+        }
+        extra.push("--cluster-port".to_owned());
+        extra.push(free_port(u16::MAX).to_string());
+        Self::spawn(extra, 55_535).await
     }
 
+    /// With extra `redis-server` arguments.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(extra.iter().map(|a| (*a).to_owned()).collect(), u16::MAX).await
+    }
+
+    /// Start on a free port; a port taken between choosing and binding it (by
+    /// a parallel test) means another try on another port.
+    async fn spawn(extra: Vec<String>, max_port: u16) -> Self {
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(max_port),
+                dir: tempfile::tempdir().unwrap(),
+                extra: extra.clone(),
+                child: None,
+            };
+            if server.try_start().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// Start (again) on the same port, and wait until it answers.
     pub async fn restart(&mut self) {
+        assert!(self.try_start().await, "redis-server did not start again on port {}", self.port);
+    }
+
+    /// Start on `self.port` and wait until it answers; `false` if it exited
+    /// (port taken) or never answered.
+    async fn try_start(&mut self) -> bool {
         let child = std::process::Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -216,7 +257,13 @@ impl RedisServer {
             .spawn()
             .expect("`redis-server` is needed for this test; scripts/test.sh installs it");
         self.child = Some(child);
-        for _ in 0..200 {
+        for _ in 0..400 {
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
+            }
             if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)).await {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = [0u8; 7];
@@ -224,12 +271,13 @@ impl RedisServer {
                     && tcp.read_exact(&mut buf).await.is_ok()
                     && &buf == b"+PONG\r\n"
                 {
-                    return;
+                    return true;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server did not start on port {}", self.port);
+        self.kill();
+        false
     }
 
     pub fn kill(&mut self) {
@@ -323,7 +371,7 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
                 client,
                 "tgtest",
                 Duration::from_secs(2),
-                Duration::from_secs(1),
+                Duration::from_secs(5),
             )
             .await
             .unwrap();
@@ -335,7 +383,7 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
                 &cluster.url(),
                 "tgtest",
                 Duration::from_secs(2),
-                Duration::from_secs(1),
+                Duration::from_secs(5),
             )
             .await
             .unwrap();
@@ -385,7 +433,7 @@ impl Gateway {
             url_file: None,
             key_prefix: "tgtest".into(),
             connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(5),
         });
         Self::start(&config).await
     }
