@@ -23,14 +23,19 @@ pub fn fail(msg: String) -> ! {
     std::process::exit(1)
 }
 
-/// `tollgate serve` in `dir` on free loopback ports with `env` added; returns
-/// the process and the public and admin addresses.
+/// `tollgate serve` in `dir` on free loopback ports, request-rate limits off,
+/// with `env` added; returns the process and the public and admin addresses.
 pub fn start_gateway(dir: &Path, env: &[(&str, &str)]) -> (Gateway, String, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("TOLLGATE_CONFIG")
         .env("RUST_LOG", "warn,tollgate::app=info")
+        // All load comes from one address and a few keys: measure the gateway,
+        // not its request-rate limits.
+        .env("TOLLGATE_LIMITS__API_KEY_PER_SECOND", "0")
+        .env("TOLLGATE_LIMITS__ADDRESS_PER_SECOND", "0")
+        .env("TOLLGATE_LIMITS__BAD_CREDENTIALS_PER_MINUTE", "0")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

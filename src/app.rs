@@ -15,6 +15,7 @@ use crate::config::{Config, secret};
 use crate::entitlement::access::UrlPolicy;
 use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
+use crate::ratelimit::{self, RateLimits};
 use crate::server::{self, ServeOptions};
 use crate::signing::{self, KeyMaterial, KeyRing};
 use crate::{storage, store};
@@ -97,6 +98,7 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
             public_url: config.server.public_url.clone(),
             ttl_secs: config.signing.default_ttl.as_secs(),
         },
+        limits: RateLimits::from_config(&config.limits),
     }))
 }
 
@@ -167,10 +169,20 @@ impl Gateway {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Rate-limit keys that went quiet are dropped once a minute.
+        let state = self.state.clone();
+        let evictor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ratelimit::EVICT_EVERY);
+            loop {
+                tick.tick().await;
+                state.limits.evict_idle();
+            }
+        });
         tokio::join!(
             server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
             server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
         );
+        evictor.abort();
         tracing::info!("stopped");
     }
 }

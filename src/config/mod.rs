@@ -35,6 +35,12 @@ pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tg";
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_API_KEY_PER_SECOND: u32 = 20;
+pub const DEFAULT_API_KEY_BURST: u32 = 100;
+pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
+pub const DEFAULT_ADDRESS_BURST: u32 = 400;
+pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
+pub const DEFAULT_BAD_CREDENTIALS_BURST: u32 = 60;
 
 /// The whole configuration. `Config::default()` is the embedded default that
 /// `tollgate serve` runs with when no file is given.
@@ -50,6 +56,7 @@ pub struct Config {
     pub signing: SigningConfig,
     pub storage: StorageConfig,
     pub store: StoreConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -63,7 +70,39 @@ impl Default for Config {
             signing: SigningConfig::default(),
             storage: StorageConfig::default(),
             store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// Request-rate limits, per gateway process (in memory, GCRA). A rate of 0
+/// turns that limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Customer API requests per second per API key, sustained…
+    pub api_key_per_second: u32,
+    /// …and in a burst.
+    pub api_key_burst: u32,
+    /// Data-plane requests per second per client address (IPv6 per /64).
+    pub address_per_second: u32,
+    pub address_burst: u32,
+    /// Refused credentials (download tokens, API keys) per minute per client
+    /// address; past it, such refusals become `429` until the rate recovers.
+    pub bad_credentials_per_minute: u32,
+    pub bad_credentials_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            api_key_per_second: DEFAULT_API_KEY_PER_SECOND,
+            api_key_burst: DEFAULT_API_KEY_BURST,
+            address_per_second: DEFAULT_ADDRESS_PER_SECOND,
+            address_burst: DEFAULT_ADDRESS_BURST,
+            bad_credentials_per_minute: DEFAULT_BAD_CREDENTIALS_PER_MINUTE,
+            bad_credentials_burst: DEFAULT_BAD_CREDENTIALS_BURST,
         }
     }
 }
@@ -353,6 +392,16 @@ impl Config {
         }
         if s.max_connections == 0 {
             return fail("server.max_connections", "must be at least 1".into());
+        }
+        let l = &self.limits;
+        for (key, rate, burst) in [
+            ("limits.api_key_burst", l.api_key_per_second, l.api_key_burst),
+            ("limits.address_burst", l.address_per_second, l.address_burst),
+            ("limits.bad_credentials_burst", l.bad_credentials_per_minute, l.bad_credentials_burst),
+        ] {
+            if rate > 0 && burst == 0 {
+                return fail(key, "must be at least 1 when its rate is set".into());
+            }
         }
         for (key, d) in [
             ("server.header_read_timeout", s.header_read_timeout),

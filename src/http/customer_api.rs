@@ -20,7 +20,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::problem::{Problem, RawBody, from_access, from_catalog};
+use super::problem::{Problem, RawBody, from_access, from_catalog, rate_limited};
 use super::{AppState, Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
@@ -28,6 +28,7 @@ use crate::catalog::{
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
+use crate::ratelimit::address_key;
 
 /// Every customer route; all of them require an API key.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -57,12 +58,21 @@ fn unauthorized() -> Response {
 /// (`401` for unknown or revoked keys, `403 customer_suspended`).
 pub async fn require_customer(State(s): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let now = Timestamp(s.clock.now_unix());
+    let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let client = peer.map(|ip| client_ip(ip, request.headers(), &s.trusted_proxies));
+    // A refused key counts against the caller's address; past the limit the
+    // refusal is a 429, so guessing costs the guesser, not the store.
+    let refuse =
+        |client: Option<std::net::IpAddr>| match client.map(|c| s.limits.bad_credentials.check(&address_key(c))) {
+            Some(Err(wait)) => rate_limited(wait).into_response(),
+            _ => unauthorized(),
+        };
     let Some(text) = bearer(&request).map(str::to_owned) else {
-        return unauthorized();
+        return refuse(client);
     };
     let key = match s.catalog.authenticate(&text, now).await {
         Ok(Some(key)) => key,
-        Ok(None) => return unauthorized(),
+        Ok(None) => return refuse(client),
         Err(e) => {
             tracing::warn!(error = %e, "customer authentication failed in the store");
             return from_catalog(&e).into_response();
@@ -78,6 +88,9 @@ pub async fn require_customer(State(s): State<Arc<AppState>>, mut request: Reque
         return Problem::new(StatusCode::FORBIDDEN, "customer_suspended", "Forbidden")
             .with_detail("The customer account is suspended.")
             .into_response();
+    }
+    if let Err(wait) = s.limits.api_key.check(&key.id) {
+        return rate_limited(wait).into_response();
     }
     request.extensions_mut().insert(Caller { customer, key_id: key.id });
     next.run(request).await

@@ -17,6 +17,7 @@ use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
 use crate::catalog::Artifact;
 use crate::entitlement::access::{AccessError, recheck_grant};
+use crate::ratelimit::address_key;
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
 
@@ -45,6 +46,9 @@ pub enum DownloadError {
     Storage(StorageError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// Over a request-rate limit; retry after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// The object's size or ETag differs from the artifact record: replaced
     /// behind the gateway's back. Serving it would contradict the advertised
     /// digest.
@@ -95,6 +99,7 @@ impl DownloadError {
             }
             DownloadError::Storage(e) => super::problem::from_storage(e),
             DownloadError::Access(e) => super::problem::from_access(e),
+            DownloadError::RateLimited(wait) => super::problem::rate_limited(*wait),
             DownloadError::ArtifactChanged => Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway")
                 .with_detail("The file in storage does not match the registered artifact."),
         }
@@ -146,8 +151,9 @@ async fn serve(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<axum::response::Response, DownloadError> {
-    let key = object_key_for_path(uri.path())?;
     let client = client_ip(peer.0.ip(), headers, &state.trusted_proxies);
+    state.limits.address.check(&address_key(client)).map_err(DownloadError::RateLimited)?;
+    let key = object_key_for_path(uri.path())?;
     let presented = Presented {
         path: uri.path(),
         query: uri.query().unwrap_or(""),
@@ -155,7 +161,7 @@ async fn serve(
         now: state.clock.now_unix(),
         skew: state.clock_skew,
     };
-    let token = state.keys.verify(&presented)?;
+    let token = state.keys.verify(&presented).map_err(|e| refused_credentials(state, client, e.into()))?;
     let span = tracing::Span::current();
     span.record("customer", token.customer.unwrap_or("-"));
     span.record("grant", token.grant.unwrap_or("-"));
@@ -165,7 +171,10 @@ async fn serve(
     // sign`) for the object at its path.
     let (key, artifact) = match token.grant {
         Some(grant) => {
-            let artifact = recheck(state, token.customer, grant, &key, client).await?;
+            let artifact = recheck(state, token.customer, grant, &key, client).await.map_err(|e| match e {
+                DownloadError::Access(AccessError::UnknownGrant) => refused_credentials(state, client, e),
+                other => other,
+            })?;
             let object = ObjectKey::parse(&artifact.storage_key).map_err(|_| DownloadError::ArtifactChanged)?;
             (object, Some(artifact))
         }
@@ -215,6 +224,15 @@ async fn serve(
     *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     *response.headers_mut() = h;
     Ok(response)
+}
+
+/// A refused token or grant counts against the client's address; past the
+/// limit the answer is `429` (one map lookup) instead of the refusal.
+fn refused_credentials(state: &AppState, client: std::net::IpAddr, e: DownloadError) -> DownloadError {
+    match state.limits.bad_credentials.check(&address_key(client)) {
+        Ok(()) => e,
+        Err(wait) => DownloadError::RateLimited(wait),
+    }
 }
 
 async fn recheck(

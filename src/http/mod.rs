@@ -23,6 +23,7 @@ use ipnet::IpNet;
 use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
 use crate::entitlement::access::UrlPolicy;
+use crate::ratelimit::RateLimits;
 use crate::signing::KeyRing;
 use crate::storage::BlobStore;
 
@@ -47,6 +48,7 @@ pub struct AppState {
     pub active_downloads: DownloadGauge,
     /// Where customer download URLs point and how long they live.
     pub urls: UrlPolicy,
+    pub limits: RateLimits,
 }
 
 /// The number of response bodies being streamed right now.

@@ -159,6 +159,14 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// `429 rate_limited` with `Retry-After`.
+pub fn rate_limited(wait: std::time::Duration) -> Problem {
+    let secs = crate::ratelimit::retry_after_secs(wait);
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests")
+        .with_detail(format!("Too many requests; try again in {secs} s."))
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+}
+
 /// Fallback for paths no route matches.
 pub async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail("There is nothing at this path.")

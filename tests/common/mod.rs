@@ -504,8 +504,14 @@ impl Admin {
 
     /// With the state store `kind` and blob storage `backend`.
     pub async fn start_on(kind: StoreKind, backend: Backend) -> Self {
+        Self::start_tweaked(kind, backend, |_| {}).await
+    }
+
+    /// The same, with the configuration adjusted first.
+    pub async fn start_tweaked(kind: StoreKind, backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let blobs = Blobs::new(backend).await;
-        let config = blobs.config();
+        let mut config = blobs.config();
+        tweak(&mut config);
         let (gw, redis, cluster) = match kind {
             StoreKind::Sqlite => (Gateway::start(&config).await, None, None),
             StoreKind::Redis => {
