@@ -23,6 +23,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
+use crate::signing::canonical_ip;
 
 /// How often the gateway evicts idle keys.
 pub const EVICT_EVERY: Duration = Duration::from_secs(60);
@@ -112,14 +113,11 @@ impl RateLimits {
 /// The key an address is limited under: IPv4 (and IPv4-mapped IPv6) as is,
 /// other IPv6 addresses by their /64.
 pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
         v4 => v4,
     }
 }

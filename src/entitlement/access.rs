@@ -13,7 +13,7 @@ use crate::catalog::{
     Artifact, CatalogError, CatalogRepo, Channel, Customer, Entitlement, Grant, PLATFORM_ANY, Release, ReleaseStatus,
     Timestamp,
 };
-use crate::signing::{Claims, KeyRing, Scope, SignError, encode_path, signed_url};
+use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
 
 /// Why a customer request or a grant was refused.
 #[derive(Debug, thiserror::Error)]
@@ -181,10 +181,7 @@ pub async fn authorize(
 
 /// A customer with `allowed_cidrs` may only download from those networks.
 pub fn check_address(customer: &Customer, client: IpAddr) -> Result<(), AccessError> {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
-        v4 => v4,
-    };
+    let client = canonical_ip(client);
     if customer.allowed_cidrs.is_empty() || customer.allowed_cidrs.iter().any(|n: &IpNet| n.contains(&client)) {
         Ok(())
     } else {

@@ -230,7 +230,7 @@ fn parse_net(s: &str) -> Option<IpNet> {
 
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as seen on dual-stack sockets)
 /// are compared as the IPv4 address they carry.
-fn canonical_ip(addr: IpAddr) -> IpAddr {
+pub fn canonical_ip(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,
