@@ -103,6 +103,16 @@ impl RateLimits {
         }
     }
 
+    /// Count a data-plane request from `client`.
+    pub fn data_plane_request(&self, client: IpAddr) -> Result<(), Duration> {
+        self.address.check(&address_key(client))
+    }
+
+    /// Count a refused credential (token, grant, API key) from `client`.
+    pub fn refused_credential(&self, client: IpAddr) -> Result<(), Duration> {
+        self.bad_credentials.check(&address_key(client))
+    }
+
     pub fn evict_idle(&self) {
         self.api_key.evict_idle();
         self.address.evict_idle();
@@ -112,7 +122,7 @@ impl RateLimits {
 
 /// The key an address is limited under: IPv4 (and IPv4-mapped IPv6) as is,
 /// other IPv6 addresses by their /64.
-pub fn address_key(ip: IpAddr) -> IpAddr {
+fn address_key(ip: IpAddr) -> IpAddr {
     match canonical_ip(ip) {
         IpAddr::V6(v6) => {
             let s = v6.segments();

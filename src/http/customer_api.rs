@@ -28,7 +28,6 @@ use crate::catalog::{
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
-use crate::ratelimit::address_key;
 
 /// Every customer route; all of them require an API key.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -62,11 +61,10 @@ pub async fn require_customer(State(s): State<Arc<AppState>>, mut request: Reque
     let client = peer.map(|ip| client_ip(ip, request.headers(), &s.trusted_proxies));
     // A refused key counts against the caller's address; past the limit the
     // refusal is a 429, so guessing costs the guesser, not the store.
-    let refuse =
-        |client: Option<std::net::IpAddr>| match client.map(|c| s.limits.bad_credentials.check(&address_key(c))) {
-            Some(Err(wait)) => rate_limited(wait).into_response(),
-            _ => unauthorized(),
-        };
+    let refuse = |client: Option<std::net::IpAddr>| match client.map(|c| s.limits.refused_credential(c)) {
+        Some(Err(wait)) => rate_limited(wait).into_response(),
+        _ => unauthorized(),
+    };
     let Some(text) = bearer(&request).map(str::to_owned) else {
         return refuse(client);
     };

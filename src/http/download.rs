@@ -17,7 +17,6 @@ use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
 use crate::catalog::Artifact;
 use crate::entitlement::access::{AccessError, recheck_grant};
-use crate::ratelimit::address_key;
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
 
@@ -152,7 +151,7 @@ async fn serve(
     headers: &HeaderMap,
 ) -> Result<axum::response::Response, DownloadError> {
     let client = client_ip(peer.0.ip(), headers, &state.trusted_proxies);
-    state.limits.address.check(&address_key(client)).map_err(DownloadError::RateLimited)?;
+    state.limits.data_plane_request(client).map_err(DownloadError::RateLimited)?;
     let key = object_key_for_path(uri.path())?;
     let presented = Presented {
         path: uri.path(),
@@ -229,7 +228,7 @@ async fn serve(
 /// A refused token or grant counts against the client's address; past the
 /// limit the answer is `429` (one map lookup) instead of the refusal.
 fn refused_credentials(state: &AppState, client: std::net::IpAddr, e: DownloadError) -> DownloadError {
-    match state.limits.bad_credentials.check(&address_key(client)) {
+    match state.limits.refused_credential(client) {
         Ok(()) => e,
         Err(wait) => DownloadError::RateLimited(wait),
     }
