@@ -109,14 +109,7 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let problem = self.to_problem();
-        if problem.status >= 500 {
-            // Internal detail to the log only.
-            tracing::warn!(code = problem.code, error = %self, "admin request failed");
-        } else {
-            tracing::info!(code = problem.code, reason = %self, "admin request refused");
-        }
-        problem.into_response()
+        self.to_problem().logged("admin", &self)
     }
 }
 

@@ -128,13 +128,7 @@ pub(crate) async fn list_entitlements(
 
 impl IntoResponse for AccessError {
     fn into_response(self) -> Response {
-        let problem = from_access(&self);
-        if problem.status >= 500 {
-            tracing::warn!(code = problem.code, error = %self, "customer request failed");
-        } else {
-            tracing::info!(code = problem.code, reason = %self, "customer request refused");
-        }
-        problem.into_response()
+        from_access(&self).logged("customer", &self)
     }
 }
 

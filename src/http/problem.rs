@@ -52,6 +52,17 @@ impl Problem {
         self
     }
 
+    /// The response, logged: a server-side failure (5xx) at warn with the
+    /// internal error (which never reaches the body), a refusal at info.
+    pub fn logged(self, surface: &'static str, error: &dyn std::fmt::Display) -> Response {
+        if self.status >= 500 {
+            tracing::warn!(code = self.code, surface, error = %error, "request failed");
+        } else {
+            tracing::info!(code = self.code, surface, reason = %error, "request refused");
+        }
+        self.into_response()
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
