@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use support::{BIN, fail, percentile, start_gateway};
+use support::{fail, percentile, sign, start_gateway};
 use tokio::net::TcpStream;
 
 /// Hard ceiling on one measured series.
@@ -166,17 +166,6 @@ fn report(backend: &str, what: &str, lat: &[Duration]) {
     );
 }
 
-fn operator_url(dir: &Path, base: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["sign", "app/1.0.0/app.tar.gz", "--ttl", "1h", "--base-url", base])
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .output()
-        .unwrap_or_else(|e| fail(format!("sign: {e}")));
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    url.strip_prefix(base).map(str::to_owned).unwrap_or_else(|| fail(format!("unexpected URL {url}")))
-}
-
 fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(format!("tempdir: {e}")));
     let redis = (backend == "redis").then(|| start_redis(dir.path()));
@@ -200,7 +189,7 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
         let target = &grant_url[grant_url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..];
         let lat = series(&mut s, n, 200, "HEAD", target, "", None).await;
         report(backend, "HEAD grant URL (with re-check)", &lat);
-        let operator = operator_url(dir.path(), &format!("http://{public}"));
+        let operator = sign(dir.path(), "app/1.0.0/app.tar.gz", &format!("http://{public}"));
         let lat = series(&mut s, n, 200, "HEAD", &operator, "", None).await;
         report(backend, "HEAD operator URL (no re-check)", &lat);
     });

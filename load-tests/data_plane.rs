@@ -11,8 +11,6 @@
 #[path = "support.rs"]
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +19,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use support::{BIN, fail, peak_rss_kib, percentile, start_gateway};
+use support::{fail, peak_rss_kib, percentile, sign, start_gateway};
 /// Hard ceiling on the time one scenario may take.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -30,17 +28,6 @@ struct Scenario {
     size: usize,
     connections: usize,
     requests: usize,
-}
-
-fn sign(dir: &Path, key: &str, base: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["sign", key, "--ttl", "1h", "--base-url", base])
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .output()
-        .unwrap_or_else(|e| fail(format!("sign: {e}")));
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    url.strip_prefix(base).map(str::to_owned).unwrap_or_else(|| fail(format!("unexpected URL {url}")))
 }
 
 /// Peak resident set size of a process, from /proc (Linux only).

@@ -62,6 +62,19 @@ pub fn start_gateway(dir: &Path, env: &[(&str, &str)]) -> (Gateway, String, Stri
     (Gateway(child), public.unwrap_or_default(), admin.unwrap_or_default())
 }
 
+/// An operator URL (`tollgate sign`, valid an hour) for `key`, as a path and
+/// query on the gateway at `base`.
+pub fn sign(dir: &Path, key: &str, base: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["sign", key, "--ttl", "1h", "--base-url", base])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .unwrap_or_else(|e| fail(format!("sign: {e}")));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    url.strip_prefix(base).map(str::to_owned).unwrap_or_else(|| fail(format!("unexpected URL {url}")))
+}
+
 /// The peak resident set size of a process, from /proc.
 #[allow(dead_code, reason = "not every load test reports memory")]
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
