@@ -27,6 +27,14 @@ async fn gateway(tweak: impl FnOnce(&mut tollgate::config::LimitsConfig)) -> (Ad
     (a, keys.pop().unwrap(), globex)
 }
 
+/// The path and query of a fresh download URL for the published file.
+async fn download_target(a: &Admin, key: &str) -> String {
+    let body = json!({ "product": "app", "version": "1.0.0", "platform": "any" });
+    let d = Admin::json(&a.customer(key, "POST", "/v1/downloads", Some(body)).await);
+    let url = d["url"].as_str().unwrap();
+    url[url.find("/d/").unwrap()..].to_owned()
+}
+
 #[tokio::test]
 async fn api_keys_are_limited_one_by_one() {
     let (a, acme, globex) = gateway(|l| {
@@ -55,17 +63,7 @@ async fn refused_credentials_turn_into_429_per_address() {
         l.bad_credentials_burst = 3;
     })
     .await;
-    let d = Admin::json(
-        &a.customer(
-            &acme,
-            "POST",
-            "/v1/downloads",
-            Some(json!({ "product": "app", "version": "1.0.0", "platform": "any" })),
-        )
-        .await,
-    );
-    let url = d["url"].as_str().unwrap();
-    let good = &url[url.find("/d/").unwrap()..];
+    let good = &download_target(&a, &acme).await;
     let bad = good.replace("sig=", "sig=A");
     // Bad tokens and bad API keys share the budget.
     assert_eq!(get(a.gw.public, &bad).await.code(), "invalid_signature");
@@ -88,17 +86,7 @@ async fn data_plane_requests_are_limited_per_address() {
         l.address_burst = 3;
     })
     .await;
-    let d = Admin::json(
-        &a.customer(
-            &acme,
-            "POST",
-            "/v1/downloads",
-            Some(json!({ "product": "app", "version": "1.0.0", "platform": "any" })),
-        )
-        .await,
-    );
-    let url = d["url"].as_str().unwrap();
-    let good = &url[url.find("/d/").unwrap()..];
+    let good = &download_target(&a, &acme).await;
     for _ in 0..3 {
         assert_eq!(get(a.gw.public, good).await.status, 200);
     }
