@@ -66,7 +66,7 @@ async fn references_must_exist(kind: StoreKind) {
     let err = repo.put_release(&release("app", "1.0.0"), NOW).await.unwrap_err();
     assert!(matches!(err, CatalogError::Missing { kind: "product", .. }), "{err:?}");
     repo.put_product(&product("app")).await.unwrap();
-    assert_eq!(repo.put_release(&release("app", "1.0.0"), NOW).await.unwrap(), Written::Created);
+    assert_eq!(repo.put_release(&release("app", "1.0.0"), NOW).await.unwrap().0, Written::Created);
     let err = repo.put_entitlement(&entitlement("acme", "e1")).await.unwrap_err();
     assert!(matches!(err, CatalogError::Missing { kind: "customer", .. }), "{err:?}");
     // A product with releases cannot be deleted.
@@ -130,9 +130,10 @@ async fn release_lifecycle(kind: StoreKind) {
     assert_eq!(r.published_at, Some(old));
     let mut published = release("app", "2.0.0");
     published.status = ReleaseStatus::Published;
-    repo.put_release(&published, NOW).await.unwrap();
+    let (_, returned) = repo.put_release(&published, NOW).await.unwrap();
     let got = repo.release("app", &Version::parse("2.0.0").unwrap()).await.unwrap().unwrap();
     assert_eq!(got.published_at, Some(NOW));
+    assert_eq!(returned, got, "put_release answers with the record as stored");
     let missing = repo.apply("app", &Version::parse("9.9.9").unwrap(), ReleaseAction::Yank, NOW).await;
     assert!(matches!(missing, Err(CatalogError::Missing { kind: "release", .. })));
     assert_eq!(repo.releases("app", None, None).await.unwrap().items.len(), 3);

@@ -154,14 +154,16 @@ impl CatalogRepo {
 
     /// Create or replace a release of an existing product. A release written as
     /// `published` without a publication time is stamped with `now`.
-    pub async fn put_release(&self, r: &Release, now: Timestamp) -> Result<Written, CatalogError> {
+    /// Returns the record as stored.
+    pub async fn put_release(&self, r: &Release, now: Timestamp) -> Result<(Written, Release), CatalogError> {
         check_id("product", &r.product)?;
         self.require::<Product>(Kind::Product, "product", &r.product).await?;
         let mut r = r.clone();
         if r.status != ReleaseStatus::Draft && r.published_at.is_none() {
             r.published_at = Some(now);
         }
-        Ok(put_json(self.store.as_ref(), Kind::Release, &release_key(&r.product, &r.version), &r).await?)
+        let written = put_json(self.store.as_ref(), Kind::Release, &release_key(&r.product, &r.version), &r).await?;
+        Ok((written, r))
     }
 
     pub async fn release(&self, product: &str, version: &Version) -> Result<Option<Release>, CatalogError> {

@@ -240,10 +240,9 @@ pub(crate) async fn put_release(
         notes: b.notes,
     };
     let now = Timestamp(s.clock.now_unix());
-    let w = s.catalog.put_release(&release, now).await?;
     // Answer with what was stored (publication time stamped).
-    let stored = s.catalog.release(&release.product, &release.version).await?;
-    Ok(written(w, &stored.unwrap_or(release)))
+    let (w, stored) = s.catalog.put_release(&release, now).await?;
+    Ok(written(w, &stored))
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
