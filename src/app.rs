@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 
 use crate::catalog::CatalogRepo;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, secret};
+use crate::config::{Config, FailMode, secret};
 use crate::entitlement::access::UrlPolicy;
 use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
+use crate::quota::{self, Leases};
 use crate::ratelimit::{self, RateLimits};
 use crate::server::{self, ServeOptions};
 use crate::signing::{self, KeyMaterial, KeyRing};
@@ -84,6 +85,8 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
     if let KeySource::Generated { path, created } = &source {
         tracing::info!(path = %path.display(), created = *created, "admin token file (Authorization: Bearer <contents>)");
     }
+    let d = &config.downloads;
+    let leases = Arc::new(Leases::new(store.clone(), clock.clone(), d.lease_ttl.as_secs()));
     Ok(Arc::new(AppState {
         keys,
         storage,
@@ -99,6 +102,13 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
             ttl_secs: config.signing.default_ttl.as_secs(),
         },
         limits: RateLimits::from_config(&config.limits),
+        downloads: quota::Settings {
+            defaults: d.quota,
+            resume_window: d.resume_window.as_secs(),
+            lease_ttl: leases.ttl(),
+            fail_open: d.on_store_unavailable == FailMode::Open,
+        },
+        leases,
     }))
 }
 
@@ -178,11 +188,21 @@ impl Gateway {
                 state.limits.evict_idle();
             }
         });
+        // Leases of the downloads streaming here are renewed while they run.
+        let leases = self.state.leases.clone();
+        let renewer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(leases.renew_every());
+            loop {
+                tick.tick().await;
+                leases.renew_all().await;
+            }
+        });
         tokio::join!(
             server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
             server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
         );
         evictor.abort();
+        renewer.abort();
         tracing::info!("stopped");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`storage`]: blob storage behind one trait (local directory, S3).
 //! - [`store`]: the state store (SQLite, Redis) behind one trait.
 //! - [`http`]: the HTTP surfaces (data plane, health) and RFC 9457 problems.
+//! - [`quota`]: download quotas, grant initiation and leases.
 //! - [`ratelimit`]: in-memory request-rate limits (per API key, per address).
 //! - [`server`]: listeners, TLS, connection limits, timeouts and graceful shutdown.
 //! - [`app`]: assembling a gateway from configuration.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod entitlement;
 pub mod http;
+pub mod quota;
 pub mod ratelimit;
 pub mod server;
 pub mod signing;

@@ -41,7 +41,7 @@ fn release(product: &str, v: &str) -> Release {
 }
 
 fn customer(id: &str) -> Customer {
-    Customer { id: id.into(), name: id.into(), status: CustomerStatus::Active, allowed_cidrs: vec![] }
+    Customer { id: id.into(), name: id.into(), status: CustomerStatus::Active, allowed_cidrs: vec![], quota: Default::default() }
 }
 
 fn entitlement(customer: &str, id: &str) -> Entitlement {
@@ -57,6 +57,7 @@ fn entitlement(customer: &str, id: &str) -> Entitlement {
         channels: vec![Channel::Stable],
         platforms: None,
         status: EntitlementStatus::Active,
+        quota: Default::default(),
     }
 }
 

@@ -9,6 +9,8 @@ use ipnet::IpNet;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
+
+use crate::quota::Quota;
 use utoipa::openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type};
 
 /// An instant, in whole seconds since the Unix epoch; RFC 3339 text in JSON.
@@ -164,6 +166,9 @@ pub struct Customer {
     #[serde(default)]
     #[schema(value_type = Vec<String>, example = json!(["203.0.113.0/24"]))]
     pub allowed_cidrs: Vec<IpNet>,
+    /// Download quotas; absent fields use `[downloads.quota]` from the configuration.
+    #[serde(default, skip_serializing_if = "Quota::is_empty")]
+    pub quota: Quota,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -212,6 +217,9 @@ pub struct Entitlement {
     #[serde(default)]
     pub platforms: Option<Vec<String>>,
     pub status: EntitlementStatus,
+    /// Quotas for downloads under this entitlement; absent fields use the customer's.
+    #[serde(default, skip_serializing_if = "Quota::is_empty")]
+    pub quota: Quota,
 }
 
 /// One download authorisation, created when a customer asks for a URL and
@@ -229,7 +237,8 @@ pub struct Grant {
     pub issued_at: Timestamp,
     /// The URL must be used before this instant.
     pub expires_at: Timestamp,
-    /// The first `GET` (set by the quota work; `None` until then).
+    /// The first `GET`, the initiation; from then the grant may be resumed for
+    /// `downloads.resume_window`, even past `expires_at`.
     #[serde(default)]
     pub started_at: Option<Timestamp>,
     /// The address the URL was asked for from.

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::quota::Quota;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
@@ -37,6 +39,8 @@ pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_API_KEY_PER_SECOND: u32 = 20;
 pub const DEFAULT_API_KEY_BURST: u32 = 100;
+pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
 pub const DEFAULT_ADDRESS_BURST: u32 = 400;
 pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
@@ -57,6 +61,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    pub downloads: DownloadsConfig,
     pub log: LogConfig,
 }
 
@@ -71,6 +76,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
+            downloads: DownloadsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -105,6 +111,45 @@ impl Default for LimitsConfig {
             bad_credentials_burst: DEFAULT_BAD_CREDENTIALS_BURST,
         }
     }
+}
+
+/// What a grant allows once started, and the default download quota.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadsConfig {
+    /// A grant's URL must be first used before it expires; once started, the
+    /// grant can be resumed for this long after its start.
+    #[serde(with = "duration")]
+    pub resume_window: Duration,
+    /// A streaming download holds a lease this long, renewed while it runs;
+    /// `concurrent_downloads` counts live leases.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
+    /// `closed`: with the store unreachable, new downloads are refused (`503
+    /// store_unavailable`). `open`: grant URLs are served on their signature
+    /// alone, unchecked and uncounted.
+    pub on_store_unavailable: FailMode,
+    /// Every customer's quota unless the customer or entitlement sets its own;
+    /// an absent limit is unlimited.
+    pub quota: Quota,
+}
+
+impl Default for DownloadsConfig {
+    fn default() -> Self {
+        Self {
+            resume_window: DEFAULT_RESUME_WINDOW,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            on_store_unavailable: FailMode::Closed,
+            quota: Quota::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Closed,
+    Open,
 }
 
 /// The public listener: customer API and data plane.
@@ -410,10 +455,14 @@ impl Config {
             ("storage.first_byte_timeout", self.storage.first_byte_timeout),
             ("storage.idle_timeout", self.storage.idle_timeout),
             ("signing.default_ttl", self.signing.default_ttl),
+            ("downloads.resume_window", self.downloads.resume_window),
         ] {
             if d.is_zero() {
                 return fail(key, "must be greater than zero".into());
             }
+        }
+        if self.downloads.lease_ttl < Duration::from_secs(3) {
+            return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());
         }
         if s.listen == self.admin.listen && s.listen.port() != 0 {
             return fail("admin.listen", format!("{} is also server.listen", s.listen));

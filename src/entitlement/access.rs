@@ -13,6 +13,7 @@ use crate::catalog::{
     Artifact, CatalogError, CatalogRepo, Channel, Customer, Entitlement, Grant, PLATFORM_ANY, Release, ReleaseStatus,
     Timestamp,
 };
+use crate::store::StoreError;
 use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
 
 /// Why a customer request or a grant was refused.
@@ -42,6 +43,15 @@ pub enum AccessError {
     Sign(#[from] SignError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Quota(#[from] crate::quota::Exceeded),
+}
+
+impl AccessError {
+    /// The state store could not be reached (as opposed to a refusal).
+    pub fn store_unavailable(&self) -> bool {
+        matches!(self, AccessError::Catalog(CatalogError::Store(StoreError::Unavailable(_))))
+    }
 }
 
 pub fn parse_version(text: &str) -> Result<Version, AccessError> {
@@ -273,7 +283,7 @@ pub fn newest_upgrade<'a>(
 /// rules (entitlement dates, maintenance) are evaluated at the grant's issue
 /// time — they held then, and the URL's own expiry bounds the rest — while
 /// state changes since (suspension, revocation, yanking, narrowed coverage)
-/// apply at once. Returns the artifact to serve. One store round trip.
+/// apply at once. One store round trip.
 pub async fn recheck_grant(
     catalog: &CatalogRepo,
     customer_id: &str,
@@ -282,7 +292,7 @@ pub async fn recheck_grant(
     version: &Version,
     filename: &str,
     client: IpAddr,
-) -> Result<Artifact, AccessError> {
+) -> Result<Checked, AccessError> {
     let ctx = catalog
         .grant_context(customer_id, grant_id, product, version, filename)
         .await?
@@ -297,7 +307,17 @@ pub async fn recheck_grant(
     let artifact = ctx.artifact.ok_or(AccessError::NotFound("artifact"))?;
     decide(&customer, std::slice::from_ref(&entitlement), &release, &artifact, grant.issued_at)?;
     check_address(&customer, client)?;
-    Ok(artifact)
+    Ok(Checked { grant, customer, entitlement, artifact })
+}
+
+/// A grant that passed its re-check, with what it was checked against.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub grant: Grant,
+    pub customer: Customer,
+    pub entitlement: Entitlement,
+    /// The file to serve.
+    pub artifact: Artifact,
 }
 
 /// A customer a release reaches, with the platforms it may download.

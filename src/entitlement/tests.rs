@@ -6,7 +6,7 @@ use crate::catalog::{Channel, License};
 const NOW: u64 = 1_800_000_000;
 
 fn customer() -> Customer {
-    Customer { id: "acme".into(), name: "Acme".into(), status: CustomerStatus::Active, allowed_cidrs: vec![] }
+    Customer { id: "acme".into(), name: "Acme".into(), status: CustomerStatus::Active, allowed_cidrs: vec![], quota: Default::default() }
 }
 
 fn release(version: &str, channel: Channel) -> Release {
@@ -48,6 +48,7 @@ fn entitlement() -> Entitlement {
         channels: vec![Channel::Stable],
         platforms: None,
         status: EntitlementStatus::Active,
+        quota: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ use crate::catalog::{
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
+use crate::quota::Quota;
 use crate::storage::{self, ObjectKey, StorageError};
 use crate::store::Written;
 
@@ -336,6 +337,9 @@ pub(crate) struct CustomerBody {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
     allowed_cidrs: Option<Vec<ipnet::IpNet>>,
+    /// Default: the current quota (none for a new customer); `{}` removes it.
+    #[serde(default)]
+    quota: Option<Quota>,
 }
 
 #[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer)))]
@@ -349,7 +353,8 @@ pub(crate) async fn put_customer(
     let current = s.catalog.customer(&id).await?;
     let customer = Customer {
         status: b.status.or(current.as_ref().map(|c| c.status)).unwrap_or(CustomerStatus::Active),
-        allowed_cidrs: b.allowed_cidrs.or(current.map(|c| c.allowed_cidrs)).unwrap_or_default(),
+        allowed_cidrs: b.allowed_cidrs.or(current.as_ref().map(|c| c.allowed_cidrs.clone())).unwrap_or_default(),
+        quota: b.quota.or(current.map(|c| c.quota)).unwrap_or_default(),
         id,
         name: b.name,
     };
@@ -394,6 +399,9 @@ pub(crate) struct EntitlementBody {
     platforms: Option<Vec<String>>,
     #[serde(default = "active_entitlement")]
     status: EntitlementStatus,
+    /// Quotas for downloads under this entitlement; absent fields use the customer's.
+    #[serde(default)]
+    quota: Quota,
 }
 
 fn any_version() -> VersionReq {
@@ -428,6 +436,7 @@ pub(crate) async fn put_entitlement(
         channels: b.channels,
         platforms: b.platforms,
         status: b.status,
+        quota: b.quota,
     };
     Ok(written(s.catalog.put_entitlement(&e).await?, &e))
 }

@@ -25,6 +25,7 @@ use super::{AppState, Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
+use crate::quota::{self, LimitView};
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
@@ -36,6 +37,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/products/{product}/releases", get(list_releases))
         .route("/v1/products/{product}/upgrade", get(upgrade))
         .route("/v1/downloads", post(create_download))
+        .route("/v1/usage", get(usage))
         .route_layer(axum::middleware::from_fn_with_state(state, require_customer))
 }
 
@@ -262,7 +264,7 @@ fn issuer(s: &AppState) -> Issuer<'_> {
 }
 
 /// `POST /v1/downloads`: entitlement check, then a grant and a signed URL.
-#[utoipa::path(post, path = "/v1/downloads", tag = "customer", security(("api_key" = [])), request_body = DownloadRequest, responses((status = 201, description = "a signed URL bound to a new grant", body = DownloadView), (status = 403, description = "refused: the code names the rule", body = Problem), (status = 409, description = "several files match the platform: `ambiguous_artifact`", body = Problem)))]
+#[utoipa::path(post, path = "/v1/downloads", tag = "customer", security(("api_key" = [])), request_body = DownloadRequest, responses((status = 201, description = "a signed URL bound to a new grant", body = DownloadView), (status = 403, description = "refused: the code names the rule", body = Problem), (status = 409, description = "several files match the platform: `ambiguous_artifact`", body = Problem), (status = 429, description = "`quota_exceeded` (the problem's `quota` names the limit; `Retry-After` when a period resets) or `rate_limited`", body = Problem)))]
 pub(crate) async fn create_download(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -282,9 +284,91 @@ pub(crate) async fn create_download(
     let now = Timestamp(s.clock.now_unix());
     let (artifact, entitlement) =
         access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now).await?;
+    let fields = check_quota(&s, &caller.customer, &entitlement, &artifact, now).await?;
     let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
     tracing::info!(grant = %issued.grant.id, product = %req.product, version = %version, "download URL issued");
-    Ok((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response())
+    Ok(with_fields((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response(), fields))
+}
+
+/// Refuse a URL the quota would refuse when it is first used (counting
+/// happens then, not here), and describe the quota in `RateLimit` fields.
+async fn check_quota(
+    s: &AppState,
+    customer: &Customer,
+    entitlement: &Entitlement,
+    artifact: &Artifact,
+    now: Timestamp,
+) -> Result<Option<(String, String)>, AccessError> {
+    let limits = quota::limits_for(&s.downloads.defaults, customer, Some(entitlement));
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    let key = format!("{}/{}/{}", artifact.product, artifact.version, artifact.filename);
+    let (usage, _) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&key), now.0)
+        .await
+        .map_err(|e| AccessError::Catalog(e.into()))?;
+    if let Some(exceeded) = quota::first_exceeded(&usage, artifact.size, now.0) {
+        return Err(exceeded.into());
+    }
+    Ok(quota::ratelimit_fields(&usage, now.0))
+}
+
+/// Add `RateLimit-Policy` and `RateLimit` to a response.
+fn with_fields(mut response: Response, fields: Option<(String, String)>) -> Response {
+    if let Some((policy, current)) = fields
+        && let (Ok(p), Ok(c)) = (HeaderValue::from_str(&policy), HeaderValue::from_str(&current))
+    {
+        response.headers_mut().insert("ratelimit-policy", p);
+        response.headers_mut().insert("ratelimit", c);
+    }
+    response
+}
+
+/// The caller's quota usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UsageView {
+    customer: String,
+    /// Downloads of the customer streaming right now (live leases).
+    active_downloads: u64,
+    /// Every limit in force: the customer's (or the configured default), and
+    /// those the customer's entitlements set for their own downloads.
+    limits: Vec<LimitView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UsageQuery {
+    /// `product/version/filename`: include per-artifact limits for this file.
+    artifact: Option<String>,
+}
+
+/// `GET /v1/usage`: usage against each limit, with the `RateLimit` fields.
+#[utoipa::path(get, path = "/v1/usage", tag = "customer", security(("api_key" = [])), params(UsageQuery), responses((status = 200, body = UsageView)))]
+pub(crate) async fn usage(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<UsageQuery>, QueryRejection>,
+) -> AccessResult {
+    let q = query(q)?;
+    let now = s.clock.now_unix();
+    let customer = &caller.customer;
+    let mut limits = quota::limits_for(&s.downloads.defaults, customer, None);
+    for e in s.catalog.entitlements_of(&customer.id).await? {
+        if !e.quota.is_empty() {
+            let own = quota::limits_for(&s.downloads.defaults, customer, Some(&e));
+            limits.extend(own.into_iter().filter(|a| a.scope != quota::Scope::Customer));
+        }
+    }
+    let (usage, active) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, q.artifact.as_deref(), now)
+        .await
+        .map_err(|e| AccessError::Catalog(e.into()))?;
+    let view = UsageView {
+        customer: customer.id.clone(),
+        active_downloads: active,
+        limits: usage.iter().map(|u| u.view(q.artifact.as_deref())).collect(),
+    };
+    Ok(with_fields(Json(view).into_response(), quota::ratelimit_fields(&usage, now)))
 }
 
 /// The newest release and a URL for its file.
@@ -341,6 +425,10 @@ pub(crate) async fn upgrade(
         .ok_or(AccessError::NotFound("artifact"))?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     access::check_address(&caller.customer, client)?;
-    let issued = issuer(&s).issue(&caller.customer, &entitlement, artifact, client, now).await?;
-    Ok(Json(UpgradeView { release: ReleaseView::from(newest), download: DownloadView::from(&issued) }).into_response())
+    let entitlement =
+        s.catalog.entitlement(&caller.customer.id, &entitlement).await?.ok_or(AccessError::NotFound("entitlement"))?;
+    let fields = check_quota(&s, &caller.customer, &entitlement, &artifact, now).await?;
+    let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
+    let view = UpgradeView { release: ReleaseView::from(newest), download: DownloadView::from(&issued) };
+    Ok(with_fields(Json(view).into_response(), fields))
 }

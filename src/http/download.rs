@@ -15,8 +15,10 @@ use base64::Engine as _;
 use super::conditional::{self, Precondition, RangeDecision};
 use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
-use crate::catalog::Artifact;
-use crate::entitlement::access::{AccessError, recheck_grant};
+use crate::catalog::{Artifact, Grant, Timestamp};
+use crate::entitlement::access::{AccessError, Checked, recheck_grant};
+use crate::quota::{self, LeaseGuard, Outcome, Scope};
+use crate::store::StoreError;
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
 
@@ -160,7 +162,16 @@ async fn serve(
         now: state.clock.now_unix(),
         skew: state.clock_skew,
     };
-    let token = state.keys.verify(&presented).map_err(|e| refused_credentials(state, client, e.into()))?;
+    // A started grant stays resumable past its URL's expiry, for the resume
+    // window; whether it was started is the grant's to say, below.
+    let token = state
+        .keys
+        .verify_with_grace(&presented, state.downloads.resume_window)
+        .map_err(|e| refused_credentials(state, client, e.into()))?;
+    let expired = DownloadError::Token(TokenError::Expired { expired_at: token.expires, now: presented.now });
+    if token.expired && token.grant.is_none() {
+        return Err(expired);
+    }
     let span = tracing::Span::current();
     span.record("customer", token.customer.unwrap_or("-"));
     span.record("grant", token.grant.unwrap_or("-"));
@@ -168,20 +179,33 @@ async fn serve(
     // A URL minted for a grant is re-checked against the catalog (one store
     // round trip); a URL without one was minted by an operator (`tollgate
     // sign`) for the object at its path.
-    let (key, artifact) = match token.grant {
-        Some(grant) => {
-            let artifact = recheck(state, token.customer, grant, &key, client).await.map_err(|e| match e {
-                DownloadError::Access(AccessError::UnknownGrant) => refused_credentials(state, client, e),
-                other => other,
-            })?;
-            let object = ObjectKey::parse(&artifact.storage_key).map_err(|_| DownloadError::ArtifactChanged)?;
-            (object, Some(artifact))
-        }
-        None => (key, None),
+    let checked = match token.grant {
+        Some(grant) => match recheck(state, token.customer, grant, &key, client).await {
+            Ok(c) => {
+                let resumable =
+                    c.grant.started_at.is_some_and(|t| presented.now < t.0.saturating_add(state.downloads.resume_window));
+                if token.expired && !resumable {
+                    return Err(expired);
+                }
+                Some(c)
+            }
+            Err(DownloadError::Access(e)) if e.store_unavailable() && state.downloads.fail_open && !token.expired => {
+                tracing::warn!(error = %e, "store unavailable: serving the grant URL on its signature alone (fail open)");
+                None
+            }
+            Err(e @ DownloadError::Access(AccessError::UnknownGrant)) => return Err(refused_credentials(state, client, e)),
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let artifact = checked.as_ref().map(|c| &c.artifact);
+    let key = match artifact {
+        Some(a) => ObjectKey::parse(&a.storage_key).map_err(|_| DownloadError::ArtifactChanged)?,
+        None => key,
     };
 
     let meta = state.storage.head(&key).await?;
-    if artifact.as_ref().is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
+    if artifact.is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
         return Err(DownloadError::ArtifactChanged);
     }
     match conditional::evaluate_preconditions(headers, method, &meta) {
@@ -197,9 +221,9 @@ async fn serve(
 
     let mut h = HeaderMap::with_capacity(12);
     // The artifact's name, not the storage key's, is what the customer asked for.
-    let file_name = artifact.as_ref().map_or(key.file_name(), |a| a.filename.as_str());
+    let file_name = artifact.map_or(key.file_name(), |a| a.filename.as_str());
     object_headers(&mut h, &meta, file_name);
-    if let Some(a) = &artifact {
+    if let Some(a) = artifact {
         artifact_headers(&mut h, a);
     }
     let length = match range {
@@ -211,12 +235,17 @@ async fn serve(
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
 
-    // HEAD is answered from metadata alone.
+    // HEAD is answered from metadata alone and never starts a grant; the
+    // first GET does (and counts), whatever range it asks for.
+    let lease = match &checked {
+        Some(c) if method == Method::GET => start(state, c, presented.now).await?,
+        _ => None,
+    };
     let body = if method == Method::HEAD || length == 0 {
         Body::empty()
     } else {
         let stream = state.storage.get(&key, range, &meta).await?;
-        let guard = state.active_downloads.start();
+        let guard = (state.active_downloads.start(), lease);
         Body::from_stream(storage::guarded(stream, length, state.storage_idle_timeout, guard))
     };
     let mut response = Response::new(body);
@@ -234,13 +263,52 @@ fn refused_credentials(state: &AppState, client: std::net::IpAddr, e: DownloadEr
     }
 }
 
+/// The initiation, when this is the grant's first `GET`: every quota checked
+/// and the download counted, atomically (once per grant, however many
+/// requests race for it). Returns the lease this stream holds.
+async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGuard>, DownloadError> {
+    let g = &c.grant;
+    if g.started_at.is_none() {
+        let limits = quota::limits_for(&state.downloads.defaults, &c.customer, Some(&c.entitlement));
+        let plan = quota::plan(g, &c.artifact, &limits, &state.downloads, now);
+        match state.catalog.store().quotas().initiate(&plan).await {
+            Ok(Outcome::Started) => {
+                tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
+                // The store's mark is what counts; the grant record follows
+                // so later requests skip the script.
+                let catalog = state.catalog.clone();
+                let started = Grant { started_at: Some(Timestamp(now)), ..g.clone() };
+                tokio::spawn(async move {
+                    if let Err(e) = catalog.put_grant(&started).await {
+                        tracing::warn!(grant = %started.id, error = %e, "could not record the grant's start");
+                    }
+                });
+            }
+            Ok(Outcome::AlreadyStarted { .. }) => {}
+            Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
+                let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
+                    AccessError::Catalog(StoreError::Internal(format!("the store refused unlimited step {index}")).into())
+                })?;
+                return Err(AccessError::Quota(exceeded).into());
+            }
+            Err(e @ StoreError::Unavailable(_)) if state.downloads.fail_open => {
+                tracing::warn!(error = %e, "store unavailable: download not counted (fail open)");
+                return Ok(None);
+            }
+            Err(e) => return Err(AccessError::Catalog(e.into()).into()),
+        }
+    }
+    let sets = vec![quota::lease_set(&Scope::Customer), quota::lease_set(&Scope::Entitlement(g.entitlement.clone()))];
+    Ok(Some(state.leases.hold(&g.customer, &g.id, sets)))
+}
+
 async fn recheck(
     state: &AppState,
     customer: Option<&str>,
     grant: &str,
     key: &ObjectKey,
     client: std::net::IpAddr,
-) -> Result<Artifact, DownloadError> {
+) -> Result<Checked, DownloadError> {
     // Grant URLs always carry the customer; one without is not ours.
     let customer = customer.ok_or(AccessError::UnknownGrant)?;
     let parts: Vec<&str> = key.segments().collect();

@@ -49,6 +49,10 @@ pub struct AppState {
     /// Where customer download URLs point and how long they live.
     pub urls: UrlPolicy,
     pub limits: RateLimits,
+    /// Resume window, lease lifetime, default quota, store-failure mode.
+    pub downloads: crate::quota::Settings,
+    /// The download leases this process holds.
+    pub leases: Arc<crate::quota::Leases>,
 }
 
 /// The number of response bodies being streamed right now.

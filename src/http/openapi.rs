@@ -33,7 +33,7 @@ use super::{admin_api, customer_api};
         admin_api::delete_entitlement,
         admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
         customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
-        customer_api::upgrade,
+        customer_api::upgrade, customer_api::usage,
     ),
     components(schemas(Problem)),
     modifiers(&Conventions),

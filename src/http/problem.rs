@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::CatalogError;
 use crate::entitlement::access::AccessError;
+use crate::quota::{Exceeded, LimitView, Scope};
 use crate::storage::StorageError;
 use crate::store::StoreError;
 
@@ -25,6 +26,9 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `quota_exceeded` only: the limit that refused the download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<LimitView>,
     #[serde(skip)]
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -37,6 +41,7 @@ impl Problem {
             status: status.as_u16(),
             code,
             detail: None,
+            quota: None,
             headers: Vec::new(),
         }
     }
@@ -146,6 +151,7 @@ pub fn from_access(e: &AccessError) -> Problem {
         }
         AccessError::Sign(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
         AccessError::Catalog(c) => from_catalog(c),
+        AccessError::Quota(q) => quota_exceeded(q),
     }
 }
 
@@ -171,6 +177,26 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 /// `429 rate_limited` with `Retry-After`.
+/// `429 quota_exceeded`, naming the limit, with `Retry-After` when waiting
+/// helps.
+pub fn quota_exceeded(e: &Exceeded) -> Problem {
+    let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "Too Many Requests").with_detail(format!(
+        "Over the {} download quota: {} of {} used{}.",
+        e.limit.kind,
+        e.used,
+        e.limit.limit,
+        match &e.limit.scope {
+            Scope::Customer => String::new(),
+            Scope::Entitlement(id) => format!(" under entitlement {id}"),
+        }
+    ));
+    p.quota = Some(e.view());
+    if let Some(secs) = e.retry_after {
+        p = p.with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    p
+}
+
 pub fn rate_limited(wait: std::time::Duration) -> Problem {
     let secs = crate::ratelimit::retry_after_secs(wait);
     Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests")

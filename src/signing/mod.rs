@@ -120,6 +120,9 @@ pub struct Verified<'a> {
     pub customer: Option<&'a str>,
     pub grant: Option<&'a str>,
     pub prefix: Option<&'a str>,
+    /// Past its expiry, but within the grace [`KeyRing::verify_with_grace`]
+    /// was given.
+    pub expired: bool,
 }
 
 impl KeyRing {
@@ -169,6 +172,13 @@ impl KeyRing {
     /// says is trusted before its signature is: shape, key id, signature, path
     /// scope, not-before, expiry, client address. The first failure is returned.
     pub fn verify<'q>(&self, p: &Presented<'q>) -> Result<Verified<'q>, TokenError> {
+        self.verify_with_grace(p, 0)
+    }
+
+    /// [`KeyRing::verify`], except that a token past its expiry by less than
+    /// `grace` seconds is accepted, marked `expired`: the caller decides what
+    /// such a token still allows (a started grant's resumes).
+    pub fn verify_with_grace<'q>(&self, p: &Presented<'q>, grace: u64) -> Result<Verified<'q>, TokenError> {
         let token = RawToken::from_query(p.query).map_err(TokenError::Malformed)?;
         let mut mac = self.mac(token.kid).ok_or_else(|| TokenError::UnknownKey(token.kid.to_owned()))?;
         let path = canonical_path(p.path).map_err(|_| TokenError::Malformed("the path is not a valid URL path"))?;
@@ -191,7 +201,8 @@ impl KeyRing {
                 return Err(TokenError::NotYetValid { not_before, now: p.now });
             }
         }
-        if p.now >= expires.saturating_add(p.skew) {
+        let expired = p.now >= expires.saturating_add(p.skew);
+        if expired && p.now >= expires.saturating_add(p.skew).saturating_add(grace) {
             return Err(TokenError::Expired { expired_at: expires, now: p.now });
         }
         if let Some(ip) = token.ip {
@@ -200,7 +211,7 @@ impl KeyRing {
                 return Err(TokenError::AddressNotAllowed { allowed: ip.to_owned() });
             }
         }
-        Ok(Verified { key_id: token.kid, expires, customer: token.cid, grant: token.gid, prefix: token.pfx })
+        Ok(Verified { key_id: token.kid, expires, customer: token.cid, grant: token.gid, prefix: token.pfx, expired })
     }
 }
 

@@ -84,6 +84,18 @@ fn expiry_honours_skew_at_the_exact_boundary() {
 }
 
 #[test]
+fn grace_accepts_an_expired_token_only_within_it_and_says_so() {
+    let q = ring().sign(&claims("/d/a")).unwrap();
+    let mut p = presented("/d/a", &q);
+    p.skew = 0;
+    assert!(!ring().verify_with_grace(&p, 60).unwrap().expired);
+    p.now = NOW + 900 + 59;
+    assert!(ring().verify_with_grace(&p, 60).unwrap().expired);
+    p.now = NOW + 900 + 60;
+    assert_eq!(ring().verify_with_grace(&p, 60).unwrap_err().code(), "expired");
+}
+
+#[test]
 fn not_before_honours_skew() {
     let mut c = claims("/d/a");
     c.not_before = Some(NOW + 100);

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{Config, StoreBackend};
+use crate::quota::QuotaStore;
 
 /// The record kinds. The name is part of the storage layout of both backends:
 /// never rename one.
@@ -82,6 +83,9 @@ pub const MAX_PAGE: usize = 1000;
 pub trait Store: Send + Sync + fmt::Debug {
     /// `sqlite` or `redis`, for logs and metrics.
     fn backend(&self) -> &'static str;
+
+    /// The quota counters, grant starts and leases kept in the same store.
+    fn quotas(&self) -> &dyn QuotaStore;
 
     /// Insert or replace the record `key` of `kind`.
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError>;

@@ -23,6 +23,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
 use crate::config::{Config, secret};
+use crate::quota::QuotaStore;
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -33,7 +34,7 @@ pub struct RedisStore {
 /// A connection to one Redis (reconnecting by itself) or to a cluster
 /// (following slot moves and failovers by itself).
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -132,6 +133,15 @@ impl RedisStore {
         Ok(Self { conn: Conn::Single(conn), prefix: prefix.to_owned() })
     }
 
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A handle on the shared connection (cheap to clone).
+    pub(crate) fn connection(&self) -> Conn {
+        self.conn.clone()
+    }
+
     fn record_key(&self, kind: Kind, key: &str) -> String {
         format!("{{{}:{}}}:r:{}", self.prefix, kind.as_str(), key)
     }
@@ -145,6 +155,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn quotas(&self) -> &dyn QuotaStore {
+        self
     }
 
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {

@@ -11,6 +11,9 @@
 //!     PRIMARY KEY (kind, key)
 //! ) WITHOUT ROWID;
 //! ```
+//!
+//! Version 2 adds the quota tables (`quota_counters`, `quota_started`,
+//! `quota_leases`; see [`crate::quota`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,8 +22,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
 use crate::clock::{Clock, SystemClock};
+use crate::quota::QuotaStore;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// One connection behind a mutex: SQLite serialises writers anyway, and the
 /// embedded default serves one gateway process. Work runs on the blocking pool.
@@ -66,6 +70,35 @@ impl SqliteStore {
                  COMMIT;",
             )?;
         }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS quota_counters (
+                     customer TEXT NOT NULL,
+                     bucket TEXT NOT NULL,
+                     field TEXT NOT NULL,
+                     value INTEGER NOT NULL,
+                     expires_at INTEGER,
+                     PRIMARY KEY (customer, bucket, field)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS quota_started (
+                     customer TEXT NOT NULL,
+                     grant_id TEXT NOT NULL,
+                     started_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL,
+                     PRIMARY KEY (customer, grant_id)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS quota_leases (
+                     customer TEXT NOT NULL,
+                     lease_set TEXT NOT NULL,
+                     grant_id TEXT NOT NULL,
+                     expires_at INTEGER NOT NULL,
+                     PRIMARY KEY (customer, lease_set, grant_id)
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
     }
 
@@ -73,7 +106,7 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn with_conn<T: Send + 'static>(
+    pub(crate) async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -92,6 +125,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn quotas(&self) -> &dyn QuotaStore {
+        self
     }
 
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {

@@ -1,0 +1,112 @@
+//! Leases: how `concurrent_downloads` knows which grants are streaming.
+//!
+//! The initiation puts the grant into the customer's lease sets with an
+//! expiry. While this process streams any request of that grant, it renews
+//! the lease every third of its lifetime ([`Leases::renew_all`], run by the
+//! gateway); when its last stream of the grant ends, it drops the lease. A
+//! process that dies, or loses the store, simply stops renewing: the lease
+//! expires and the slot frees itself — nothing leaks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::clock::Clock;
+use crate::store::Store;
+
+type GrantKey = (String, String);
+
+/// The grants this process is streaming, with how many streams each.
+#[derive(Debug)]
+pub struct Leases {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ttl: u64,
+    held: Mutex<HashMap<GrantKey, Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    streams: usize,
+    sets: Vec<String>,
+}
+
+impl Leases {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: u64) -> Self {
+        Self { store, clock, ttl: ttl.max(3), held: Mutex::new(HashMap::new()) }
+    }
+
+    /// How often [`Leases::renew_all`] must run.
+    pub fn renew_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ttl / 3)
+    }
+
+    /// The lease lifetime, in seconds.
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    /// Hold `grant`'s leases in `sets` while the returned guard lives.
+    pub fn hold(self: &Arc<Self>, customer: &str, grant: &str, sets: Vec<String>) -> LeaseGuard {
+        let key = (customer.to_owned(), grant.to_owned());
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.entry(key.clone()).or_insert(Held { streams: 0, sets }).streams += 1;
+        LeaseGuard { leases: self.clone(), key: Some(key) }
+    }
+
+    /// Streams held by this process right now (all grants).
+    pub fn streams(&self) -> usize {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).values().map(|h| h.streams).sum()
+    }
+
+    /// Extend every lease this process holds. Failures are logged and left to
+    /// the next round: a stream is never cut for want of a lease.
+    pub async fn renew_all(&self) {
+        let expires = self.clock.now_unix() + self.ttl;
+        let held: Vec<(GrantKey, Vec<String>)> = {
+            let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            held.iter().map(|(k, h)| (k.clone(), h.sets.clone())).collect()
+        };
+        for ((customer, grant), sets) in held {
+            if let Err(e) = self.store.quotas().renew_leases(&customer, &grant, &sets, expires).await {
+                tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
+            }
+        }
+    }
+
+    fn release(self: &Arc<Self>, key: GrantKey) {
+        let sets = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(h) = held.get_mut(&key) else { return };
+            h.streams -= 1;
+            if h.streams > 0 {
+                return;
+            }
+            held.remove(&key).map(|h| h.sets).unwrap_or_default()
+        };
+        let store = self.store.clone();
+        // Dropped outside a runtime (process exit): the lease expires instead.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let (customer, grant) = key;
+                if let Err(e) = store.quotas().release_leases(&customer, &grant, &sets).await {
+                    tracing::warn!(%customer, %grant, error = %e, "could not release a download lease; it will expire");
+                }
+            });
+        }
+    }
+}
+
+/// One stream's hold on its grant's lease.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    leases: Arc<Leases>,
+    key: Option<GrantKey>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.leases.release(key);
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! Download quotas: what a customer may start, counted once per grant.
+//!
+//! The first `GET` of a grant is its *initiation*. It checks every limit that
+//! applies and records the download in one atomic step of the state store
+//! ([`QuotaStore::initiate`]: a Lua script on Redis, a transaction on SQLite);
+//! every later request on the same grant (resumes, parallel range segments,
+//! retries) finds the grant already started and counts nothing.
+//!
+//! The rules live here, in Rust; the store only executes a generic
+//! [`Initiation`]: "unless this grant is already started, check these counters
+//! against these limits, then add to all of them, add the grant to these lease
+//! sets and mark it started". Both backends run the same plan.
+//!
+//! Limits, per field of [`Quota`]:
+//! - `downloads_per_day`, `downloads_per_month`: initiations per calendar day
+//!   or month, **UTC**; the counter resets at midnight UTC / on the 1st.
+//! - `bytes_per_day`, `bytes_per_month`: the artifact's full size is reserved
+//!   at initiation (resumes do not add to it).
+//! - `downloads_per_artifact`: initiations of one artifact, ever.
+//! - `concurrent_downloads`: grants being streamed at once. A stream holds a
+//!   *lease* that expires unless renewed ([`Leases`]), so a crashed gateway or
+//!   a vanished client frees its slot by itself.
+//!
+//! Each limit comes from the entitlement the grant was issued under when it
+//! sets one, else from the customer, else from `[downloads.quota]` in the
+//! configuration. A limit taken from an entitlement is counted over that
+//! entitlement's downloads; one from the customer or the default over all of
+//! the customer's downloads. Every initiation adds to both scopes, so a limit
+//! set later starts from the true count.
+
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's generated schema code names types defined in this module by a qualified path"
+)]
+
+pub mod leases;
+mod redis;
+mod sqlite;
+
+use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Schema, Type};
+
+pub use leases::{LeaseGuard, Leases};
+
+use crate::catalog::{Artifact, Customer, Entitlement, Grant, Timestamp};
+use crate::store::StoreError;
+
+/// A quota limit: a number, or `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Unlimited,
+    At(u64),
+}
+
+impl Limit {
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Limit::Unlimited => None,
+            Limit::At(n) => Some(n),
+        }
+    }
+}
+
+impl Serialize for Limit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Limit::Unlimited => s.serialize_str("unlimited"),
+            Limit::At(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Number(n)) => Ok(Limit::At(n)),
+            Ok(Raw::Text(t)) if t == "unlimited" => Ok(Limit::Unlimited),
+            _ => Err(serde::de::Error::custom("a limit is a whole number of at least 0, or \"unlimited\"")),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["unlimited"])))
+            .description(Some("a whole number, or \"unlimited\""))
+            .into()
+    }
+}
+
+impl ToSchema for Limit {}
+
+/// Quota settings. On a customer or an entitlement an absent field inherits
+/// (entitlement → customer → configured default); `"unlimited"` lifts a limit
+/// that would otherwise be inherited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads_per_day: Option<Limit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads_per_month: Option<Limit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_day: Option<Limit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_month: Option<Limit>,
+    /// Initiations of any one artifact, ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads_per_artifact: Option<Limit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_downloads: Option<Limit>,
+}
+
+impl Quota {
+    pub fn is_empty(&self) -> bool {
+        *self == Quota::default()
+    }
+
+    pub fn get(&self, kind: LimitKind) -> Option<Limit> {
+        match kind {
+            LimitKind::DownloadsPerDay => self.downloads_per_day,
+            LimitKind::DownloadsPerMonth => self.downloads_per_month,
+            LimitKind::BytesPerDay => self.bytes_per_day,
+            LimitKind::BytesPerMonth => self.bytes_per_month,
+            LimitKind::DownloadsPerArtifact => self.downloads_per_artifact,
+            LimitKind::ConcurrentDownloads => self.concurrent_downloads,
+        }
+    }
+}
+
+/// The kinds of limit; the names are those of the [`Quota`] fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    DownloadsPerDay,
+    DownloadsPerMonth,
+    BytesPerDay,
+    BytesPerMonth,
+    DownloadsPerArtifact,
+    ConcurrentDownloads,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 6] = [
+        LimitKind::DownloadsPerDay,
+        LimitKind::DownloadsPerMonth,
+        LimitKind::BytesPerDay,
+        LimitKind::BytesPerMonth,
+        LimitKind::DownloadsPerArtifact,
+        LimitKind::ConcurrentDownloads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::DownloadsPerDay => "downloads_per_day",
+            LimitKind::DownloadsPerMonth => "downloads_per_month",
+            LimitKind::BytesPerDay => "bytes_per_day",
+            LimitKind::BytesPerMonth => "bytes_per_month",
+            LimitKind::DownloadsPerArtifact => "downloads_per_artifact",
+            LimitKind::ConcurrentDownloads => "concurrent_downloads",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Over whose downloads a limit is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Customer,
+    Entitlement(String),
+}
+
+/// A limit in force for a download, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub kind: LimitKind,
+    pub limit: u64,
+    pub scope: Scope,
+}
+
+/// The limits in force for downloads under `entitlement` (or, without one,
+/// the customer's own).
+pub fn limits_for(defaults: &Quota, customer: &Customer, entitlement: Option<&Entitlement>) -> Vec<Applied> {
+    LimitKind::ALL
+        .iter()
+        .filter_map(|&kind| {
+            let (limit, scope) = match entitlement.and_then(|e| e.quota.get(kind).map(|l| (l, e))) {
+                Some((l, e)) => (l, Scope::Entitlement(e.id.clone())),
+                None => (customer.quota.get(kind).or(defaults.get(kind)).unwrap_or(Limit::Unlimited), Scope::Customer),
+            };
+            limit.value().map(|limit| Applied { kind, limit, scope })
+        })
+        .collect()
+}
+
+/// The calendar periods (UTC) an instant falls in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Periods {
+    /// `2026-11-24`
+    pub day: String,
+    pub day_ends: u64,
+    /// `2026-11`
+    pub month: String,
+    pub month_ends: u64,
+    /// Seconds in this month.
+    pub month_len: u64,
+}
+
+impl Periods {
+    pub fn at(now: u64) -> Periods {
+        let text = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(now)).to_string();
+        // `YYYY-MM-DDThh:mm:ssZ`: the calendar fields are fixed-width.
+        let (year, month) = (text[..4].parse::<u32>().unwrap_or(1970), text[5..7].parse::<u32>().unwrap_or(1));
+        let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+        let first_of = |y: u32, m: u32| {
+            humantime::parse_rfc3339(&format!("{y:04}-{m:02}-01T00:00:00Z")).map_or(0, crate::clock::unix_seconds)
+        };
+        let month_ends = first_of(ny, nm).max(now + 1);
+        let month_len = month_ends.saturating_sub(first_of(year, month)).max(1);
+        Periods {
+            day: text[..10].to_owned(),
+            day_ends: (now / 86_400 + 1) * 86_400,
+            month: text[..7].to_owned(),
+            month_ends,
+            month_len,
+        }
+    }
+}
+
+/// Counters live a day past their period, for inspection.
+const KEEP_AFTER_PERIOD: u64 = 86_400;
+
+/// One counter of a customer: a field in a bucket (`d:<day>`, `m:<month>`,
+/// `a` for per-artifact lifetime counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub bucket: String,
+    pub field: String,
+    /// Seconds the bucket is kept from now; `None` forever.
+    pub ttl: Option<u64>,
+}
+
+/// A counter an initiation adds `add` to, refused if that would pass `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub counter: Counter,
+    pub add: u64,
+    pub limit: Option<u64>,
+}
+
+/// A set of leases (grants streaming now), refused when full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStep {
+    pub set: String,
+    pub limit: Option<u64>,
+}
+
+/// Everything one initiation checks and records, for the store to run
+/// atomically.
+#[derive(Debug, Clone)]
+pub struct Initiation {
+    pub customer: String,
+    pub grant: String,
+    pub now: u64,
+    /// How long the "started" mark is kept (until the grant can no longer be
+    /// used, started or not).
+    pub started_ttl: u64,
+    pub steps: Vec<Step>,
+    pub leases: Vec<LeaseStep>,
+    /// The leases' expiry (Unix seconds).
+    pub lease_expires: u64,
+    /// What each refusal means: `limits[i]` belongs to `steps[i]` (or, past
+    /// the steps, to `leases[i - steps.len()]`); `None` for count-only steps.
+    pub meaning: Vec<Option<Applied>>,
+}
+
+/// What the store answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// This request is the initiation; it was counted.
+    Started,
+    /// The grant was started before, at this instant; nothing counted.
+    AlreadyStarted { at: u64 },
+    /// Refused by step `index` (steps first, then lease sets): `used` of the
+    /// limit is taken; a lease set also says when its oldest lease expires.
+    Refused { index: usize, used: u64, oldest_lease_expires: Option<u64> },
+}
+
+/// An initiation refused by a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("over the {} quota ({used} of {})", .limit.kind, .limit.limit)]
+pub struct Exceeded {
+    pub limit: Applied,
+    pub used: u64,
+    /// Seconds until trying again can succeed; `None` when waiting cannot
+    /// help (a lifetime limit, or a file larger than a whole period allows).
+    pub retry_after: Option<u64>,
+    /// When the period's counter resets (period limits).
+    pub resets_at: Option<u64>,
+}
+
+/// Settings of the download lifecycle, from `[downloads]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub defaults: Quota,
+    /// How long after its start a grant stays resumable.
+    pub resume_window: u64,
+    pub lease_ttl: u64,
+    /// Serve grant URLs on the token alone when the store is down.
+    pub fail_open: bool,
+}
+
+fn entitlement_field(prefix: &str, entitlement: &str) -> String {
+    format!("{prefix}:{entitlement}")
+}
+
+/// The lease set of a scope.
+pub fn lease_set(scope: &Scope) -> String {
+    match scope {
+        Scope::Customer => "l".to_owned(),
+        Scope::Entitlement(e) => entitlement_field("l", e),
+    }
+}
+
+/// The counter behind `kind` in `scope` (none for concurrency, which is
+/// leases).
+pub fn counter(kind: LimitKind, scope: &Scope, periods: &Periods, now: u64, artifact: &str) -> Option<Counter> {
+    let day = || (format!("d:{}", periods.day), Some(periods.day_ends - now + KEEP_AFTER_PERIOD));
+    let month = || (format!("m:{}", periods.month), Some(periods.month_ends - now + KEEP_AFTER_PERIOD));
+    let ((bucket, ttl), base) = match kind {
+        LimitKind::DownloadsPerDay => (day(), "n".to_owned()),
+        LimitKind::BytesPerDay => (day(), "b".to_owned()),
+        LimitKind::DownloadsPerMonth => (month(), "n".to_owned()),
+        LimitKind::BytesPerMonth => (month(), "b".to_owned()),
+        LimitKind::DownloadsPerArtifact => (("a".to_owned(), None), artifact.to_owned()),
+        LimitKind::ConcurrentDownloads => return None,
+    };
+    let field = match scope {
+        Scope::Customer => base,
+        // `:` is not allowed in ids, so scoped fields never collide.
+        Scope::Entitlement(e) => format!("e:{e}:{base}"),
+    };
+    Some(Counter { bucket, field, ttl })
+}
+
+/// When a period limit will let a download through again.
+fn resets_at(kind: LimitKind, periods: &Periods) -> Option<u64> {
+    match kind {
+        LimitKind::DownloadsPerDay | LimitKind::BytesPerDay => Some(periods.day_ends),
+        LimitKind::DownloadsPerMonth | LimitKind::BytesPerMonth => Some(periods.month_ends),
+        LimitKind::DownloadsPerArtifact | LimitKind::ConcurrentDownloads => None,
+    }
+}
+
+/// The initiation of `grant` for `artifact` under `limits`.
+pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &Settings, now: u64) -> Initiation {
+    let periods = Periods::at(now);
+    let artifact_key = format!("{}/{}/{}", artifact.product, artifact.version, artifact.filename);
+    let scopes = [Scope::Customer, Scope::Entitlement(grant.entitlement.clone())];
+    let mut steps = Vec::new();
+    let mut meaning = Vec::new();
+    let limit_of = |kind, scope: &Scope| limits.iter().find(|a| a.kind == kind && a.scope == *scope).cloned();
+    for kind in LimitKind::ALL {
+        let add = match kind {
+            LimitKind::BytesPerDay | LimitKind::BytesPerMonth => artifact.size,
+            _ => 1,
+        };
+        for scope in &scopes {
+            if let Some(counter) = counter(kind, scope, &periods, now, &artifact_key) {
+                let applied = limit_of(kind, scope);
+                steps.push(Step { counter, add, limit: applied.as_ref().map(|a| a.limit) });
+                meaning.push(applied);
+            }
+        }
+    }
+    let mut leases = Vec::new();
+    for scope in &scopes {
+        let applied = limit_of(LimitKind::ConcurrentDownloads, scope);
+        leases.push(LeaseStep { set: lease_set(scope), limit: applied.as_ref().map(|a| a.limit) });
+        meaning.push(applied);
+    }
+    // Marked started for as long as the grant can be used at all.
+    let usable_until = grant.expires_at.0.max(now).saturating_add(settings.resume_window);
+    Initiation {
+        customer: grant.customer.clone(),
+        grant: grant.id.clone(),
+        now,
+        started_ttl: (usable_until - now).max(1),
+        steps,
+        leases,
+        lease_expires: now + settings.lease_ttl,
+        meaning,
+    }
+}
+
+impl Initiation {
+    /// Turn a refusal from the store into the limit it names.
+    pub fn exceeded(&self, index: usize, used: u64, oldest_lease_expires: Option<u64>) -> Option<Exceeded> {
+        let limit = self.meaning.get(index)?.clone()?;
+        let resets = resets_at(limit.kind, &Periods::at(self.now));
+        let retry_at = match limit.kind {
+            LimitKind::ConcurrentDownloads => Some(oldest_lease_expires.unwrap_or(self.lease_expires)),
+            _ => {
+                let add = self.steps.get(index).map_or(1, |s| s.add);
+                // More than a whole period allows never fits, however long one waits.
+                resets.filter(|_| add <= limit.limit)
+            }
+        };
+        let retry_after = retry_at.map(|t| t.saturating_sub(self.now).max(1));
+        Some(Exceeded { limit, used, retry_after, resets_at: resets })
+    }
+}
+
+/// One limit as clients see it: in `GET /v1/usage`, and in a
+/// `quota_exceeded` problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LimitView {
+    pub name: LimitKind,
+    /// `customer`: counted over all of the customer's downloads;
+    /// `entitlement`: over the downloads under `entitlement`.
+    pub scope: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    /// For `downloads_per_artifact`: `product/version/filename`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    pub limit: u64,
+    pub used: u64,
+    pub remaining: u64,
+    /// When the period's counter starts again from zero (period limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<Timestamp>,
+}
+
+impl LimitView {
+    pub fn new(applied: &Applied, used: u64, resets_at: Option<u64>, artifact: Option<&str>) -> Self {
+        let (scope, entitlement) = match &applied.scope {
+            Scope::Customer => ("customer", None),
+            Scope::Entitlement(e) => ("entitlement", Some(e.clone())),
+        };
+        Self {
+            name: applied.kind,
+            scope,
+            entitlement,
+            artifact: artifact.filter(|_| applied.kind == LimitKind::DownloadsPerArtifact).map(str::to_owned),
+            limit: applied.limit,
+            used,
+            remaining: applied.limit.saturating_sub(used),
+            resets_at: resets_at.map(Timestamp),
+        }
+    }
+}
+
+impl Exceeded {
+    pub fn view(&self) -> LimitView {
+        LimitView::new(&self.limit, self.used, self.resets_at, None)
+    }
+}
+
+/// Usage against one limit, for `GET /v1/usage` and the `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub limit: Applied,
+    pub used: u64,
+    /// When the counter resets (period limits), Unix seconds.
+    pub resets_at: Option<u64>,
+}
+
+impl Usage {
+    pub fn view(&self, artifact: Option<&str>) -> LimitView {
+        LimitView::new(&self.limit, self.used, self.resets_at, artifact)
+    }
+}
+
+/// What `limits` have used, and how many downloads the customer is streaming
+/// now. Per-artifact limits are read for `artifact` when given, else left
+/// out. One store round trip.
+pub async fn usage(
+    store: &dyn QuotaStore,
+    customer: &str,
+    limits: &[Applied],
+    artifact: Option<&str>,
+    now: u64,
+) -> Result<(Vec<Usage>, u64), StoreError> {
+    let periods = Periods::at(now);
+    let mut counters = Vec::new();
+    // The customer's own lease set first: the active download count.
+    let mut sets = vec![lease_set(&Scope::Customer)];
+    let mut wanted = Vec::new();
+    for a in limits {
+        if a.kind == LimitKind::ConcurrentDownloads {
+            wanted.push((a, Err(sets.len())));
+            sets.push(lease_set(&a.scope));
+        } else if a.kind == LimitKind::DownloadsPerArtifact && artifact.is_none() {
+            continue;
+        } else if let Some(c) = counter(a.kind, &a.scope, &periods, now, artifact.unwrap_or_default()) {
+            wanted.push((a, Ok(counters.len())));
+            counters.push(c);
+        }
+    }
+    let (values, held) = store.read(customer, now, &counters, &sets).await?;
+    let used = |i: Result<usize, usize>| match i {
+        Ok(i) => values.get(i).copied().unwrap_or(0),
+        Err(j) => held.get(j).copied().unwrap_or(0),
+    };
+    let usage = wanted
+        .into_iter()
+        .map(|(a, i)| Usage { limit: a.clone(), used: used(i), resets_at: resets_at(a.kind, &periods) })
+        .collect();
+    Ok((usage, held.first().copied().unwrap_or(0)))
+}
+
+/// The first limit that an initiation of a `size`-byte file would pass,
+/// judging by `usage`. Concurrency is left to the initiation itself: a URL
+/// may be asked for while other downloads run.
+pub fn first_exceeded(usage: &[Usage], size: u64, now: u64) -> Option<Exceeded> {
+    usage.iter().find_map(|u| {
+        let add = match u.limit.kind {
+            LimitKind::ConcurrentDownloads => return None,
+            LimitKind::BytesPerDay | LimitKind::BytesPerMonth => size,
+            _ => 1,
+        };
+        (u.used.saturating_add(add) > u.limit.limit).then(|| Exceeded {
+            limit: u.limit.clone(),
+            used: u.used,
+            retry_after: u.resets_at.filter(|_| add <= u.limit.limit).map(|t| t.saturating_sub(now).max(1)),
+            resets_at: u.resets_at,
+        })
+    })
+}
+
+/// The `RateLimit-Policy` and `RateLimit` field values (IETF httpapi
+/// draft-ietf-httpapi-ratelimit-headers-10) for `usage`: one policy per
+/// limit, named after it (`"downloads_per_day"`, or
+/// `"downloads_per_day.<entitlement>"` for an entitlement's own), with its
+/// quota `q`, window `w` and quota unit `qu` (bytes are `content-bytes`,
+/// concurrency `concurrent-requests`, downloads the default `requests`);
+/// `RateLimit` says what `r`emains and in how many seconds `t` it resets.
+/// Per-artifact limits have no window and are left out. `None` when no limit
+/// applies.
+pub fn ratelimit_fields(usage: &[Usage], now: u64) -> Option<(String, String)> {
+    let periods = Periods::at(now);
+    let (mut policy, mut current) = (Vec::new(), Vec::new());
+    for u in usage {
+        let name = match &u.limit.scope {
+            Scope::Customer => u.limit.kind.as_str().to_owned(),
+            Scope::Entitlement(e) => format!("{}.{e}", u.limit.kind),
+        };
+        let (window, unit) = match u.limit.kind {
+            LimitKind::DownloadsPerDay => (Some(86_400), None),
+            LimitKind::DownloadsPerMonth => (Some(periods.month_len), None),
+            LimitKind::BytesPerDay => (Some(86_400), Some("content-bytes")),
+            LimitKind::BytesPerMonth => (Some(periods.month_len), Some("content-bytes")),
+            LimitKind::ConcurrentDownloads => (None, Some("concurrent-requests")),
+            LimitKind::DownloadsPerArtifact => continue,
+        };
+        let mut p = format!("\"{name}\";q={}", u.limit.limit);
+        if let Some(unit) = unit {
+            p.push_str(&format!(";qu=\"{unit}\""));
+        }
+        if let Some(w) = window {
+            p.push_str(&format!(";w={w}"));
+        }
+        policy.push(p);
+        let mut c = format!("\"{name}\";r={}", u.limit.limit.saturating_sub(u.used));
+        if let Some(at) = u.resets_at {
+            c.push_str(&format!(";t={}", at.saturating_sub(now)));
+        }
+        current.push(c);
+    }
+    (!policy.is_empty()).then(|| (policy.join(", "), current.join(", ")))
+}
+
+/// The quota side of the state store.
+#[async_trait::async_trait]
+pub trait QuotaStore: Send + Sync {
+    /// Run `initiation` atomically: if its grant is already started answer
+    /// so; else check every step and lease set, and only if all pass, add to
+    /// every counter, add the grant to every lease set and mark it started.
+    async fn initiate(&self, initiation: &Initiation) -> Result<Outcome, StoreError>;
+
+    /// Current values of `counters` and the number of live leases in each of
+    /// `lease_sets`.
+    async fn read(
+        &self,
+        customer: &str,
+        now: u64,
+        counters: &[Counter],
+        lease_sets: &[String],
+    ) -> Result<(Vec<u64>, Vec<u64>), StoreError>;
+
+    /// Extend `grant`'s leases in `sets` to `expires` (re-adding them if they
+    /// lapsed).
+    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64)
+    -> Result<(), StoreError>;
+
+    /// Drop `grant`'s leases in `sets`.
+    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests;

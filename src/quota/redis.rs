@@ -1,0 +1,182 @@
+//! Quotas on Redis: one Lua script per initiation.
+//!
+//! Keys, all under the customer's hash tag so the script's keys share one
+//! slot on Redis Cluster (prefix `tg`, customer `acme`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{tg:q:acme}:s:<grant>` | string, TTL | the grant's start time: it is started |
+//! | `{tg:q:acme}:c:d:2026-11-24` | hash, TTL | the day's counters |
+//! | `{tg:q:acme}:c:m:2026-11` | hash, TTL | the month's counters |
+//! | `{tg:q:acme}:c:a` | hash | per-artifact lifetime counts |
+//! | `{tg:q:acme}:l` / `…:l:<entitlement>` | sorted set | leases: grant → expiry |
+//!
+//! Counter fields: `n` (downloads), `b` (bytes), `<product>/<version>/<file>`
+//! (per artifact), and the same prefixed `e:<entitlement>:` for entitlement
+//! scope.
+
+use redis::Script;
+
+use super::{Counter, Initiation, Outcome, QuotaStore};
+use crate::store::StoreError;
+use crate::store::redis::RedisStore;
+
+/// The initiation script.
+///
+/// `KEYS[1]` the started mark; `KEYS[2 .. 1+nc]` the counter buckets of the
+/// steps, in order; then the `nl` lease sets.
+/// `ARGV`: `now`, `started_ttl`, `nc`, `nl`, `grant`, `lease_expires`; then
+/// per step `field`, `add`, `limit` (`-1`: none), `ttl` (`0`: keep); then per
+/// lease set `limit`.
+///
+/// Answers `{1, started_at}` when the grant was started before (nothing
+/// changes), `{0, index, used[, oldest_lease_expiry]}` when step `index`
+/// (1-based; lease sets follow the steps) refuses (nothing changes), and
+/// `{2, now}` when this is the initiation (everything recorded).
+const INITIATE: &str = r"
+local now = tonumber(ARGV[1])
+local started = redis.call('GET', KEYS[1])
+if started then return {1, tonumber(started)} end
+local nc, nl, grant = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+for i = 1, nc do
+  local o = 6 + (i - 1) * 4
+  local limit = tonumber(ARGV[o + 3])
+  if limit >= 0 then
+    local used = tonumber(redis.call('HGET', KEYS[1 + i], ARGV[o + 1]) or '0')
+    if used + tonumber(ARGV[o + 2]) > limit then return {0, i, used} end
+  end
+end
+local lo = 6 + nc * 4
+for j = 1, nl do
+  local key = KEYS[1 + nc + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local limit = tonumber(ARGV[lo + j])
+  if limit >= 0 and not redis.call('ZSCORE', key, grant) then
+    local held = redis.call('ZCARD', key)
+    if held >= limit then
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return {0, nc + j, held, tonumber(oldest[2] or now)}
+    end
+  end
+end
+for i = 1, nc do
+  local o = 6 + (i - 1) * 4
+  redis.call('HINCRBY', KEYS[1 + i], ARGV[o + 1], ARGV[o + 2])
+  local ttl = tonumber(ARGV[o + 4])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[1 + i], ttl) end
+end
+for j = 1, nl do redis.call('ZADD', KEYS[1 + nc + j], ARGV[6], grant) end
+redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
+return {2, now}
+";
+
+impl RedisStore {
+    fn quota_key(&self, customer: &str, rest: &str) -> String {
+        format!("{{{}:q:{customer}}}:{rest}", self.prefix())
+    }
+
+    fn counter_key(&self, customer: &str, c: &Counter) -> String {
+        self.quota_key(customer, &format!("c:{}", c.bucket))
+    }
+
+    fn lease_key(&self, customer: &str, set: &str) -> String {
+        self.quota_key(customer, set)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn as_u64(values: &[i64], i: usize) -> Option<u64> {
+    values.get(i).and_then(|v| u64::try_from(*v).ok())
+}
+
+#[async_trait::async_trait]
+impl QuotaStore for RedisStore {
+    async fn initiate(&self, i: &Initiation) -> Result<Outcome, StoreError> {
+        // Script hashes the source once; `invoke_async` sends EVALSHA and, on
+        // NOSCRIPT (a restarted or flushed Redis), loads it and retries.
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(INITIATE));
+        let mut call = SCRIPT.prepare_invoke();
+        call.key(self.quota_key(&i.customer, &format!("s:{}", i.grant)));
+        for s in &i.steps {
+            call.key(self.counter_key(&i.customer, &s.counter));
+        }
+        for l in &i.leases {
+            call.key(self.lease_key(&i.customer, &l.set));
+        }
+        call.arg(i.now).arg(i.started_ttl).arg(i.steps.len()).arg(i.leases.len()).arg(&i.grant).arg(i.lease_expires);
+        for s in &i.steps {
+            let limit = s.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            call.arg(&s.counter.field).arg(s.add).arg(limit).arg(s.counter.ttl.unwrap_or(0));
+        }
+        for l in &i.leases {
+            call.arg(l.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+        }
+        let mut conn = self.connection();
+        let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let bad = || StoreError::Internal(format!("the quota script answered {answer:?}"));
+        match answer.first() {
+            Some(2) => Ok(Outcome::Started),
+            Some(1) => Ok(Outcome::AlreadyStarted { at: as_u64(&answer, 1).ok_or_else(bad)? }),
+            Some(0) => {
+                let index = as_u64(&answer, 1).and_then(|i| usize::try_from(i).ok()).filter(|i| *i >= 1);
+                Ok(Outcome::Refused {
+                    index: index.ok_or_else(bad)? - 1,
+                    used: as_u64(&answer, 2).unwrap_or(0),
+                    oldest_lease_expires: as_u64(&answer, 3),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    async fn read(
+        &self,
+        customer: &str,
+        now: u64,
+        counters: &[Counter],
+        lease_sets: &[String],
+    ) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+        if counters.is_empty() && lease_sets.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        // One slot (the customer's tag): one pipeline on a cluster too.
+        let mut pipe = redis::pipe();
+        for c in counters {
+            pipe.hget(self.counter_key(customer, c), &c.field);
+        }
+        for set in lease_sets {
+            pipe.zcount(self.lease_key(customer, set), format!("({now}"), "+inf");
+        }
+        let mut conn = self.connection();
+        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let (c, l) = values.split_at(counters.len().min(values.len()));
+        Ok((c.iter().map(|v| v.unwrap_or(0)).collect(), l.iter().map(|v| v.unwrap_or(0)).collect()))
+    }
+
+    async fn renew_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        sets: &[String],
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for set in sets {
+            pipe.zadd(self.lease_key(customer, set), grant, expires).ignore();
+        }
+        let mut conn = self.connection();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for set in sets {
+            pipe.zrem(self.lease_key(customer, set), grant).ignore();
+        }
+        let mut conn = self.connection();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,185 @@
+//! Quotas on SQLite: one `IMMEDIATE` transaction per initiation (the write
+//! lock is taken first, so two initiations never interleave their checks).
+//!
+//! Tables (schema version 2, see [`crate::store::sqlite`]): `quota_counters`
+//! `(customer, bucket, field) → value, expires_at`, `quota_started`
+//! `(customer, grant_id) → started_at, expires_at`, `quota_leases`
+//! `(customer, lease_set, grant_id) → expires_at`. Rows past `expires_at` are
+//! treated as absent and deleted by the next initiation of that customer.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{Counter, Initiation, Outcome, QuotaStore};
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// `expires_at` of a row kept `ttl` seconds from `now`; `None` forever.
+fn expiry(now: u64, ttl: Option<u64>) -> Option<i64> {
+    ttl.map(|t| to_i64(now.saturating_add(t)))
+}
+
+const LIVE_COUNTER: &str = "SELECT value FROM quota_counters
+     WHERE customer = ?1 AND bucket = ?2 AND field = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
+
+#[async_trait::async_trait]
+impl QuotaStore for SqliteStore {
+    async fn initiate(&self, i: &Initiation) -> Result<Outcome, StoreError> {
+        let i = i.clone();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+            let (customer, now) = (i.customer.as_str(), to_i64(i.now));
+            for table in ["quota_counters", "quota_started", "quota_leases"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE customer = ?1 AND expires_at <= ?2"), params![customer, now])
+                    .map_err(internal)?;
+            }
+            let started: Option<i64> = tx
+                .query_row(
+                    "SELECT started_at FROM quota_started WHERE customer = ?1 AND grant_id = ?2",
+                    params![customer, i.grant],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            if let Some(at) = started {
+                return Ok(Outcome::AlreadyStarted { at: to_u64(at) });
+            }
+            for (index, s) in i.steps.iter().enumerate() {
+                let Some(limit) = s.limit else { continue };
+                let used: i64 = tx
+                    .query_row(LIVE_COUNTER, params![customer, s.counter.bucket, s.counter.field, now], |r| r.get(0))
+                    .optional()
+                    .map_err(internal)?
+                    .unwrap_or(0);
+                if to_u64(used).saturating_add(s.add) > limit {
+                    return Ok(Outcome::Refused { index, used: to_u64(used), oldest_lease_expires: None });
+                }
+            }
+            for (j, l) in i.leases.iter().enumerate() {
+                let Some(limit) = l.limit else { continue };
+                let (held, oldest, mine): (i64, Option<i64>, i64) = tx
+                    .query_row(
+                        "SELECT count(*), min(expires_at), count(CASE WHEN grant_id = ?3 THEN 1 END)
+                         FROM quota_leases WHERE customer = ?1 AND lease_set = ?2",
+                        params![customer, l.set, i.grant],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .map_err(internal)?;
+                if mine == 0 && to_u64(held) >= limit {
+                    return Ok(Outcome::Refused {
+                        index: i.steps.len() + j,
+                        used: to_u64(held),
+                        oldest_lease_expires: oldest.map(to_u64),
+                    });
+                }
+            }
+            for s in &i.steps {
+                tx.execute(
+                    "INSERT INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (customer, bucket, field) DO UPDATE
+                     SET value = value + excluded.value, expires_at = excluded.expires_at",
+                    params![customer, s.counter.bucket, s.counter.field, to_i64(s.add), expiry(i.now, s.counter.ttl)],
+                )
+                .map_err(internal)?;
+            }
+            for l in &i.leases {
+                tx.execute(
+                    "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![customer, l.set, i.grant, to_i64(i.lease_expires)],
+                )
+                .map_err(internal)?;
+            }
+            tx.execute(
+                "INSERT INTO quota_started (customer, grant_id, started_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![customer, i.grant, now, to_i64(i.now.saturating_add(i.started_ttl))],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(Outcome::Started)
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        customer: &str,
+        now: u64,
+        counters: &[Counter],
+        lease_sets: &[String],
+    ) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+        let (customer, counters, sets) = (customer.to_owned(), counters.to_vec(), lease_sets.to_vec());
+        let now = to_i64(now);
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let mut values = Vec::with_capacity(counters.len());
+            for c in &counters {
+                let v: Option<i64> =
+                    tx.query_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0)).optional().map_err(internal)?;
+                values.push(to_u64(v.unwrap_or(0)));
+            }
+            let mut held = Vec::with_capacity(sets.len());
+            for set in &sets {
+                let n: i64 = tx
+                    .query_row(
+                        "SELECT count(*) FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND expires_at > ?3",
+                        params![customer, set, now],
+                        |r| r.get(0),
+                    )
+                    .map_err(internal)?;
+                held.push(to_u64(n));
+            }
+            tx.commit().map_err(internal)?;
+            Ok((values, held))
+        })
+        .await
+    }
+
+    async fn renew_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        sets: &[String],
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            for set in &sets {
+                tx.execute(
+                    "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![customer, set, grant, to_i64(expires)],
+                )
+                .map_err(internal)?;
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
+        let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            for set in &sets {
+                tx.execute(
+                    "DELETE FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND grant_id = ?3",
+                    params![customer, set, grant],
+                )
+                .map_err(internal)?;
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+}
