@@ -7,7 +7,7 @@
 #[macro_use]
 mod common;
 
-use common::{Admin, Backend, Reply, StoreKind, get, sha256_hex, test_bytes};
+use common::{Admin, Backend, StoreKind, artifact_path, ask, customer, get, release, sha256_hex, target, test_bytes};
 use serde_json::{Value, json};
 
 backend_suite!(
@@ -20,50 +20,6 @@ backend_suite!(
     eligible_customers_before_publishing,
     bad_requests_are_problems,
 );
-
-/// Register a product `app`, a published release `version` on `channel` with one
-/// file per `(filename, platform)`, the files' bytes put into storage first.
-async fn release(a: &Admin, version: &str, channel: &str, files: &[(&str, &str)], published: &str) {
-    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
-    let r =
-        a.call("PUT", &format!("/admin/v1/products/app/releases/{version}"), Some(json!({ "channel": channel }))).await;
-    assert!(r.status == 201 || r.status == 200, "{r:?}");
-    for (i, (file, platform)) in files.iter().enumerate() {
-        a.blobs.put(&format!("app/{version}/{file}"), &test_bytes(10_000 + i)).await;
-        let r = a.call("PUT", &artifact_path(version, file, platform), None).await;
-        assert!(r.status == 201 || r.status == 200, "{r:?}");
-    }
-    let publish = json!({ "backdated_to": published });
-    let r = a.call("POST", &format!("/admin/v1/products/app/releases/{version}/publish"), Some(publish)).await;
-    assert_eq!(r.status, 200, "{r:?}");
-}
-
-fn artifact_path(version: &str, file: &str, platform: &str) -> String {
-    format!("/admin/v1/products/app/releases/{version}/artifacts/{file}?source=existing&platform={platform}")
-}
-
-/// A customer with one entitlement (`overrides` merged into a perpetual one for
-/// `app`) and an API key; returns the key.
-async fn customer(a: &Admin, id: &str, overrides: Value) -> String {
-    a.call("PUT", &format!("/admin/v1/customers/{id}"), Some(json!({ "name": id }))).await;
-    let mut ent = json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" });
-    for (k, v) in overrides.as_object().unwrap() {
-        ent[k] = v.clone();
-    }
-    let r = a.call("PUT", &format!("/admin/v1/customers/{id}/entitlements/main"), Some(ent)).await;
-    assert!(r.status == 201 || r.status == 200, "{r:?}");
-    let r = a.call("POST", &format!("/admin/v1/customers/{id}/api-keys"), None).await;
-    Admin::json(&r)["key"].as_str().unwrap().to_owned()
-}
-
-async fn ask(a: &Admin, key: &str, body: Value) -> Reply {
-    a.customer(key, "POST", "/v1/downloads", Some(body)).await
-}
-
-/// The path and query of a URL the gateway handed out.
-fn target(url: &str) -> &str {
-    &url[url.find("/d/").unwrap()..]
-}
 
 async fn artifacts_are_measured_not_trusted(kind: StoreKind) {
     let a = Admin::start(kind).await;
