@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{sha256_hex, test_bytes};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+use common::{BIN, curl, serve, serve_with_admin, sha256_hex, stop, test_bytes};
 
 fn tollgate(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN).args(args).current_dir(dir).env_remove("TOLLGATE_CONFIG").output().unwrap()
@@ -20,83 +17,6 @@ fn tollgate(dir: &Path, args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error"])
-        .args(args)
-        .output()
-        .expect("`curl` is needed for this test; scripts/test.sh installs it")
-}
-
-/// A `tollgate serve` process, killed if a test fails before stopping it.
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// `tollgate serve` in `dir` on free ports; returns the process, the public
-/// address and the log lines printed before it was ready.
-fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
-    let env: Vec<(&str, &str)> =
-        [("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")].into_iter().chain(extra_env.iter().copied()).collect();
-    let (server, _admin, lines) = serve_with_admin(dir, &env);
-    let public = lines.iter().find_map(|l| listener_addr(l, "public listener ready")).unwrap();
-    (server, public, lines)
-}
-
-fn listener_addr(line: &str, marker: &str) -> Option<String> {
-    if !line.contains(marker) {
-        return None;
-    }
-    let at = line.find("addr=")? + 5;
-    line[at..].split_whitespace().next().map(str::to_owned)
-}
-
-/// `tollgate serve` in `dir` (listen address from `extra_env`, admin on a free
-/// port); returns the process, the admin address and the log lines printed
-/// until both listeners were ready.
-fn serve_with_admin(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--admin-listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .env("RUST_LOG", "info")
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let admin = loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited early: {lines:?}");
-        let admin = listener_addr(&line, "admin listener ready");
-        lines.push(line);
-        if let Some(addr) = admin {
-            break addr;
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (Server(Some(child)), admin, lines)
-}
-
-/// SIGTERM, then expect a clean exit.
-fn stop(mut server: Server) {
-    let mut child = server.0.take().unwrap();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "serve did not exit cleanly on SIGTERM: {exit:?}");
 }
 
 #[test]

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -185,7 +187,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
     extra: Vec<String>,
-    child: Option<std::process::Child>,
+    child: Option<Child>,
 }
 
 /// A free loopback port, at most `max` (Redis refuses cluster ports whose bus
@@ -248,12 +250,12 @@ impl RedisServer {
     /// Start on `self.port` and wait until it answers; `false` if it exited
     /// (port taken) or never answered.
     async fn try_start(&mut self) -> bool {
-        let child = std::process::Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
-            .stdout(std::process::Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .expect("`redis-server` is needed for this test; scripts/test.sh installs it");
         self.child = Some(child);
@@ -309,7 +311,7 @@ impl RedisCluster {
             nodes.push(RedisServer::start_with(&args).await);
         }
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        let out = std::process::Command::new("redis-cli")
+        let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -523,6 +525,25 @@ impl Admin {
                 (Gateway::start_on_redis_cluster(&config, &cluster).await, None, Some(cluster))
             }
         };
+        Self::around(gw, blobs, &config, redis, cluster)
+    }
+
+    /// On a Redis the test keeps (to kill and restart it), local blobs.
+    pub async fn on_redis(server: &RedisServer, tweak: impl FnOnce(&mut Config)) -> Self {
+        let blobs = Blobs::new(Backend::Local).await;
+        let mut config = blobs.config();
+        tweak(&mut config);
+        let gw = Gateway::start_on_redis(&config, server).await;
+        Self::around(gw, blobs, &config, None, None)
+    }
+
+    fn around(
+        gw: Gateway,
+        blobs: Blobs,
+        config: &Config,
+        redis: Option<RedisServer>,
+        cluster: Option<RedisCluster>,
+    ) -> Self {
         // The embedded default created the admin token on first start.
         let token = std::fs::read_to_string(config.default_admin_token_path()).unwrap().trim().to_owned();
         assert!(token.starts_with("tga_"));
@@ -687,4 +708,85 @@ pub async fn ask(a: &Admin, key: &str, body: Value) -> Reply {
 /// The path and query of a URL the gateway handed out.
 pub fn target(url: &str) -> &str {
     &url[url.find("/d/").unwrap()..]
+}
+
+// The `tollgate` binary, as a process.
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error"])
+        .args(args)
+        .output()
+        .expect("`curl` is needed for this test; scripts/test.sh installs it")
+}
+
+/// A `tollgate serve` process, killed if a test fails before stopping it.
+pub struct Server(pub Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `tollgate serve` in `dir` on free ports; returns the process, the public
+/// address and the log lines printed before it was ready.
+pub fn serve(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    let env: Vec<(&str, &str)> =
+        [("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0")].into_iter().chain(extra_env.iter().copied()).collect();
+    let (server, _admin, lines) = serve_with_admin(dir, &env);
+    let public = lines.iter().find_map(|l| listener_addr(l, "public listener ready")).unwrap();
+    (server, public, lines)
+}
+
+pub fn listener_addr(line: &str, marker: &str) -> Option<String> {
+    if !line.contains(marker) {
+        return None;
+    }
+    let at = line.find("addr=")? + 5;
+    line[at..].split_whitespace().next().map(str::to_owned)
+}
+
+/// `tollgate serve` in `dir` (listen address from `extra_env`, admin on a free
+/// port); returns the process, the admin address and the log lines printed
+/// until both listeners were ready.
+pub fn serve_with_admin(dir: &Path, extra_env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env("RUST_LOG", "info")
+        .envs(extra_env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let admin = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited early: {lines:?}");
+        let admin = listener_addr(&line, "admin listener ready");
+        lines.push(line);
+        if let Some(addr) = admin {
+            break addr;
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (Server(Some(child)), admin, lines)
+}
+
+/// SIGTERM, then expect a clean exit.
+pub fn stop(mut server: Server) {
+    let mut child = server.0.take().unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve did not exit cleanly on SIGTERM: {exit:?}");
 }
