@@ -1,0 +1,299 @@
+//! Download quotas end to end on a real gateway: a grant counts once whatever
+//! requests it takes (HEAD, ranges, parallel segments, resumes), limits refuse
+//! with `429 quota_exceeded`, changes apply to the next download, concurrency
+//! is held by leases, a started grant resumes past its URL's expiry, and a
+//! Redis outage fails closed (or open, when configured) and heals by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, customer, release, request, send, sha256_hex,
+    target, test_bytes,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate::config::Config;
+
+backend_suite!(
+    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis, redis_cluster = super::StoreKind::RedisCluster;
+    a_grant_counts_once_whatever_its_requests,
+    the_quota_is_exact_under_concurrency,
+    concurrent_downloads_hold_leases,
+);
+
+const BIG: usize = 8 << 20;
+
+/// Request-rate limits off: these tests are about quotas.
+fn no_rate_limits(c: &mut Config) {
+    c.limits.api_key_per_second = 0;
+    c.limits.address_per_second = 0;
+    c.limits.bad_credentials_per_minute = 0;
+}
+
+/// `app` 1.0.0 with `app.tar.gz` (10 000 bytes) and `big.bin` (8 MiB), and a
+/// customer `acme` with an entitlement (`entitlement` merged in); the API key.
+async fn catalog(a: &Admin, entitlement: Value) -> String {
+    release(a, "1.0.0", "stable", &[("app.tar.gz", "any")], "2026-01-01T00:00:00Z").await;
+    a.blobs.put("app/1.0.0/big.bin", &test_bytes(BIG)).await;
+    let r = a.call("PUT", &artifact_path("1.0.0", "big.bin", "linux"), None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    customer(a, "acme", entitlement).await
+}
+
+async fn set_quota(a: &Admin, quota: Value) {
+    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme", "quota": quota }))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A download URL (path and query) for `file`.
+async fn url(a: &Admin, key: &str, file: &str) -> String {
+    let r = ask(a, key, json!({ "product": "app", "version": "1.0.0", "filename": file })).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
+}
+
+async fn usage(a: &Admin, key: &str) -> Value {
+    let r = a.customer(key, "GET", "/v1/usage", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    Admin::json(&r)
+}
+
+/// Downloads used against the first limit.
+async fn used(a: &Admin, key: &str) -> u64 {
+    usage(a, key).await["limits"][0]["used"].as_u64().unwrap()
+}
+
+fn quota_refusal(r: &Reply) -> Value {
+    assert_eq!((r.status, r.code().as_str()), (429, "quota_exceeded"), "{r:?}");
+    Admin::json(r)["quota"].clone()
+}
+
+async fn a_grant_counts_once_whatever_its_requests(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "downloads_per_day": 2 })).await;
+    let public = a.gw.public;
+
+    // Asking for a URL counts nothing; it describes the quota.
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""downloads_per_day";q=2;w=86400"#), "{r:?}");
+    assert!(r.header("ratelimit").unwrap().starts_with(r#""downloads_per_day";r=2;t="#), "{r:?}");
+    let u1 = target(Admin::json(&r)["url"].as_str().unwrap()).to_owned();
+    let (u2, u3) = (url(&a, &key, "app.tar.gz").await, url(&a, &key, "app.tar.gz").await);
+
+    // HEAD never counts.
+    assert_eq!(request(public, "HEAD", &u1, &[]).await.status, 200);
+    assert_eq!(used(&a, &key).await, 0);
+    // The first GET counts; a resume of the same grant does not.
+    assert_eq!(request(public, "GET", &u1, &[("range", "bytes=0-99")]).await.status, 206);
+    let rest = request(public, "GET", &u1, &[("range", "bytes=100-")]).await;
+    assert_eq!((rest.status, rest.bytes().len()), (206, 9_900));
+    assert_eq!(request(public, "GET", &u1, &[]).await.status, 200);
+    assert_eq!(used(&a, &key).await, 1);
+
+    // Eight segments racing as a grant's very first requests count once.
+    let segments = (0..8).map(|i| {
+        let range = format!("bytes={}-{}", i * 1250, i * 1250 + 1249);
+        let u2 = u2.clone();
+        async move { request(public, "GET", &u2, &[("range", range.as_str())]).await }
+    });
+    let parts = futures_util::future::join_all(segments).await;
+    let body: Vec<u8> = parts.iter().flat_map(|r| r.bytes().to_vec()).collect();
+    assert!(parts.iter().all(|r| r.status == 206), "{parts:?}");
+    assert_eq!(body, test_bytes(10_000));
+    assert_eq!(used(&a, &key).await, 2);
+
+    // A third grant is refused at its first GET, naming the limit; so is a
+    // fourth URL, before it is even handed out.
+    let r = request(public, "GET", &u3, &[]).await;
+    let q = quota_refusal(&r);
+    assert_eq!((q["name"].as_str(), q["scope"].as_str(), q["limit"].as_u64(), q["used"].as_u64()), (Some("downloads_per_day"), Some("customer"), Some(2), Some(2)));
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    quota_refusal(&r);
+    // The refused grant may still be looked at.
+    assert_eq!(request(public, "HEAD", &u3, &[]).await.status, 200);
+
+    // Quota changes apply to the very next download.
+    set_quota(&a, json!({ "downloads_per_day": 3 })).await;
+    assert_eq!(request(public, "GET", &u3, &[]).await.status, 200);
+    assert_eq!(used(&a, &key).await, 3);
+    set_quota(&a, json!({ "downloads_per_day": 1 })).await;
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!(quota_refusal(&r)["limit"], 1);
+    // Started grants stay resumable whatever the quota says now.
+    assert_eq!(request(public, "GET", &u1, &[("range", "bytes=5000-")]).await.status, 206);
+}
+
+async fn the_quota_is_exact_under_concurrency(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "downloads_per_month": 50 })).await;
+    let mut urls = Vec::new();
+    for _ in 0..200 {
+        urls.push(url(&a, &key, "app.tar.gz").await);
+    }
+    let public = a.gw.public;
+    let tasks: Vec<_> =
+        urls.into_iter().map(|u| tokio::spawn(async move { request(public, "GET", &u, &[]).await.status })).collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 50, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 150, "{statuses:?}");
+    assert_eq!(used(&a, &key).await, 50);
+}
+
+async fn concurrent_downloads_hold_leases(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "concurrent_downloads": 1 })).await;
+    let (u1, u2) = (url(&a, &key, "big.bin").await, url(&a, &key, "big.bin").await);
+
+    // An 8 MiB body, not read: the stream is held open by back-pressure.
+    let streaming = send(a.gw.public, "GET", &u1, &[]).await;
+    assert_eq!(streaming.status(), 200);
+    assert_eq!(usage(&a, &key).await["active_downloads"], 1);
+    let r = request(a.gw.public, "GET", &u2, &[]).await;
+    let q = quota_refusal(&r);
+    assert_eq!((q["name"].as_str(), q["used"].as_u64()), (Some("concurrent_downloads"), Some(1)));
+    assert!(r.header("retry-after").is_some());
+    // Another request on the streaming grant is the same download.
+    assert_eq!(request(a.gw.public, "GET", &u1, &[("range", "bytes=0-9")]).await.status, 206);
+
+    // The client goes away: the lease is released, the slot frees.
+    drop(streaming);
+    let mut freed = false;
+    for _ in 0..100 {
+        if usage(&a, &key).await["active_downloads"] == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the lease was not released after the client disconnected");
+    let r = request(a.gw.public, "GET", &u2, &[]).await;
+    assert_eq!((r.status, r.bytes().len()), (200, BIG));
+}
+
+/// The URL's expiry is "must start by": a started grant resumes after it,
+/// one never started does not.
+#[tokio::test]
+async fn a_started_grant_resumes_past_its_expiry() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, |c| {
+        no_rate_limits(c);
+        c.signing.default_ttl = Duration::from_secs(2);
+        c.signing.clock_skew = Duration::ZERO;
+    })
+    .await;
+    let key = catalog(&a, json!({})).await;
+    let (started, idle) = (url(&a, &key, "app.tar.gz").await, url(&a, &key, "app.tar.gz").await);
+    assert_eq!(request(a.gw.public, "GET", &started, &[("range", "bytes=0-99")]).await.status, 206);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = request(a.gw.public, "GET", &started, &[("range", "bytes=100-")]).await;
+    assert_eq!((r.status, r.bytes().len()), (206, 9_900), "{r:?}");
+    let r = request(a.gw.public, "GET", &idle, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "expired"));
+}
+
+/// An entitlement's own limit replaces the customer's for its downloads and
+/// is counted over them; `GET /v1/usage` shows both.
+#[tokio::test]
+async fn an_entitlement_quota_overrides_the_customers() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, |c| {
+        no_rate_limits(c);
+        c.downloads.quota.downloads_per_day = Some(tollgate::quota::Limit::At(100));
+    })
+    .await;
+    let key = catalog(&a, json!({ "quota": { "downloads_per_artifact": 1, "downloads_per_day": "unlimited" } })).await;
+    let u = url(&a, &key, "app.tar.gz").await;
+    assert_eq!(request(a.gw.public, "GET", &u, &[]).await.status, 200);
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    let q = quota_refusal(&r);
+    assert_eq!((q["name"].as_str(), q["scope"].as_str(), q["entitlement"].as_str()), (Some("downloads_per_artifact"), Some("entitlement"), Some("main")));
+    assert_eq!(r.header("retry-after"), None, "waiting does not lift a lifetime limit");
+    // Another file is fine.
+    assert_eq!(request(a.gw.public, "GET", &url(&a, &key, "big.bin").await, &[]).await.status, 200);
+
+    let r = a.customer(&key, "GET", "/v1/usage?artifact=app/1.0.0/app.tar.gz", None).await;
+    let limits = Admin::json(&r)["limits"].clone();
+    let row = |name: &str, scope: &str| {
+        limits.as_array().unwrap().iter().find(|l| l["name"] == name && l["scope"] == scope).cloned()
+    };
+    // The configured default is the customer's; it counted both downloads.
+    assert_eq!(row("downloads_per_day", "customer").unwrap()["used"], 2);
+    assert_eq!(row("downloads_per_artifact", "entitlement").unwrap()["used"], 1);
+    assert_eq!(row("downloads_per_artifact", "entitlement").unwrap()["artifact"], "app/1.0.0/app.tar.gz");
+    assert!(row("downloads_per_day", "entitlement").is_none(), "\"unlimited\" is no limit: {limits}");
+}
+
+/// Read a response body to its end; the bytes, or the error that cut it.
+async fn read_all(response: hyper::Response<hyper::body::Incoming>) -> Result<Vec<u8>, String> {
+    response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).map_err(|e| e.to_string())
+}
+
+/// Redis with its data on disk, so that a restart keeps the catalog.
+async fn durable_redis() -> RedisServer {
+    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+}
+
+#[tokio::test]
+async fn a_redis_outage_fails_closed_and_heals_by_itself() {
+    let mut redis = durable_redis().await;
+    let a = Admin::on_redis(&redis, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    let (big, small) = (url(&a, &key, "big.bin").await, url(&a, &key, "app.tar.gz").await);
+
+    let streaming = send(a.gw.public, "GET", &big, &[]).await;
+    assert_eq!(streaming.status(), 200);
+    redis.kill();
+
+    // New downloads and new URLs: 503, nothing served unchecked.
+    let r = request(a.gw.public, "GET", &small, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "store_unavailable"), "{r:?}");
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "store_unavailable"), "{r:?}");
+    // The download in flight completes.
+    let body = read_all(streaming).await.unwrap();
+    assert_eq!(sha256_hex(&body), sha256_hex(&test_bytes(BIG)));
+
+    // Redis returns; the gateway reconnects by itself.
+    redis.restart().await;
+    let mut healed = None;
+    for _ in 0..100 {
+        let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+        if r.status == 201 {
+            healed = Some(target(Admin::json(&r)["url"].as_str().unwrap()).to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh = healed.expect("the customer API did not recover after Redis came back");
+    assert_eq!(request(a.gw.public, "GET", &fresh, &[]).await.status, 200);
+    assert_eq!(request(a.gw.public, "GET", &small, &[]).await.status, 200);
+    assert_eq!(usage(&a, &key).await["active_downloads"], 0, "usage is readable again");
+}
+
+#[tokio::test]
+async fn fail_open_serves_grant_urls_on_their_signature() {
+    let mut redis = durable_redis().await;
+    let a = Admin::on_redis(&redis, |c| {
+        no_rate_limits(c);
+        c.downloads.on_store_unavailable = tollgate::config::FailMode::Open;
+    })
+    .await;
+    let key = catalog(&a, json!({})).await;
+    let small = url(&a, &key, "app.tar.gz").await;
+    redis.kill();
+    let r = request(a.gw.public, "GET", &small, &[]).await;
+    assert_eq!((r.status, r.bytes().len()), (200, 10_000), "{r:?}");
+    // Asking for new URLs still needs the store.
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!(r.status, 503);
+}
