@@ -7,8 +7,9 @@
 # Installs what the tests need and the machine lacks (Debian packages: node for
 # the reference verifier, curl for the end-to-end test, redis-server for the
 # state-store suite, which starts its own servers on free ports, and redis-tools'
-# redis-cli, which forms the test Redis Cluster), so it passes on a fresh machine
-# with nothing installed by hand.
+# redis-cli, which forms the test Redis Cluster; aria2c, whose segmented
+# downloads the quota tests count), so it passes on a fresh machine with nothing
+# installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v aria2c >/dev/null 2>&1 || missing+=(aria2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} from Debian's packages" >&2
   sudo=""

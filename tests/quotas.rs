@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, customer, release, request, send, sha256_hex,
-    target, test_bytes,
+    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, release, request, send,
+    serve_with_admin, sha256_hex, target, test_bytes,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -296,4 +296,98 @@ async fn fail_open_serves_grant_urls_on_their_signature() {
     // Asking for new URLs still needs the store.
     let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
     assert_eq!(r.status, 503);
+}
+
+/// Two gateways — this test's and a `tollgate serve` child process — share
+/// one Redis; 500 first downloads race across both at a quota of 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_redis_never_pass_the_quota() {
+    let redis = RedisServer::start().await;
+    let a = Admin::on_redis(&redis, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "downloads_per_day": 100 })).await;
+    let config = a.blobs.config();
+    let (data_dir, root) = (config.data_dir.display().to_string(), a.blobs.local_root().display().to_string());
+    let env = [
+        ("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0"),
+        ("TOLLGATE_DATA_DIR", data_dir.as_str()),
+        ("TOLLGATE_STORAGE__LOCAL__ROOT", root.as_str()),
+        ("TOLLGATE_STORE__BACKEND", "redis"),
+        ("TOLLGATE_STORE__REDIS__URL", &redis.url()),
+        ("TOLLGATE_STORE__REDIS__KEY_PREFIX", "tgtest"),
+        ("TOLLGATE_LIMITS__ADDRESS_PER_SECOND", "0"),
+        ("TOLLGATE_LIMITS__BAD_CREDENTIALS_PER_MINUTE", "0"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (_other, _admin, log) = serve_with_admin(dir.path(), &env);
+    let other: std::net::SocketAddr =
+        log.iter().find_map(|l| common::listener_addr(l, "public listener ready")).unwrap().parse().unwrap();
+
+    let mut urls = Vec::new();
+    for _ in 0..500 {
+        urls.push(url(&a, &key, "app.tar.gz").await);
+    }
+    let gateways = [a.gw.public, other];
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| tokio::spawn(async move { request(gateways[i % 2], "GET", &u, &[]).await.status }))
+        .collect();
+    let mut ok = [0, 0];
+    let mut refused = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            200 => ok[i % 2] += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok[0] + ok[1], 100, "{ok:?}");
+    assert_eq!(refused, 400);
+    assert!(ok[0] > 0 && ok[1] > 0, "both gateways served some: {ok:?}");
+    assert_eq!(used(&a, &key).await, 100);
+}
+
+/// The issue's own scenario, with real clients: at 2 downloads a day, a curl
+/// download, its `curl -C -` resume and an 8-way aria2c download of the same
+/// grant count as one; HEAD never counts; the third grant is refused.
+// curl and aria2c block their thread: the gateway needs another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_resume_and_aria2c_segments_count_once() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "downloads_per_day": 2 })).await;
+    let base = format!("http://{}", a.gw.public);
+    let (u1, u2, u3) =
+        (url(&a, &key, "big.bin").await, url(&a, &key, "big.bin").await, url(&a, &key, "app.tar.gz").await);
+    let (first, second, third) = (format!("{base}{u1}"), format!("{base}{u2}"), format!("{base}{u3}"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.bin");
+    let out_s = out.to_str().unwrap();
+    let want = sha256_hex(&test_bytes(BIG));
+
+    assert!(curl(&["-f", "-I", &first]).status.success());
+    assert_eq!(used(&a, &key).await, 0, "HEAD counted");
+    // A download cut short, then resumed.
+    assert!(curl(&["-f", "-r", "0-999999", "-o", out_s, &first]).status.success());
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 1_000_000);
+    let o = curl(&["-f", "-C", "-", "-o", out_s, &first]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
+    // The same grant again, in 8 parallel segments.
+    std::fs::remove_file(&out).unwrap();
+    let o = std::process::Command::new("aria2c")
+        .args(["-x", "8", "-s", "8", "-k", "1M", "--file-allocation=none", "--console-log-level=warn"])
+        .args(["--summary-interval=0", "--allow-overwrite=true", "-d", dir.path().to_str().unwrap(), "-o", "big.bin"])
+        .arg(&first)
+        .output()
+        .expect("`aria2c` is needed for this test; scripts/test.sh installs it");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
+    assert_eq!(used(&a, &key).await, 1);
+
+    assert!(curl(&["-f", "-o", out_s, &second]).status.success());
+    assert_eq!(used(&a, &key).await, 2);
+    let o = curl(&["-o", "/dev/null", "-w", "%{http_code}", &third]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "429");
 }
