@@ -21,6 +21,9 @@ use crate::server::{self, ServeOptions};
 use crate::signing::{self, KeyMaterial, KeyRing};
 use crate::{storage, store};
 
+/// How often grants past use are deleted.
+const PURGE_GRANTS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where the signing keys came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -197,12 +200,27 @@ impl Gateway {
                 leases.renew_all().await;
             }
         });
+        // Grants no URL can use any more are deleted every few minutes.
+        let state = self.state.clone();
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_GRANTS_EVERY);
+            loop {
+                tick.tick().await;
+                let now = state.clock.now_unix();
+                match state.catalog.purge_grants(now, state.downloads.resume_window).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired grants deleted"),
+                    Err(e) => tracing::warn!(error = %e, "could not purge expired grants"),
+                }
+            }
+        });
         tokio::join!(
             server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
             server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
         );
         evictor.abort();
         renewer.abort();
+        purger.abort();
         tracing::info!("stopped");
     }
 }

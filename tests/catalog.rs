@@ -9,9 +9,9 @@ use common::{StoreKind, store_fixture};
 use semver::Version;
 use tollgate::catalog::{
     CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License,
-    Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
+    Grant, Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
-use tollgate::store::Written;
+use tollgate::store::{Kind, Store, Written};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
 
@@ -22,6 +22,7 @@ backend_suite!(
     release_lifecycle,
     entitlements_are_listed_per_customer,
     invalid_input_is_named,
+    unusable_grants_are_purged,
 );
 
 fn product(id: &str) -> Product {
@@ -177,4 +178,32 @@ async fn invalid_input_is_named(kind: StoreKind) {
     let mut e = entitlement("acme", "e1");
     e.channels.clear();
     assert!(matches!(repo.put_entitlement(&e).await, Err(CatalogError::Invalid { field: "channels", .. })));
+}
+
+async fn unusable_grants_are_purged(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let repo = CatalogRepo::new(f.store.clone());
+    let grant = |n: u64, expires: u64| Grant {
+        id: format!("{n:024x}.main"),
+        customer: "acme".into(),
+        entitlement: "main".into(),
+        product: "app".into(),
+        version: Version::new(1, 0, 0),
+        filename: "app.tar.gz".into(),
+        issued_at: Timestamp(expires - 900),
+        expires_at: Timestamp(expires),
+        started_at: None,
+        requested_from: None,
+    };
+    // 1 500 grants (more than a page): two in three expired beyond the
+    // resume window of 100 s; the rest still usable.
+    for n in 0..1500 {
+        let expires = if n % 3 == 0 { NOW.0 - 50 } else { NOW.0 - 101 };
+        repo.put_grant(&grant(n, expires)).await.unwrap();
+    }
+    f.store.put(Kind::Grant, "acme/corrupt", b"not json").await.unwrap();
+    assert_eq!(repo.purge_grants(NOW.0, 100).await.unwrap(), 1000);
+    let left = f.store.list(Kind::Grant, "acme/", None, 1000).await.unwrap();
+    assert_eq!(left.len(), 501, "the usable 500 and the corrupt record");
+    assert_eq!(repo.purge_grants(NOW.0, 100).await.unwrap(), 0);
 }

@@ -10,7 +10,7 @@ use semver::Version;
 use super::artifacts::artifact_key;
 use super::model::{Artifact, Customer, Entitlement, Grant, Release};
 use super::repo::{CatalogError, CatalogRepo};
-use crate::store::{Kind, StoreError, put_json};
+use crate::store::{Kind, MAX_PAGE, StoreError, put_json};
 
 /// Hex digits of randomness at the start of a grant id (96 bits).
 const RANDOM_HEX: usize = 24;
@@ -68,6 +68,34 @@ impl CatalogRepo {
     pub async fn put_grant(&self, g: &Grant) -> Result<(), CatalogError> {
         put_json(self.store().as_ref(), Kind::Grant, &format!("{}/{}", g.customer, g.id), g).await?;
         Ok(())
+    }
+
+    /// Delete the grants no URL can use any more: past their expiry by more
+    /// than the resume window (a started grant is resumable for that long
+    /// after its start, which came before its expiry). Walks every grant a
+    /// page at a time; returns how many were deleted.
+    pub async fn purge_grants(&self, now: u64, resume_window: u64) -> Result<usize, CatalogError> {
+        let store = self.store().as_ref();
+        let mut after: Option<String> = None;
+        let mut purged = 0;
+        loop {
+            let page = store.list(Kind::Grant, "", after.as_deref(), MAX_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                let expires = match serde_json::from_slice::<Grant>(value) {
+                    Ok(g) => g.expires_at.0,
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %e, "skipping a corrupt grant record");
+                        continue;
+                    }
+                };
+                if expires.saturating_add(resume_window) < now && store.delete(Kind::Grant, key).await? {
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
     }
 
     /// The grant `grant_id` of `customer` and everything it depends on, as one
