@@ -6,7 +6,10 @@
 //! - `HEAD` on the URL it returned: the data plane's grant re-check (one store
 //!   round trip) plus storage metadata;
 //! - `HEAD` on an operator-signed URL for the same file: the same without the
-//!   re-check, so the difference is the re-check's cost.
+//!   re-check, so the difference is the re-check's cost;
+//! - initiations per second: the first `GET` of fresh grants from 16 clients
+//!   at once (re-check, the quota script or transaction with every limit set,
+//!   the lease), and the same `GET`s again, already started.
 //!
 //! `cargo bench --bench customer_api` runs 2000 of each; `cargo test` runs 10
 //! so that it cannot rot. Loopback only; bounded in count and time.
@@ -73,11 +76,12 @@ async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
     sender
 }
 
+/// One request with one extra header (`authorization`, `range`, ...).
 async fn call(
     sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
     target: &str,
-    auth: &str,
+    header: (&str, &str),
     body: Option<&Value>,
 ) -> (u16, Bytes) {
     let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
@@ -85,7 +89,7 @@ async fn call(
         .method(method)
         .uri(target)
         .header("host", "127.0.0.1")
-        .header("authorization", auth)
+        .header(header.0, header.1)
         .body(Full::new(body))
         .unwrap_or_else(|e| fail(format!("request: {e}")));
     // The previous exchange may still be finishing on the connection.
@@ -114,7 +118,15 @@ async fn set_up(dir: &Path, admin: &str) -> String {
             None,
         ),
         ("POST", "/admin/v1/products/app/releases/1.0.0/publish", None),
-        ("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme" }))),
+        // Limits high enough never to refuse, but all checked on every initiation.
+        (
+            "PUT",
+            "/admin/v1/customers/acme",
+            Some(json!({ "name": "Acme", "quota": {
+                "downloads_per_day": 1_000_000_000u64, "downloads_per_month": 1_000_000_000u64,
+                "bytes_per_day": 1u64 << 60, "downloads_per_artifact": 1_000_000_000u64, "concurrent_downloads": 100_000
+            } })),
+        ),
         (
             "PUT",
             "/admin/v1/customers/acme/entitlements/e1",
@@ -122,12 +134,12 @@ async fn set_up(dir: &Path, admin: &str) -> String {
         ),
     ];
     for (method, path, body) in &steps {
-        let (status, text) = call(&mut s, method, path, &auth, body.as_ref()).await;
+        let (status, text) = call(&mut s, method, path, ("authorization", &auth), body.as_ref()).await;
         if status >= 300 {
             fail(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&text)));
         }
     }
-    let (_, text) = call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", &auth, None).await;
+    let (_, text) = call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", ("authorization", &auth), None).await;
     let created: Value = serde_json::from_slice(&text).unwrap_or_default();
     created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
 }
@@ -139,14 +151,14 @@ async fn series(
     expect: u16,
     method: &str,
     target: &str,
-    auth: &str,
+    header: (&str, &str),
     body: Option<&Value>,
 ) -> Vec<Duration> {
     let deadline = Instant::now() + SERIES_DEADLINE;
     let mut lat = Vec::with_capacity(n);
     while lat.len() < n && Instant::now() < deadline {
         let t0 = Instant::now();
-        let (status, text) = call(sender, method, target, auth, body).await;
+        let (status, text) = call(sender, method, target, header, body).await;
         lat.push(t0.elapsed());
         if status != expect {
             fail(format!("{method} {target}: {status} {}", String::from_utf8_lossy(&text)));
@@ -180,19 +192,65 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
         let auth = format!("Bearer {key}");
         let mut s = connect(&public).await;
         let ask = json!({ "product": "app", "version": "1.0.0", "platform": "linux-x86_64" });
-        let lat = series(&mut s, n, 201, "POST", "/v1/downloads", &auth, Some(&ask)).await;
+        let auth = ("authorization", auth.as_str());
+        let lat = series(&mut s, n, 201, "POST", "/v1/downloads", auth, Some(&ask)).await;
         report(backend, "POST /v1/downloads", &lat);
 
-        let (_, text) = call(&mut s, "POST", "/v1/downloads", &auth, Some(&ask)).await;
+        let (_, text) = call(&mut s, "POST", "/v1/downloads", auth, Some(&ask)).await;
         let issued: Value = serde_json::from_slice(&text).unwrap_or_default();
         let grant_url = issued["url"].as_str().unwrap_or_else(|| fail("no url".into()));
         let target = &grant_url[grant_url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..];
-        let lat = series(&mut s, n, 200, "HEAD", target, "", None).await;
+        let lat = series(&mut s, n, 200, "HEAD", target, NO_HEADER, None).await;
         report(backend, "HEAD grant URL (with re-check)", &lat);
         let operator = sign(dir.path(), "app/1.0.0/app.tar.gz", &format!("http://{public}"));
-        let lat = series(&mut s, n, 200, "HEAD", &operator, "", None).await;
+        let lat = series(&mut s, n, 200, "HEAD", &operator, NO_HEADER, None).await;
         report(backend, "HEAD operator URL (no re-check)", &lat);
+
+        // Initiations: the first GET of fresh grants (one byte each, so the
+        // figure is the quota step, not the transfer), then the same GETs
+        // again (already started: no quota script).
+        let mut grants = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (_, text) = call(&mut s, "POST", "/v1/downloads", auth, Some(&ask)).await;
+            let issued: Value = serde_json::from_slice(&text).unwrap_or_default();
+            let url = issued["url"].as_str().unwrap_or_else(|| fail("no url".into()));
+            grants.push(url[url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..].to_owned());
+        }
+        let first = initiations(&public, &grants).await;
+        let again = initiations(&public, &grants).await;
+        for (what, secs) in [("first GET (initiation)", first), ("GET again (already started)", again)] {
+            println!("{backend:<8} {what:<34} {n:>6} {CLIENTS} clients: {:>8.0} per s", n as f64 / secs);
+        }
     });
+}
+
+const NO_HEADER: (&str, &str) = ("x-load-test", "1");
+/// Concurrent clients in the initiation series.
+const CLIENTS: usize = 16;
+
+/// GET `bytes=0-0` of every target, spread over [`CLIENTS`] keep-alive
+/// connections at once; the seconds it took.
+async fn initiations(public: &str, targets: &[String]) -> f64 {
+    let t0 = Instant::now();
+    let tasks: Vec<_> = targets
+        .chunks(targets.len().div_ceil(CLIENTS).max(1))
+        .map(|chunk| {
+            let (public, chunk) = (public.to_owned(), chunk.to_vec());
+            tokio::spawn(async move {
+                let mut s = connect(&public).await;
+                for t in &chunk {
+                    let (status, text) = call(&mut s, "GET", t, ("range", "bytes=0-0"), None).await;
+                    if status != 206 {
+                        fail(format!("GET {t}: {status} {}", String::from_utf8_lossy(&text)));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| fail(e.to_string()));
+    }
+    t0.elapsed().as_secs_f64()
 }
 
 fn main() {

@@ -8,10 +8,10 @@ mod common;
 use common::{StoreKind, store_fixture};
 use semver::Version;
 use tollgate::catalog::{
-    CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License,
-    Grant, Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
+    CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, Grant,
+    License, Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
-use tollgate::store::{Kind, Store, Written};
+use tollgate::store::{Kind, Written};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
 
@@ -42,7 +42,13 @@ fn release(product: &str, v: &str) -> Release {
 }
 
 fn customer(id: &str) -> Customer {
-    Customer { id: id.into(), name: id.into(), status: CustomerStatus::Active, allowed_cidrs: vec![], quota: Default::default() }
+    Customer {
+        id: id.into(),
+        name: id.into(),
+        status: CustomerStatus::Active,
+        allowed_cidrs: vec![],
+        quota: Default::default(),
+    }
 }
 
 fn entitlement(customer: &str, id: &str) -> Entitlement {

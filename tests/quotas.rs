@@ -111,7 +111,10 @@ async fn a_grant_counts_once_whatever_its_requests(kind: StoreKind) {
     // fourth URL, before it is even handed out.
     let r = request(public, "GET", &u3, &[]).await;
     let q = quota_refusal(&r);
-    assert_eq!((q["name"].as_str(), q["scope"].as_str(), q["limit"].as_u64(), q["used"].as_u64()), (Some("downloads_per_day"), Some("customer"), Some(2), Some(2)));
+    assert_eq!(
+        (q["name"].as_str(), q["scope"].as_str(), q["limit"].as_u64(), q["used"].as_u64()),
+        (Some("downloads_per_day"), Some("customer"), Some(2), Some(2))
+    );
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
     let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
@@ -216,7 +219,10 @@ async fn an_entitlement_quota_overrides_the_customers() {
     assert_eq!(request(a.gw.public, "GET", &u, &[]).await.status, 200);
     let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
     let q = quota_refusal(&r);
-    assert_eq!((q["name"].as_str(), q["scope"].as_str(), q["entitlement"].as_str()), (Some("downloads_per_artifact"), Some("entitlement"), Some("main")));
+    assert_eq!(
+        (q["name"].as_str(), q["scope"].as_str(), q["entitlement"].as_str()),
+        (Some("downloads_per_artifact"), Some("entitlement"), Some("main"))
+    );
     assert_eq!(r.header("retry-after"), None, "waiting does not lift a lifetime limit");
     // Another file is fine.
     assert_eq!(request(a.gw.public, "GET", &url(&a, &key, "big.bin").await, &[]).await.status, 200);

@@ -13,8 +13,8 @@ use crate::catalog::{
     Artifact, CatalogError, CatalogRepo, Channel, Customer, Entitlement, Grant, PLATFORM_ANY, Release, ReleaseStatus,
     Timestamp,
 };
-use crate::store::StoreError;
 use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
+use crate::store::StoreError;
 
 /// Why a customer request or a grant was refused.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,13 @@ use crate::catalog::{Channel, License};
 const NOW: u64 = 1_800_000_000;
 
 fn customer() -> Customer {
-    Customer { id: "acme".into(), name: "Acme".into(), status: CustomerStatus::Active, allowed_cidrs: vec![], quota: Default::default() }
+    Customer {
+        id: "acme".into(),
+        name: "Acme".into(),
+        status: CustomerStatus::Active,
+        allowed_cidrs: vec![],
+        quota: Default::default(),
+    }
 }
 
 fn release(version: &str, channel: Channel) -> Release {

@@ -25,10 +25,10 @@ use super::{AppState, Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
-use crate::quota::{self, LimitView};
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
+use crate::quota::{self, LimitView};
 
 /// Every customer route; all of them require an API key.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {

@@ -18,9 +18,9 @@ use super::{AppState, PeerAddr, client_ip};
 use crate::catalog::{Artifact, Grant, Timestamp};
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
 use crate::quota::{self, LeaseGuard, Outcome, Scope};
-use crate::store::StoreError;
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
+use crate::store::StoreError;
 
 /// Where a failure came from; decides log level (and, later, metric labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +182,10 @@ async fn serve(
     let checked = match token.grant {
         Some(grant) => match recheck(state, token.customer, grant, &key, client).await {
             Ok(c) => {
-                let resumable =
-                    c.grant.started_at.is_some_and(|t| presented.now < t.0.saturating_add(state.downloads.resume_window));
+                let resumable = c
+                    .grant
+                    .started_at
+                    .is_some_and(|t| presented.now < t.0.saturating_add(state.downloads.resume_window));
                 if token.expired && !resumable {
                     return Err(expired);
                 }
@@ -193,7 +195,9 @@ async fn serve(
                 tracing::warn!(error = %e, "store unavailable: serving the grant URL on its signature alone (fail open)");
                 None
             }
-            Err(e @ DownloadError::Access(AccessError::UnknownGrant)) => return Err(refused_credentials(state, client, e)),
+            Err(e @ DownloadError::Access(AccessError::UnknownGrant)) => {
+                return Err(refused_credentials(state, client, e));
+            }
             Err(e) => return Err(e),
         },
         None => None,
@@ -287,7 +291,9 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
             Ok(Outcome::AlreadyStarted { .. }) => {}
             Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
                 let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
-                    AccessError::Catalog(StoreError::Internal(format!("the store refused unlimited step {index}")).into())
+                    AccessError::Catalog(
+                        StoreError::Internal(format!("the store refused unlimited step {index}")).into(),
+                    )
                 })?;
                 return Err(AccessError::Quota(exceeded).into());
             }

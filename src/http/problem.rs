@@ -180,16 +180,17 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// `429 quota_exceeded`, naming the limit, with `Retry-After` when waiting
 /// helps.
 pub fn quota_exceeded(e: &Exceeded) -> Problem {
-    let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "Too Many Requests").with_detail(format!(
-        "Over the {} download quota: {} of {} used{}.",
-        e.limit.kind,
-        e.used,
-        e.limit.limit,
-        match &e.limit.scope {
-            Scope::Customer => String::new(),
-            Scope::Entitlement(id) => format!(" under entitlement {id}"),
-        }
-    ));
+    let mut p =
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "Too Many Requests").with_detail(format!(
+            "Over the {} download quota: {} of {} used{}.",
+            e.limit.kind,
+            e.used,
+            e.limit.limit,
+            match &e.limit.scope {
+                Scope::Customer => String::new(),
+                Scope::Entitlement(id) => format!(" under entitlement {id}"),
+            }
+        ));
     p.quota = Some(e.view());
     if let Some(secs) = e.retry_after {
         p = p.with_header(header::RETRY_AFTER, HeaderValue::from(secs));

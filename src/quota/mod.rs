@@ -608,8 +608,7 @@ pub trait QuotaStore: Send + Sync {
 
     /// Extend `grant`'s leases in `sets` to `expires` (re-adding them if they
     /// lapsed).
-    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64)
-    -> Result<(), StoreError>;
+    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError>;
 
     /// Drop `grant`'s leases in `sets`.
     async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError>;

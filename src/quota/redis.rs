@@ -156,13 +156,7 @@ impl QuotaStore for RedisStore {
         Ok((c.iter().map(|v| v.unwrap_or(0)).collect(), l.iter().map(|v| v.unwrap_or(0)).collect()))
     }
 
-    async fn renew_leases(
-        &self,
-        customer: &str,
-        grant: &str,
-        sets: &[String],
-        expires: u64,
-    ) -> Result<(), StoreError> {
+    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for set in sets {
             pipe.zadd(self.lease_key(customer, set), grant, expires).ignore();

@@ -124,8 +124,10 @@ impl QuotaStore for SqliteStore {
             let tx = conn.transaction().map_err(internal)?;
             let mut values = Vec::with_capacity(counters.len());
             for c in &counters {
-                let v: Option<i64> =
-                    tx.query_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0)).optional().map_err(internal)?;
+                let v: Option<i64> = tx
+                    .query_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0))
+                    .optional()
+                    .map_err(internal)?;
                 values.push(to_u64(v.unwrap_or(0)));
             }
             let mut held = Vec::with_capacity(sets.len());
@@ -145,13 +147,7 @@ impl QuotaStore for SqliteStore {
         .await
     }
 
-    async fn renew_leases(
-        &self,
-        customer: &str,
-        grant: &str,
-        sets: &[String],
-        expires: u64,
-    ) -> Result<(), StoreError> {
+    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError> {
         let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(internal)?;

@@ -73,9 +73,14 @@ fn periods_are_utc_calendar_days_and_months() {
 
 #[test]
 fn limits_come_from_the_entitlement_then_the_customer_then_the_default() {
-    let defaults = Quota { downloads_per_day: Some(Limit::At(10)), bytes_per_day: Some(Limit::At(1000)), ..Quota::default() };
+    let defaults =
+        Quota { downloads_per_day: Some(Limit::At(10)), bytes_per_day: Some(Limit::At(1000)), ..Quota::default() };
     let c = customer(Quota { downloads_per_day: Some(Limit::At(5)), ..Quota::default() });
-    let e = entitlement(Quota { downloads_per_day: Some(Limit::At(2)), bytes_per_day: Some(Limit::Unlimited), ..Quota::default() });
+    let e = entitlement(Quota {
+        downloads_per_day: Some(Limit::At(2)),
+        bytes_per_day: Some(Limit::Unlimited),
+        ..Quota::default()
+    });
     assert_eq!(
         limits_for(&defaults, &c, None),
         vec![
@@ -108,11 +113,18 @@ fn a_plan_counts_both_scopes_and_limits_the_one_in_force() {
     // Every counter is kept in both scopes, limited or not.
     assert_eq!(plan.steps.len(), 10);
     assert!(plan.steps.iter().any(|st| st.counter.field == "app/1.0.0/app.tar.gz" && st.counter.ttl.is_none()));
-    assert_eq!(plan.leases, vec![LeaseStep { set: "l".into(), limit: Some(1) }, LeaseStep { set: "l:trial".into(), limit: None }]);
+    assert_eq!(
+        plan.leases,
+        vec![LeaseStep { set: "l".into(), limit: Some(1) }, LeaseStep { set: "l:trial".into(), limit: None }]
+    );
     // Marked started until the grant is no longer resumable.
     assert_eq!(plan.started_ttl, 900 + 3600);
 
-    let day = plan.steps.iter().position(|st| st.counter.field == "e:trial:n" && st.counter.bucket.starts_with("d:")).unwrap();
+    let day = plan
+        .steps
+        .iter()
+        .position(|st| st.counter.field == "e:trial:n" && st.counter.bucket.starts_with("d:"))
+        .unwrap();
     let e = plan.exceeded(day, 2, None).unwrap();
     assert_eq!(e.limit.kind, LimitKind::DownloadsPerDay);
     assert_eq!(e.retry_after, Some(1_795_564_800 - NOW));

@@ -3,8 +3,8 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::net::SocketAddr;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
