@@ -171,6 +171,11 @@ enum CustomerCmd {
         /// Remove the network restriction.
         #[arg(long)]
         any_address: bool,
+        /// A download limit, e.g. `downloads_per_day=100` or
+        /// `concurrent_downloads=unlimited`; repeatable. Given, the customer's
+        /// quota becomes exactly these; not given, it is kept.
+        #[arg(long = "quota", value_name = "LIMIT=N", value_parser = parse_limit)]
+        quota: Vec<(String, Value)>,
     },
     Get {
         id: String,
@@ -208,6 +213,10 @@ struct EntitleArgs {
     /// active (default), suspended or revoked.
     #[arg(long)]
     status: Option<String>,
+    /// A download limit for this entitlement's downloads, e.g.
+    /// `downloads_per_artifact=3`; repeatable.
+    #[arg(long = "quota", value_name = "LIMIT=N", value_parser = parse_limit)]
+    quota: Vec<(String, Value)>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -263,6 +272,20 @@ fn set(body: &mut Value, key: &str, value: impl Into<Value>) {
     let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
     if !empty {
         body[key] = value;
+    }
+}
+
+/// `downloads_per_day=100`: a quota field and its value (a number, or a word
+/// such as `unlimited`, which the server judges).
+fn parse_limit(text: &str) -> Result<(String, Value), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not LIMIT=N"))?;
+    let value = value.parse::<u64>().map_or_else(|_| json!(value), |n| json!(n));
+    Ok((name.to_owned(), value))
+}
+
+fn set_quota(body: &mut Value, limits: &[(String, Value)]) {
+    if !limits.is_empty() {
+        body["quota"] = limits.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>().into();
     }
 }
 
@@ -331,8 +354,9 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             }
         },
         AdminCommand::Customer(c) => match c {
-            CustomerCmd::Put { id, name, status, allow_cidrs, any_address } => {
+            CustomerCmd::Put { id, name, status, allow_cidrs, any_address, quota } => {
                 let mut body = json!({ "name": name });
+                set_quota(&mut body, quota);
                 set(&mut body, "status", status.clone());
                 set(&mut body, "allowed_cidrs", allow_cidrs.clone());
                 if *any_address {
@@ -355,6 +379,7 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             set(&mut body, "channels", e.channels.clone());
             set(&mut body, "platforms", e.platforms.clone());
             set(&mut body, "status", e.status.clone());
+            set_quota(&mut body, &e.quota);
             let path = format!("/admin/v1/customers/{}/entitlements/{}", seg(&e.customer), seg(&e.id));
             call("PUT", path, Some(body))
         }
@@ -509,6 +534,30 @@ mod tests {
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/artifacts/a.zip?force=true");
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--allow-cidr", "10.0.0.0/8"]), now);
         assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": ["10.0.0.0/8"] }));
+        let c = to_call(
+            &parse(&[
+                "customer",
+                "put",
+                "acme",
+                "--name",
+                "A",
+                "--quota",
+                "downloads_per_day=2",
+                "--quota",
+                "bytes_per_day=unlimited",
+            ]),
+            now,
+        );
+        assert_eq!(
+            c.body.unwrap(),
+            json!({ "name": "A", "quota": { "downloads_per_day": 2, "bytes_per_day": "unlimited" } })
+        );
+        assert!(
+            crate::cli::Cli::try_parse_from([
+                "tollgate", "admin", "customer", "put", "a", "--name", "A", "--quota", "x"
+            ])
+            .is_err()
+        );
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--any-address"]), now);
         assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": [] }));
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--status", "suspended"]), now);
