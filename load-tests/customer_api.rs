@@ -76,22 +76,20 @@ async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
     sender
 }
 
-/// One request with one extra header (`authorization`, `range`, ...).
+/// One request, with at most one extra header (`authorization`, `range`).
 async fn call(
     sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
     target: &str,
-    header: (&str, &str),
+    header: Option<(&str, &str)>,
     body: Option<&Value>,
 ) -> (u16, Bytes) {
     let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(target)
-        .header("host", "127.0.0.1")
-        .header(header.0, header.1)
-        .body(Full::new(body))
-        .unwrap_or_else(|e| fail(format!("request: {e}")));
+    let mut req = hyper::Request::builder().method(method).uri(target).header("host", "127.0.0.1");
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let req = req.body(Full::new(body)).unwrap_or_else(|e| fail(format!("request: {e}")));
     // The previous exchange may still be finishing on the connection.
     sender.ready().await.unwrap_or_else(|e| fail(format!("connection lost: {e}")));
     let resp = sender.send_request(req).await.unwrap_or_else(|e| fail(format!("send {target}: {e}")));
@@ -134,12 +132,13 @@ async fn set_up(dir: &Path, admin: &str) -> String {
         ),
     ];
     for (method, path, body) in &steps {
-        let (status, text) = call(&mut s, method, path, ("authorization", &auth), body.as_ref()).await;
+        let (status, text) = call(&mut s, method, path, Some(("authorization", &auth)), body.as_ref()).await;
         if status >= 300 {
             fail(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&text)));
         }
     }
-    let (_, text) = call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", ("authorization", &auth), None).await;
+    let (_, text) =
+        call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", Some(("authorization", &auth)), None).await;
     let created: Value = serde_json::from_slice(&text).unwrap_or_default();
     created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
 }
@@ -151,7 +150,7 @@ async fn series(
     expect: u16,
     method: &str,
     target: &str,
-    header: (&str, &str),
+    header: Option<(&str, &str)>,
     body: Option<&Value>,
 ) -> Vec<Duration> {
     let deadline = Instant::now() + SERIES_DEADLINE;
@@ -192,7 +191,7 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
         let auth = format!("Bearer {key}");
         let mut s = connect(&public).await;
         let ask = json!({ "product": "app", "version": "1.0.0", "platform": "linux-x86_64" });
-        let auth = ("authorization", auth.as_str());
+        let auth = Some(("authorization", auth.as_str()));
         let lat = series(&mut s, n, 201, "POST", "/v1/downloads", auth, Some(&ask)).await;
         report(backend, "POST /v1/downloads", &lat);
 
@@ -200,10 +199,10 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
         let issued: Value = serde_json::from_slice(&text).unwrap_or_default();
         let grant_url = issued["url"].as_str().unwrap_or_else(|| fail("no url".into()));
         let target = &grant_url[grant_url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..];
-        let lat = series(&mut s, n, 200, "HEAD", target, NO_HEADER, None).await;
+        let lat = series(&mut s, n, 200, "HEAD", target, None, None).await;
         report(backend, "HEAD grant URL (with re-check)", &lat);
         let operator = sign(dir.path(), "app/1.0.0/app.tar.gz", &format!("http://{public}"));
-        let lat = series(&mut s, n, 200, "HEAD", &operator, NO_HEADER, None).await;
+        let lat = series(&mut s, n, 200, "HEAD", &operator, None, None).await;
         report(backend, "HEAD operator URL (no re-check)", &lat);
 
         // Initiations: the first GET of fresh grants (one byte each, so the
@@ -224,7 +223,6 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
     });
 }
 
-const NO_HEADER: (&str, &str) = ("x-load-test", "1");
 /// Concurrent clients in the initiation series.
 const CLIENTS: usize = 16;
 
@@ -239,7 +237,7 @@ async fn initiations(public: &str, targets: &[String]) -> f64 {
             tokio::spawn(async move {
                 let mut s = connect(&public).await;
                 for t in &chunk {
-                    let (status, text) = call(&mut s, "GET", t, ("range", "bytes=0-0"), None).await;
+                    let (status, text) = call(&mut s, "GET", t, Some(("range", "bytes=0-0")), None).await;
                     if status != 206 {
                         fail(format!("GET {t}: {status} {}", String::from_utf8_lossy(&text)));
                     }

@@ -207,7 +207,8 @@ impl Gateway {
             loop {
                 tick.tick().await;
                 let now = state.clock.now_unix();
-                match state.catalog.purge_grants(now, state.downloads.resume_window).await {
+                let usable_after_expiry = state.downloads.resume_window + state.clock_skew;
+                match state.catalog.purge_grants(now, usable_after_expiry).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired grants deleted"),
                     Err(e) => tracing::warn!(error = %e, "could not purge expired grants"),

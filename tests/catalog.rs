@@ -5,11 +5,11 @@
 #[macro_use]
 mod common;
 
-use common::{StoreKind, store_fixture};
+use common::{StoreKind, store_fixture, test_grant};
 use semver::Version;
 use tollgate::catalog::{
-    CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, Grant,
-    License, Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
+    CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License,
+    Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
 use tollgate::store::{Kind, Written};
 
@@ -189,25 +189,14 @@ async fn invalid_input_is_named(kind: StoreKind) {
 async fn unusable_grants_are_purged(kind: StoreKind) {
     let f = store_fixture(kind).await;
     let repo = CatalogRepo::new(f.store.clone());
-    let grant = |n: u64, expires: u64| Grant {
-        id: format!("{n:024x}.main"),
-        customer: "acme".into(),
-        entitlement: "main".into(),
-        product: "app".into(),
-        version: Version::new(1, 0, 0),
-        filename: "app.tar.gz".into(),
-        issued_at: Timestamp(expires - 900),
-        expires_at: Timestamp(expires),
-        started_at: None,
-        requested_from: None,
-    };
     // 1 500 grants (more than a page): two in three expired beyond the
     // resume window of 100 s; the rest still usable.
     for n in 0..1500 {
         let expires = if n % 3 == 0 { NOW.0 - 50 } else { NOW.0 - 101 };
-        repo.put_grant(&grant(n, expires)).await.unwrap();
+        repo.put_grant(&test_grant(n, "main", expires - 900)).await.unwrap();
     }
     f.store.put(Kind::Grant, "acme/corrupt", b"not json").await.unwrap();
+    // The resume window (and skew) after expiry: 100 s.
     assert_eq!(repo.purge_grants(NOW.0, 100).await.unwrap(), 1000);
     let left = f.store.list(Kind::Grant, "acme/", None, 1000).await.unwrap();
     assert_eq!(left.len(), 501, "the usable 500 and the corrupt record");

@@ -16,6 +16,7 @@ use common::{
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tollgate::clock::ManualClock;
 use tollgate::config::Config;
 
 backend_suite!(
@@ -172,36 +173,41 @@ async fn concurrent_downloads_hold_leases(kind: StoreKind) {
 
     // The client goes away: the lease is released, the slot frees.
     drop(streaming);
-    let mut freed = false;
-    for _ in 0..100 {
-        if usage(&a, &key).await["active_downloads"] == 0 {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(freed, "the lease was not released after the client disconnected");
+    assert!(no_active_downloads(&a, &key).await, "the lease was not released after the client disconnected");
+    // Resumed, the same grant takes its slot again at once.
+    let resumed = send(a.gw.public, "GET", &u1, &[("range", "bytes=100-")]).await;
+    assert_eq!(resumed.status(), 206);
+    assert_eq!(usage(&a, &key).await["active_downloads"], 1);
+    quota_refusal(&request(a.gw.public, "GET", &u2, &[]).await);
+    drop(resumed);
+    assert!(no_active_downloads(&a, &key).await, "the resumed download's lease was not released");
     let r = request(a.gw.public, "GET", &u2, &[]).await;
     assert_eq!((r.status, r.bytes().len()), (200, BIG));
 }
 
 /// The URL's expiry is "must start by": a started grant resumes after it,
-/// one never started does not.
+/// for the resume window from its start; one never started does not.
 #[tokio::test]
 async fn a_started_grant_resumes_past_its_expiry() {
-    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, |c| {
+    let clock = ManualClock::new(tollgate::clock::unix_seconds(std::time::SystemTime::now()));
+    let a = Admin::start_clocked(clock.clone(), |c| {
         no_rate_limits(c);
-        c.signing.default_ttl = Duration::from_secs(2);
         c.signing.clock_skew = Duration::ZERO;
+        c.downloads.resume_window = Duration::from_secs(3600);
     })
     .await;
     let key = catalog(&a, json!({})).await;
     let (started, idle) = (url(&a, &key, "app.tar.gz").await, url(&a, &key, "app.tar.gz").await);
     assert_eq!(request(a.gw.public, "GET", &started, &[("range", "bytes=0-99")]).await.status, 206);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Past the URLs' 15 minutes.
+    clock.advance(16 * 60);
     let r = request(a.gw.public, "GET", &started, &[("range", "bytes=100-")]).await;
     assert_eq!((r.status, r.bytes().len()), (206, 9_900), "{r:?}");
     let r = request(a.gw.public, "GET", &idle, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "expired"));
+    // An hour after its start, the started one is done too.
+    clock.advance(44 * 60);
+    let r = request(a.gw.public, "GET", &started, &[("range", "bytes=100-")]).await;
     assert_eq!((r.status, r.code().as_str()), (403, "expired"));
 }
 
@@ -252,7 +258,13 @@ async fn durable_redis() -> RedisServer {
 #[tokio::test]
 async fn a_redis_outage_fails_closed_and_heals_by_itself() {
     let mut redis = durable_redis().await;
-    let a = Admin::on_redis(&redis, no_rate_limits).await;
+    let a = Admin::on_redis(&redis, |c| {
+        no_rate_limits(c);
+        // The finished stream's lease cannot be released while Redis is
+        // down; a short one lapses soon after.
+        c.downloads.lease_ttl = Duration::from_secs(3);
+    })
+    .await;
     let key = catalog(&a, json!({})).await;
     let (big, small) = (url(&a, &key, "big.bin").await, url(&a, &key, "app.tar.gz").await);
 
@@ -283,7 +295,18 @@ async fn a_redis_outage_fails_closed_and_heals_by_itself() {
     let fresh = healed.expect("the customer API did not recover after Redis came back");
     assert_eq!(request(a.gw.public, "GET", &fresh, &[]).await.status, 200);
     assert_eq!(request(a.gw.public, "GET", &small, &[]).await.status, 200);
-    assert_eq!(usage(&a, &key).await["active_downloads"], 0, "usage is readable again");
+    assert!(no_active_downloads(&a, &key).await, "leases held after the outage never freed");
+}
+
+/// Wait (bounded) until the customer has no live lease.
+async fn no_active_downloads(a: &Admin, key: &str) -> bool {
+    for _ in 0..200 {
+        if usage(a, key).await["active_downloads"] == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[tokio::test]

@@ -71,10 +71,10 @@ impl CatalogRepo {
     }
 
     /// Delete the grants no URL can use any more: past their expiry by more
-    /// than the resume window (a started grant is resumable for that long
-    /// after its start, which came before its expiry). Walks every grant a
-    /// page at a time; returns how many were deleted.
-    pub async fn purge_grants(&self, now: u64, resume_window: u64) -> Result<usize, CatalogError> {
+    /// than `usable_after_expiry` (the resume window, plus the clock skew a
+    /// start may have had past the expiry). Walks every grant a page at a
+    /// time; returns how many were deleted.
+    pub async fn purge_grants(&self, now: u64, usable_after_expiry: u64) -> Result<usize, CatalogError> {
         let store = self.store().as_ref();
         let mut after: Option<String> = None;
         let mut purged = 0;
@@ -90,7 +90,7 @@ impl CatalogRepo {
                         continue;
                     }
                 };
-                if expires.saturating_add(resume_window) < now && store.delete(Kind::Grant, key).await? {
+                if expires.saturating_add(usable_after_expiry) < now && store.delete(Kind::Grant, key).await? {
                     purged += 1;
                 }
             }

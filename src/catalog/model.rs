@@ -150,6 +150,14 @@ pub struct Artifact {
     pub etag: Option<String>,
 }
 
+impl Artifact {
+    /// `product/version/filename`: its key in the store, and how quotas and
+    /// reports name it.
+    pub fn key(&self) -> String {
+        super::artifacts::artifact_key(&self.product, &self.version, &self.filename)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CustomerStatus {

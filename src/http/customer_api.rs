@@ -303,8 +303,7 @@ async fn check_quota(
     if limits.is_empty() {
         return Ok(None);
     }
-    let key = format!("{}/{}/{}", artifact.product, artifact.version, artifact.filename);
-    let (usage, _) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&key), now.0)
+    let (usage, _) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&artifact.key()), now.0)
         .await
         .map_err(|e| AccessError::Catalog(e.into()))?;
     if let Some(exceeded) = quota::first_exceeded(&usage, artifact.size, now.0) {

@@ -170,7 +170,7 @@ async fn serve(
         .map_err(|e| refused_credentials(state, client, e.into()))?;
     let expired = DownloadError::Token(TokenError::Expired { expired_at: token.expires, now: presented.now });
     if token.expired && token.grant.is_none() {
-        return Err(expired);
+        return Err(refused_credentials(state, client, expired));
     }
     let span = tracing::Span::current();
     span.record("customer", token.customer.unwrap_or("-"));
@@ -187,7 +187,7 @@ async fn serve(
                     .started_at
                     .is_some_and(|t| presented.now < t.0.saturating_add(state.downloads.resume_window));
                 if token.expired && !resumable {
-                    return Err(expired);
+                    return Err(refused_credentials(state, client, expired));
                 }
                 Some(c)
             }
@@ -272,23 +272,19 @@ fn refused_credentials(state: &AppState, client: std::net::IpAddr, e: DownloadEr
 /// requests race for it). Returns the lease this stream holds.
 async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGuard>, DownloadError> {
     let g = &c.grant;
+    let mut initiated = false;
     if g.started_at.is_none() {
         let limits = quota::limits_for(&state.downloads.defaults, &c.customer, Some(&c.entitlement));
         let plan = quota::plan(g, &c.artifact, &limits, &state.downloads, now);
         match state.catalog.store().quotas().initiate(&plan).await {
             Ok(Outcome::Started) => {
                 tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
-                // The store's mark is what counts; the grant record follows
-                // so later requests skip the script.
-                let catalog = state.catalog.clone();
-                let started = Grant { started_at: Some(Timestamp(now)), ..g.clone() };
-                tokio::spawn(async move {
-                    if let Err(e) = catalog.put_grant(&started).await {
-                        tracing::warn!(grant = %started.id, error = %e, "could not record the grant's start");
-                    }
-                });
+                initiated = true;
+                record_start(state, g, now).await;
             }
-            Ok(Outcome::AlreadyStarted { .. }) => {}
+            // Started by a racing request, or its record's update was lost:
+            // the record learns the start (resumes past expiry need it).
+            Ok(Outcome::AlreadyStarted { at }) => record_start(state, g, at).await,
             Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
                 let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
                     AccessError::Catalog(
@@ -305,7 +301,18 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
         }
     }
     let sets = vec![quota::lease_set(&Scope::Customer), quota::lease_set(&Scope::Entitlement(g.entitlement.clone()))];
-    Ok(Some(state.leases.hold(&g.customer, &g.id, sets)))
+    Ok(Some(state.leases.hold(&g.customer, &g.id, sets, initiated).await))
+}
+
+/// Write the grant's start into its record. The store's started mark is what
+/// counts; the record lets later requests skip the quota step and tells
+/// whether an expired URL may still resume. A failure is logged: the next
+/// request repairs it.
+async fn record_start(state: &AppState, g: &Grant, at: u64) {
+    let started = Grant { started_at: Some(Timestamp(at)), ..g.clone() };
+    if let Err(e) = state.catalog.put_grant(&started).await {
+        tracing::warn!(grant = %g.id, error = %e, "could not record the grant's start");
+    }
 }
 
 async fn recheck(

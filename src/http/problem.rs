@@ -176,7 +176,6 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// `429 rate_limited` with `Retry-After`.
 /// `429 quota_exceeded`, naming the limit, with `Retry-After` when waiting
 /// helps.
 pub fn quota_exceeded(e: &Exceeded) -> Problem {
@@ -198,6 +197,7 @@ pub fn quota_exceeded(e: &Exceeded) -> Problem {
     p
 }
 
+/// `429 rate_limited` with `Retry-After`.
 pub fn rate_limited(wait: std::time::Duration) -> Problem {
     let secs = crate::ratelimit::retry_after_secs(wait);
     Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests")

@@ -45,12 +45,26 @@ impl Leases {
         self.ttl
     }
 
-    /// Hold `grant`'s leases in `sets` while the returned guard lives.
-    pub fn hold(self: &Arc<Self>, customer: &str, grant: &str, sets: Vec<String>) -> LeaseGuard {
+    /// Hold `grant`'s leases in `sets` while the returned guard lives. The
+    /// initiation wrote the lease to the store; a grant resumed later may have
+    /// had its lease released (or lapsed), so unless `initiated` the first
+    /// stream of it on this process renews it at once.
+    pub async fn hold(self: &Arc<Self>, customer: &str, grant: &str, sets: Vec<String>, initiated: bool) -> LeaseGuard {
         let key = (customer.to_owned(), grant.to_owned());
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.entry(key.clone()).or_insert(Held { streams: 0, sets }).streams += 1;
-        LeaseGuard { leases: self.clone(), key: Some(key) }
+        let first = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = held.entry(key.clone()).or_insert(Held { streams: 0, sets: sets.clone() });
+            h.streams += 1;
+            h.streams == 1
+        };
+        let guard = LeaseGuard { leases: self.clone(), key: Some(key) };
+        if first && !initiated {
+            let now = self.clock.now_unix();
+            if let Err(e) = self.store.quotas().renew_leases(customer, grant, &sets, now, self.ttl).await {
+                tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
+            }
+        }
+        guard
     }
 
     /// Streams held by this process right now (all grants).
@@ -61,14 +75,23 @@ impl Leases {
     /// Extend every lease this process holds. Failures are logged and left to
     /// the next round: a stream is never cut for want of a lease.
     pub async fn renew_all(&self) {
-        let expires = self.clock.now_unix() + self.ttl;
+        let now = self.clock.now_unix();
         let held: Vec<(GrantKey, Vec<String>)> = {
             let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             held.iter().map(|(k, h)| (k.clone(), h.sets.clone())).collect()
         };
-        for ((customer, grant), sets) in held {
-            if let Err(e) = self.store.quotas().renew_leases(&customer, &grant, &sets, expires).await {
+        let quotas = self.store.quotas();
+        for (key, sets) in held {
+            let (customer, grant) = (&key.0, &key.1);
+            if let Err(e) = quotas.renew_leases(customer, grant, &sets, now, self.ttl).await {
                 tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
+                continue;
+            }
+            // Its last stream may have ended (and released) meanwhile; the
+            // renewal must not bring the lease back.
+            let still_held = self.held.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&key);
+            if !still_held && let Err(e) = quotas.release_leases(customer, grant, &sets).await {
+                tracing::warn!(%customer, %grant, error = %e, "could not release a download lease; it will expire");
             }
         }
     }

@@ -286,7 +286,7 @@ pub struct Initiation {
     pub leases: Vec<LeaseStep>,
     /// The leases' expiry (Unix seconds).
     pub lease_expires: u64,
-    /// What each refusal means: `limits[i]` belongs to `steps[i]` (or, past
+    /// What each refusal means: `meaning[i]` belongs to `steps[i]` (or, past
     /// the steps, to `leases[i - steps.len()]`); `None` for count-only steps.
     pub meaning: Vec<Option<Applied>>,
 }
@@ -372,7 +372,7 @@ fn resets_at(kind: LimitKind, periods: &Periods) -> Option<u64> {
 /// The initiation of `grant` for `artifact` under `limits`.
 pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &Settings, now: u64) -> Initiation {
     let periods = Periods::at(now);
-    let artifact_key = format!("{}/{}/{}", artifact.product, artifact.version, artifact.filename);
+    let artifact_key = artifact.key();
     let scopes = [Scope::Customer, Scope::Entitlement(grant.entitlement.clone())];
     let mut steps = Vec::new();
     let mut meaning = Vec::new();
@@ -416,6 +416,8 @@ impl Initiation {
         let limit = self.meaning.get(index)?.clone()?;
         let resets = resets_at(limit.kind, &Periods::at(self.now));
         let retry_at = match limit.kind {
+            // A limit of 0 never frees up.
+            LimitKind::ConcurrentDownloads if limit.limit == 0 => None,
             LimitKind::ConcurrentDownloads => Some(oldest_lease_expires.unwrap_or(self.lease_expires)),
             _ => {
                 let add = self.steps.get(index).map_or(1, |s| s.add);
@@ -606,9 +608,16 @@ pub trait QuotaStore: Send + Sync {
         lease_sets: &[String],
     ) -> Result<(Vec<u64>, Vec<u64>), StoreError>;
 
-    /// Extend `grant`'s leases in `sets` to `expires` (re-adding them if they
-    /// lapsed).
-    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError>;
+    /// Extend `grant`'s leases in `sets` to `now + ttl` (re-adding them if
+    /// they lapsed).
+    async fn renew_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        sets: &[String],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError>;
 
     /// Drop `grant`'s leases in `sets`.
     async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError>;

@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::{Counter, Initiation, Outcome, QuotaStore};
 use crate::store::StoreError;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, store_error};
 
 /// The initiation script.
 ///
@@ -31,8 +31,9 @@ use crate::store::redis::RedisStore;
 ///
 /// Answers `{1, started_at}` when the grant was started before (nothing
 /// changes), `{0, index, used[, oldest_lease_expiry]}` when step `index`
-/// (1-based; lease sets follow the steps) refuses (nothing changes), and
-/// `{2, now}` when this is the initiation (everything recorded).
+/// (1-based; lease sets follow the steps) refuses (nothing is recorded; lapsed
+/// leases may have been pruned), and `{2, now}` when this is the initiation
+/// (everything recorded; a lease set expires with its newest lease).
 const INITIATE: &str = r"
 local now = tonumber(ARGV[1])
 local started = redis.call('GET', KEYS[1])
@@ -65,7 +66,10 @@ for i = 1, nc do
   local ttl = tonumber(ARGV[o + 4])
   if ttl > 0 then redis.call('EXPIRE', KEYS[1 + i], ttl) end
 end
-for j = 1, nl do redis.call('ZADD', KEYS[1 + nc + j], ARGV[6], grant) end
+for j = 1, nl do
+  redis.call('ZADD', KEYS[1 + nc + j], ARGV[6], grant)
+  redis.call('EXPIRE', KEYS[1 + nc + j], math.max(tonumber(ARGV[6]) - now, 1))
+end
 redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
 return {2, now}
 ";
@@ -82,10 +86,6 @@ impl RedisStore {
     fn lease_key(&self, customer: &str, set: &str) -> String {
         self.quota_key(customer, set)
     }
-}
-
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 fn as_u64(values: &[i64], i: usize) -> Option<u64> {
@@ -115,7 +115,7 @@ impl QuotaStore for RedisStore {
             call.arg(l.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)));
         }
         let mut conn = self.connection();
-        let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(store_error)?;
         let bad = || StoreError::Internal(format!("the quota script answered {answer:?}"));
         match answer.first() {
             Some(2) => Ok(Outcome::Started),
@@ -151,18 +151,28 @@ impl QuotaStore for RedisStore {
             pipe.zcount(self.lease_key(customer, set), format!("({now}"), "+inf");
         }
         let mut conn = self.connection();
-        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(store_error)?;
         let (c, l) = values.split_at(counters.len().min(values.len()));
         Ok((c.iter().map(|v| v.unwrap_or(0)).collect(), l.iter().map(|v| v.unwrap_or(0)).collect()))
     }
 
-    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError> {
+    async fn renew_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        sets: &[String],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for set in sets {
-            pipe.zadd(self.lease_key(customer, set), grant, expires).ignore();
+            let key = self.lease_key(customer, set);
+            pipe.zadd(&key, grant, now + ttl).ignore();
+            // The set lives as long as its newest lease.
+            pipe.expire(&key, i64::try_from(ttl).unwrap_or(i64::MAX)).ignore();
         }
         let mut conn = self.connection();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn).await.map_err(store_error)
     }
 
     async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
@@ -171,6 +181,6 @@ impl QuotaStore for RedisStore {
             pipe.zrem(self.lease_key(customer, set), grant).ignore();
         }
         let mut conn = self.connection();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn).await.map_err(store_error)
     }
 }

@@ -11,11 +11,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Counter, Initiation, Outcome, QuotaStore};
 use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
-
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
-}
+use crate::store::sqlite::{SqliteStore, sqlite_error};
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -38,11 +34,11 @@ impl QuotaStore for SqliteStore {
     async fn initiate(&self, i: &Initiation) -> Result<Outcome, StoreError> {
         let i = i.clone();
         self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let (customer, now) = (i.customer.as_str(), to_i64(i.now));
             for table in ["quota_counters", "quota_started", "quota_leases"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE customer = ?1 AND expires_at <= ?2"), params![customer, now])
-                    .map_err(internal)?;
+                    .map_err(sqlite_error)?;
             }
             let started: Option<i64> = tx
                 .query_row(
@@ -51,7 +47,7 @@ impl QuotaStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             if let Some(at) = started {
                 return Ok(Outcome::AlreadyStarted { at: to_u64(at) });
             }
@@ -60,7 +56,7 @@ impl QuotaStore for SqliteStore {
                 let used: i64 = tx
                     .query_row(LIVE_COUNTER, params![customer, s.counter.bucket, s.counter.field, now], |r| r.get(0))
                     .optional()
-                    .map_err(internal)?
+                    .map_err(sqlite_error)?
                     .unwrap_or(0);
                 if to_u64(used).saturating_add(s.add) > limit {
                     return Ok(Outcome::Refused { index, used: to_u64(used), oldest_lease_expires: None });
@@ -75,7 +71,7 @@ impl QuotaStore for SqliteStore {
                         params![customer, l.set, i.grant],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
-                    .map_err(internal)?;
+                    .map_err(sqlite_error)?;
                 if mine == 0 && to_u64(held) >= limit {
                     return Ok(Outcome::Refused {
                         index: i.steps.len() + j,
@@ -91,21 +87,21 @@ impl QuotaStore for SqliteStore {
                      SET value = value + excluded.value, expires_at = excluded.expires_at",
                     params![customer, s.counter.bucket, s.counter.field, to_i64(s.add), expiry(i.now, s.counter.ttl)],
                 )
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             }
             for l in &i.leases {
                 tx.execute(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![customer, l.set, i.grant, to_i64(i.lease_expires)],
                 )
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             }
             tx.execute(
                 "INSERT INTO quota_started (customer, grant_id, started_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![customer, i.grant, now, to_i64(i.now.saturating_add(i.started_ttl))],
             )
-            .map_err(internal)?;
-            tx.commit().map_err(internal)?;
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
             Ok(Outcome::Started)
         })
         .await
@@ -121,13 +117,13 @@ impl QuotaStore for SqliteStore {
         let (customer, counters, sets) = (customer.to_owned(), counters.to_vec(), lease_sets.to_vec());
         let now = to_i64(now);
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn.transaction().map_err(sqlite_error)?;
             let mut values = Vec::with_capacity(counters.len());
             for c in &counters {
                 let v: Option<i64> = tx
                     .query_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0))
                     .optional()
-                    .map_err(internal)?;
+                    .map_err(sqlite_error)?;
                 values.push(to_u64(v.unwrap_or(0)));
             }
             let mut held = Vec::with_capacity(sets.len());
@@ -138,27 +134,35 @@ impl QuotaStore for SqliteStore {
                         params![customer, set, now],
                         |r| r.get(0),
                     )
-                    .map_err(internal)?;
+                    .map_err(sqlite_error)?;
                 held.push(to_u64(n));
             }
-            tx.commit().map_err(internal)?;
+            tx.commit().map_err(sqlite_error)?;
             Ok((values, held))
         })
         .await
     }
 
-    async fn renew_leases(&self, customer: &str, grant: &str, sets: &[String], expires: u64) -> Result<(), StoreError> {
+    async fn renew_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        sets: &[String],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
         let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
+        let expires = now.saturating_add(ttl);
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
                 tx.execute(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![customer, set, grant, to_i64(expires)],
                 )
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             }
-            tx.commit().map_err(internal)
+            tx.commit().map_err(sqlite_error)
         })
         .await
     }
@@ -166,15 +170,15 @@ impl QuotaStore for SqliteStore {
     async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
         let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
                 tx.execute(
                     "DELETE FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND grant_id = ?3",
                     params![customer, set, grant],
                 )
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             }
-            tx.commit().map_err(internal)
+            tx.commit().map_err(sqlite_error)
         })
         .await
     }

@@ -25,39 +25,6 @@ fn entitlement(quota: Quota) -> Entitlement {
     }
 }
 
-fn grant() -> Grant {
-    Grant {
-        id: "0123456789abcdef01234567.trial".into(),
-        customer: "acme".into(),
-        entitlement: "trial".into(),
-        product: "app".into(),
-        version: semver::Version::new(1, 0, 0),
-        filename: "app.tar.gz".into(),
-        issued_at: Timestamp(NOW),
-        expires_at: Timestamp(NOW + 900),
-        started_at: None,
-        requested_from: None,
-    }
-}
-
-fn artifact(size: u64) -> Artifact {
-    Artifact {
-        product: "app".into(),
-        version: semver::Version::new(1, 0, 0),
-        filename: "app.tar.gz".into(),
-        platform: "any".into(),
-        size,
-        sha256: String::new(),
-        content_type: None,
-        storage_key: "app/1.0.0/app.tar.gz".into(),
-        etag: None,
-    }
-}
-
-fn settings(defaults: Quota) -> Settings {
-    Settings { defaults, resume_window: 3600, lease_ttl: 60, fail_open: false }
-}
-
 #[test]
 fn periods_are_utc_calendar_days_and_months() {
     let p = Periods::at(NOW);
@@ -93,45 +60,6 @@ fn limits_come_from_the_entitlement_then_the_customer_then_the_default() {
         limits_for(&defaults, &c, Some(&e)),
         vec![Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: Scope::Entitlement("trial".into()) }]
     );
-}
-
-#[test]
-fn a_plan_counts_both_scopes_and_limits_the_one_in_force() {
-    let s = settings(Quota::default());
-    let limits = vec![
-        Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: Scope::Entitlement("trial".into()) },
-        Applied { kind: LimitKind::BytesPerMonth, limit: 100, scope: Scope::Customer },
-        Applied { kind: LimitKind::ConcurrentDownloads, limit: 1, scope: Scope::Customer },
-    ];
-    let plan = plan(&grant(), &artifact(40), &limits, &s, NOW);
-    let limited: Vec<(&str, &str, u64, u64)> = plan
-        .steps
-        .iter()
-        .filter_map(|st| st.limit.map(|l| (st.counter.bucket.as_str(), st.counter.field.as_str(), st.add, l)))
-        .collect();
-    assert_eq!(limited, vec![("d:2026-11-24", "e:trial:n", 1, 2), ("m:2026-11", "b", 40, 100)]);
-    // Every counter is kept in both scopes, limited or not.
-    assert_eq!(plan.steps.len(), 10);
-    assert!(plan.steps.iter().any(|st| st.counter.field == "app/1.0.0/app.tar.gz" && st.counter.ttl.is_none()));
-    assert_eq!(
-        plan.leases,
-        vec![LeaseStep { set: "l".into(), limit: Some(1) }, LeaseStep { set: "l:trial".into(), limit: None }]
-    );
-    // Marked started until the grant is no longer resumable.
-    assert_eq!(plan.started_ttl, 900 + 3600);
-
-    let day = plan
-        .steps
-        .iter()
-        .position(|st| st.counter.field == "e:trial:n" && st.counter.bucket.starts_with("d:"))
-        .unwrap();
-    let e = plan.exceeded(day, 2, None).unwrap();
-    assert_eq!(e.limit.kind, LimitKind::DownloadsPerDay);
-    assert_eq!(e.retry_after, Some(1_795_564_800 - NOW));
-    let lease = plan.steps.len();
-    assert_eq!(plan.exceeded(lease, 1, Some(NOW + 42)).unwrap().retry_after, Some(42));
-    // Unlimited steps cannot be what refused.
-    assert_eq!(plan.exceeded(0, 0, None), None);
 }
 
 #[test]

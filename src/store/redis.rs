@@ -74,8 +74,21 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A Redis error as the store reports it: a command Redis refused as wrong
+/// (`ERR …`, a type mismatch, a cross-slot call) is a bug, `Internal`;
+/// anything else — connection lost or refused, timeouts, `LOADING`, cluster
+/// reconfiguration — is `Unavailable`, worth retrying.
+pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
+    use redis::{ErrorKind, ServerErrorKind};
+    match e.kind() {
+        ErrorKind::Parse
+        | ErrorKind::UnexpectedReturnType
+        | ErrorKind::InvalidClientConfig
+        | ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::CrossSlot) => {
+            StoreError::Internal(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 impl RedisStore {
@@ -179,7 +192,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(match old {
             None => Written::Created,
             Some(v) if v == value => Written::Unchanged,
@@ -189,7 +202,7 @@ impl Store for RedisStore {
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
-        conn.get(self.record_key(kind, key)).await.map_err(unavailable)
+        conn.get(self.record_key(kind, key)).await.map_err(store_error)
     }
 
     async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -208,7 +221,7 @@ impl Store for RedisStore {
                     pipe.get(key);
                 }
                 let mut conn = self.conn.clone();
-                pipe.query_async(&mut conn).await.map_err(unavailable)
+                pipe.query_async(&mut conn).await.map_err(store_error)
             }
             // A cluster refuses pipelines that span slots: concurrent GETs, one
             // round trip of latency to each node involved.
@@ -217,7 +230,7 @@ impl Store for RedisStore {
                     let mut conn = self.conn.clone();
                     async move { conn.get::<_, Option<Vec<u8>>>(key).await }
                 });
-                futures_util::future::try_join_all(gets).await.map_err(unavailable)
+                futures_util::future::try_join_all(gets).await.map_err(store_error)
             }
         }
     }
@@ -231,7 +244,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(deleted > 0)
     }
 
@@ -263,20 +276,20 @@ impl Store for RedisStore {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let record_keys: Vec<String> = keys.iter().map(|k| self.record_key(kind, k)).collect();
         let values: Vec<Option<Vec<u8>>> =
-            redis::cmd("MGET").arg(&record_keys).query_async(&mut conn).await.map_err(unavailable)?;
+            redis::cmd("MGET").arg(&record_keys).query_async(&mut conn).await.map_err(store_error)?;
         // A key whose record vanished between the two reads was deleted meanwhile.
         Ok(keys.into_iter().zip(values).filter_map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(unavailable)?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(store_error)?;
         Ok(())
     }
 }

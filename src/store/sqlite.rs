@@ -38,6 +38,18 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
+/// A SQLite error as the store reports it: still locked by another writer
+/// after the busy timeout is `Unavailable` (worth retrying); anything else is
+/// `Internal`.
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database at `path` and bring its schema up
     /// to date.
@@ -136,13 +148,13 @@ impl Store for SqliteStore {
         let (key, value) = (key.to_owned(), value.to_vec());
         let now = i64::try_from(SystemClock.now_unix()).unwrap_or(i64::MAX);
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn.transaction().map_err(sqlite_error)?;
             let old: Option<Vec<u8>> = tx
                 .query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
                     r.get(0)
                 })
                 .optional()
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             let written = match old {
                 Some(ref v) if *v == value => return Ok(Written::Unchanged),
                 Some(_) => Written::Updated,
@@ -153,8 +165,8 @@ impl Store for SqliteStore {
                  ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![kind.as_str(), key, value, now],
             )
-            .map_err(internal)?;
-            tx.commit().map_err(internal)?;
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
             Ok(written)
         })
         .await
@@ -167,7 +179,7 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()
-            .map_err(internal)
+            .map_err(sqlite_error)
         })
         .await
     }
@@ -176,16 +188,19 @@ impl Store for SqliteStore {
         let items: Vec<(Kind, String)> = items.iter().map(|(k, key)| (*k, (*key).to_owned())).collect();
         self.with_conn(move |conn| {
             // One read transaction: the answers are a consistent snapshot.
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn.transaction().map_err(sqlite_error)?;
             let mut out = Vec::with_capacity(items.len());
             {
-                let mut stmt =
-                    tx.prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2").map_err(internal)?;
+                let mut stmt = tx
+                    .prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")
+                    .map_err(sqlite_error)?;
                 for (kind, key) in &items {
-                    out.push(stmt.query_row(params![kind.as_str(), key], |r| r.get(0)).optional().map_err(internal)?);
+                    out.push(
+                        stmt.query_row(params![kind.as_str(), key], |r| r.get(0)).optional().map_err(sqlite_error)?,
+                    );
                 }
             }
-            tx.commit().map_err(internal)?;
+            tx.commit().map_err(sqlite_error)?;
             Ok(out)
         })
         .await
@@ -196,7 +211,7 @@ impl Store for SqliteStore {
         self.with_conn(move |conn| {
             let n = conn
                 .execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
-                .map_err(internal)?;
+                .map_err(sqlite_error)?;
             Ok(n > 0)
         })
         .await
@@ -223,16 +238,16 @@ impl Store for SqliteStore {
                  WHERE kind = ?1 AND key {op} ?2 AND substr(key, 1, length(?3)) = ?3
                  ORDER BY key LIMIT ?4"
             );
-            let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
             let rows = stmt
                 .query_map(params![kind.as_str(), from, prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(internal)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
         })
         .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal)).await
+        self.with_conn(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sqlite_error)).await
     }
 }

@@ -406,7 +406,17 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: &Config) -> Self {
-        let gw = tollgate::app::Gateway::bind(config).await.unwrap();
+        Self::running(tollgate::app::Gateway::bind(config).await.unwrap())
+    }
+
+    /// With the clock the test moves.
+    pub async fn start_clocked(config: &Config, clock: tollgate::clock::ManualClock) -> Self {
+        let (keys, _) = tollgate::app::load_key_ring(config).unwrap();
+        let state = tollgate::app::build_state(config, keys, Arc::new(clock)).await.unwrap();
+        Self::running(tollgate::app::Gateway::bind_with_state(config, state).await.unwrap())
+    }
+
+    fn running(gw: tollgate::app::Gateway) -> Self {
         let (public, admin, state) = (gw.public_addr(), gw.admin_addr(), gw.state());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(gw.run(async move {
@@ -526,6 +536,15 @@ impl Admin {
             }
         };
         Self::around(gw, blobs, &config, redis, cluster)
+    }
+
+    /// On SQLite, with the clock the test moves.
+    pub async fn start_clocked(clock: tollgate::clock::ManualClock, tweak: impl FnOnce(&mut Config)) -> Self {
+        let blobs = Blobs::new(Backend::Local).await;
+        let mut config = blobs.config();
+        tweak(&mut config);
+        let gw = Gateway::start_clocked(&config, clock).await;
+        Self::around(gw, blobs, &config, None, None)
     }
 
     /// On a Redis the test keeps (to kill and restart it), local blobs.
@@ -662,6 +681,41 @@ pub fn fenced_block(markdown: &str, info: &str) -> String {
     let start = markdown.find(&format!("```{info}\n")).unwrap_or_else(|| panic!("no ```{info} block"));
     let body = &markdown[start + info.len() + 4..];
     body[..body.find("\n```").unwrap()].to_owned()
+}
+
+/// A grant of `acme` for `app` 1.0.0 `app.tar.gz` under `entitlement`, issued
+/// at `issued` with the default 15-minute URL; `n` makes its id.
+pub fn test_grant(n: usize, entitlement: &str, issued: u64) -> tollgate::catalog::Grant {
+    tollgate::catalog::Grant {
+        id: format!("{n:024x}.{entitlement}"),
+        customer: "acme".into(),
+        entitlement: entitlement.into(),
+        product: "app".into(),
+        version: semver::Version::new(1, 0, 0),
+        filename: "app.tar.gz".into(),
+        issued_at: tollgate::catalog::Timestamp(issued),
+        expires_at: tollgate::catalog::Timestamp(issued + 900),
+        started_at: None,
+        requested_from: None,
+    }
+}
+
+/// A second handle on the same store (another SQLite connection, another
+/// Redis connection), for tests of what two processes see.
+pub async fn second_handle(f: &StoreFixture) -> Arc<dyn tollgate::store::Store> {
+    let (connect, response) = (Duration::from_secs(2), Duration::from_secs(5));
+    if let Some(server) = &f.redis {
+        let client = ::redis::Client::open(server.url()).unwrap();
+        Arc::new(tollgate::store::redis::RedisStore::connect(client, "tgtest", connect, response).await.unwrap())
+    } else if let Some(cluster) = &f.cluster {
+        Arc::new(
+            tollgate::store::redis::RedisStore::connect_cluster(&cluster.url(), "tgtest", connect, response)
+                .await
+                .unwrap(),
+        )
+    } else {
+        Arc::new(tollgate::store::sqlite::SqliteStore::open(&f.dir.path().join("t.db")).unwrap())
+    }
 }
 
 // The catalog, set up over the admin API.
