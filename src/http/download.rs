@@ -17,7 +17,7 @@ use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
 use crate::catalog::{Artifact, Grant, Timestamp};
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
-use crate::quota::{self, LeaseGuard, Outcome, Scope};
+use crate::quota::{self, LeaseGuard, Outcome};
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
 use crate::store::StoreError;
@@ -300,8 +300,7 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
             Err(e) => return Err(AccessError::Catalog(e.into()).into()),
         }
     }
-    let sets = vec![quota::lease_set(&Scope::Customer), quota::lease_set(&Scope::Entitlement(g.entitlement.clone()))];
-    Ok(Some(state.leases.hold(&g.customer, &g.id, sets, initiated).await))
+    Ok(Some(state.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await))
 }
 
 /// Write the grant's start into its record. The store's started mark is what

@@ -67,11 +67,6 @@ impl Leases {
         guard
     }
 
-    /// Streams held by this process right now (all grants).
-    pub fn streams(&self) -> usize {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).values().map(|h| h.streams).sum()
-    }
-
     /// Extend every lease this process holds. Failures are logged and left to
     /// the next round: a stream is never cut for want of a lease.
     pub async fn renew_all(&self) {

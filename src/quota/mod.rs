@@ -331,6 +331,17 @@ fn entitlement_field(prefix: &str, entitlement: &str) -> String {
     format!("{prefix}:{entitlement}")
 }
 
+/// The two scopes every download counts in: the customer's, and its
+/// entitlement's.
+fn scopes(entitlement: &str) -> [Scope; 2] {
+    [Scope::Customer, Scope::Entitlement(entitlement.to_owned())]
+}
+
+/// The lease sets a stream of `grant` holds its lease in.
+pub fn lease_sets(grant: &Grant) -> Vec<String> {
+    scopes(&grant.entitlement).iter().map(lease_set).collect()
+}
+
 /// The lease set of a scope.
 pub fn lease_set(scope: &Scope) -> String {
     match scope {
@@ -373,7 +384,7 @@ fn resets_at(kind: LimitKind, periods: &Periods) -> Option<u64> {
 pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &Settings, now: u64) -> Initiation {
     let periods = Periods::at(now);
     let artifact_key = artifact.key();
-    let scopes = [Scope::Customer, Scope::Entitlement(grant.entitlement.clone())];
+    let scopes = scopes(&grant.entitlement);
     let mut steps = Vec::new();
     let mut meaning = Vec::new();
     let limit_of = |kind, scope: &Scope| limits.iter().find(|a| a.kind == kind && a.scope == *scope).cloned();
