@@ -329,10 +329,29 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<Secret>,
     pub secret_access_key_file: Option<PathBuf>,
+    /// Uploads larger than this go up in parts of this size (bytes; at least
+    /// 5 MiB, S3's minimum). An upload may have at most 10 000 parts.
+    #[serde(default = "default_part_size")]
+    pub part_size: u64,
+    /// Parts of one upload sent at once; memory per upload is about
+    /// `part_size × (parts_in_flight + 1)`.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
 }
 
 fn default_region() -> String {
     DEFAULT_S3_REGION.into()
+}
+
+/// S3's smallest part (all but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+fn default_part_size() -> u64 {
+    16 * 1024 * 1024
+}
+
+fn default_parts_in_flight() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -463,6 +482,14 @@ impl Config {
         }
         if self.downloads.lease_ttl < Duration::from_secs(3) {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());
+        }
+        if let Some(s3) = &self.storage.s3 {
+            if s3.part_size < MIN_PART_SIZE {
+                return fail("storage.s3.part_size", format!("must be at least {MIN_PART_SIZE} (5 MiB)"));
+            }
+            if s3.parts_in_flight == 0 {
+                return fail("storage.s3.parts_in_flight", "must be at least 1".into());
+            }
         }
         if s.listen == self.admin.listen && s.listen.port() != 0 {
             return fail("admin.listen", format!("{} is also server.listen", s.listen));

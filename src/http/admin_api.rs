@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use base64::Engine as _;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -75,8 +77,9 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// An upload's announced digest header is malformed.
     #[error("{0}")]
-    NotImplemented(&'static str),
+    InvalidDigest(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -94,8 +97,8 @@ impl AdminError {
             AdminError::NotFound(what) => {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
             }
-            AdminError::NotImplemented(d) => {
-                Problem::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "Not Implemented").with_detail(*d)
+            AdminError::InvalidDigest(d) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_digest", "Bad Request").with_detail(d.clone())
             }
             AdminError::Storage(StorageError::NotFound) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
@@ -540,36 +543,40 @@ pub(crate) struct EligibleList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ArtifactParams {
-    /// `existing`: register an object already in storage.
+    /// `existing`: register an object already in storage (no body). Absent:
+    /// the body is the file.
     source: Option<String>,
     platform: Option<String>,
     /// Default: `{product}/{version}/{filename}`.
     storage_key: Option<String>,
     /// Default: guessed from the file name.
     content_type: Option<String>,
+    /// Replace an existing artifact of a published or yanked release.
+    force: Option<bool>,
 }
 
-/// Register an object that is already in storage as an artifact. Its size and
-/// SHA-256 are measured by reading it through, never taken from the caller.
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(ArtifactParams), responses((status = 201, description = "registered", body = Artifact), (status = 200, description = "registered again (re-measured)", body = Artifact), (status = 422, description = "no object at the storage key, or an invalid name", body = Problem), (status = 501, description = "uploading through the gateway is not available yet", body = Problem)))]
+/// Upload a file as an artifact (the request body, any size, streamed), or
+/// with `?source=existing` register an object already in storage. Either way
+/// the size and SHA-256 are measured by the gateway, never taken from the
+/// caller; an upload announcing its digest (`Repr-Digest`/`Content-Digest`
+/// `sha-256=:…:`, or `x-checksum-sha256`) that does not match is refused and
+/// leaves nothing behind.
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(ArtifactParams), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file (absent with `source=existing`)"), responses((status = 201, description = "stored and registered", body = Artifact), (status = 200, description = "replaced, or registered again (re-measured)", body = Artifact), (status = 400, description = "`upload_incomplete` (the body was cut), `invalid_digest`", body = Problem), (status = 409, description = "replacing a published release's file without `force=true`", body = Problem), (status = 413, description = "larger than the storage allows", body = Problem), (status = 422, description = "`checksum_mismatch`, no object at the storage key, or an invalid name", body = Problem)))]
 pub(crate) async fn put_artifact(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
     q: Result<Query<ArtifactParams>, QueryRejection>,
-    RawBody(raw): RawBody,
+    headers: HeaderMap,
+    body: Body,
 ) -> AdminResult {
     let (product, v, filename) = path(p)?;
     let version = version(&v)?;
     let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
-    if q.source.as_deref() != Some("existing") {
-        return Err(AdminError::NotImplemented(
-            "Uploading through the gateway is not available yet; put the file into storage and register it with \
-             ?source=existing&platform=<platform>.",
-        ));
-    }
-    if !raw.is_empty() {
-        return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
-    }
+    let upload = match q.source.as_deref() {
+        None => true,
+        Some("existing") => false,
+        Some(other) => return Err(AdminError::BadRequest(format!("source={other:?}: only \"existing\" is known"))),
+    };
     check_filename(&filename)?;
     let platform = q.platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
     crate::catalog::repo::check_id("platform", &platform)?;
@@ -584,14 +591,37 @@ pub(crate) async fn put_artifact(
         }
         None => mime_guess::from_path(&filename).first_or_octet_stream().essence_str().to_owned(),
     };
-    // Fail before the (possibly long) read when the release is missing.
-    if s.catalog.release(&product, &version).await?.is_none() {
+    // Fail before the (possibly long) transfer when the release is missing,
+    // or when a published file would be replaced without saying so.
+    let Some(release) = s.catalog.release(&product, &version).await? else {
         return Err(AdminError::NotFound("release".into()));
+    };
+    if upload
+        && release.status != ReleaseStatus::Draft
+        && q.force != Some(true)
+        && s.catalog.artifact(&product, &version, &filename).await?.is_some()
+    {
+        return Err(CatalogError::Conflict(format!(
+            "{filename} is already a file of the {:?} release {version}; replacing it changes what customers \
+             download: add force=true",
+            release.status
+        ))
+        .into());
     }
     let storage_key = q.storage_key.unwrap_or_else(|| format!("{product}/{version}/{filename}"));
     let key = ObjectKey::parse(&storage_key)
         .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
-    let (meta, sha256) = storage::measure(s.storage.as_ref(), &key, s.storage_idle_timeout).await?;
+    let (meta, sha256) = if upload {
+        let expected = announced_sha256(&headers)?;
+        let stream = upload_stream(body, s.storage_idle_timeout);
+        let stored = s.storage.put(&key, stream, expected.as_deref(), &content_type).await?;
+        (stored.meta, stored.sha256)
+    } else {
+        if !axum::body::to_bytes(body, 0).await.is_ok_and(|b| b.is_empty()) {
+            return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
+        }
+        storage::measure(s.storage.as_ref(), &key, s.storage_idle_timeout).await?
+    };
     let artifact = Artifact {
         product,
         version,
@@ -604,6 +634,52 @@ pub(crate) async fn put_artifact(
         etag: Some(meta.etag),
     };
     Ok(written(s.catalog.put_artifact(&artifact).await?, &artifact))
+}
+
+/// The SHA-256 an upload announces, as lower-case hex: `Repr-Digest` or
+/// `Content-Digest` (RFC 9530, `sha-256=:<base64>:`; for a whole-file `PUT`
+/// the two are the same), else `x-checksum-sha256` (hex).
+fn announced_sha256(headers: &HeaderMap) -> Result<Option<String>, AdminError> {
+    let bad = |name: &str| AdminError::InvalidDigest(format!("{name} does not hold a SHA-256 digest"));
+    for name in ["repr-digest", "content-digest"] {
+        let Some(value) = headers.get(name) else { continue };
+        let text = value.to_str().map_err(|_| bad(name))?;
+        // A dictionary; other algorithms are ignored, sha-256 is required.
+        let Some(b64) = text.split(',').find_map(|m| m.trim().strip_prefix("sha-256=:")?.strip_suffix(':')) else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad(name))?;
+        if raw.len() != 32 {
+            return Err(bad(name));
+        }
+        return Ok(Some(hex::encode(raw)));
+    }
+    match headers.get("x-checksum-sha256") {
+        None => Ok(None),
+        Some(v) => {
+            let hex_text = v.to_str().map_err(|_| bad("x-checksum-sha256"))?.trim().to_ascii_lowercase();
+            if hex_text.len() == 64 && hex_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(Some(hex_text))
+            } else {
+                Err(bad("x-checksum-sha256"))
+            }
+        }
+    }
+}
+
+/// The request body as a byte stream for storage: a failed body, or one that
+/// stalls longer than `idle`, is an error (the upload then leaves nothing).
+fn upload_stream(body: Body, idle: std::time::Duration) -> storage::ByteStream {
+    use futures_util::StreamExt as _;
+    let inner = body.into_data_stream();
+    Box::pin(futures_util::stream::unfold(inner, move |mut inner| async move {
+        match tokio::time::timeout(idle, inner.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), inner)),
+            Ok(Some(Err(e))) => Some((Err(StorageError::Body(e.to_string())), inner)),
+            Ok(None) => None,
+            Err(_) => Some((Err(StorageError::Body(format!("no data for {} s", idle.as_secs()))), inner)),
+        }
+    }))
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 200, body = Artifact)))]

@@ -113,6 +113,17 @@ pub fn from_storage(e: &StorageError) -> Problem {
     match e {
         StorageError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found")
             .with_detail("There is no such file in storage."),
+        StorageError::ChecksumMismatch { expected, actual } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch", "Unprocessable Content").with_detail(
+                format!("The upload's SHA-256 is {actual}, not the announced {expected}; nothing was stored."),
+            )
+        }
+        StorageError::Body(_) => Problem::new(StatusCode::BAD_REQUEST, "upload_incomplete", "Bad Request")
+            .with_detail("The upload's body did not arrive whole; nothing was stored."),
+        StorageError::TooLarge(max) => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Content Too Large")
+                .with_detail(format!("Uploads are limited to {max} bytes here; nothing was stored."))
+        }
         StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "Service Unavailable")
                 .with_detail("The file cannot be read from storage right now; try again shortly.")

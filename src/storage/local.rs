@@ -3,11 +3,12 @@
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
-use futures_util::TryStreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use futures_util::{StreamExt as _, TryStreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ObjectKey, ObjectMeta, StorageError};
+use super::{BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::clock::unix_seconds;
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,27 @@ impl LocalStore {
             return Err(StorageError::NotFound);
         }
         Ok(real)
+    }
+}
+
+/// A temporary file, removed when dropped unless kept.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -107,6 +129,52 @@ impl BlobStore for LocalStore {
         file.seek(SeekFrom::Start(range.start)).await?;
         let reader = file.take(range.len);
         Ok(Box::pin(ReaderStream::with_capacity(reader, CHUNK_SIZE).map_err(StorageError::Io)))
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        mut body: ByteStream,
+        expected_sha256: Option<&str>,
+        _content_type: &str,
+    ) -> Result<Stored, StorageError> {
+        let mut dir = self.root.clone();
+        let segments: Vec<&str> = key.segments().collect();
+        dir.extend(&segments[..segments.len() - 1]);
+        tokio::fs::create_dir_all(&dir).await?;
+        // SECURITY: as for reads, a symlinked directory must not lead out.
+        let dir = tokio::fs::canonicalize(&dir).await?;
+        if !dir.starts_with(&self.root) {
+            tracing::warn!(key = %key, "refusing to write through a symlink that leads outside the blob root");
+            return Err(StorageError::Upstream("the key's directory is outside the blob root".into()));
+        }
+        // The bytes go to a dot-file next to the target (never served: keys
+        // cannot name dot-files), renamed into place only when complete and
+        // verified. The guard removes it on every other way out, including
+        // this future being dropped when the client goes away.
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StorageError::Upstream(format!("no randomness: {e}")))?;
+        let temp = TempFile(Some(dir.join(format!(".upload-{}", hex::encode(random)))));
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true).custom_flags(libc::O_NOFOLLOW);
+        let mut file = options.open(temp.path()).await?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        drop(file);
+        let sha256 = hex::encode(hasher.finalize());
+        super::check_digest(expected_sha256, &sha256)?;
+        tokio::fs::rename(temp.path(), dir.join(key.file_name())).await?;
+        temp.keep();
+        // The rename itself survives a crash once the directory is synced.
+        if let Ok(d) = tokio::fs::File::open(&dir).await {
+            let _ = d.sync_all().await;
+        }
+        Ok(Stored { meta: self.head(key).await?, sha256 })
     }
 
     async fn check(&self) -> Result<(), StorageError> {

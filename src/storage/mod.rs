@@ -148,6 +148,22 @@ pub enum StorageError {
     Truncated { sent: u64, expected: u64 },
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// An upload's bytes do not have the SHA-256 the client announced.
+    #[error("the upload's SHA-256 is {actual}, not the announced {expected}")]
+    ChecksumMismatch { expected: String, actual: String },
+    /// An upload's body failed or was cut before its end.
+    #[error("the upload's body did not arrive whole: {0}")]
+    Body(String),
+    /// An upload larger than the store can take.
+    #[error("the upload is larger than {0} bytes")]
+    TooLarge(u64),
+}
+
+/// What an upload stored: the object's metadata and its lower-case hex SHA-256.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub meta: ObjectMeta,
+    pub sha256: String,
 }
 
 /// A blob store. Implementations stream; none buffers an object whole.
@@ -171,6 +187,29 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Is the store reachable and usable? For readiness probes.
     async fn check(&self) -> Result<(), StorageError>;
+
+    /// Write `body` to `key`, computing its SHA-256 on the way. The object
+    /// appears (or replaces the one there) only once the whole body has arrived
+    /// and, when `expected_sha256` (lower-case hex) is given, matched it: a
+    /// failed, cut, mismatching or abandoned (dropped) upload leaves nothing
+    /// behind. Memory stays bounded whatever the size.
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: ByteStream,
+        expected_sha256: Option<&str>,
+        content_type: &str,
+    ) -> Result<Stored, StorageError>;
+}
+
+/// Check an upload's digest against the announced one.
+pub fn check_digest(expected: Option<&str>, actual: &str) -> Result<(), StorageError> {
+    match expected {
+        Some(e) if e != actual => {
+            Err(StorageError::ChecksumMismatch { expected: e.to_owned(), actual: actual.to_owned() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Read an object through to measure it: its metadata and the lower-case hex

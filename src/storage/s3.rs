@@ -8,8 +8,13 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Credentials, Region, timeout::TimeoutConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use sha2::{Digest as _, Sha256};
 
-use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError};
+use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::config::{Config, secret};
 
 #[derive(Debug, Clone)]
@@ -17,7 +22,12 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
+    part_size: usize,
+    parts_in_flight: usize,
 }
+
+/// S3's limit on the parts of one multipart upload.
+const MAX_PARTS: i32 = 10_000;
 
 impl S3Store {
     /// Build a client from `storage.s3`: endpoint, region, path style, and either
@@ -51,7 +61,13 @@ impl S3Store {
         }
         let shared = loader.load().await;
         let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(s3.force_path_style).build();
-        Ok(Self { client: Client::from_conf(conf), bucket: s3.bucket.clone(), prefix: s3.prefix.clone() })
+        Ok(Self {
+            client: Client::from_conf(conf),
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.clone(),
+            part_size: usize::try_from(s3.part_size).unwrap_or(usize::MAX),
+            parts_in_flight: s3.parts_in_flight.max(1),
+        })
     }
 
     fn object_key(&self, key: &ObjectKey) -> String {
@@ -152,6 +168,169 @@ impl BlobStore for S3Store {
     async fn check(&self) -> Result<(), StorageError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(classify)?;
         Ok(())
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        mut body: ByteStream,
+        expected_sha256: Option<&str>,
+        content_type: &str,
+    ) -> Result<Stored, StorageError> {
+        let object = self.object_key(key);
+        let mut hasher = Sha256::new();
+        let mut buf = BytesMut::new();
+        // Started when the body outgrows one part; aborted when dropped unarmed.
+        let mut upload: Option<Multipart> = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            buf.extend_from_slice(&chunk);
+            while buf.len() >= self.part_size {
+                let part = buf.split_to(self.part_size).freeze();
+                let m = match &mut upload {
+                    Some(m) => m,
+                    None => upload.insert(self.start_multipart(&object, content_type).await?),
+                };
+                m.send(part).await?;
+            }
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        match upload {
+            // Small enough for one request, sent only once verified.
+            None => {
+                super::check_digest(expected_sha256, &sha256)?;
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&object)
+                    .content_type(content_type)
+                    .body(SdkByteStream::from(buf.freeze()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            Some(mut m) => {
+                if !buf.is_empty() {
+                    m.send(buf.freeze()).await?;
+                }
+                let parts = m.finish().await?;
+                // A mismatch drops `m`, which aborts the upload: nothing appears.
+                super::check_digest(expected_sha256, &sha256)?;
+                let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&object)
+                    .upload_id(&m.upload_id)
+                    .multipart_upload(done)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                m.completed = true;
+            }
+        }
+        Ok(Stored { meta: self.head(key).await?, sha256 })
+    }
+}
+
+type PartFuture = futures_util::future::BoxFuture<'static, Result<CompletedPart, StorageError>>;
+
+/// A multipart upload in progress: at most `limit` parts in flight. Dropped
+/// before completion — an error, a checksum mismatch, the client gone — it
+/// aborts the upload, so no orphaned parts remain.
+struct Multipart {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    next_part: i32,
+    limit: usize,
+    in_flight: FuturesUnordered<PartFuture>,
+    done: Vec<CompletedPart>,
+    completed: bool,
+}
+
+impl S3Store {
+    async fn start_multipart(&self, object: &str, content_type: &str) -> Result<Multipart, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(classify)?;
+        let upload_id =
+            out.upload_id.ok_or_else(|| StorageError::Upstream("S3 returned no multipart upload id".into()))?;
+        Ok(Multipart {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: object.to_owned(),
+            upload_id,
+            next_part: 1,
+            limit: self.parts_in_flight,
+            in_flight: FuturesUnordered::new(),
+            done: Vec::new(),
+            completed: false,
+        })
+    }
+}
+
+impl Multipart {
+    /// Send the next part, first waiting for a slot.
+    async fn send(&mut self, part: Bytes) -> Result<(), StorageError> {
+        if self.next_part > MAX_PARTS {
+            return Err(StorageError::TooLarge(u64::try_from(MAX_PARTS).unwrap_or(0) * part.len() as u64));
+        }
+        while self.in_flight.len() >= self.limit {
+            if let Some(done) = self.in_flight.next().await {
+                self.done.push(done?);
+            }
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(SdkByteStream::from(part));
+        self.in_flight.push(Box::pin(async move {
+            let out = req.send().await.map_err(classify)?;
+            Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build())
+        }));
+        Ok(())
+    }
+
+    /// Wait for every part; their list, in order.
+    async fn finish(&mut self) -> Result<Vec<CompletedPart>, StorageError> {
+        while let Some(done) = self.in_flight.next().await {
+            self.done.push(done?);
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
+        }
+        let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id);
+        let id = self.upload_id.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = req.send().await {
+                    tracing::warn!(upload_id = %id, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
+                }
+            });
+        }
     }
 }
 

@@ -105,6 +105,8 @@ impl S3Server {
             access_key_id: Some(S3_ACCESS_KEY.into()),
             secret_access_key: Some(Secret::new(S3_SECRET_KEY)),
             secret_access_key_file: None,
+            part_size: tollgate::config::MIN_PART_SIZE,
+            parts_in_flight: 2,
         }
     }
 }

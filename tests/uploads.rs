@@ -1,0 +1,201 @@
+//! Vendor uploads through the admin API, streamed into the local directory
+//! and into a real S3-compatible server (s3s-fs over HTTP): the gateway
+//! measures what it stored, a wrong announced digest or a cut body leaves
+//! nothing behind (no object, no temporary file, no multipart parts), the
+//! multipart path assembles large files from parts, and a customer downloads
+//! exactly what was uploaded.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use common::{
+    Admin, Backend, StoreKind, ask, customer, request, request_with_body, sha256_hex, target, test_bytes,
+};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+backend_suite!(
+    local = super::Backend::Local, s3 = super::Backend::S3;
+    an_upload_is_measured_and_downloadable,
+    a_wrong_digest_leaves_nothing,
+    a_cut_upload_leaves_nothing,
+    replacing_a_published_file_needs_force,
+    bad_upload_requests_are_problems,
+);
+
+/// S3's smallest part, so that a 12 MiB file takes the multipart path.
+const PART: u64 = 5 * 1024 * 1024;
+const LARGE: usize = 12 * 1024 * 1024 + 3;
+
+async fn start(backend: Backend) -> Admin {
+    Admin::start_tweaked(StoreKind::Sqlite, backend, |c| {
+        if let Some(s3) = c.storage.s3.as_mut() {
+            s3.part_size = PART;
+            s3.parts_in_flight = 2;
+        }
+    })
+    .await
+}
+
+fn upload_path(version: &str, file: &str) -> String {
+    format!("/admin/v1/products/app/releases/{version}/artifacts/{file}?platform=linux")
+}
+
+async fn draft(a: &Admin, version: &str) {
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    let path = format!("/admin/v1/products/app/releases/{version}");
+    let r = a.call("PUT", &path, Some(json!({ "channel": "stable" }))).await;
+    assert!(matches!(r.status, 200 | 201), "{r:?}");
+}
+
+async fn upload(a: &Admin, version: &str, file: &str, data: &[u8], headers: &[(&str, &str)]) -> common::Reply {
+    let auth = format!("Bearer {}", a.token);
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    request_with_body(a.gw.admin, "PUT", &upload_path(version, file), &all, Bytes::copy_from_slice(data)).await
+}
+
+/// What is left of an upload to `key`: the object, temporary files, or
+/// multipart parts (s3s-fs keeps those as `.upload…` files in its root).
+fn leftovers(a: &Admin, key: &str) -> Vec<String> {
+    let object = a.blobs.file_path(key);
+    let mut left: Vec<String> = object.exists().then(|| key.to_owned()).into_iter().collect();
+    let mut dirs = vec![object.parent().unwrap().to_owned()];
+    if let Some(s3) = &a.blobs.s3 {
+        dirs.push(s3.root.path().to_owned());
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        left.extend(
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".upload")),
+        );
+    }
+    left
+}
+
+fn nothing_left(a: &Admin, key: &str) {
+    assert_eq!(leftovers(a, key), Vec::<String>::new());
+}
+
+/// Wait (bounded) for the asynchronous clean-up of an abandoned upload.
+async fn eventually_nothing_left(a: &Admin, key: &str) {
+    for _ in 0..100 {
+        if leftovers(a, key).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nothing_left(a, key);
+}
+
+async fn an_upload_is_measured_and_downloadable(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    let small = test_bytes(70_001);
+    let large = test_bytes(LARGE);
+    let r = upload(&a, "1.0.0", "small.tar.gz", &small, &[("x-checksum-sha256", &sha256_hex(&small))]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let art = Admin::json(&r);
+    assert_eq!((art["size"].as_u64(), art["sha256"].as_str()), (Some(70_001), Some(sha256_hex(&small).as_str())));
+    assert_eq!(art["content_type"], "application/gzip");
+    // The large one through the multipart path on S3, announced as RFC 9530.
+    let raw = hex::decode(sha256_hex(&large)).unwrap();
+    let digest = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(raw));
+    let r = upload(&a, "1.0.0", "large.bin", &large, &[("repr-digest", &digest)]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(Admin::json(&r)["size"].as_u64(), Some(LARGE as u64));
+    // Without an announced digest the gateway still measures it.
+    let r = upload(&a, "1.0.0", "again.bin", &small, &[]).await;
+    assert_eq!(Admin::json(&r)["sha256"], sha256_hex(&small));
+
+    let r = a.call("POST", "/admin/v1/products/app/releases/1.0.0/publish", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let key = customer(&a, "acme", json!({})).await;
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "large.bin" })).await;
+    assert_eq!(Admin::json(&r)["sha256"], sha256_hex(&large));
+    let got = request(a.gw.public, "GET", target(Admin::json(&r)["url"].as_str().unwrap()), &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("x-checksum-sha256"), Some(sha256_hex(&large).as_str()));
+    assert_eq!(sha256_hex(got.bytes()), sha256_hex(&large));
+}
+
+async fn a_wrong_digest_leaves_nothing(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    for (file, data) in [("small.bin", test_bytes(1000)), ("large.bin", test_bytes(LARGE))] {
+        let wrong = sha256_hex(b"something else");
+        let r = upload(&a, "1.0.0", file, &data, &[("x-checksum-sha256", &wrong)]).await;
+        assert_eq!((r.status, r.code().as_str()), (422, "checksum_mismatch"), "{r:?}");
+        let r = a.call("GET", &format!("/admin/v1/products/app/releases/1.0.0/artifacts/{file}"), None).await;
+        assert_eq!(r.status, 404);
+        eventually_nothing_left(&a, &format!("app/1.0.0/{file}")).await;
+    }
+}
+
+async fn a_cut_upload_leaves_nothing(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    // Announce 12 MiB, send 11 (two parts' worth on S3), then hang up.
+    let data = test_bytes(LARGE);
+    let mut tcp = tokio::net::TcpStream::connect(a.gw.admin).await.unwrap();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {LARGE}\r\n\r\n",
+        upload_path("1.0.0", "cut.bin"),
+        a.token
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&data[..11 * 1024 * 1024]).await.unwrap();
+    tcp.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(tcp);
+    eventually_nothing_left(&a, "app/1.0.0/cut.bin").await;
+    let r = a.call("GET", "/admin/v1/products/app/releases/1.0.0/artifacts/cut.bin", None).await;
+    assert_eq!(r.status, 404);
+}
+
+async fn replacing_a_published_file_needs_force(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    let (v1, v2) = (test_bytes(5000), test_bytes(6000));
+    assert_eq!(upload(&a, "1.0.0", "app.bin", &v1, &[]).await.status, 201);
+    // Drafts take replacements freely.
+    assert_eq!(upload(&a, "1.0.0", "app.bin", &v2, &[]).await.status, 200);
+    a.call("POST", "/admin/v1/products/app/releases/1.0.0/publish", None).await;
+    let r = upload(&a, "1.0.0", "app.bin", &v1, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"), "{r:?}");
+    let r = a.call("GET", "/admin/v1/products/app/releases/1.0.0/artifacts/app.bin", None).await;
+    assert_eq!(Admin::json(&r)["sha256"], sha256_hex(&v2), "the refused upload changed nothing");
+    let auth = format!("Bearer {}", a.token);
+    let forced = format!("{}&force=true", upload_path("1.0.0", "app.bin"));
+    let r = request_with_body(a.gw.admin, "PUT", &forced, &[("authorization", &auth)], Bytes::from(v1.clone())).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(Admin::json(&r)["sha256"], sha256_hex(&v1));
+}
+
+async fn bad_upload_requests_are_problems(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    let data = test_bytes(100);
+    for (header, value) in [
+        ("x-checksum-sha256", "abc"),
+        ("repr-digest", "sha-256=:bm90IGEgZGlnZXN0:"),
+        ("content-digest", "sha-256=:%%%:"),
+    ] {
+        let r = upload(&a, "1.0.0", "a.bin", &data, &[(header, value)]).await;
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_digest"), "{header}: {r:?}");
+    }
+    let r = a.call("PUT", "/admin/v1/products/app/releases/1.0.0/artifacts/a.bin?source=elsewhere", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+    let r = upload(&a, "9.9.9", "a.bin", &data, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
+    let r = upload(&a, "1.0.0", ".hidden", &data, &[]).await;
+    assert_eq!(r.status, 422);
+    nothing_left(&a, "app/1.0.0/a.bin");
+}
