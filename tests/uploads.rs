@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use common::{
-    Admin, Backend, StoreKind, ask, customer, request, request_with_body, sha256_hex, target, test_bytes,
-};
+use common::{Admin, Backend, StoreKind, ask, customer, request, request_with_body, sha256_hex, target, test_bytes};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -72,9 +70,7 @@ fn leftovers(a: &Admin, key: &str) -> Vec<String> {
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         left.extend(
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".upload")),
+            entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".upload")),
         );
     }
     left
