@@ -13,6 +13,7 @@ RUN mkdir -p src benches load-tests \
  && echo 'fn main() {}' > benches/signing.rs \
  && echo 'fn main() {}' > load-tests/data_plane.rs \
  && echo 'fn main() {}' > load-tests/customer_api.rs \
+ && echo 'fn main() {}' > load-tests/uploads.rs \
  && cargo build --release --locked \
  && rm -rf src benches load-tests
 COPY src ./src

@@ -24,12 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use support::{fail, percentile, sign, start_gateway};
-use tokio::net::TcpStream;
+use support::{call, connect, fail, percentile, sign, start_gateway};
 
 /// Hard ceiling on one measured series.
 const SERIES_DEADLINE: Duration = Duration::from_secs(60);
@@ -65,37 +63,6 @@ fn start_redis(dir: &Path) -> Redis {
     }
     drop(redis);
     fail("redis-server did not start".into())
-}
-
-async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap_or_else(|e| fail(format!("connect {addr}: {e}")));
-    let _ = tcp.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap_or_else(|e| fail(format!("{e}")));
-    tokio::spawn(conn);
-    sender
-}
-
-/// One request, with at most one extra header (`authorization`, `range`).
-async fn call(
-    sender: &mut SendRequest<Full<Bytes>>,
-    method: &str,
-    target: &str,
-    header: Option<(&str, &str)>,
-    body: Option<&Value>,
-) -> (u16, Bytes) {
-    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let mut req = hyper::Request::builder().method(method).uri(target).header("host", "127.0.0.1");
-    if let Some((name, value)) = header {
-        req = req.header(name, value);
-    }
-    let req = req.body(Full::new(body)).unwrap_or_else(|e| fail(format!("request: {e}")));
-    // The previous exchange may still be finishing on the connection.
-    sender.ready().await.unwrap_or_else(|e| fail(format!("connection lost: {e}")));
-    let resp = sender.send_request(req).await.unwrap_or_else(|e| fail(format!("send {target}: {e}")));
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    (status, bytes)
 }
 
 /// Product, published release with one 1 MiB file, customer, entitlement and

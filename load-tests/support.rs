@@ -1,10 +1,19 @@
 //! What the load tests share: starting the release binary on loopback, and
 //! reporting figures.
 
+#![allow(dead_code, reason = "each load test uses a different part of this")]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -76,7 +85,6 @@ pub fn sign(dir: &Path, key: &str, base: &str) -> String {
 }
 
 /// The peak resident set size of a process, from /proc.
-#[allow(dead_code, reason = "not every load test reports memory")]
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -90,4 +98,36 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// A keep-alive HTTP/1.1 connection to `addr`.
+pub async fn connect(addr: &str) -> SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap_or_else(|e| fail(format!("connect {addr}: {e}")));
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap_or_else(|e| fail(format!("{e}")));
+    tokio::spawn(conn);
+    sender
+}
+
+/// One request, with at most one extra header (`authorization`, `range`).
+pub async fn call(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    target: &str,
+    header: Option<(&str, &str)>,
+    body: Option<&Value>,
+) -> (u16, Bytes) {
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let mut req = hyper::Request::builder().method(method).uri(target).header("host", "127.0.0.1");
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let req = req.body(Full::new(body)).unwrap_or_else(|e| fail(format!("request: {e}")));
+    // The previous exchange may still be finishing on the connection.
+    sender.ready().await.unwrap_or_else(|e| fail(format!("connection lost: {e}")));
+    let resp = sender.send_request(req).await.unwrap_or_else(|e| fail(format!("send {target}: {e}")));
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    (status, bytes)
 }
