@@ -149,7 +149,17 @@ async fn a_cut_upload_leaves_nothing(backend: Backend) {
     tcp.write_all(head.as_bytes()).await.unwrap();
     tcp.write_all(&data[..11 * 1024 * 1024]).await.unwrap();
     tcp.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The upload is under way (a temporary file; on S3, parts) before the
+    // client goes away: the clean-up below has something to clean.
+    let mut started = false;
+    for _ in 0..100 {
+        if !leftovers(&a, "app/1.0.0/cut.bin").is_empty() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started, "the upload never started writing");
     drop(tcp);
     eventually_nothing_left(&a, "app/1.0.0/cut.bin").await;
     let r = a.call("GET", "/admin/v1/products/app/releases/1.0.0/artifacts/cut.bin", None).await;
@@ -193,5 +203,11 @@ async fn bad_upload_requests_are_problems(backend: Backend) {
     assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
     let r = upload(&a, "1.0.0", ".hidden", &data, &[]).await;
     assert_eq!(r.status, 422);
+    // Uploads go to their release's own place only.
+    let auth = format!("Bearer {}", a.token);
+    let elsewhere = format!("{}&storage_key=other/9.9.9/a.bin", upload_path("1.0.0", "a.bin"));
+    let r =
+        request_with_body(a.gw.admin, "PUT", &elsewhere, &[("authorization", &auth)], Bytes::from(data.clone())).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"), "{r:?}");
     nothing_left(&a, "app/1.0.0/a.bin");
 }

@@ -578,6 +578,15 @@ pub(crate) async fn put_artifact(
         Some(other) => return Err(AdminError::BadRequest(format!("source={other:?}: only \"existing\" is known"))),
     };
     check_filename(&filename)?;
+    // An upload goes to the release's own place, never to a key another
+    // release's (published) file may use.
+    if upload && q.storage_key.is_some() {
+        return Err(AdminError::BadRequest(
+            "storage_key is only for source=existing; uploads go to \
+             {product}/{version}/{filename}"
+                .into(),
+        ));
+    }
     let platform = q.platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
     crate::catalog::repo::check_id("platform", &platform)?;
     let content_type = match q.content_type {

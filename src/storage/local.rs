@@ -165,6 +165,9 @@ impl BlobStore for LocalStore {
             file.write_all(&chunk).await?;
         }
         file.sync_all().await?;
+        // What this upload wrote (a rename keeps it), not whatever a
+        // concurrent upload of the same key may put there next.
+        let meta = meta_of(&file.metadata().await?)?;
         drop(file);
         let sha256 = hex::encode(hasher.finalize());
         super::check_digest(expected_sha256, &sha256)?;
@@ -174,7 +177,7 @@ impl BlobStore for LocalStore {
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
         }
-        Ok(Stored { meta: self.head(key).await?, sha256 })
+        Ok(Stored { meta, sha256 })
     }
 
     async fn check(&self) -> Result<(), StorageError> {

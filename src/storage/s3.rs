@@ -11,8 +11,8 @@ use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use sha2::{Digest as _, Sha256};
+use tokio::task::JoinSet;
 
 use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::config::{Config, secret};
@@ -179,28 +179,38 @@ impl BlobStore for S3Store {
     ) -> Result<Stored, StorageError> {
         let object = self.object_key(key);
         let mut hasher = Sha256::new();
-        let mut buf = BytesMut::new();
+        let mut size: u64 = 0;
+        // Exactly one part's worth, never more: memory stays at `part_size`
+        // per buffer plus the parts in flight.
+        let mut buf = BytesMut::with_capacity(self.part_size);
         // Started when the body outgrows one part; aborted when dropped unarmed.
         let mut upload: Option<Multipart> = None;
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= self.part_size {
-                let part = buf.split_to(self.part_size).freeze();
-                let m = match &mut upload {
-                    Some(m) => m,
-                    None => upload.insert(self.start_multipart(&object, content_type).await?),
-                };
-                m.send(part).await?;
+            size += chunk.len() as u64;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let take = rest.len().min(self.part_size - buf.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == self.part_size {
+                    let part = std::mem::replace(&mut buf, BytesMut::with_capacity(self.part_size)).freeze();
+                    let m = match &mut upload {
+                        Some(m) => m,
+                        None => upload.insert(self.start_multipart(&object, content_type).await?),
+                    };
+                    m.send(part).await?;
+                }
             }
         }
         let sha256 = hex::encode(hasher.finalize());
-        match upload {
+        let etag = match upload {
             // Small enough for one request, sent only once verified.
             None => {
                 super::check_digest(expected_sha256, &sha256)?;
-                self.client
+                let out = self
+                    .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&object)
@@ -209,6 +219,7 @@ impl BlobStore for S3Store {
                     .send()
                     .await
                     .map_err(classify)?;
+                out.e_tag
             }
             Some(mut m) => {
                 if !buf.is_empty() {
@@ -218,7 +229,8 @@ impl BlobStore for S3Store {
                 // A mismatch drops `m`, which aborts the upload: nothing appears.
                 super::check_digest(expected_sha256, &sha256)?;
                 let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
-                self.client
+                let out = self
+                    .client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&object)
@@ -228,25 +240,29 @@ impl BlobStore for S3Store {
                     .await
                     .map_err(classify)?;
                 m.completed = true;
+                out.e_tag
             }
-        }
-        Ok(Stored { meta: self.head(key).await?, sha256 })
+        };
+        // What this upload wrote, not whatever a concurrent one puts there next.
+        let size = i64::try_from(size).map_err(|_| StorageError::TooLarge(u64::MAX))?;
+        let now = aws_sdk_s3::primitives::DateTime::from(SystemTime::now());
+        Ok(Stored { meta: meta(Some(size), Some(&now), etag.as_deref(), Some(content_type))?, sha256 })
     }
 }
 
-type PartFuture = futures_util::future::BoxFuture<'static, Result<CompletedPart, StorageError>>;
-
-/// A multipart upload in progress: at most `limit` parts in flight. Dropped
-/// before completion — an error, a checksum mismatch, the client gone — it
-/// aborts the upload, so no orphaned parts remain.
+/// A multipart upload in progress: at most `limit` parts in flight, each its
+/// own task, so parts go up while the body is still being read. Dropped before
+/// completion — an error, a checksum mismatch, the client gone — it lets the
+/// parts in flight end, then aborts the upload.
 struct Multipart {
     client: Client,
     bucket: String,
     key: String,
     upload_id: String,
     next_part: i32,
+    part_size: usize,
     limit: usize,
-    in_flight: FuturesUnordered<PartFuture>,
+    in_flight: JoinSet<Result<CompletedPart, StorageError>>,
     done: Vec<CompletedPart>,
     completed: bool,
 }
@@ -270,8 +286,9 @@ impl S3Store {
             key: object.to_owned(),
             upload_id,
             next_part: 1,
+            part_size: self.part_size,
             limit: self.parts_in_flight,
-            in_flight: FuturesUnordered::new(),
+            in_flight: JoinSet::new(),
             done: Vec::new(),
             completed: false,
         })
@@ -282,12 +299,10 @@ impl Multipart {
     /// Send the next part, first waiting for a slot.
     async fn send(&mut self, part: Bytes) -> Result<(), StorageError> {
         if self.next_part > MAX_PARTS {
-            return Err(StorageError::TooLarge(u64::try_from(MAX_PARTS).unwrap_or(0) * part.len() as u64));
+            return Err(StorageError::TooLarge(u64::try_from(MAX_PARTS).unwrap_or(0) * self.part_size as u64));
         }
         while self.in_flight.len() >= self.limit {
-            if let Some(done) = self.in_flight.next().await {
-                self.done.push(done?);
-            }
+            self.collect_one().await?;
         }
         let number = self.next_part;
         self.next_part += 1;
@@ -299,17 +314,26 @@ impl Multipart {
             .upload_id(&self.upload_id)
             .part_number(number)
             .body(SdkByteStream::from(part));
-        self.in_flight.push(Box::pin(async move {
+        self.in_flight.spawn(async move {
             let out = req.send().await.map_err(classify)?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build())
-        }));
+        });
+        Ok(())
+    }
+
+    /// Wait for one part in flight to finish.
+    async fn collect_one(&mut self) -> Result<(), StorageError> {
+        if let Some(joined) = self.in_flight.join_next().await {
+            let part = joined.map_err(|e| StorageError::Upstream(format!("a part upload task failed: {e}")))??;
+            self.done.push(part);
+        }
         Ok(())
     }
 
     /// Wait for every part; their list, in order.
     async fn finish(&mut self) -> Result<Vec<CompletedPart>, StorageError> {
-        while let Some(done) = self.in_flight.next().await {
-            self.done.push(done?);
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
         }
         let mut parts = std::mem::take(&mut self.done);
         parts.sort_by_key(|p| p.part_number);
@@ -322,10 +346,15 @@ impl Drop for Multipart {
         if self.completed {
             return;
         }
+        // A part request already on the wire may still be stored after an
+        // abort (S3 says as much); so the parts in flight are let finish (or
+        // fail) first, and only then is the upload aborted.
+        let mut in_flight = std::mem::take(&mut self.in_flight);
         let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(&self.upload_id);
         let id = self.upload_id.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
+                while in_flight.join_next().await.is_some() {}
                 if let Err(e) = req.send().await {
                     tracing::warn!(upload_id = %id, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
                 }
