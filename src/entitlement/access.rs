@@ -47,6 +47,12 @@ pub enum AccessError {
     Quota(#[from] crate::quota::Exceeded),
 }
 
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        AccessError::Catalog(e.into())
+    }
+}
+
 impl AccessError {
     /// The state store could not be reached (as opposed to a refusal).
     pub fn store_unavailable(&self) -> bool {

@@ -303,9 +303,8 @@ async fn check_quota(
     if limits.is_empty() {
         return Ok(None);
     }
-    let (usage, _) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&artifact.key()), now.0)
-        .await
-        .map_err(|e| AccessError::Catalog(e.into()))?;
+    let (usage, _) =
+        quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&artifact.key()), now.0).await?;
     if let Some(exceeded) = quota::first_exceeded(&usage, artifact.size, now.0) {
         return Err(exceeded.into());
     }
@@ -359,9 +358,8 @@ pub(crate) async fn usage(
             limits.extend(own.into_iter().filter(|a| a.scope != quota::Scope::Customer));
         }
     }
-    let (usage, active) = quota::usage(s.catalog.store().quotas(), &customer.id, &limits, q.artifact.as_deref(), now)
-        .await
-        .map_err(|e| AccessError::Catalog(e.into()))?;
+    let (usage, active) =
+        quota::usage(s.catalog.store().quotas(), &customer.id, &limits, q.artifact.as_deref(), now).await?;
     let view = UsageView {
         customer: customer.id.clone(),
         active_downloads: active,

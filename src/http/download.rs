@@ -287,9 +287,7 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
             Ok(Outcome::AlreadyStarted { at }) => record_start(state, g, at).await,
             Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
                 let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
-                    AccessError::Catalog(
-                        StoreError::Internal(format!("the store refused unlimited step {index}")).into(),
-                    )
+                    AccessError::from(StoreError::Internal(format!("the store refused unlimited step {index}")))
                 })?;
                 return Err(AccessError::Quota(exceeded).into());
             }
@@ -297,7 +295,7 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
                 tracing::warn!(error = %e, "store unavailable: download not counted (fail open)");
                 return Ok(None);
             }
-            Err(e) => return Err(AccessError::Catalog(e.into()).into()),
+            Err(e) => return Err(AccessError::from(e).into()),
         }
     }
     Ok(Some(state.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await))

@@ -88,6 +88,11 @@ impl RedisStore {
     }
 }
 
+/// A limit as the script takes it: `-1` for none.
+fn limit_arg(limit: Option<u64>) -> i64 {
+    limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
 fn as_u64(values: &[i64], i: usize) -> Option<u64> {
     values.get(i).and_then(|v| u64::try_from(*v).ok())
 }
@@ -108,11 +113,10 @@ impl QuotaStore for RedisStore {
         }
         call.arg(i.now).arg(i.started_ttl).arg(i.steps.len()).arg(i.leases.len()).arg(&i.grant).arg(i.lease_expires);
         for s in &i.steps {
-            let limit = s.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-            call.arg(&s.counter.field).arg(s.add).arg(limit).arg(s.counter.ttl.unwrap_or(0));
+            call.arg(&s.counter.field).arg(s.add).arg(limit_arg(s.limit)).arg(s.counter.ttl.unwrap_or(0));
         }
         for l in &i.leases {
-            call.arg(l.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+            call.arg(limit_arg(l.limit));
         }
         let mut conn = self.connection();
         let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(store_error)?;
