@@ -98,6 +98,11 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
         clock,
         clock_skew: config.signing.clock_skew.as_secs(),
         storage_idle_timeout: config.storage.idle_timeout,
+        upload_url_ttl: config
+            .storage
+            .s3
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(6 * 3600), |s3| s3.upload_url_ttl),
         trusted_proxies: config.server.trusted_proxies.clone(),
         active_downloads: DownloadGauge::default(),
         urls: UrlPolicy {
@@ -212,6 +217,12 @@ impl Gateway {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired grants deleted"),
                     Err(e) => tracing::warn!(error = %e, "could not purge expired grants"),
+                }
+                // Direct uploads get an hour past their URLs' expiry, so a
+                // `complete` in progress is not cut from under it.
+                let n = http::admin_artifacts::sweep_uploads(&state, 3600).await;
+                if n > 0 {
+                    tracing::info!(abandoned = n, "expired direct uploads abandoned");
                 }
             }
         });

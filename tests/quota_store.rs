@@ -60,6 +60,7 @@ fn artifact(size: u64) -> Artifact {
         content_type: None,
         storage_key: "app/1.0.0/app.tar.gz".into(),
         etag: None,
+        status: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ backend_suite!(
     a_cut_upload_leaves_nothing,
     replacing_a_published_file_needs_force,
     bad_upload_requests_are_problems,
+    direct_uploads,
 );
 
 /// S3's smallest part, so that a 12 MiB file takes the multipart path.
@@ -210,4 +211,179 @@ async fn bad_upload_requests_are_problems(backend: Backend) {
         request_with_body(a.gw.admin, "PUT", &elsewhere, &[("authorization", &auth)], Bytes::from(data.clone())).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"), "{r:?}");
     nothing_left(&a, "app/1.0.0/a.bin");
+}
+
+// Direct uploads: the vendor sends the bytes straight to storage with the
+// gateway's presigned plan, then the gateway verifies them at `complete`.
+
+const ARTIFACTS: &str = "/admin/v1/products/app/releases/1.0.0/artifacts";
+
+/// Plan a direct upload of `declared` (size and SHA-256 of those bytes).
+async fn plan(a: &Admin, file: &str, declared: &[u8]) -> common::Reply {
+    let body = json!({ "filename": file, "platform": "linux", "size": declared.len(), "sha256": sha256_hex(declared) });
+    a.call("POST", ARTIFACTS, Some(body)).await
+}
+
+/// Send one presigned request of a plan; the storage's ETag.
+async fn send_part(part: &serde_json::Value, data: &[u8]) -> String {
+    let url: hyper::Uri = part["url"].as_str().unwrap().parse().unwrap();
+    let addr = url.authority().unwrap().as_str().parse().unwrap();
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in part["headers"].as_object().unwrap() {
+        headers.push((k.as_str(), v.as_str().unwrap()));
+    }
+    let (offset, size) = (part["offset"].as_u64().unwrap() as usize, part["size"].as_u64().unwrap() as usize);
+    let end = (offset + size).min(data.len());
+    let body = Bytes::copy_from_slice(&data[offset.min(end)..end]);
+    let method = part["method"].as_str().unwrap();
+    let r = request_with_body(addr, method, url.path_and_query().unwrap().as_str(), &headers, body).await;
+    assert_eq!(r.status, 200, "{r:?}: {:?}", r.body);
+    r.header("etag").unwrap_or_default().to_owned()
+}
+
+/// Send every request of a plan with `data`; the parts for `complete`.
+async fn send_plan(ticket: &serde_json::Value, data: &[u8]) -> serde_json::Value {
+    let mut parts = Vec::new();
+    for part in ticket["plan"]["parts"].as_array().unwrap() {
+        let etag = send_part(part, data).await;
+        parts.push(json!({ "part_number": part["part_number"], "etag": etag }));
+    }
+    json!({ "parts": parts })
+}
+
+async fn direct_uploads(backend: Backend) {
+    let a = start(backend).await;
+    draft(&a, "1.0.0").await;
+    let data = test_bytes(1000);
+    let r = plan(&a, "app.bin", &data).await;
+    if backend == Backend::Local {
+        // The local directory hands out no presigned requests.
+        assert_eq!((r.status, r.code().as_str()), (501, "direct_upload_unsupported"), "{r:?}");
+        return;
+    }
+    assert_eq!(r.status, 201, "{r:?}");
+    let ticket = Admin::json(&r);
+    assert!(ticket["plan"]["upload_id"].is_null(), "a small file is one PUT: {ticket}");
+    assert_eq!(ticket["artifact"]["status"], "pending");
+
+    // Pending: listed as such, refused to customers, and a streaming PUT of
+    // the same file waits for it.
+    let r = a.call("GET", ARTIFACTS, None).await;
+    assert_eq!(Admin::json(&r)["items"][0]["status"], "pending");
+    a.call("POST", "/admin/v1/products/app/releases/1.0.0/publish", None).await;
+    let key = customer(&a, "acme", json!({})).await;
+    let ask_for = json!({ "product": "app", "version": "1.0.0", "filename": "app.bin" });
+    let r = ask(&a, &key, ask_for.clone()).await;
+    assert_eq!(r.status, 404, "a pending file is not downloadable: {r:?}");
+    let r = upload(&a, "1.0.0", "app.bin", &data, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"), "{r:?}");
+    // Completing before the bytes are there changes nothing.
+    let complete = ticket["complete"].as_str().unwrap().to_owned();
+    let r = a.call("POST", &complete, None).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "upload_incomplete"), "{r:?}");
+
+    send_plan(&ticket, &data).await;
+    let r = a.call("POST", &complete, None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let art = Admin::json(&r);
+    assert_eq!((art["status"].as_str(), art["sha256"].as_str()), (Some("ready"), Some(sha256_hex(&data).as_str())));
+    // A retried `complete` (its first answer lost) answers the same artifact.
+    let again = a.call("POST", &complete, None).await;
+    assert_eq!((again.status, Admin::json(&again)["sha256"].clone()), (200, art["sha256"].clone()));
+    let r = ask(&a, &key, ask_for).await;
+    let got = request(a.gw.public, "GET", target(Admin::json(&r)["url"].as_str().unwrap()), &[]).await;
+    assert_eq!(sha256_hex(got.bytes()), sha256_hex(&data));
+    // Only new files: an existing one is replaced by the streaming PUT.
+    let r = plan(&a, "app.bin", &data).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"), "{r:?}");
+
+    // A large file: a multipart upload, one presigned request per part.
+    let large = test_bytes(LARGE);
+    let r = plan(&a, "large.bin", &large).await;
+    let ticket = Admin::json(&r);
+    let parts = ticket["plan"]["parts"].as_array().unwrap();
+    assert!(ticket["plan"]["upload_id"].is_string());
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts.iter().map(|p| p["size"].as_u64().unwrap()).sum::<u64>(), LARGE as u64);
+    let body = send_plan(&ticket, &large).await;
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), Some(body)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(Admin::json(&r)["size"].as_u64(), Some(LARGE as u64));
+    // The object, and no parts left beside it.
+    assert_eq!(leftovers(&a, "app/1.0.0/large.bin"), vec!["app/1.0.0/large.bin".to_owned()]);
+}
+
+/// Bytes other than the declared ones are refused at `complete`: the object
+/// and the plan are removed. Parts of an abandoned plan are removed too.
+#[tokio::test]
+async fn direct_uploads_of_other_bytes_leave_nothing() {
+    let a = start(Backend::S3).await;
+    draft(&a, "1.0.0").await;
+    let data = test_bytes(LARGE);
+    // Declared one file, sent another of the same size.
+    let mut other = data.clone();
+    other[LARGE - 1] ^= 1;
+    let ticket = Admin::json(&plan(&a, "a.bin", &data).await);
+    let body = send_plan(&ticket, &other).await;
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), Some(body)).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "checksum_mismatch"), "{r:?}");
+    nothing_left(&a, "app/1.0.0/a.bin");
+    let r = a.call("GET", &format!("{ARTIFACTS}/a.bin"), None).await;
+    assert_eq!(r.status, 404, "the plan is gone too: {r:?}");
+
+    // Declared 1000 bytes, sent 999 in the one PUT.
+    let small = test_bytes(1000);
+    let ticket = Admin::json(&plan(&a, "b.bin", &small).await);
+    send_plan(&ticket, &small[..999]).await;
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), None).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "size_mismatch"), "{r:?}");
+    nothing_left(&a, "app/1.0.0/b.bin");
+
+    // Abandoned half-way: deleting the pending file aborts its parts.
+    let ticket = Admin::json(&plan(&a, "c.bin", &data).await);
+    send_part(&ticket["plan"]["parts"][0], &data).await;
+    assert!(!leftovers(&a, "app/1.0.0/c.bin").is_empty(), "a part is stored");
+    let r = a.call("DELETE", &format!("{ARTIFACTS}/c.bin"), None).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    nothing_left(&a, "app/1.0.0/c.bin");
+    // Planning again abandons the earlier plan's parts.
+    let first = Admin::json(&plan(&a, "d.bin", &data).await);
+    send_part(&first["plan"]["parts"][0], &data).await;
+    let second = Admin::json(&plan(&a, "d.bin", &data).await);
+    let (first, second) = (first["plan"]["upload_id"].as_str().unwrap(), second["plan"]["upload_id"].as_str().unwrap());
+    assert_ne!(first, second);
+    let left = leftovers(&a, "app/1.0.0/d.bin");
+    assert!(left.iter().all(|f| !f.contains(first)), "the first plan's upload is gone: {left:?}");
+    assert!(left.iter().any(|f| f.contains(second)), "the second plan's upload is there: {left:?}");
+}
+
+/// A plan past its expiry cannot be completed, and the periodic sweep
+/// abandons plans nobody completed.
+#[tokio::test]
+async fn expired_direct_uploads_are_abandoned() {
+    let clock = tollgate::clock::ManualClock::new(1_900_000_000);
+    let a = Admin::start_clocked_on(clock.clone(), Backend::S3, |c| {
+        c.storage.s3.as_mut().unwrap().part_size = PART;
+    })
+    .await;
+    draft(&a, "1.0.0").await;
+    let data = test_bytes(LARGE);
+    let ticket = Admin::json(&plan(&a, "late.bin", &data).await);
+    let body = send_plan(&ticket, &data).await;
+    let swept = Admin::json(&plan(&a, "swept.bin", &data).await);
+    send_part(&swept["plan"]["parts"][0], &data).await;
+    clock.advance(3600);
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), Some(body)).await;
+    assert_eq!((r.status, r.code().as_str()), (410, "upload_expired"), "{r:?}");
+    let late = ticket["plan"]["upload_id"].as_str().unwrap();
+    let left = leftovers(&a, "app/1.0.0/late.bin");
+    assert!(left.iter().all(|f| !f.contains(late)), "the expired upload's parts are gone: {left:?}");
+    assert!(!left.is_empty(), "the other plan's part is still there: {left:?}");
+    // Within the sweep's grace it stays; past it, it goes.
+    assert_eq!(tollgate::http::admin_artifacts::sweep_uploads(&a.gw.state, 3600).await, 0);
+    clock.advance(3601);
+    assert_eq!(tollgate::http::admin_artifacts::sweep_uploads(&a.gw.state, 3600).await, 1);
+    nothing_left(&a, "app/1.0.0/swept.bin");
+    let r = a.call("GET", ARTIFACTS, None).await;
+    assert_eq!(Admin::json(&r)["items"], json!([]));
 }

@@ -6,7 +6,7 @@
 
 use semver::Version;
 
-use super::model::{Artifact, ReleaseStatus};
+use super::model::{Artifact, PendingUpload, ReleaseStatus};
 use super::repo::{CatalogError, CatalogRepo, check_id};
 use crate::store::{Kind, Written, get_json, put_json};
 
@@ -92,6 +92,35 @@ impl CatalogRepo {
             )));
         }
         Ok(self.store().delete(Kind::Artifact, &artifact_key(product, version, filename)).await?)
+    }
+
+    /// Record a planned direct upload (replacing an earlier plan for the file).
+    pub async fn put_upload(&self, u: &PendingUpload) -> Result<Written, CatalogError> {
+        let key = artifact_key(&u.product, &u.version, &u.filename);
+        Ok(put_json(self.store().as_ref(), Kind::Upload, &key, u).await?)
+    }
+
+    pub async fn upload(
+        &self,
+        product: &str,
+        version: &Version,
+        filename: &str,
+    ) -> Result<Option<PendingUpload>, CatalogError> {
+        Ok(get_json(self.store().as_ref(), Kind::Upload, &artifact_key(product, version, filename)).await?)
+    }
+
+    /// The pending uploads of one release, by file name.
+    pub async fn uploads(&self, product: &str, version: &Version) -> Result<Vec<PendingUpload>, CatalogError> {
+        self.all(Kind::Upload, &format!("{product}/{version}/")).await
+    }
+
+    /// Every pending upload, for the sweep of expired ones.
+    pub async fn all_uploads(&self) -> Result<Vec<PendingUpload>, CatalogError> {
+        self.all(Kind::Upload, "").await
+    }
+
+    pub async fn delete_upload(&self, product: &str, version: &Version, filename: &str) -> Result<bool, CatalogError> {
+        Ok(self.store().delete(Kind::Upload, &artifact_key(product, version, filename)).await?)
     }
 }
 

@@ -148,6 +148,61 @@ pub struct Artifact {
     /// refuses to serve bytes the digest above no longer describes.
     #[serde(default)]
     pub etag: Option<String>,
+    /// Stored artifacts are always `ready`. `pending` is how the admin API
+    /// shows a direct upload that has not been completed yet; those live
+    /// apart (see [`PendingUpload`]) so no download path can find them.
+    #[serde(default)]
+    pub status: ArtifactStatus,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactStatus {
+    /// Verified and downloadable.
+    #[default]
+    Ready,
+    /// A direct upload: planned, not yet completed and verified.
+    Pending,
+}
+
+/// A direct (presigned) upload between its plan and its `complete`: what the
+/// vendor declared, to be verified against what storage then holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpload {
+    pub product: String,
+    pub version: Version,
+    pub filename: String,
+    pub platform: String,
+    pub content_type: String,
+    /// Declared size and SHA-256 (lower-case hex).
+    pub size: u64,
+    pub sha256: String,
+    pub storage_key: String,
+    /// The multipart upload's id; `None` for a single presigned `PUT`.
+    pub upload_id: Option<String>,
+    pub created_at: Timestamp,
+    /// When the presigned requests stop working; after it the upload can only
+    /// be abandoned.
+    pub expires_at: Timestamp,
+}
+
+impl PendingUpload {
+    /// The admin API's view: an artifact with status `pending` and the
+    /// declared size and digest.
+    pub fn as_artifact(&self) -> Artifact {
+        Artifact {
+            product: self.product.clone(),
+            version: self.version.clone(),
+            filename: self.filename.clone(),
+            platform: self.platform.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            content_type: Some(self.content_type.clone()),
+            storage_key: self.storage_key.clone(),
+            etag: None,
+            status: ArtifactStatus::Pending,
+        }
+    }
 }
 
 impl Artifact {

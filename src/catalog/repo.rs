@@ -188,10 +188,12 @@ impl CatalogRepo {
     /// Delete a release that has no artifacts left.
     pub async fn delete_release(&self, product: &str, version: &Version) -> Result<bool, CatalogError> {
         let artifacts = format!("{}/", release_key(product, version));
-        if !self.store.list(Kind::Artifact, &artifacts, None, 1).await?.is_empty() {
-            return Err(CatalogError::Conflict(format!(
-                "release {product}/{version} still has artifacts; delete them first"
-            )));
+        for kind in [Kind::Artifact, Kind::Upload] {
+            if !self.store.list(kind, &artifacts, None, 1).await?.is_empty() {
+                return Err(CatalogError::Conflict(format!(
+                    "release {product}/{version} still has artifacts or pending uploads; delete them first"
+                )));
+            }
         }
         Ok(self.store.delete(Kind::Release, &release_key(product, version)).await?)
     }

@@ -5,17 +5,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+use super::http::AdminApi;
 use crate::config::{Config, secret};
 use crate::signing::encode_segment;
 
+/// Where the admin API is and how to authenticate: shared by `admin` and
+/// `publish`.
 #[derive(Debug, clap::Args)]
-pub struct AdminArgs {
+pub struct ApiArgs {
     /// Admin API address. Default: http://<admin.listen> from the configuration.
     #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
     url: Option<String>,
@@ -23,6 +22,12 @@ pub struct AdminArgs {
     /// embedded default's generated token file.
     #[arg(long, value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -410,7 +415,7 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
 
 /// The admin API's address and token, from flags, environment or the
 /// configuration the gateway runs with.
-fn endpoint(config: &Config, args: &AdminArgs) -> anyhow::Result<(String, String)> {
+pub fn endpoint(config: &Config, args: &ApiArgs) -> anyhow::Result<(String, String)> {
     let url = match &args.url {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => {
@@ -437,7 +442,7 @@ fn endpoint(config: &Config, args: &AdminArgs) -> anyhow::Result<(String, String
 /// Run an admin subcommand. Exit codes: 0 done, 1 the API refused (the problem
 /// is printed), 2 no usable address or token, 3 the API could not be reached.
 pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
-    let (url, token) = match endpoint(config, args) {
+    let (url, token) = match endpoint(config, &args.api) {
         Ok(found) => found,
         // No address or token to use: a usage problem (exit 2), like bad config.
         Err(e) => {
@@ -448,14 +453,13 @@ pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let c = to_call(&args.command, &now);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (status, body) = runtime.block_on(send(&url, &token, &c))?;
-    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status >= 400 {
-        let code = value["code"].as_str().unwrap_or("-");
-        let detail = value["detail"].as_str().or(value["title"].as_str()).unwrap_or("");
-        eprintln!("tollgate: {} {} refused: {status} {code}: {detail}", c.method, c.path);
+    let answer =
+        runtime.block_on(async { AdminApi::new(&url, token)?.call(c.method, &c.path, c.body.as_ref()).await })?;
+    if answer.status >= 400 {
+        eprintln!("tollgate: {} {} refused: {}", c.method, c.path, answer.problem());
         return Ok(ExitCode::from(1));
     }
+    let value = answer.body;
     let key_only = matches!(&args.command, AdminCommand::ApiKey(ApiKeyCmd::Create { key_only: true, .. }));
     #[expect(clippy::print_stdout, reason = "the answer is the command's output")]
     if key_only {
@@ -464,31 +468,6 @@ pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One HTTP/1.1 request on its own connection (the admin listener speaks
-/// plain HTTP on a private address).
-async fn send(url: &str, token: &str, c: &Call) -> anyhow::Result<(u16, Bytes)> {
-    let authority = url
-        .strip_prefix("http://")
-        .with_context(|| format!("--url {url:?}: the admin API is plain http://host:port"))?;
-    let tcp = tokio::net::TcpStream::connect(authority)
-        .await
-        .with_context(|| format!("cannot reach the admin API at {url} (is `tollgate serve` running?)"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    let body = c.body.as_ref().map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let request = Request::builder()
-        .method(c.method)
-        .uri(&c.path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))?;
-    let response = sender.send_request(request).await.context("the admin API closed the connection")?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }
 
 #[cfg(test)]

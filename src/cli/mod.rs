@@ -1,7 +1,10 @@
 //! The `tollgate` command line.
 
 mod admin;
+mod http;
 mod keygen;
+mod progress;
+pub mod publish;
 mod sign;
 
 use std::path::PathBuf;
@@ -46,6 +49,10 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Manage the catalog through the admin API of a running gateway.
     Admin(admin::AdminArgs),
+    /// Upload a build into a release and publish it (for CI). Exit codes: 0
+    /// done, 1 refused, 2 usage, 3 transient failure (retry later), 4 the
+    /// file did not arrive intact.
+    Publish(publish::PublishArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +105,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(args) => {
             let config = load_config(cli.config.as_deref(), &overrides)?;
             admin::admin(&config, &args)
+        }
+        Command::Publish(args) => {
+            let config = load_config(cli.config.as_deref(), &overrides)?;
+            publish::publish(&config, &args)
         }
         Command::Keygen(args) => {
             keygen::keygen(&args)?;

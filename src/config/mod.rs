@@ -337,6 +337,15 @@ pub struct S3Config {
     /// `part_size × (parts_in_flight + 1)`.
     #[serde(default = "default_parts_in_flight")]
     pub parts_in_flight: usize,
+    /// How long the presigned requests of a direct upload plan stay valid
+    /// (at most 7 days, SigV4's limit). A plan not completed by then is
+    /// abandoned and its parts removed.
+    #[serde(default = "default_upload_url_ttl", with = "duration")]
+    pub upload_url_ttl: Duration,
+}
+
+fn default_upload_url_ttl() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 fn default_region() -> String {
@@ -489,6 +498,9 @@ impl Config {
             }
             if s3.parts_in_flight == 0 {
                 return fail("storage.s3.parts_in_flight", "must be at least 1".into());
+            }
+            if s3.upload_url_ttl < Duration::from_secs(60) || s3.upload_url_ttl > Duration::from_secs(7 * 86_400) {
+                return fail("storage.s3.upload_url_ttl", "must be between 1m and 7d".into());
             }
         }
         if s.listen == self.admin.listen && s.listen.port() != 0 {

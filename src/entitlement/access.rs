@@ -363,6 +363,7 @@ pub async fn eligible_customers(
             content_type: None,
             storage_key: String::new(),
             etag: None,
+            status: Default::default(),
         }];
         &placeholder[..]
     } else {

@@ -38,6 +38,7 @@ fn artifact(platform: &str) -> Artifact {
         content_type: None,
         storage_key: "app/2.0.0/app.tar.gz".into(),
         etag: None,
+        status: Default::default(),
     }
 }
 

@@ -10,32 +10,32 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use semver::{Version, VersionReq};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::admin_artifacts::{
+    complete_upload, delete_artifact, get_artifact, list_artifacts, plan_upload, put_artifact,
+};
 use super::admin_auth::require_admin;
 use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
 use crate::catalog::ApiKeyView;
-use crate::catalog::artifacts::check_filename;
-use crate::catalog::{Artifact, PLATFORM_ANY, Page};
+use crate::catalog::Page;
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
 use crate::quota::Quota;
-use crate::storage::{self, ObjectKey, StorageError};
+use crate::storage::StorageError;
 use crate::store::Written;
 
 /// Every admin route; all of them require an admin token (the check is applied
@@ -53,11 +53,12 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/products/{product}/releases/{version}/yank", post(yank_release))
         .route("/admin/v1/products/{product}/releases/{version}/restore", post(restore_release))
         .route("/admin/v1/products/{product}/releases/{version}/eligible-customers", get(eligible_customers))
-        .route("/admin/v1/products/{product}/releases/{version}/artifacts", get(list_artifacts))
+        .route("/admin/v1/products/{product}/releases/{version}/artifacts", get(list_artifacts).post(plan_upload))
         .route(
             "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}",
             get(get_artifact).put(put_artifact).delete(delete_artifact),
         )
+        .route("/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/complete", post(complete_upload))
         .route("/admin/v1/customers", get(list_customers))
         .route("/admin/v1/customers/{customer}", get(get_customer).put(put_customer))
         .route("/admin/v1/customers/{customer}/entitlements", get(list_entitlements))
@@ -80,6 +81,18 @@ pub enum AdminError {
     /// An upload's announced digest header is malformed.
     #[error("{0}")]
     InvalidDigest(String),
+    /// The storage backend cannot hand out presigned upload requests.
+    #[error("direct uploads need S3 storage")]
+    DirectUploadUnsupported,
+    /// A direct upload's presigned requests have expired.
+    #[error("the direct upload of {0} expired")]
+    UploadExpired(String),
+    /// A direct upload cannot be completed (yet): parts or the object are missing.
+    #[error("{0}")]
+    UploadIncomplete(String),
+    /// What storage holds is not the size the upload declared.
+    #[error("the upload is {actual} bytes, not the declared {declared}")]
+    SizeMismatch { declared: u64, actual: u64 },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -100,6 +113,23 @@ impl AdminError {
             AdminError::InvalidDigest(d) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_digest", "Bad Request").with_detail(d.clone())
             }
+            AdminError::DirectUploadUnsupported => {
+                Problem::new(StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported", "Not Implemented").with_detail(
+                    "This gateway stores files in a local directory, which takes no presigned uploads; PUT the \
+                     file to .../artifacts/{filename} instead.",
+                )
+            }
+            AdminError::UploadExpired(f) => Problem::new(StatusCode::GONE, "upload_expired", "Gone").with_detail(
+                format!("The upload URLs for {f} have expired; the upload was abandoned. Ask for a new plan."),
+            ),
+            AdminError::UploadIncomplete(d) => {
+                Problem::new(StatusCode::CONFLICT, "upload_incomplete", "Conflict").with_detail(d.clone())
+            }
+            AdminError::SizeMismatch { declared, actual } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch", "Unprocessable Content").with_detail(
+                    format!("Storage holds {actual} bytes, not the declared {declared}; nothing was kept."),
+                )
+            }
             AdminError::Storage(StorageError::NotFound) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
                     .with_detail("There is no object at this storage key; put the file into storage first.")
@@ -117,28 +147,28 @@ impl IntoResponse for AdminError {
     }
 }
 
-type AdminResult = Result<Response, AdminError>;
+pub(super) type AdminResult = Result<Response, AdminError>;
 
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError> {
+pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError> {
     p.map(|Path(v)| v).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(bytes).map_err(|e| AdminError::BadRequest(format!("request body: {e}")))
 }
 
-fn version(v: &str) -> Result<Version, AdminError> {
+pub(super) fn version(v: &str) -> Result<Version, AdminError> {
     Version::parse(v).map_err(|e| {
         AdminError::Catalog(CatalogError::Invalid { field: "version", reason: format!("{v:?} is not semver: {e}") })
     })
 }
 
-fn written<T: Serialize>(w: Written, record: &T) -> Response {
+pub(super) fn written<T: Serialize>(w: Written, record: &T) -> Response {
     let status = if w == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(record)).into_response()
 }
 
-fn found<T: Serialize>(record: Option<T>, what: &str) -> AdminResult {
+pub(super) fn found<T: Serialize>(record: Option<T>, what: &str) -> AdminResult {
     record.map(|r| Json(r).into_response()).ok_or_else(|| AdminError::NotFound(what.to_owned()))
 }
 
@@ -156,7 +186,7 @@ fn list_params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListParam
     q.map(|Query(p)| p).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
-fn deleted(existed: bool, what: &str) -> AdminResult {
+pub(super) fn deleted(existed: bool, what: &str) -> AdminResult {
     if existed { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(AdminError::NotFound(what.to_owned())) }
 }
 
@@ -535,201 +565,6 @@ pub(crate) struct CreatedApiKey {
 pub(crate) struct EligibleList {
     count: usize,
     items: Vec<crate::entitlement::access::Eligible>,
-}
-
-// Artifacts.
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ArtifactParams {
-    /// `existing`: register an object already in storage (no body). Absent:
-    /// the body is the file.
-    source: Option<String>,
-    platform: Option<String>,
-    /// Default: `{product}/{version}/{filename}`.
-    storage_key: Option<String>,
-    /// Default: guessed from the file name.
-    content_type: Option<String>,
-    /// Replace an existing artifact of a published or yanked release.
-    force: Option<bool>,
-}
-
-/// Upload a file as an artifact (the request body, any size, streamed), or
-/// with `?source=existing` register an object already in storage. Either way
-/// the size and SHA-256 are measured by the gateway, never taken from the
-/// caller; an upload announcing its digest (`Repr-Digest`/`Content-Digest`
-/// `sha-256=:…:`, or `x-checksum-sha256`) that does not match is refused and
-/// leaves nothing behind.
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(ArtifactParams), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file (absent with `source=existing`)"), responses((status = 201, description = "stored and registered", body = Artifact), (status = 200, description = "replaced, or registered again (re-measured)", body = Artifact), (status = 400, description = "`upload_incomplete` (the body was cut), `invalid_digest`", body = Problem), (status = 409, description = "replacing a published release's file without `force=true`", body = Problem), (status = 413, description = "larger than the storage allows", body = Problem), (status = 422, description = "`checksum_mismatch`, no object at the storage key, or an invalid name", body = Problem)))]
-pub(crate) async fn put_artifact(
-    State(s): State<Arc<AppState>>,
-    p: Result<Path<(String, String, String)>, PathRejection>,
-    q: Result<Query<ArtifactParams>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> AdminResult {
-    let (product, v, filename) = path(p)?;
-    let version = version(&v)?;
-    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
-    let upload = match q.source.as_deref() {
-        None => true,
-        Some("existing") => false,
-        Some(other) => return Err(AdminError::BadRequest(format!("source={other:?}: only \"existing\" is known"))),
-    };
-    check_filename(&filename)?;
-    // An upload goes to the release's own place, never to a key another
-    // release's (published) file may use.
-    if upload && q.storage_key.is_some() {
-        return Err(AdminError::BadRequest(
-            "storage_key is only for source=existing; uploads go to \
-             {product}/{version}/{filename}"
-                .into(),
-        ));
-    }
-    let platform = q.platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
-    crate::catalog::repo::check_id("platform", &platform)?;
-    let content_type = match q.content_type {
-        Some(ct) if ct.contains('/') && HeaderValue::from_str(&ct).is_ok() => ct,
-        Some(ct) => {
-            return Err(CatalogError::Invalid {
-                field: "content_type",
-                reason: format!("{ct:?} is not a media type like application/gzip"),
-            }
-            .into());
-        }
-        None => mime_guess::from_path(&filename).first_or_octet_stream().essence_str().to_owned(),
-    };
-    // Fail before the (possibly long) transfer when the release is missing,
-    // or when a published file would be replaced without saying so.
-    let Some(release) = s.catalog.release(&product, &version).await? else {
-        return Err(AdminError::NotFound("release".into()));
-    };
-    if upload
-        && release.status != ReleaseStatus::Draft
-        && q.force != Some(true)
-        && s.catalog.artifact(&product, &version, &filename).await?.is_some()
-    {
-        return Err(CatalogError::Conflict(format!(
-            "{filename} is already a file of the {:?} release {version}; replacing it changes what customers \
-             download: add force=true",
-            release.status
-        ))
-        .into());
-    }
-    let storage_key = q.storage_key.unwrap_or_else(|| format!("{product}/{version}/{filename}"));
-    let key = ObjectKey::parse(&storage_key)
-        .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
-    let (meta, sha256) = if upload {
-        let expected = announced_sha256(&headers)?;
-        let stream = upload_stream(body, s.storage_idle_timeout);
-        let stored = s.storage.put(&key, stream, expected.as_deref(), &content_type).await?;
-        (stored.meta, stored.sha256)
-    } else {
-        if !axum::body::to_bytes(body, 0).await.is_ok_and(|b| b.is_empty()) {
-            return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
-        }
-        storage::measure(s.storage.as_ref(), &key, s.storage_idle_timeout).await?
-    };
-    let artifact = Artifact {
-        product,
-        version,
-        filename,
-        platform,
-        size: meta.size,
-        sha256,
-        content_type: Some(content_type),
-        storage_key,
-        etag: Some(meta.etag),
-    };
-    Ok(written(s.catalog.put_artifact(&artifact).await?, &artifact))
-}
-
-/// The SHA-256 an upload announces, as lower-case hex: `Repr-Digest` or
-/// `Content-Digest` (RFC 9530, `sha-256=:<base64>:`; for a whole-file `PUT`
-/// the two are the same), else `x-checksum-sha256` (hex).
-fn announced_sha256(headers: &HeaderMap) -> Result<Option<String>, AdminError> {
-    let bad = |name: &str| AdminError::InvalidDigest(format!("{name} does not hold a SHA-256 digest"));
-    for name in ["repr-digest", "content-digest"] {
-        let Some(value) = headers.get(name) else { continue };
-        let text = value.to_str().map_err(|_| bad(name))?;
-        // A dictionary; other algorithms are ignored, sha-256 is required.
-        let Some(b64) = text.split(',').find_map(|m| m.trim().strip_prefix("sha-256=:")?.strip_suffix(':')) else {
-            continue;
-        };
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad(name))?;
-        if raw.len() != 32 {
-            return Err(bad(name));
-        }
-        return Ok(Some(hex::encode(raw)));
-    }
-    match headers.get("x-checksum-sha256") {
-        None => Ok(None),
-        Some(v) => {
-            let hex_text = v.to_str().map_err(|_| bad("x-checksum-sha256"))?.trim().to_ascii_lowercase();
-            if hex_text.len() == 64 && hex_text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(Some(hex_text))
-            } else {
-                Err(bad("x-checksum-sha256"))
-            }
-        }
-    }
-}
-
-/// The request body as a byte stream for storage: a failed body, or one that
-/// stalls longer than `idle`, is an error (the upload then leaves nothing).
-fn upload_stream(body: Body, idle: std::time::Duration) -> storage::ByteStream {
-    use futures_util::StreamExt as _;
-    let inner = body.into_data_stream();
-    Box::pin(futures_util::stream::unfold(inner, move |mut inner| async move {
-        match tokio::time::timeout(idle, inner.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), inner)),
-            Ok(Some(Err(e))) => Some((Err(StorageError::Body(e.to_string())), inner)),
-            Ok(None) => None,
-            Err(_) => Some((Err(StorageError::Body(format!("no data for {} s", idle.as_secs()))), inner)),
-        }
-    }))
-}
-
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 200, body = Artifact)))]
-pub(crate) async fn get_artifact(
-    State(s): State<Arc<AppState>>,
-    p: Result<Path<(String, String, String)>, PathRejection>,
-) -> AdminResult {
-    let (product, v, filename) = path(p)?;
-    found(s.catalog.artifact(&product, &version(&v)?, &filename).await?, "artifact")
-}
-
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Items<Artifact>)))]
-pub(crate) async fn list_artifacts(
-    State(s): State<Arc<AppState>>,
-    p: Result<Path<(String, String)>, PathRejection>,
-) -> AdminResult {
-    let (product, v) = path(p)?;
-    let version = version(&v)?;
-    if s.catalog.release(&product, &version).await?.is_none() {
-        return Err(AdminError::NotFound("release".into()));
-    }
-    Ok(Json(Items { items: s.catalog.artifacts(&product, &version).await? }).into_response())
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct DeleteParams {
-    #[serde(default)]
-    force: bool,
-}
-
-#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), params(DeleteParams), responses((status = 204, description = "deleted"), (status = 409, description = "the release is published: needs force=true", body = Problem)))]
-pub(crate) async fn delete_artifact(
-    State(s): State<Arc<AppState>>,
-    p: Result<Path<(String, String, String)>, PathRejection>,
-    q: Result<Query<DeleteParams>, QueryRejection>,
-) -> AdminResult {
-    let (product, v, filename) = path(p)?;
-    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
-    deleted(s.catalog.delete_artifact(&product, &version(&v)?, &filename, q.force).await?, "artifact")
 }
 
 /// Whom a release reaches: the customers entitled to it as if it were

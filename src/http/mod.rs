@@ -2,6 +2,7 @@
 //! they share.
 
 pub mod admin_api;
+pub mod admin_artifacts;
 pub mod admin_auth;
 pub mod conditional;
 pub mod customer_api;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Seconds of clock difference tolerated on token times.
     pub clock_skew: u64,
     pub storage_idle_timeout: Duration,
+    /// How long a direct upload's presigned requests stay valid.
+    pub upload_url_ttl: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub active_downloads: DownloadGauge,
     /// Where customer download URLs point and how long they live.

@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
-use super::{admin_api, customer_api};
+use super::{admin_api, admin_artifacts, customer_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -27,7 +27,8 @@ use super::{admin_api, customer_api};
         admin_api::list_releases, admin_api::get_release, admin_api::put_release, admin_api::delete_release,
         admin_api::publish_release, admin_api::yank_release, admin_api::restore_release,
         admin_api::eligible_customers,
-        admin_api::list_artifacts, admin_api::get_artifact, admin_api::put_artifact, admin_api::delete_artifact,
+        admin_artifacts::list_artifacts, admin_artifacts::get_artifact, admin_artifacts::put_artifact,
+        admin_artifacts::delete_artifact, admin_artifacts::plan_upload, admin_artifacts::complete_upload,
         admin_api::list_customers, admin_api::get_customer, admin_api::put_customer,
         admin_api::list_entitlements, admin_api::get_entitlement, admin_api::put_entitlement,
         admin_api::delete_entitlement,

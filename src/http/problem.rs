@@ -124,6 +124,12 @@ pub fn from_storage(e: &StorageError) -> Problem {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Content Too Large")
                 .with_detail(format!("Uploads are limited to {max} bytes here; nothing was stored."))
         }
+        StorageError::Io(io)
+            if matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
+        {
+            Problem::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", "Insufficient Storage")
+                .with_detail("The storage has no room for this file; nothing was stored.")
+        }
         StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "Service Unavailable")
                 .with_detail("The file cannot be read from storage right now; try again shortly.")

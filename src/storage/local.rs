@@ -69,6 +69,36 @@ impl Drop for TempFile {
     }
 }
 
+/// Remove `.upload-*` files last written more than `age` ago: what uploads
+/// cut by a crash left. A live upload writes its file all the time, and one
+/// that stalls is cut after `storage.idle_timeout`, so an old one is dead.
+/// Symlinks are not followed.
+fn sweep_temp_files(root: &Path, age: std::time::Duration) -> std::io::Result<usize> {
+    let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Removed meanwhile, or unreadable: nothing of ours to sweep there.
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file()
+                && entry.file_name().to_str().is_some_and(|n| n.starts_with(".upload-"))
+                && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 fn is_not_found(e: &std::io::Error) -> bool {
     // ENOTDIR: a path component is a file, e.g. `app.zip/x`.
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
@@ -180,6 +210,27 @@ impl BlobStore for LocalStore {
         Ok(Stored { meta, sha256 })
     }
 
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let path = match self.resolve(key).await {
+            Ok(p) => p,
+            Err(StorageError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(StorageError::Io(e)),
+        }
+    }
+
+    async fn sweep(&self, age: std::time::Duration) -> Result<usize, StorageError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep_temp_files(&root, age))
+            .await
+            .map_err(|e| StorageError::Upstream(format!("the sweep task failed: {e}")))?
+            .map_err(StorageError::Io)
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         let m = tokio::fs::metadata(&self.root).await?;
         if m.is_dir() {
@@ -187,5 +238,32 @@ impl BlobStore for LocalStore {
         } else {
             Err(StorageError::Unavailable(format!("{} is not a directory", self.root.display())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sweep_removes_old_temporary_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let sub = dir.path().join("app/1.0.0");
+        std::fs::create_dir_all(&sub).unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        for (name, old) in [(".upload-old", true), (".upload-new", false), ("app.bin", true), (".other", true)] {
+            let f = std::fs::File::create(sub.join(name)).unwrap();
+            if old {
+                f.set_modified(two_hours_ago).unwrap();
+            }
+        }
+        assert_eq!(store.sweep(Duration::from_secs(3600)).await.unwrap(), 1);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".other", ".upload-new", "app.bin"]);
     }
 }

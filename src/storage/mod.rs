@@ -166,6 +166,41 @@ pub struct Stored {
     pub sha256: String,
 }
 
+/// A plan for putting an object straight into storage with presigned
+/// requests, bypassing the gateway: one `PUT` of the whole file, or one per
+/// part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UploadPlan {
+    /// The multipart upload's id; absent when the file goes up as one `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// Every part but the last has exactly this size.
+    pub part_size: u64,
+    pub parts: Vec<PlannedPart>,
+}
+
+/// One presigned request of an [`UploadPlan`]: send bytes
+/// `offset..offset + size` of the file with `method` to `url`, with `headers`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PlannedPart {
+    pub part_number: u32,
+    pub offset: u64,
+    pub size: u64,
+    pub method: String,
+    pub url: String,
+    /// Headers the request must carry (they are part of the signature).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// A part the client uploaded, as it reports it when completing: the part
+/// number and the `ETag` storage answered with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UploadedPart {
+    pub part_number: u32,
+    pub etag: String,
+}
+
 /// A blob store. Implementations stream; none buffers an object whole.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug {
@@ -200,6 +235,49 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         expected_sha256: Option<&str>,
         content_type: &str,
     ) -> Result<Stored, StorageError>;
+
+    /// Remove the object; removing one that is not there is not an error.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
+
+    /// The largest object an upload may write, when the backend has a limit.
+    fn max_upload_size(&self) -> Option<u64> {
+        None
+    }
+
+    /// Plan a direct upload of `size` bytes to `key` with requests presigned
+    /// for `ttl`. `None`: this backend cannot take direct uploads.
+    async fn plan_upload(
+        &self,
+        _key: &ObjectKey,
+        _size: u64,
+        _content_type: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<Option<UploadPlan>, StorageError> {
+        Ok(None)
+    }
+
+    /// Assemble a planned multipart upload from its parts. `parts` empty:
+    /// take the parts storage holds. Nothing is visible at `key` before this.
+    async fn complete_upload(
+        &self,
+        _key: &ObjectKey,
+        _upload_id: &str,
+        _parts: &[UploadedPart],
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Upstream("this storage takes no direct uploads".into()))
+    }
+
+    /// Abandon a planned multipart upload and its parts. Aborting one that is
+    /// already gone (completed or aborted) is not an error.
+    async fn abort_upload(&self, _key: &ObjectKey, _upload_id: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Remove what crashed uploads left behind that is older than `age`; how
+    /// many were removed.
+    async fn sweep(&self, _age: std::time::Duration) -> Result<usize, StorageError> {
+        Ok(0)
+    }
 }
 
 /// Check an upload's digest against the announced one.

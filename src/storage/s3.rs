@@ -14,7 +14,10 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
-use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
+use super::{
+    BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, PlannedPart, StorageError, Stored, UploadPlan,
+    UploadedPart,
+};
 use crate::config::{Config, secret};
 
 #[derive(Debug, Clone)]
@@ -28,6 +31,11 @@ pub struct S3Store {
 
 /// S3's limit on the parts of one multipart upload.
 const MAX_PARTS: i32 = 10_000;
+/// S3's limit on one part.
+const MAX_PART_SIZE: u64 = 5 << 30;
+/// S3's limit on one object.
+const MAX_OBJECT_SIZE: u64 = 5 << 40;
+const MIB: u64 = 1 << 20;
 
 impl S3Store {
     /// Build a client from `storage.s3`: endpoint, region, path style, and either
@@ -72,6 +80,52 @@ impl S3Store {
 
     fn object_key(&self, key: &ObjectKey) -> String {
         format!("{}{}", self.prefix, key.as_str())
+    }
+
+    /// The part size for a direct upload of `size` bytes: the configured one,
+    /// or larger (in whole MiB) when that would take more than 10 000 parts.
+    fn plan_part_size(&self, size: u64) -> u64 {
+        let needed = size.div_ceil(MAX_PARTS as u64).div_ceil(MIB) * MIB;
+        (self.part_size as u64).max(needed)
+    }
+
+    /// Every part of an upload as storage holds them, following the pages.
+    async fn stored_parts(&self, object: &str, upload_id: &str) -> Result<Vec<CompletedPart>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(object)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for p in out.parts() {
+                parts.push(CompletedPart::builder().set_part_number(p.part_number).set_e_tag(p.e_tag.clone()).build());
+            }
+            match out.next_part_number_marker {
+                Some(next) if out.is_truncated == Some(true) => marker = Some(next),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+}
+
+/// A presigned request as a step of a plan.
+fn planned(req: &aws_sdk_s3::presigning::PresignedRequest, part_number: u32, offset: u64, size: u64) -> PlannedPart {
+    PlannedPart {
+        part_number,
+        offset,
+        size,
+        method: req.method().to_owned(),
+        url: req.uri().to_owned(),
+        headers: req.headers().map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned())).collect(),
     }
 }
 
@@ -247,6 +301,131 @@ impl BlobStore for S3Store {
         let size = i64::try_from(size).map_err(|_| StorageError::TooLarge(u64::MAX))?;
         let now = aws_sdk_s3::primitives::DateTime::from(SystemTime::now());
         Ok(Stored { meta: meta(Some(size), Some(&now), etag.as_deref(), Some(content_type))?, sha256 })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        // S3 answers 204 whether or not the object was there.
+        self.client.delete_object().bucket(&self.bucket).key(self.object_key(key)).send().await.map_err(classify)?;
+        Ok(())
+    }
+
+    fn max_upload_size(&self) -> Option<u64> {
+        Some(MAX_PARTS as u64 * self.part_size as u64)
+    }
+
+    async fn plan_upload(
+        &self,
+        key: &ObjectKey,
+        size: u64,
+        content_type: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<UploadPlan>, StorageError> {
+        if size > MAX_OBJECT_SIZE {
+            return Err(StorageError::TooLarge(MAX_OBJECT_SIZE));
+        }
+        let object = self.object_key(key);
+        let presign = || {
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+                .map_err(|e| StorageError::Upstream(format!("cannot presign for {ttl:?}: {e}")))
+        };
+        let part_size = self.plan_part_size(size);
+        if size <= part_size && size <= MAX_PART_SIZE {
+            let req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&object)
+                .content_type(content_type)
+                .presigned(presign()?)
+                .await
+                .map_err(classify)?;
+            return Ok(Some(UploadPlan { upload_id: None, part_size: size, parts: vec![planned(&req, 1, 0, size)] }));
+        }
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(classify)?;
+        let upload_id =
+            out.upload_id.ok_or_else(|| StorageError::Upstream("S3 returned no multipart upload id".into()))?;
+        let count = size.div_ceil(part_size);
+        let mut parts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for i in 0..count {
+            let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let offset = i * part_size;
+            let req = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&object)
+                .upload_id(&upload_id)
+                .part_number(i32::try_from(number).unwrap_or(i32::MAX))
+                .presigned(presign()?)
+                .await;
+            match req {
+                Ok(req) => parts.push(planned(&req, number, offset, part_size.min(size - offset))),
+                Err(e) => {
+                    let _ = self.abort_upload(key, &upload_id).await;
+                    return Err(classify(e));
+                }
+            }
+        }
+        Ok(Some(UploadPlan { upload_id: Some(upload_id), part_size, parts }))
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), StorageError> {
+        let object = self.object_key(key);
+        let parts = if parts.is_empty() {
+            self.stored_parts(&object, upload_id).await?
+        } else {
+            let mut parts: Vec<CompletedPart> = parts
+                .iter()
+                .map(|p| {
+                    CompletedPart::builder()
+                        .part_number(i32::try_from(p.part_number).unwrap_or(i32::MAX))
+                        .e_tag(&p.etag)
+                        .build()
+                })
+                .collect();
+            parts.sort_by_key(|p| p.part_number);
+            parts
+        };
+        let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object)
+            .upload_id(upload_id)
+            .multipart_upload(done)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StorageError> {
+        let sent = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(classify);
+        match sent {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

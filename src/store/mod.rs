@@ -32,6 +32,8 @@ pub enum Kind {
     Entitlement,
     ApiKey,
     Grant,
+    /// A direct upload awaiting `complete`.
+    Upload,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Entitlement => "entitlement",
             Kind::ApiKey => "api_key",
             Kind::Grant => "grant",
+            Kind::Upload => "upload",
         }
     }
 }

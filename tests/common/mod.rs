@@ -7,22 +7,24 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use tokio::net::TcpStream;
 
 use serde_json::{Value, json};
 use tollgate::config::{Config, S3Config, Secret, StorageBackend};
 use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
+
+mod s3;
+pub use s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 
 /// Instantiate each listed `async fn(backend)` as a test per backend:
 /// `backend_suite!(local = super::Backend::Local, s3 = super::Backend::S3; a, b)`
@@ -42,10 +44,6 @@ macro_rules! backend_suite {
     };
 }
 
-pub const S3_ACCESS_KEY: &str = "tollgate-test";
-pub const S3_SECRET_KEY: &str = "tollgate-test-secret";
-pub const BUCKET: &str = "releases";
-
 /// Which blob backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -53,48 +51,7 @@ pub enum Backend {
     S3,
 }
 
-/// An in-process S3-compatible server (s3s-fs) on a free port.
-pub struct S3Server {
-    pub endpoint: String,
-    pub root: TempDir,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
 impl S3Server {
-    pub async fn start() -> Self {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join(BUCKET)).unwrap();
-        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
-        let service = builder.build();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let conn_tasks = tasks.clone();
-        let accept = tokio::spawn(async move {
-            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { break };
-                let service = service.clone();
-                let http = http.clone();
-                let task = tokio::spawn(async move {
-                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
-                });
-                conn_tasks.lock().unwrap().push(task.abort_handle());
-            }
-        });
-        tasks.lock().unwrap().push(accept.abort_handle());
-        Self { endpoint: format!("http://{addr}"), root, tasks }
-    }
-
-    /// Stop listening and cut every open connection, as a crashed server would.
-    pub fn kill(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-
     pub fn config(&self) -> S3Config {
         S3Config {
             bucket: BUCKET.into(),
@@ -107,13 +64,8 @@ impl S3Server {
             secret_access_key_file: None,
             part_size: tollgate::config::MIN_PART_SIZE,
             parts_in_flight: 2,
+            upload_url_ttl: Duration::from_secs(3600),
         }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -542,7 +494,16 @@ impl Admin {
 
     /// On SQLite, with the clock the test moves.
     pub async fn start_clocked(clock: tollgate::clock::ManualClock, tweak: impl FnOnce(&mut Config)) -> Self {
-        let blobs = Blobs::new(Backend::Local).await;
+        Self::start_clocked_on(clock, Backend::Local, tweak).await
+    }
+
+    /// On SQLite and blob storage `backend`, with the clock the test moves.
+    pub async fn start_clocked_on(
+        clock: tollgate::clock::ManualClock,
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let blobs = Blobs::new(backend).await;
         let mut config = blobs.config();
         tweak(&mut config);
         let gw = Gateway::start_clocked(&config, clock).await;
