@@ -226,19 +226,25 @@ async fn plan(a: &Admin, file: &str, declared: &[u8]) -> common::Reply {
 
 /// Send one presigned request of a plan; the storage's ETag.
 async fn send_part(part: &serde_json::Value, data: &[u8]) -> String {
+    let r = try_part(part, data).await;
+    assert_eq!(r.status, 200, "{r:?}: {:?}", r.body);
+    r.header("etag").unwrap_or_default().to_owned()
+}
+
+/// Send one presigned request of a plan with the part's range of `data`.
+async fn try_part(part: &serde_json::Value, data: &[u8]) -> common::Reply {
     let url: hyper::Uri = part["url"].as_str().unwrap().parse().unwrap();
     let addr = url.authority().unwrap().as_str().parse().unwrap();
     let mut headers: Vec<(&str, &str)> = Vec::new();
-    for (k, v) in part["headers"].as_object().unwrap() {
+    // The length goes with the body actually sent (a signed one must match).
+    for (k, v) in part["headers"].as_object().unwrap().iter().filter(|(k, _)| *k != "content-length") {
         headers.push((k.as_str(), v.as_str().unwrap()));
     }
     let (offset, size) = (part["offset"].as_u64().unwrap() as usize, part["size"].as_u64().unwrap() as usize);
     let end = (offset + size).min(data.len());
     let body = Bytes::copy_from_slice(&data[offset.min(end)..end]);
     let method = part["method"].as_str().unwrap();
-    let r = request_with_body(addr, method, url.path_and_query().unwrap().as_str(), &headers, body).await;
-    assert_eq!(r.status, 200, "{r:?}: {:?}", r.body);
-    r.header("etag").unwrap_or_default().to_owned()
+    request_with_body(addr, method, url.path_and_query().unwrap().as_str(), &headers, body).await
 }
 
 /// Send every request of a plan with `data`; the parts for `complete`.
@@ -331,13 +337,29 @@ async fn direct_uploads_of_other_bytes_leave_nothing() {
     let r = a.call("GET", &format!("{ARTIFACTS}/a.bin"), None).await;
     assert_eq!(r.status, 404, "the plan is gone too: {r:?}");
 
-    // Declared 1000 bytes, sent 999 in the one PUT.
-    let small = test_bytes(1000);
-    let ticket = Admin::json(&plan(&a, "b.bin", &small).await);
-    send_plan(&ticket, &small[..999]).await;
-    let r = a.call("POST", ticket["complete"].as_str().unwrap(), None).await;
+    // Declared LARGE bytes, the last part one byte short.
+    let ticket = Admin::json(&plan(&a, "b.bin", &data).await);
+    let body = send_plan(&ticket, &data[..LARGE - 1]).await;
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), Some(body)).await;
     assert_eq!((r.status, r.code().as_str()), (422, "size_mismatch"), "{r:?}");
     nothing_left(&a, "app/1.0.0/b.bin");
+
+    // A one-request plan is signed with the declared SHA-256 and length:
+    // storage itself takes no other bytes through it, before or after.
+    let small = test_bytes(1000);
+    let ticket = Admin::json(&plan(&a, "s.bin", &small).await);
+    let part = &ticket["plan"]["parts"][0];
+    let mut changed = small.clone();
+    changed[0] ^= 1;
+    let r = try_part(part, &changed).await;
+    assert!(matches!(r.status, 400..=499), "other bytes refused by storage: {r:?}");
+    let r = try_part(part, &small[..999]).await;
+    assert!(matches!(r.status, 400..=499), "fewer bytes refused by storage: {r:?}");
+    send_part(part, &small).await;
+    let r = a.call("POST", ticket["complete"].as_str().unwrap(), None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = try_part(part, &changed).await;
+    assert!(matches!(r.status, 400..=499), "the URL cannot replace the completed file: {r:?}");
 
     // Abandoned half-way: deleting the pending file aborts its parts.
     let ticket = Admin::json(&plan(&a, "c.bin", &data).await);

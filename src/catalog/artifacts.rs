@@ -33,6 +33,15 @@ pub fn check_filename(name: &str) -> Result<(), CatalogError> {
     }
 }
 
+/// A SHA-256 as stored: 64 lower-case hex digits.
+pub fn check_sha256(sha256: &str) -> Result<(), CatalogError> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(CatalogError::Invalid { field: "sha256", reason: "must be 64 lower-case hex digits".into() })
+    }
+}
+
 pub(crate) fn artifact_key(product: &str, version: &Version, filename: &str) -> String {
     format!("{product}/{version}/{filename}")
 }
@@ -43,9 +52,7 @@ impl CatalogRepo {
     pub async fn put_artifact(&self, a: &Artifact) -> Result<Written, CatalogError> {
         check_filename(&a.filename)?;
         check_id("platform", &a.platform)?;
-        if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(CatalogError::Invalid { field: "sha256", reason: "must be 64 lower-case hex digits".into() });
-        }
+        check_sha256(&a.sha256)?;
         if self.release(&a.product, &a.version).await?.is_none() {
             return Err(CatalogError::Missing { kind: "release", id: format!("{}/{}", a.product, a.version) });
         }

@@ -184,6 +184,10 @@ pub struct PendingUpload {
     /// When the presigned requests stop working; after it the upload can only
     /// be abandoned.
     pub expires_at: Timestamp,
+    /// Set when a `complete` starts verifying: the sweep leaves the upload
+    /// alone meanwhile.
+    #[serde(default)]
+    pub completing_since: Option<Timestamp>,
 }
 
 impl PendingUpload {

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
@@ -112,9 +111,12 @@ fn refusal(what: &str, a: &Answer) -> Failure {
     let text = format!("{what} refused: {}", a.problem());
     match (a.status, a.code()) {
         (_, "checksum_mismatch" | "size_mismatch") => Failure::Integrity(text),
-        // 501: this gateway cannot do it at all; waiting will not help.
-        (501, _) => Failure::Refused(text),
-        (429 | 500.., _) => Failure::Transient(text),
+        // The body was cut or stalled on the way: sending again may work.
+        (400, "upload_incomplete") => Failure::Transient(text),
+        // 501: this gateway cannot do it at all; 507: no room. Waiting for
+        // a retry will not help either.
+        (501 | 507, _) => Failure::Refused(text),
+        (408 | 429 | 500.., _) => Failure::Transient(text),
         _ => Failure::Refused(text),
     }
 }
@@ -285,14 +287,37 @@ async fn direct(api: &AdminApi, ticket: &Value, file: &Path, args: &PublishArgs)
     let progress = Arc::new(Progress::new("uploading", total));
     let parts = send_parts(&api.client, &plan, file, &progress, args.attempts, usize::from(args.parallel)).await;
     progress.finish();
-    let parts = parts?;
+    let parts = match parts {
+        Ok(p) => p,
+        Err(f) => {
+            // Refused for good (an expired or bad signature): abandon the
+            // plan so that its parts go and a rerun can start afresh.
+            if matches!(f, Failure::Refused(_) | Failure::Usage(_)) {
+                let path = complete.trim_end_matches("/complete");
+                let _ = api.call("DELETE", path, None).await;
+            }
+            return Err(f);
+        }
+    };
     eprintln!("verifying on the gateway (it reads the file through)…");
     let body = json!({ "parts": if plan.upload_id.is_some() { parts } else { Vec::new() } });
-    let a = api.call("POST", &complete, Some(&body)).await.map_err(transient)?;
-    if a.status >= 400 {
-        return Err(refusal("completing the upload", &a));
+    // `complete` is repeatable: a lost answer or a 5xx is tried again.
+    let mut last = Failure::Transient(String::new());
+    for attempt in 1..=args.attempts {
+        if attempt > 1 {
+            eprintln!("{last} (try {} of {})", attempt - 1, args.attempts);
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        last = match api.call("POST", &complete, Some(&body)).await {
+            Ok(a) if a.status < 300 => return Ok(a.body),
+            Ok(a) => match refusal("completing the upload", &a) {
+                Failure::Transient(t) => Failure::Transient(t),
+                other => return Err(other),
+            },
+            Err(e) => transient(e),
+        };
     }
-    Ok(a.body)
+    Err(last)
 }
 
 /// Send every part, `parallel` at once, each tried up to `attempts` times;
@@ -321,7 +346,6 @@ async fn send_part(
     progress: &Arc<Progress>,
     attempts: u32,
 ) -> Result<UploadedPart, Failure> {
-    let bytes = read_range(file, part.offset, part.size).await?;
     let mut last = String::new();
     for attempt in 1..=attempts {
         if attempt > 1 {
@@ -329,12 +353,13 @@ async fn send_part(
         }
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut req = hyper::Request::builder().method(part.method.as_str()).uri(&part.url);
-        for (k, v) in &part.headers {
+        // The length is set below from the part; a signed one is the same.
+        for (k, v) in part.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")) {
             req = req.header(k, v);
         }
         let req = req
             .header(hyper::header::CONTENT_LENGTH, part.size)
-            .body(counted(bytes.clone(), progress.clone(), sent.clone()))
+            .body(part_body(file, part.offset, part.size, progress.clone(), sent.clone()).await?)
             .map_err(|e| Failure::Refused(format!("part {}: bad request in the plan: {e}", part.part_number)))?;
         let outcome = client.send(req).await;
         let undo = sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -348,7 +373,9 @@ async fn send_part(
                 let body = r.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 last =
                     format!("part {}: storage answered {status}: {}", part.part_number, String::from_utf8_lossy(&body));
-                if !(status.is_server_error() || status.as_u16() == 429) {
+                // S3 answers a slow body with 400 RequestTimeout: worth another try.
+                let timeout = status.as_u16() == 408 || body.windows(14).any(|w| w == b"RequestTimeout");
+                if !(status.is_server_error() || status.as_u16() == 429 || timeout) {
                     return Err(Failure::Refused(last));
                 }
             }
@@ -365,28 +392,24 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << (attempt - 2).min(4))
 }
 
-async fn read_range(file: &Path, offset: u64, len: u64) -> Result<Bytes, Failure> {
+/// Bytes `offset..offset + len` of the file, read as they are sent (memory
+/// stays at one buffer per part in flight), each counted when taken.
+async fn part_body(
+    file: &Path,
+    offset: u64,
+    len: u64,
+    progress: Arc<Progress>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<ReqBody, Failure> {
     let fail = |e: std::io::Error| Failure::Usage(format!("{}: {e}", file.display()));
     let mut f = tokio::fs::File::open(file).await.map_err(fail)?;
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(fail)?;
-    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Failure::Usage("part too large".into()))?];
-    f.read_exact(&mut buf)
-        .await
-        .map_err(|e| Failure::Integrity(format!("{}: changed while uploading: {e}", file.display())))?;
-    Ok(Bytes::from(buf))
-}
-
-/// A body of `bytes` in 256 KiB frames, each counted as sent when taken.
-fn counted(bytes: Bytes, progress: Arc<Progress>, sent: Arc<std::sync::atomic::AtomicU64>) -> ReqBody {
-    const FRAME: usize = 256 * 1024;
-    let frames =
-        (0..bytes.len().div_ceil(FRAME)).map(move |i| bytes.slice(i * FRAME..((i + 1) * FRAME).min(bytes.len())));
-    let stream = futures_util::stream::iter(frames).map(move |chunk| {
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024).map_ok(move |chunk| {
         progress.advance(chunk.len() as u64);
         sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok::<_, std::io::Error>(Frame::data(chunk))
+        Frame::data(chunk)
     });
-    StreamBody::new(stream).boxed_unsync()
+    Ok(StreamBody::new(stream).boxed_unsync())
 }
 
 /// Stream the file through the gateway (`PUT …/artifacts/{filename}`), the
@@ -461,6 +484,8 @@ mod tests {
 
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
+
+    use bytes::Bytes;
 
     use super::*;
 

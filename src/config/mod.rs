@@ -493,8 +493,8 @@ impl Config {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());
         }
         if let Some(s3) = &self.storage.s3 {
-            if s3.part_size < MIN_PART_SIZE {
-                return fail("storage.s3.part_size", format!("must be at least {MIN_PART_SIZE} (5 MiB)"));
+            if s3.part_size < MIN_PART_SIZE || s3.part_size > 5 << 30 {
+                return fail("storage.s3.part_size", format!("must be {MIN_PART_SIZE} (5 MiB) to 5 GiB"));
             }
             if s3.parts_in_flight == 0 {
                 return fail("storage.s3.parts_in_flight", "must be at least 1".into());

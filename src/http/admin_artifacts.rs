@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::admin_api::{AdminError, AdminResult, body, deleted, path, version, written};
 use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
-use crate::catalog::artifacts::check_filename;
+use crate::catalog::artifacts::{artifact_key, check_filename, check_sha256};
 use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PLATFORM_ANY, PendingUpload, ReleaseStatus, Timestamp};
 use crate::storage::{self, ObjectKey, StorageError, UploadPlan, UploadedPart};
 
@@ -91,7 +91,7 @@ pub(crate) async fn put_artifact(
     let Some(release) = s.catalog.release(&product, &version).await? else {
         return Err(AdminError::NotFound("release".into()));
     };
-    if upload && s.catalog.upload(&product, &version, &filename).await?.is_some() {
+    if s.catalog.upload(&product, &version, &filename).await?.is_some() {
         return Err(CatalogError::Conflict(format!(
             "a direct upload of {filename} is pending; complete it or delete it first"
         ))
@@ -109,7 +109,7 @@ pub(crate) async fn put_artifact(
         ))
         .into());
     }
-    let storage_key = q.storage_key.unwrap_or_else(|| format!("{product}/{version}/{filename}"));
+    let storage_key = q.storage_key.unwrap_or_else(|| artifact_key(&product, &version, &filename));
     let key = ObjectKey::parse(&storage_key)
         .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
     let (meta, sha256) = if upload {
@@ -322,9 +322,7 @@ pub(crate) async fn plan_upload(
     crate::catalog::repo::check_id("platform", &platform)?;
     let content_type = content_type(&b.filename, b.content_type)?;
     let sha256 = b.sha256.to_ascii_lowercase();
-    if sha256.len() != 64 || !sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CatalogError::Invalid { field: "sha256", reason: "must be 64 hex digits".into() }.into());
-    }
+    check_sha256(&sha256)?;
     if s.catalog.release(&product, &version).await?.is_none() {
         return Err(AdminError::NotFound("release".into()));
     }
@@ -338,12 +336,12 @@ pub(crate) async fn plan_upload(
     if let Some(earlier) = s.catalog.upload(&product, &version, &b.filename).await? {
         abandon(&s, &earlier).await?;
     }
-    let storage_key = crate::catalog::artifacts::artifact_key(&product, &version, &b.filename);
+    let storage_key = artifact_key(&product, &version, &b.filename);
     let key = ObjectKey::parse(&storage_key)
         .map_err(|e| CatalogError::Invalid { field: "filename", reason: e.to_string() })?;
     let plan = s
         .storage
-        .plan_upload(&key, b.size, &content_type, s.upload_url_ttl)
+        .plan_upload(&key, b.size, &sha256, &content_type, s.upload_url_ttl)
         .await?
         .ok_or(AdminError::DirectUploadUnsupported)?;
     let now = s.clock.now_unix();
@@ -359,6 +357,7 @@ pub(crate) async fn plan_upload(
         upload_id: plan.upload_id.clone(),
         created_at: Timestamp(now),
         expires_at: Timestamp(now + s.upload_url_ttl.as_secs()),
+        completing_since: None,
     };
     if let Err(e) = s.catalog.put_upload(&pending).await {
         if let Some(id) = &plan.upload_id {
@@ -406,10 +405,15 @@ pub(crate) async fn complete_upload(
             None => Err(AdminError::NotFound("pending upload".into())),
         };
     };
-    if s.clock.now_unix() >= u.expires_at.0 {
+    let now = s.clock.now_unix();
+    if now >= u.expires_at.0 {
         abandon(&s, &u).await?;
         return Err(AdminError::UploadExpired(filename));
     }
+    // Marked, so the sweep leaves it alone while its bytes are read through
+    // (which may outlast the plan's expiry for a huge file).
+    let u = PendingUpload { completing_since: Some(Timestamp(now)), ..u };
+    s.catalog.put_upload(&u).await?;
     let key = upload_key(&u)?;
     if let Some(id) = &u.upload_id {
         match s.storage.complete_upload(&key, id, &b.parts).await {
@@ -446,6 +450,16 @@ pub(crate) async fn complete_upload(
         s.storage.delete(&key).await?;
         s.catalog.delete_upload(&product, &version, &filename).await?;
         return Err(refused);
+    }
+    // Still this plan? A DELETE, or a new plan for the file, may have
+    // abandoned it while the object was read; then its bytes are not ours
+    // to record.
+    let current = s.catalog.upload(&product, &version, &filename).await?;
+    if current.is_none_or(|c| c.upload_id != u.upload_id || c.created_at != u.created_at) {
+        return Err(CatalogError::Conflict(format!(
+            "the upload of {filename} was abandoned or planned again while it was being verified"
+        ))
+        .into());
     }
     let artifact = Artifact { etag: Some(meta.etag), status: ArtifactStatus::Ready, ..u.as_artifact() };
     match s.catalog.put_artifact(&artifact).await {
@@ -487,7 +501,10 @@ pub async fn sweep_uploads(s: &AppState, grace: u64) -> usize {
     let mut abandoned = 0;
     match s.catalog.all_uploads().await {
         Ok(uploads) => {
-            for u in uploads.iter().filter(|u| u.expires_at.0.saturating_add(grace) < now) {
+            // One being completed is left alone for a day (its verification
+            // reads the whole file).
+            let idle = |u: &&PendingUpload| u.completing_since.is_none_or(|t| t.0.saturating_add(86_400) < now);
+            for u in uploads.iter().filter(|u| u.expires_at.0.saturating_add(grace) < now).filter(idle) {
                 match abandon(s, u).await {
                     Ok(()) => abandoned += 1,
                     Err(e) => tracing::warn!(file = %u.storage_key, error = %e, "could not abandon an expired upload"),

@@ -245,11 +245,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     }
 
     /// Plan a direct upload of `size` bytes to `key` with requests presigned
-    /// for `ttl`. `None`: this backend cannot take direct uploads.
+    /// for `ttl`; `sha256` (lower-case hex) is the declared digest, which a
+    /// single-request plan binds into its signature. `None`: this backend
+    /// cannot take direct uploads.
     async fn plan_upload(
         &self,
         _key: &ObjectKey,
         _size: u64,
+        _sha256: &str,
         _content_type: &str,
         _ttl: std::time::Duration,
     ) -> Result<Option<UploadPlan>, StorageError> {

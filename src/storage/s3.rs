@@ -68,7 +68,14 @@ impl S3Store {
             ));
         }
         let shared = loader.load().await;
-        let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(s3.force_path_style).build();
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(s3.force_path_style)
+            // The SDK's default adds a CRC32 trailer to every upload, staging
+            // each part's body once more (+16 MiB per part in flight,
+            // measured). Uploads carry our own SHA-256 check; no trailer is
+            // sent unless an operation requires one.
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .build();
         Ok(Self {
             client: Client::from_conf(conf),
             bucket: s3.bucket.clone(),
@@ -86,7 +93,7 @@ impl S3Store {
     /// or larger (in whole MiB) when that would take more than 10 000 parts.
     fn plan_part_size(&self, size: u64) -> u64 {
         let needed = size.div_ceil(MAX_PARTS as u64).div_ceil(MIB) * MIB;
-        (self.part_size as u64).max(needed)
+        (self.part_size as u64).max(needed).min(MAX_PART_SIZE)
     }
 
     /// Every part of an upload as storage holds them, following the pages.
@@ -310,13 +317,14 @@ impl BlobStore for S3Store {
     }
 
     fn max_upload_size(&self) -> Option<u64> {
-        Some(MAX_PARTS as u64 * self.part_size as u64)
+        Some((MAX_PARTS as u64).saturating_mul(self.part_size as u64))
     }
 
     async fn plan_upload(
         &self,
         key: &ObjectKey,
         size: u64,
+        sha256: &str,
         content_type: &str,
         ttl: std::time::Duration,
     ) -> Result<Option<UploadPlan>, StorageError> {
@@ -324,34 +332,28 @@ impl BlobStore for S3Store {
             return Err(StorageError::TooLarge(MAX_OBJECT_SIZE));
         }
         let object = self.object_key(key);
-        let presign = || {
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
-                .map_err(|e| StorageError::Upstream(format!("cannot presign for {ttl:?}: {e}")))
-        };
+        let presign = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| StorageError::Upstream(format!("cannot presign for {ttl:?}: {e}")))?;
         let part_size = self.plan_part_size(size);
         if size <= part_size && size <= MAX_PART_SIZE {
+            // Signed with the declared SHA-256 and length: the URL can store
+            // those bytes and no others, so it is harmless after `complete`.
+            use base64::Engine as _;
+            let digest = hex::decode(sha256).map_err(|_| StorageError::Upstream("the SHA-256 is not hex".into()))?;
             let req = self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&object)
                 .content_type(content_type)
-                .presigned(presign()?)
+                .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+                .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+                .presigned(presign)
                 .await
                 .map_err(classify)?;
             return Ok(Some(UploadPlan { upload_id: None, part_size: size, parts: vec![planned(&req, 1, 0, size)] }));
         }
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&object)
-            .content_type(content_type)
-            .send()
-            .await
-            .map_err(classify)?;
-        let upload_id =
-            out.upload_id.ok_or_else(|| StorageError::Upstream("S3 returned no multipart upload id".into()))?;
+        let upload_id = self.create_multipart(&object, content_type).await?;
         let count = size.div_ceil(part_size);
         let mut parts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for i in 0..count {
@@ -364,7 +366,7 @@ impl BlobStore for S3Store {
                 .key(&object)
                 .upload_id(&upload_id)
                 .part_number(i32::try_from(number).unwrap_or(i32::MAX))
-                .presigned(presign()?)
+                .presigned(presign.clone())
                 .await;
             match req {
                 Ok(req) => parts.push(planned(&req, number, offset, part_size.min(size - offset))),
@@ -447,7 +449,8 @@ struct Multipart {
 }
 
 impl S3Store {
-    async fn start_multipart(&self, object: &str, content_type: &str) -> Result<Multipart, StorageError> {
+    /// Start a multipart upload; its id.
+    async fn create_multipart(&self, object: &str, content_type: &str) -> Result<String, StorageError> {
         let out = self
             .client
             .create_multipart_upload()
@@ -457,8 +460,11 @@ impl S3Store {
             .send()
             .await
             .map_err(classify)?;
-        let upload_id =
-            out.upload_id.ok_or_else(|| StorageError::Upstream("S3 returned no multipart upload id".into()))?;
+        out.upload_id.ok_or_else(|| StorageError::Upstream("S3 returned no multipart upload id".into()))
+    }
+
+    async fn start_multipart(&self, object: &str, content_type: &str) -> Result<Multipart, StorageError> {
+        let upload_id = self.create_multipart(object, content_type).await?;
         Ok(Multipart {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
