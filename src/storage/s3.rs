@@ -70,10 +70,9 @@ impl S3Store {
         let shared = loader.load().await;
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(s3.force_path_style)
-            // The SDK's default adds a CRC32 trailer to every upload, staging
-            // each part's body once more (+16 MiB per part in flight,
-            // measured). Uploads carry our own SHA-256 check; no trailer is
-            // sent unless an operation requires one.
+            // The SDK's default computes a CRC32 of every upload and sends it
+            // along. Uploads carry our own SHA-256 check, so a checksum is
+            // sent only when an operation requires one.
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
             .build();
         Ok(Self {
