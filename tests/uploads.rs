@@ -211,6 +211,25 @@ async fn bad_upload_requests_are_problems(backend: Backend) {
         request_with_body(a.gw.admin, "PUT", &elsewhere, &[("authorization", &auth)], Bytes::from(data.clone())).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"), "{r:?}");
     nothing_left(&a, "app/1.0.0/a.bin");
+    if backend == Backend::S3 {
+        // Announced larger than 10 000 parts: refused before any byte is sent.
+        let mut tcp = tokio::net::TcpStream::connect(a.gw.admin).await.unwrap();
+        let head = format!(
+            "PUT {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+            upload_path("1.0.0", "huge.iso"),
+            a.token,
+            PART * 10_000 + 1
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut tcp, &mut answer))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(text.contains("payload_too_large"), "{text}");
+    }
 }
 
 // Direct uploads: the vendor sends the bytes straight to storage with the

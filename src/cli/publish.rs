@@ -177,10 +177,9 @@ async fn run(config: &Config, args: &PublishArgs) -> Result<Value, Failure> {
         )));
     }
     if !args.draft {
-        let a = api.call("POST", &format!("{release}/publish"), None).await.map_err(transient)?;
-        if a.status >= 400 {
-            return Err(refusal("publishing the release", &a));
-        }
+        let (api, path) = (&api, &format!("{release}/publish"));
+        retried("publishing the release", args.attempts, || async move { Ok(api.call("POST", path, None).await) })
+            .await?;
         eprintln!("published {} {}", args.product, args.version);
     }
     Ok(artifact)
@@ -302,15 +301,28 @@ async fn direct(api: &AdminApi, ticket: &Value, file: &Path, args: &PublishArgs)
     eprintln!("verifying on the gateway (it reads the file through)…");
     let body = json!({ "parts": if plan.upload_id.is_some() { parts } else { Vec::new() } });
     // `complete` is repeatable: a lost answer or a 5xx is tried again.
+    let (complete, body) = (&complete, &body);
+    retried("completing the upload", args.attempts, || async move { Ok(api.call("POST", complete, Some(body)).await) })
+        .await
+}
+
+/// Make an admin call up to `attempts` times while it fails transiently
+/// (unreachable, 5xx, 429); the answer's body once it succeeds. `call` fails
+/// itself (`Err`) for what no retry can mend.
+async fn retried<F, Fut>(what: &str, attempts: u32, mut call: F) -> Result<Value, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<anyhow::Result<Answer>, Failure>>,
+{
     let mut last = Failure::Transient(String::new());
-    for attempt in 1..=args.attempts {
+    for attempt in 1..=attempts {
         if attempt > 1 {
-            eprintln!("{last} (try {} of {})", attempt - 1, args.attempts);
+            eprintln!("{last} (try {} of {attempts})", attempt - 1);
             tokio::time::sleep(backoff(attempt)).await;
         }
-        last = match api.call("POST", &complete, Some(&body)).await {
+        last = match call().await? {
             Ok(a) if a.status < 300 => return Ok(a.body),
-            Ok(a) => match refusal("completing the upload", &a) {
+            Ok(a) => match refusal(what, &a) {
                 Failure::Transient(t) => Failure::Transient(t),
                 other => return Err(other),
             },
@@ -393,7 +405,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Bytes `offset..offset + len` of the file, read as they are sent (memory
-/// stays at one buffer per part in flight), each counted when taken.
+/// stays at one buffer per request in flight), each counted when taken.
 async fn part_body(
     file: &Path,
     offset: u64,
@@ -439,42 +451,24 @@ async fn through_gateway(
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    let mut last = Failure::Transient(String::new());
-    for attempt in 1..=args.attempts {
-        if attempt > 1 {
-            eprintln!("{last} (try {} of {})", attempt - 1, args.attempts);
-            tokio::time::sleep(backoff(attempt)).await;
-        }
+    let path = &path;
+    retried("the upload", args.attempts, || async move {
         let progress = Arc::new(Progress::new("uploading", size));
-        let file = tokio::fs::File::open(&args.file)
-            .await
-            .map_err(|e| Failure::Usage(format!("{}: {e}", args.file.display())))?;
-        let p = progress.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map_ok(move |chunk| {
-            p.advance(chunk.len() as u64);
-            Frame::data(chunk)
-        });
+        let body = part_body(&args.file, 0, size, progress.clone(), Arc::default()).await?;
         let req = api
-            .request("PUT", &path)
+            .request("PUT", path)
             .and_then(|r| {
                 Ok(r.header(hyper::header::CONTENT_LENGTH, size)
                     .header("x-checksum-sha256", sha256)
                     .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(StreamBody::new(stream).boxed_unsync())?)
+                    .body(body)?)
             })
             .map_err(|e| Failure::Usage(format!("{e:#}")))?;
         let answer = api.send(req).await;
         progress.finish();
-        last = match answer {
-            Ok(a) if a.status < 300 => return Ok(a.body),
-            Ok(a) => match refusal("the upload", &a) {
-                Failure::Transient(t) => Failure::Transient(t),
-                other => return Err(other),
-            },
-            Err(e) => transient(e),
-        };
-    }
-    Err(last)
+        Ok(answer)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use aws_sdk_s3::config::{Credentials, Region, timeout::TimeoutConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
@@ -240,9 +240,11 @@ impl BlobStore for S3Store {
         let object = self.object_key(key);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        // Exactly one part's worth, never more: memory stays at `part_size`
-        // per buffer plus the parts in flight.
-        let mut buf = BytesMut::with_capacity(self.part_size);
+        // Exactly one part's worth, never more; buffers are recycled (see
+        // `PartPool`), so memory stays at `part_size` per part in flight plus
+        // the one being filled.
+        let pool = PartPool::default();
+        let mut buf = pool.take(self.part_size);
         // Started when the body outgrows one part; aborted when dropped unarmed.
         let mut upload: Option<Multipart> = None;
         while let Some(chunk) = body.next().await {
@@ -255,12 +257,15 @@ impl BlobStore for S3Store {
                 buf.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buf.len() == self.part_size {
-                    let part = std::mem::replace(&mut buf, BytesMut::with_capacity(self.part_size)).freeze();
+                    let part = pool.part(std::mem::take(&mut buf));
                     let m = match &mut upload {
                         Some(m) => m,
                         None => upload.insert(self.start_multipart(&object, content_type).await?),
                     };
                     m.send(part).await?;
+                    // Only now: `send` waited for a part to finish, whose
+                    // buffer is back in the pool.
+                    buf = pool.take(self.part_size);
                 }
             }
         }
@@ -275,7 +280,7 @@ impl BlobStore for S3Store {
                     .bucket(&self.bucket)
                     .key(&object)
                     .content_type(content_type)
-                    .body(SdkByteStream::from(buf.freeze()))
+                    .body(SdkByteStream::from(Bytes::from(buf)))
                     .send()
                     .await
                     .map_err(classify)?;
@@ -283,7 +288,7 @@ impl BlobStore for S3Store {
             }
             Some(mut m) => {
                 if !buf.is_empty() {
-                    m.send(buf.freeze()).await?;
+                    m.send(pool.part(buf)).await?;
                 }
                 let parts = m.finish().await?;
                 // A mismatch drops `m`, which aborts the upload: nothing appears.
@@ -427,6 +432,48 @@ impl BlobStore for S3Store {
             Ok(_) | Err(StorageError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Part buffers of one upload, recycled. Allocating a fresh buffer for each
+/// part lets the allocator's per-thread arenas each hold on to freed ones
+/// (the parts are freed on whichever worker thread sent them): 187 MiB peak
+/// RSS was measured for 80 MiB of parts. Recycled, there are never more than
+/// the parts in flight plus the one being filled.
+#[derive(Debug, Clone, Default)]
+struct PartPool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl PartPool {
+    /// An empty buffer of `capacity`, recycled when one is free.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let free = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        free.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
+    /// `data` as a part body; the buffer comes back here when the body is
+    /// dropped (sent, failed, or abandoned).
+    fn part(&self, data: Vec<u8>) -> Bytes {
+        Bytes::from_owner(PooledPart { data, pool: self.clone() })
+    }
+}
+
+#[derive(Debug)]
+struct PooledPart {
+    data: Vec<u8>,
+    pool: PartPool,
+}
+
+impl AsRef<[u8]> for PooledPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for PooledPart {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        self.pool.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(data);
     }
 }
 
