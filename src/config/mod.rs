@@ -334,8 +334,7 @@ pub struct S3Config {
     #[serde(default = "default_part_size")]
     pub part_size: u64,
     /// Parts of one upload sent at once; memory per upload is about
-    /// `part_size × (parts_in_flight + 1)` by arithmetic; about twice that
-    /// was measured (docs/uploads.md).
+    /// `part_size × (parts_in_flight + 1)`.
     #[serde(default = "default_parts_in_flight")]
     pub parts_in_flight: usize,
     /// How long the presigned requests of a direct upload plan stay valid
