@@ -439,6 +439,16 @@ pub(crate) async fn complete_upload(
         }
         Err(e) => return Err(e.into()),
     };
+    // Still this plan? A DELETE, or a new plan for the file, may have
+    // abandoned it while the object was read; then the bytes at the key are
+    // not ours to keep, remove or record.
+    let current = s.catalog.upload(&product, &version, &filename).await?;
+    if current.is_none_or(|c| c.upload_id != u.upload_id || c.created_at != u.created_at) {
+        return Err(CatalogError::Conflict(format!(
+            "the upload of {filename} was abandoned or planned again while it was being verified"
+        ))
+        .into());
+    }
     let refused = if meta.size != u.size {
         Some(AdminError::SizeMismatch { declared: u.size, actual: meta.size })
     } else if sha256 != u.sha256 {
@@ -450,16 +460,6 @@ pub(crate) async fn complete_upload(
         s.storage.delete(&key).await?;
         s.catalog.delete_upload(&product, &version, &filename).await?;
         return Err(refused);
-    }
-    // Still this plan? A DELETE, or a new plan for the file, may have
-    // abandoned it while the object was read; then its bytes are not ours
-    // to record.
-    let current = s.catalog.upload(&product, &version, &filename).await?;
-    if current.is_none_or(|c| c.upload_id != u.upload_id || c.created_at != u.created_at) {
-        return Err(CatalogError::Conflict(format!(
-            "the upload of {filename} was abandoned or planned again while it was being verified"
-        ))
-        .into());
     }
     let artifact = Artifact { etag: Some(meta.etag), status: ArtifactStatus::Ready, ..u.as_artifact() };
     match s.catalog.put_artifact(&artifact).await {
