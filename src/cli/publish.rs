@@ -66,8 +66,27 @@ pub struct PublishArgs {
     /// Parts sent at once on a direct upload.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
+    /// Give up a request (and try again) when it has sent no byte and had no
+    /// answer for this long, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
     /// The file to upload.
     file: PathBuf,
+}
+
+/// How the bytes of an upload are sent: tries per request, parts at once,
+/// and how long a request may go silent.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending {
+    pub attempts: u32,
+    pub parallel: usize,
+    pub idle: Duration,
+}
+
+impl PublishArgs {
+    fn sending(&self) -> Sending {
+        Sending { attempts: self.attempts, parallel: usize::from(self.parallel), idle: self.idle_timeout }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -284,7 +303,7 @@ async fn direct(api: &AdminApi, ticket: &Value, file: &Path, args: &PublishArgs)
     let complete = ticket["complete"].as_str().unwrap_or_default().to_owned();
     let total = plan.parts.iter().map(|p| p.size).sum();
     let progress = Arc::new(Progress::new("uploading", total));
-    let parts = send_parts(&api.client, &plan, file, &progress, args.attempts, usize::from(args.parallel)).await;
+    let parts = send_parts(&api.client, &plan, file, &progress, args.sending()).await;
     progress.finish();
     let parts = match parts {
         Ok(p) => p,
@@ -339,12 +358,11 @@ pub async fn send_parts(
     plan: &UploadPlan,
     file: &Path,
     progress: &Arc<Progress>,
-    attempts: u32,
-    parallel: usize,
+    how: Sending,
 ) -> Result<Vec<UploadedPart>, Failure> {
     let mut parts: Vec<UploadedPart> = futures_util::stream::iter(plan.parts.iter())
-        .map(|part| send_part(client, part, file, progress, attempts))
-        .buffer_unordered(parallel.max(1))
+        .map(|part| send_part(client, part, file, progress, how))
+        .buffer_unordered(how.parallel.max(1))
         .try_collect()
         .await?;
     parts.sort_by_key(|p| p.part_number);
@@ -356,8 +374,9 @@ async fn send_part(
     part: &PlannedPart,
     file: &Path,
     progress: &Arc<Progress>,
-    attempts: u32,
+    how: Sending,
 ) -> Result<UploadedPart, Failure> {
+    let attempts = how.attempts;
     let mut last = String::new();
     for attempt in 1..=attempts {
         if attempt > 1 {
@@ -373,14 +392,17 @@ async fn send_part(
             .header(hyper::header::CONTENT_LENGTH, part.size)
             .body(part_body(file, part.offset, part.size, progress.clone(), sent.clone()).await?)
             .map_err(|e| Failure::Refused(format!("part {}: bad request in the plan: {e}", part.part_number)))?;
-        let outcome = client.send(req).await;
+        let outcome = unless_stalled(client.send(req), &sent, how.idle).await;
         let undo = sent.load(std::sync::atomic::Ordering::Relaxed);
         match outcome {
-            Ok(r) if r.status().is_success() => {
+            None => {
+                last = format!("part {}: no progress for {}", part.part_number, humantime::format_duration(how.idle))
+            }
+            Some(Ok(r)) if r.status().is_success() => {
                 let etag = r.headers().get(hyper::header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or("");
                 return Ok(UploadedPart { part_number: part.part_number, etag: etag.to_owned() });
             }
-            Ok(r) => {
+            Some(Ok(r)) => {
                 let status = r.status();
                 let body = r.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 last =
@@ -391,12 +413,39 @@ async fn send_part(
                     return Err(Failure::Refused(last));
                 }
             }
-            Err(e) => last = format!("part {}: {e}", part.part_number),
+            Some(Err(e)) => last = format!("part {}: {e}", part.part_number),
         }
         progress.rewind(undo);
         eprintln!("{last} (try {attempt} of {attempts})");
     }
     Err(Failure::Transient(last))
+}
+
+/// `request`, or `None` once it has gone `idle` without sending a byte (as
+/// counted in `sent`) or being answered: a stalled connection must not hang
+/// a CI job.
+async fn unless_stalled<F: Future>(
+    request: F,
+    sent: &std::sync::atomic::AtomicU64,
+    idle: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(request);
+    let mut seen = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            out = &mut request => return Some(out),
+            () = tokio::time::sleep(idle.min(Duration::from_millis(250))) => {
+                let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    quiet_since = tokio::time::Instant::now();
+                } else if quiet_since.elapsed() >= idle {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Wait before try `attempt` (2, 3, …): 0.5 s doubling, at most 8 s.
@@ -454,7 +503,8 @@ async fn through_gateway(
     let path = &path;
     retried("the upload", args.attempts, || async move {
         let progress = Arc::new(Progress::new("uploading", size));
-        let body = part_body(&args.file, 0, size, progress.clone(), Arc::default()).await?;
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = part_body(&args.file, 0, size, progress.clone(), sent.clone()).await?;
         let req = api
             .request("PUT", path)
             .and_then(|r| {
@@ -464,7 +514,10 @@ async fn through_gateway(
                     .body(body)?)
             })
             .map_err(|e| Failure::Usage(format!("{e:#}")))?;
-        let answer = api.send(req).await;
+        let idle = args.idle_timeout;
+        let answer = unless_stalled(api.send(req), &sent, idle).await.unwrap_or_else(|| {
+            Err(anyhow::anyhow!("the upload made no progress for {}", humantime::format_duration(idle)))
+        });
         progress.finish();
         Ok(answer)
     })
@@ -511,6 +564,10 @@ mod tests {
                                 bodies.len() as u32
                             };
                             let (fail, status) = failures.get(&part).copied().unwrap_or((0, 200));
+                            if tries <= fail && status == 0 {
+                                // A stalled server: the body is in, no answer ever comes.
+                                std::future::pending::<()>().await;
+                            }
                             let response = if tries <= fail {
                                 hyper::Response::builder().status(status).body(http_body_util::Full::new(Bytes::new()))
                             } else {
@@ -543,6 +600,10 @@ mod tests {
         UploadPlan { upload_id: Some("u".into()), part_size, parts }
     }
 
+    fn how(attempts: u32, parallel: usize) -> Sending {
+        Sending { attempts, parallel, idle: Duration::from_secs(60) }
+    }
+
     fn file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -556,8 +617,9 @@ mod tests {
         let (addr, seen) = storage(HashMap::from([(2, (2, 503))])).await;
         let progress = Arc::new(Progress::with_tty("test", data.len() as u64, false));
         let client = HttpClient::new().unwrap();
-        let parts =
-            send_parts(&client, &plan(addr, data.len() as u64, 1_000_000), f.path(), &progress, 3, 2).await.unwrap();
+        let parts = send_parts(&client, &plan(addr, data.len() as u64, 1_000_000), f.path(), &progress, how(3, 2))
+            .await
+            .unwrap();
         let etags: Vec<_> = parts.iter().map(|p| (p.part_number, p.etag.as_str())).collect();
         assert_eq!(etags, vec![(1, "\"etag-1\""), (2, "\"etag-2\""), (3, "\"etag-3\"")]);
         let seen = seen.lock().unwrap();
@@ -577,12 +639,26 @@ mod tests {
         let client = HttpClient::new().unwrap();
         let progress = Arc::new(Progress::with_tty("test", data.len() as u64, false));
         let (addr, seen) = storage(HashMap::from([(1, (9, 500))])).await;
-        let e = send_parts(&client, &plan(addr, 10_000, 10_000), f.path(), &progress, 2, 1).await.unwrap_err();
+        let e = send_parts(&client, &plan(addr, 10_000, 10_000), f.path(), &progress, how(2, 1)).await.unwrap_err();
         assert_eq!((e.exit_code(), seen.lock().unwrap()[&1].len()), (3, 2));
         // An expired or bad signature (403) is not retried.
         let (addr, seen) = storage(HashMap::from([(1, (9, 403))])).await;
-        let e = send_parts(&client, &plan(addr, 10_000, 10_000), f.path(), &progress, 5, 1).await.unwrap_err();
+        let e = send_parts(&client, &plan(addr, 10_000, 10_000), f.path(), &progress, how(5, 1)).await.unwrap_err();
         assert_eq!((e.exit_code(), seen.lock().unwrap()[&1].len()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_part_is_given_up_and_sent_again() {
+        let (f, data) = file(10_000);
+        let client = HttpClient::new().unwrap();
+        let progress = Arc::new(Progress::with_tty("test", data.len() as u64, false));
+        let (addr, seen) = storage(HashMap::from([(1, (1, 0))])).await;
+        let how = Sending { attempts: 2, parallel: 1, idle: Duration::from_millis(500) };
+        let plan = plan(addr, 10_000, 10_000);
+        let sent = send_parts(&client, &plan, f.path(), &progress, how);
+        let parts = tokio::time::timeout(Duration::from_secs(30), sent).await.expect("not hung").unwrap();
+        assert_eq!(parts[0].etag, "\"etag-1\"");
+        assert_eq!(seen.lock().unwrap()[&1].len(), 2, "the stalled request was given up and the part sent again");
     }
 
     #[test]
