@@ -182,7 +182,8 @@ pub(crate) struct ListParams {
     pub limit: Option<usize>,
 }
 
-fn list_params(q: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, AdminError> {
+/// The query parameters, or `400 invalid_request` naming what is wrong.
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AdminError> {
     q.map(|Query(p)| p).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
@@ -222,7 +223,7 @@ pub(crate) async fn list_products(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
-    let q = list_params(q)?;
+    let q = query(q)?;
     Ok(Json(s.catalog.products(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
@@ -295,7 +296,7 @@ pub(crate) async fn list_releases(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
     let product = path(p)?;
-    let q = list_params(q)?;
+    let q = query(q)?;
     if s.catalog.product(&product).await?.is_none() {
         return Err(AdminError::NotFound("product".into()));
     }
@@ -407,7 +408,7 @@ pub(crate) async fn list_customers(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
-    let q = list_params(q)?;
+    let q = query(q)?;
     Ok(Json(s.catalog.customers(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin_api::{AdminError, AdminResult, body, deleted, path, version, written};
+use super::admin_api::{AdminError, AdminResult, body, deleted, path, query, version, written};
 use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
 use crate::catalog::artifacts::{artifact_key, check_filename, check_sha256};
@@ -60,7 +60,7 @@ pub(crate) async fn put_artifact(
 ) -> AdminResult {
     let (product, v, filename) = path(p)?;
     let version = version(&v)?;
-    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    let q = query(q)?;
     let upload = match q.source.as_deref() {
         None => true,
         Some("existing") => false,
@@ -189,11 +189,8 @@ fn announced_sha256(headers: &HeaderMap) -> Result<Option<String>, AdminError> {
         None => Ok(None),
         Some(v) => {
             let hex_text = v.to_str().map_err(|_| bad("x-checksum-sha256"))?.trim().to_ascii_lowercase();
-            if hex_text.len() == 64 && hex_text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(Some(hex_text))
-            } else {
-                Err(bad("x-checksum-sha256"))
-            }
+            check_sha256(&hex_text).map_err(|_| bad("x-checksum-sha256"))?;
+            Ok(Some(hex_text))
         }
     }
 }
@@ -263,7 +260,7 @@ pub(crate) async fn delete_artifact(
     q: Result<Query<DeleteParams>, QueryRejection>,
 ) -> AdminResult {
     let (product, v, filename) = path(p)?;
-    let q = q.map(|Query(q)| q).map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    let q = query(q)?;
     let version = version(&v)?;
     if let Some(u) = s.catalog.upload(&product, &version, &filename).await? {
         abandon(&s, &u).await?;
@@ -450,13 +447,11 @@ pub(crate) async fn complete_upload(
         .into());
     }
     let refused = if meta.size != u.size {
-        Some(AdminError::SizeMismatch { declared: u.size, actual: meta.size })
-    } else if sha256 != u.sha256 {
-        Some(StorageError::ChecksumMismatch { expected: u.sha256.clone(), actual: sha256.clone() }.into())
+        Err(AdminError::SizeMismatch { declared: u.size, actual: meta.size })
     } else {
-        None
+        storage::check_digest(Some(&u.sha256), &sha256).map_err(AdminError::from)
     };
-    if let Some(refused) = refused {
+    if let Err(refused) = refused {
         s.storage.delete(&key).await?;
         s.catalog.delete_upload(&product, &version, &filename).await?;
         return Err(refused);
