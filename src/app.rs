@@ -13,12 +13,15 @@ use crate::catalog::CatalogRepo;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, FailMode, secret};
 use crate::entitlement::access::UrlPolicy;
+use crate::events::{self, Recorder, Retention};
 use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
+use crate::metrics::Metrics;
 use crate::quota::{self, Leases};
 use crate::ratelimit::{self, RateLimits};
 use crate::server::{self, ServeOptions};
 use crate::signing::{self, KeyMaterial, KeyRing};
+use crate::store::timed::Timed;
 use crate::{storage, store};
 
 /// How often grants past use are deleted.
@@ -83,13 +86,25 @@ pub fn load_admin_tokens(config: &Config) -> anyhow::Result<(AdminTokens, KeySou
 /// Build the shared state from configuration.
 pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
     let storage = storage::from_config(config).await?;
-    let store = store::from_config(config).await?;
+    let metrics = Arc::new(Metrics::default());
+    let store: Arc<dyn store::Store> = Arc::new(Timed::new(store::from_config(config).await?, metrics.clone()));
     let (admin_tokens, source) = load_admin_tokens(config)?;
     if let KeySource::Generated { path, created } = &source {
         tracing::info!(path = %path.display(), created = *created, "admin token file (Authorization: Bearer <contents>)");
     }
     let d = &config.downloads;
     let leases = Arc::new(Leases::new(store.clone(), clock.clone(), d.lease_ttl.as_secs()));
+    let e = &config.events;
+    let event_retention = Retention {
+        max_age: e.retention,
+        max_events: e.max_events,
+        report_days: e.report_retention.as_secs().div_ceil(86_400),
+    };
+    let events = Recorder::start(
+        store.clone(),
+        events::recorder::Settings { queue: e.queue, spill_path: config.spill_path(), retention: event_retention },
+        metrics.clone(),
+    );
     Ok(Arc::new(AppState {
         keys,
         storage,
@@ -117,6 +132,9 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
             fail_open: d.on_store_unavailable == FailMode::Open,
         },
         leases,
+        metrics,
+        events,
+        event_retention,
     }))
 }
 
@@ -224,6 +242,12 @@ impl Gateway {
                 if n > 0 {
                     tracing::info!(abandoned = n, "expired direct uploads abandoned");
                 }
+                let now_ms = state.clock.now_unix().saturating_mul(1000);
+                match state.catalog.store().events().trim(&state.event_retention, now_ms).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "events past retention trimmed"),
+                    Err(e) => tracing::warn!(error = %e, "could not trim the event log"),
+                }
             }
         });
         tokio::join!(
@@ -233,6 +257,8 @@ impl Gateway {
         evictor.abort();
         renewer.abort();
         purger.abort();
+        // Downloads that just ended have recorded their completions.
+        self.state.events.stop().await;
         tracing::info!("stopped");
     }
 }

@@ -7,6 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A source of the current time, in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_unix(&self) -> u64;
+
+    /// Milliseconds into the current second, for event times; a clock that
+    /// only knows seconds says 0.
+    fn subsec_millis(&self) -> u64 {
+        0
+    }
 }
 
 /// The system clock.
@@ -16,6 +22,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_unix(&self) -> u64 {
         unix_seconds(SystemTime::now())
+    }
+
+    fn subsec_millis(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_millis()))
     }
 }
 

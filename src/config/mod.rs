@@ -45,6 +45,10 @@ pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
 pub const DEFAULT_ADDRESS_BURST: u32 = 400;
 pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
 pub const DEFAULT_BAD_CREDENTIALS_BURST: u32 = 60;
+pub const DEFAULT_EVENT_QUEUE: usize = 10_000;
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+pub const DEFAULT_EVENT_MAX: u64 = 10_000_000;
+pub const DEFAULT_REPORT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// The whole configuration. `Config::default()` is the embedded default that
 /// `tollgate serve` runs with when no file is given.
@@ -62,6 +66,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub downloads: DownloadsConfig,
+    pub events: EventsConfig,
     pub log: LogConfig,
 }
 
@@ -77,6 +82,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             downloads: DownloadsConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -141,6 +147,37 @@ impl Default for DownloadsConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             on_store_unavailable: FailMode::Closed,
             quota: Quota::default(),
+        }
+    }
+}
+
+/// The download event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events the in-process queue holds before recording waits for room.
+    pub queue: usize,
+    /// Where events go while the store cannot take them; default
+    /// `<data_dir>/events/spill.jsonl`. One gateway per file.
+    pub spill_path: Option<PathBuf>,
+    /// Events older than this are trimmed from the log.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+    /// At most about this many events are kept.
+    pub max_events: u64,
+    /// Daily report counters are kept this long.
+    #[serde(with = "duration")]
+    pub report_retention: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            queue: DEFAULT_EVENT_QUEUE,
+            spill_path: None,
+            retention: DEFAULT_EVENT_RETENTION,
+            max_events: DEFAULT_EVENT_MAX,
+            report_retention: DEFAULT_REPORT_RETENTION,
         }
     }
 }
@@ -489,6 +526,19 @@ impl Config {
                 return fail(key, "must be greater than zero".into());
             }
         }
+        let e = &self.events;
+        if e.queue == 0 {
+            return fail("events.queue", "must be at least 1".into());
+        }
+        if e.max_events == 0 {
+            return fail("events.max_events", "must be at least 1".into());
+        }
+        if e.retention < Duration::from_secs(3600) {
+            return fail("events.retention", "must be at least 1h".into());
+        }
+        if e.report_retention < Duration::from_secs(86_400) {
+            return fail("events.report_retention", "must be at least 1d".into());
+        }
         if self.downloads.lease_ttl < Duration::from_secs(3) {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());
         }
@@ -605,6 +655,11 @@ impl Config {
     }
 
     /// The SQLite database file of the embedded store.
+    /// The event spill file.
+    pub fn spill_path(&self) -> PathBuf {
+        self.events.spill_path.clone().unwrap_or_else(|| self.data_dir.join("events").join("spill.jsonl"))
+    }
+
     pub fn sqlite_path(&self) -> PathBuf {
         self.store.sqlite.path.clone().unwrap_or_else(|| self.data_dir.join("tollgate.db"))
     }

@@ -54,6 +54,16 @@ impl From<StoreError> for AccessError {
 }
 
 impl AccessError {
+    /// A refusal on the entitlement's or the quota's grounds — what
+    /// `download.denied` records — as opposed to a malformed request, an
+    /// unknown name or a failure.
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            AccessError::Denied(_) | AccessError::AddressNotAllowed(_) | AccessError::UnknownGrant | AccessError::Quota(_)
+        )
+    }
+
     /// The state store could not be reached (as opposed to a refusal).
     pub fn store_unavailable(&self) -> bool {
         matches!(self, AccessError::Catalog(CatalogError::Store(StoreError::Unavailable(_))))

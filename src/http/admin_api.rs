@@ -25,6 +25,7 @@ use super::admin_artifacts::{
     complete_upload, delete_artifact, get_artifact, list_artifacts, plan_upload, put_artifact,
 };
 use super::admin_auth::require_admin;
+use super::admin_events;
 use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
 use crate::catalog::ApiKeyView;
@@ -34,6 +35,7 @@ use crate::catalog::{
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
+use crate::events::{Change, Detail, Subject};
 use crate::quota::Quota;
 use crate::storage::StorageError;
 use crate::store::Written;
@@ -68,6 +70,9 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/admin/v1/customers/{customer}/api-keys", get(list_api_keys).post(create_api_key))
         .route("/admin/v1/customers/{customer}/api-keys/{key}", axum::routing::delete(revoke_api_key))
+        .route("/admin/v1/events", get(admin_events::list_events))
+        .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
+        .route("/admin/v1/products/{product}/releases/{version}/adoption", get(admin_events::adoption))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -87,6 +92,9 @@ pub enum AdminError {
     /// A direct upload's presigned requests have expired.
     #[error("the direct upload of {0} expired")]
     UploadExpired(String),
+    /// An events cursor this log never handed out.
+    #[error("not a cursor of this event log")]
+    InvalidCursor,
     /// A direct upload cannot be completed (yet): parts or the object are missing.
     #[error("{0}")]
     UploadIncomplete(String),
@@ -122,6 +130,8 @@ impl AdminError {
             AdminError::UploadExpired(f) => Problem::new(StatusCode::GONE, "upload_expired", "Gone").with_detail(
                 format!("The upload URLs for {f} have expired; the upload was abandoned. Ask for a new plan."),
             ),
+            AdminError::InvalidCursor => Problem::new(StatusCode::BAD_REQUEST, "invalid_cursor", "Bad Request")
+                .with_detail("`after` must be the `next` of an earlier page of this log."),
             AdminError::UploadIncomplete(d) => {
                 Problem::new(StatusCode::CONFLICT, "upload_incomplete", "Conflict").with_detail(d.clone())
             }
@@ -327,8 +337,29 @@ async fn lifecycle(
     action: ReleaseAction,
 ) -> AdminResult {
     let (product, v) = path(p)?;
+    let version = version(&v)?;
     let now = Timestamp(s.clock.now_unix());
-    Ok(Json(s.catalog.apply(&product, &version(&v)?, action, now).await?).into_response())
+    let before = s.catalog.release(&product, &version).await?.map(|r| r.status);
+    let r = s.catalog.apply(&product, &version, action, now).await?;
+    if before != Some(r.status) {
+        let detail = match r.status {
+            ReleaseStatus::Published => Some(Detail::ReleasePublished {
+                channel: serde_json::to_value(r.channel)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                critical: r.critical,
+            }),
+            ReleaseStatus::Yanked => Some(Detail::ReleaseYanked {}),
+            ReleaseStatus::Draft => None,
+        };
+        if let Some(detail) = detail {
+            let subject =
+                Subject { product: Some(product), version: Some(version.to_string()), ..Subject::default() };
+            s.record(subject, detail).await;
+        }
+    }
+    Ok(Json(r).into_response())
 }
 
 #[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
@@ -472,7 +503,25 @@ pub(crate) async fn put_entitlement(
         status: b.status,
         quota: b.quota,
     };
-    Ok(written(s.catalog.put_entitlement(&e).await?, &e))
+    let w = s.catalog.put_entitlement(&e).await?;
+    let change = match w {
+        Written::Created => Some(Change::Created),
+        Written::Updated => Some(Change::Updated),
+        Written::Unchanged => None,
+    };
+    if let Some(change) = change {
+        entitlement_changed(&s, &e.customer, &e.product, &e.id, change).await;
+    }
+    Ok(written(w, &e))
+}
+
+async fn entitlement_changed(s: &AppState, customer: &str, product: &str, id: &str, change: Change) {
+    let subject = Subject {
+        customer: Some(customer.to_owned()),
+        product: (!product.is_empty()).then(|| product.to_owned()),
+        ..Subject::default()
+    };
+    s.record(subject, Detail::EntitlementChanged { entitlement: id.to_owned(), change }).await;
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 200, body = Entitlement)))]
@@ -502,7 +551,12 @@ pub(crate) async fn delete_entitlement(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
-    deleted(s.catalog.delete_entitlement(&customer, &id).await?, "entitlement")
+    let product = s.catalog.entitlement(&customer, &id).await?.map(|e| e.product).unwrap_or_default();
+    let existed = s.catalog.delete_entitlement(&customer, &id).await?;
+    if existed {
+        entitlement_changed(&s, &customer, &product, &id, Change::Deleted).await;
+    }
+    deleted(existed, "entitlement")
 }
 
 // API keys.

@@ -26,7 +26,9 @@ use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
 use crate::catalog::artifacts::{artifact_key, check_filename, check_sha256};
 use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PLATFORM_ANY, PendingUpload, ReleaseStatus, Timestamp};
+use crate::events::{Detail, Subject};
 use crate::storage::{self, ObjectKey, StorageError, UploadPlan, UploadedPart};
+use crate::store::Written;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +138,12 @@ pub(crate) async fn put_artifact(
         status: ArtifactStatus::Ready,
     };
     match s.catalog.put_artifact(&artifact).await {
-        Ok(w) => Ok(written(w, &artifact)),
+        Ok(w) => {
+            if w != Written::Unchanged {
+                artifact_uploaded(&s, &artifact).await;
+            }
+            Ok(written(w, &artifact))
+        }
         Err(e @ CatalogError::Missing { .. }) => {
             // The release was deleted while the bytes were arriving: nothing
             // refers to the new object, so it goes too.
@@ -467,7 +474,19 @@ pub(crate) async fn complete_upload(
         Err(e) => return Err(e.into()),
     }
     s.catalog.delete_upload(&product, &version, &filename).await?;
+    artifact_uploaded(&s, &artifact).await;
     Ok((StatusCode::CREATED, Json(artifact)).into_response())
+}
+
+async fn artifact_uploaded(s: &AppState, a: &Artifact) {
+    let subject = Subject {
+        product: Some(a.product.clone()),
+        version: Some(a.version.to_string()),
+        filename: Some(a.filename.clone()),
+        platform: Some(a.platform.clone()),
+        ..Subject::default()
+    };
+    s.record(subject, Detail::ArtifactUploaded { size: a.size, sha256: a.sha256.clone() }).await;
 }
 
 fn upload_key(u: &PendingUpload) -> Result<ObjectKey, AdminError> {

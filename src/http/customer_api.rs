@@ -28,6 +28,7 @@ use crate::catalog::{
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
+use crate::events::{Detail, Subject};
 use crate::quota::{self, LimitView};
 
 /// Every customer route; all of them require an API key.
@@ -282,9 +283,38 @@ pub(crate) async fn create_download(
     };
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let now = Timestamp(s.clock.now_unix());
-    let (artifact, entitlement) =
-        access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now).await?;
-    let fields = check_quota(&s, &caller.customer, &entitlement, &artifact, now).await?;
+    let checked = match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now)
+        .await
+    {
+        Ok((artifact, entitlement)) => check_quota(&s, &caller.customer, &entitlement, &artifact, now)
+            .await
+            .map(|fields| (artifact, entitlement, fields)),
+        Err(e) => Err(e),
+    };
+    let (artifact, entitlement, fields) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            if e.is_denial() {
+                let problem = super::problem::from_access(&e);
+                let subject = Subject {
+                    customer: Some(caller.customer.id.clone()),
+                    product: Some(req.product.clone()),
+                    version: Some(version.to_string()),
+                    filename: req.filename.clone(),
+                    platform: req.platform.clone(),
+                };
+                let detail = Detail::DownloadDenied {
+                    reason: problem.code.to_owned(),
+                    status: problem.status,
+                    grant: None,
+                    client_ip: Some(client.to_string()),
+                    surface: "customer_api".to_owned(),
+                };
+                s.record(subject, detail).await;
+            }
+            return Err(e);
+        }
+    };
     let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
     tracing::info!(grant = %issued.grant.id, product = %req.product, version = %version, "download URL issued");
     Ok(with_fields((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response(), fields))

@@ -17,9 +17,10 @@ use super::problem::Problem;
 use super::{AppState, PeerAddr, client_ip};
 use crate::catalog::{Artifact, Grant, Timestamp};
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
+use crate::events::{Completion, Detail, Subject};
 use crate::quota::{self, LeaseGuard, Outcome};
 use crate::signing::{Presented, TokenError, decode_segment};
-use crate::storage::{self, ObjectKey, ObjectMeta, StorageError};
+use crate::storage::{self, ObjectKey, ObjectMeta, StorageError, StreamEnd};
 use crate::store::StoreError;
 
 /// Where a failure came from; decides log level (and, later, metric labels).
@@ -132,6 +133,28 @@ pub fn object_key_for_path(path: &str) -> Result<ObjectKey, DownloadError> {
     ObjectKey::from_segments(&segments).map_err(|_| DownloadError::BadPath)
 }
 
+impl DownloadError {
+    /// A refusal on the grounds of the URL, the entitlement or the quota —
+    /// what `download.denied` records. Malformed paths, missing files,
+    /// conditional and range answers, rate limiting and failures are not.
+    pub fn is_denial(&self) -> bool {
+        match self {
+            DownloadError::Token(_) => true,
+            DownloadError::Access(a) => a.is_denial(),
+            _ => false,
+        }
+    }
+}
+
+/// What a request has established so far, for its events: nothing a client
+/// could make up goes in before the URL's signature is verified.
+#[derive(Debug, Default)]
+struct Known {
+    client: Option<std::net::IpAddr>,
+    grant: Option<String>,
+    subject: Subject,
+}
+
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<PeerAddr>,
@@ -139,20 +162,36 @@ pub async fn download(
     uri: Uri,
     headers: HeaderMap,
 ) -> axum::response::Response {
-    match serve(&state, peer, &method, &uri, &headers).await {
+    let mut known = Known::default();
+    match serve(&state, peer, &method, &uri, &headers, &mut known).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if e.is_denial() {
+                let problem = e.to_problem();
+                let detail = Detail::DownloadDenied {
+                    reason: problem.code.to_owned(),
+                    status: problem.status,
+                    grant: known.grant,
+                    client_ip: known.client.map(|ip| ip.to_string()),
+                    surface: "data_plane".to_owned(),
+                };
+                state.record(known.subject, detail).await;
+            }
+            e.into_response()
+        }
     }
 }
 
 async fn serve(
-    state: &AppState,
+    state: &Arc<AppState>,
     peer: PeerAddr,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    known: &mut Known,
 ) -> Result<axum::response::Response, DownloadError> {
     let client = client_ip(peer.0.ip(), headers, &state.trusted_proxies);
+    known.client = Some(client);
     state.limits.data_plane_request(client).map_err(DownloadError::RateLimited)?;
     let key = object_key_for_path(uri.path())?;
     let presented = Presented {
@@ -175,6 +214,14 @@ async fn serve(
     let span = tracing::Span::current();
     span.record("customer", token.customer.unwrap_or("-"));
     span.record("grant", token.grant.unwrap_or("-"));
+    // Signed: the customer, grant and path are the gateway's own words now.
+    known.grant = token.grant.map(str::to_owned);
+    known.subject.customer = token.customer.map(str::to_owned);
+    if let [p, v, f] = key.segments().collect::<Vec<_>>().as_slice() {
+        known.subject.product = Some((*p).to_owned());
+        known.subject.version = Some((*v).to_owned());
+        known.subject.filename = Some((*f).to_owned());
+    }
 
     // A URL minted for a grant is re-checked against the catalog (one store
     // round trip); a URL without one was minted by an operator (`tollgate
@@ -203,12 +250,14 @@ async fn serve(
         None => None,
     };
     let artifact = checked.as_ref().map(|c| &c.artifact);
+    known.subject.platform = artifact.map(|a| a.platform.clone());
     let key = match artifact {
         Some(a) => ObjectKey::parse(&a.storage_key).map_err(|_| DownloadError::ArtifactChanged)?,
         None => key,
     };
 
-    let meta = state.storage.head(&key).await?;
+    let backend = state.storage.backend();
+    let meta = state.metrics.time_storage(backend, "head", state.storage.head(&key)).await?;
     if artifact.is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
         return Err(DownloadError::ArtifactChanged);
     }
@@ -241,16 +290,48 @@ async fn serve(
 
     // HEAD is answered from metadata alone and never starts a grant; the
     // first GET does (and counts), whatever range it asks for.
-    let lease = match &checked {
+    let (lease, initiated) = match &checked {
         Some(c) if method == Method::GET => start(state, c, presented.now).await?,
-        _ => None,
+        _ => (None, false),
     };
-    let body = if method == Method::HEAD || length == 0 {
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if initiated && let Some(g) = checked.as_ref().map(|c| &c.grant) {
+        let detail = Detail::DownloadInitiated {
+            grant: g.id.clone(),
+            client_ip: Some(client.to_string()),
+            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            range: range_header.clone(),
+            delivery: "proxy".to_owned(),
+        };
+        state.record(known.subject.clone(), detail).await;
+    }
+    let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let stream = state.storage.get(&key, range, &meta).await?;
-        let guard = (state.active_downloads.start(), lease);
-        Body::from_stream(storage::guarded(stream, length, state.storage_idle_timeout, guard))
+        let mut delivery = Delivery {
+            state: state.clone(),
+            subject: known.subject.clone(),
+            grant: known.grant.clone(),
+            range: range_header,
+            expected: length,
+            to_the_end: range.is_none_or(|r| r.last() + 1 == meta.size),
+            started: std::time::Instant::now(),
+            _gauge: state.active_downloads.start(),
+            _lease: lease,
+        };
+        if length == 0 {
+            delivery.end(0, true);
+            Body::empty()
+        } else {
+            let stream = match state.metrics.time_storage(backend, "get", state.storage.get(&key, range, &meta)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    delivery.end(0, false);
+                    return Err(e.into());
+                }
+            };
+            Body::from_stream(storage::guarded(stream, length, state.storage_idle_timeout, delivery))
+        }
     };
     let mut response = Response::new(body);
     *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
@@ -270,13 +351,14 @@ fn refused_credentials(state: &AppState, client: std::net::IpAddr, e: DownloadEr
 /// The initiation, when this is the grant's first `GET`: every quota checked
 /// and the download counted, atomically (once per grant, however many
 /// requests race for it). Returns the lease this stream holds.
-async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGuard>, DownloadError> {
+async fn start(state: &AppState, c: &Checked, now: u64) -> Result<(Option<LeaseGuard>, bool), DownloadError> {
     let g = &c.grant;
     let mut initiated = false;
     if g.started_at.is_none() {
         let limits = quota::limits_for(&state.downloads.defaults, &c.customer, Some(&c.entitlement));
         let plan = quota::plan(g, &c.artifact, &limits, &state.downloads, now);
-        match state.catalog.store().quotas().initiate(&plan).await {
+        let store = state.catalog.store();
+        match state.metrics.time_store(store.backend(), "quota_initiate", store.quotas().initiate(&plan)).await {
             Ok(Outcome::Started) => {
                 tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
                 initiated = true;
@@ -293,12 +375,53 @@ async fn start(state: &AppState, c: &Checked, now: u64) -> Result<Option<LeaseGu
             }
             Err(e @ StoreError::Unavailable(_)) if state.downloads.fail_open => {
                 tracing::warn!(error = %e, "store unavailable: download not counted (fail open)");
-                return Ok(None);
+                return Ok((None, false));
             }
             Err(e) => return Err(AccessError::from(e).into()),
         }
     }
-    Ok(Some(state.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await))
+    Ok((Some(state.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await), initiated))
+}
+
+/// What a response body carries along: the download gauge, the grant's
+/// lease, and what `download.completed` will say when the body is done.
+struct Delivery {
+    state: Arc<AppState>,
+    subject: Subject,
+    grant: Option<String>,
+    range: Option<String>,
+    expected: u64,
+    /// The response ends at the file's last byte.
+    to_the_end: bool,
+    started: std::time::Instant,
+    _gauge: super::DownloadGuard,
+    _lease: Option<LeaseGuard>,
+}
+
+impl StreamEnd for Delivery {
+    fn end(&mut self, sent: u64, complete: bool) {
+        let detail = Detail::DownloadCompleted {
+            grant: self.grant.take(),
+            result: if complete { Completion::Complete } else { Completion::Aborted },
+            bytes_sent: sent,
+            bytes_expected: self.expected,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            reached_end: complete && self.to_the_end,
+            range: self.range.take(),
+        };
+        let (state, subject) = (self.state.clone(), std::mem::take(&mut self.subject));
+        // Dropped inside the server's task, so a runtime is there; the record
+        // waits only if the queue is full, and must not hold up the drop.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { state.record(subject, detail).await });
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("grant", &self.grant).field("expected", &self.expected).finish_non_exhaustive()
+    }
 }
 
 /// Write the grant's start into its record. The store's started mark is what

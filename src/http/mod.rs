@@ -4,6 +4,7 @@
 pub mod admin_api;
 pub mod admin_artifacts;
 pub mod admin_auth;
+pub mod admin_events;
 pub mod conditional;
 pub mod customer_api;
 pub mod download;
@@ -17,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use ipnet::IpNet;
 
@@ -56,6 +59,18 @@ pub struct AppState {
     pub downloads: crate::quota::Settings,
     /// The download leases this process holds.
     pub leases: Arc<crate::quota::Leases>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where events go: the queue in front of the event log.
+    pub events: crate::events::Recorder,
+    pub event_retention: crate::events::Retention,
+}
+
+impl AppState {
+    /// Record an event at the clock's current time.
+    pub async fn record(&self, subject: crate::events::Subject, detail: crate::events::Detail) {
+        let at = self.clock.now_unix().saturating_mul(1000).saturating_add(self.clock.subsec_millis());
+        self.events.record(crate::events::Event::new(at, subject, detail)).await;
+    }
 }
 
 /// The number of response bodies being streamed right now.
@@ -111,6 +126,7 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
     let exempt = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi_json));
     let routes = exempt.merge(admin_api::routes(state.clone()));
     with_common_layers(routes, state)
@@ -122,8 +138,37 @@ fn with_common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Ro
     routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_request))
         .layer(axum::middleware::from_fn(crate::telemetry::request_span))
         .with_state(state)
+}
+
+/// Count every answered request by route template and status class.
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    // The template, never the path: paths are the client's to choose.
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let response = next.run(request).await;
+    let code = response.extensions().get::<problem::ProblemCode>().map(|c| c.0);
+    state.metrics.request(&route, response.status().as_u16(), code);
+    response
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+    let spill = state.events.spill();
+    let gauges = crate::metrics::Gauges {
+        active_downloads: state.active_downloads.get() as u64,
+        events_queued: state.events.queued() as u64,
+        events_spill_pending: spill.pending.load(Ordering::Relaxed),
+        events_spilled: spill.spilled.load(Ordering::Relaxed),
+        events_lost: spill.lost.load(Ordering::Relaxed),
+    };
+    let text = state.metrics.render(gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// The client's address. `X-Forwarded-For` is believed only when the peer is a

@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
-use super::{admin_api, admin_artifacts, customer_api};
+use super::{admin_api, admin_artifacts, admin_events, customer_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -33,6 +33,7 @@ use super::{admin_api, admin_artifacts, customer_api};
         admin_api::list_entitlements, admin_api::get_entitlement, admin_api::put_entitlement,
         admin_api::delete_entitlement,
         admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
+        admin_events::list_events, admin_events::downloads_report, admin_events::adoption,
         customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
         customer_api::upgrade, customer_api::usage,
     ),

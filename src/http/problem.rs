@@ -83,9 +83,14 @@ impl IntoResponse for Problem {
         for (name, value) in self.headers {
             h.insert(name, value);
         }
+        response.extensions_mut().insert(ProblemCode(self.code));
         response
     }
 }
+
+/// The `code` of a problem response, for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
 
 /// The problem for a catalog failure; shared by the admin and customer APIs.
 pub fn from_catalog(e: &CatalogError) -> Problem {

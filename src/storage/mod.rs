@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub use stream::guarded;
+pub use stream::{StreamEnd, guarded};
 
 use crate::config::{Config, StorageBackend};
 

@@ -7,14 +7,32 @@ use tracing::Instrument;
 
 use super::{ByteStream, StorageError};
 
-struct State<G> {
+/// Told how a guarded stream ended, when it is dropped.
+pub trait StreamEnd: Send + 'static {
+    /// `sent` bytes went out; `complete` when that is all of them and the
+    /// stream ended without an error.
+    fn end(&mut self, sent: u64, complete: bool);
+}
+
+impl StreamEnd for () {
+    fn end(&mut self, _sent: u64, _complete: bool) {}
+}
+
+struct State<G: StreamEnd> {
     inner: ByteStream,
     expected: u64,
     sent: u64,
     idle: Duration,
     done: bool,
+    failed: bool,
     span: tracing::Span,
-    _guard: G,
+    guard: G,
+}
+
+impl<G: StreamEnd> Drop for State<G> {
+    fn drop(&mut self) {
+        self.guard.end(self.sent, !self.failed && self.sent == self.expected);
+    }
 }
 
 /// Wrap an object stream so that it delivers exactly `expected` bytes or fails:
@@ -22,9 +40,10 @@ struct State<G> {
 /// an overlong object all become an `Err` item, which makes the HTTP layer cut
 /// the response instead of ending it as if complete. `guard` lives as long as
 /// the stream, so dropping the stream (client gone) releases it, and the storage
-/// read is cancelled with it.
-pub fn guarded<G: Send + 'static>(inner: ByteStream, expected: u64, idle: Duration, guard: G) -> ByteStream {
-    let state = State { inner, expected, sent: 0, idle, done: false, span: tracing::Span::current(), _guard: guard };
+/// read is cancelled with it; it learns how many bytes went out.
+pub fn guarded<G: StreamEnd>(inner: ByteStream, expected: u64, idle: Duration, guard: G) -> ByteStream {
+    let state =
+        State { inner, expected, sent: 0, idle, done: false, failed: false, span: tracing::Span::current(), guard };
     Box::pin(futures_util::stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
@@ -34,6 +53,7 @@ pub fn guarded<G: Send + 'static>(inner: ByteStream, expected: u64, idle: Durati
         match item {
             Some(Err(e)) => {
                 s.done = true;
+                s.failed = true;
                 tracing::warn!(parent: &s.span, error = %e, sent = s.sent, expected = s.expected, "object stream failed; cutting the response");
                 Some((Err(e), s))
             }
@@ -43,7 +63,7 @@ pub fn guarded<G: Send + 'static>(inner: ByteStream, expected: u64, idle: Durati
     }))
 }
 
-async fn next_chunk<G>(s: &mut State<G>) -> Option<Result<bytes::Bytes, StorageError>> {
+async fn next_chunk<G: StreamEnd>(s: &mut State<G>) -> Option<Result<bytes::Bytes, StorageError>> {
     loop {
         let next = match tokio::time::timeout(s.idle, s.inner.next()).await {
             Ok(next) => next,
@@ -126,9 +146,31 @@ mod tests {
         assert!(matches!(err, Some(StorageError::Timeout(_))));
     }
 
+    #[derive(Clone, Default)]
+    struct Ends(Arc<std::sync::Mutex<Vec<(u64, bool)>>>);
+    impl StreamEnd for Ends {
+        fn end(&mut self, sent: u64, complete: bool) {
+            self.0.lock().unwrap().push((sent, complete));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_guard_learns_how_the_stream_ended() {
+        let ends = Ends::default();
+        collect(guarded(chunks(vec![Ok("ab"), Ok("cd")]), 4, IDLE, ends.clone())).await;
+        collect(guarded(chunks(vec![Ok("ab")]), 4, IDLE, ends.clone())).await;
+        let mut half = guarded(chunks(vec![Ok("ab"), Ok("cd")]), 4, IDLE, ends.clone());
+        half.next().await;
+        drop(half);
+        assert_eq!(*ends.0.lock().unwrap(), vec![(4, true), (2, false), (2, false)]);
+    }
+
     #[tokio::test]
     async fn dropping_the_stream_releases_the_guard() {
         struct Flag(Arc<AtomicBool>);
+        impl StreamEnd for Flag {
+            fn end(&mut self, _sent: u64, _complete: bool) {}
+        }
         impl Drop for Flag {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);

@@ -11,6 +11,7 @@
 
 pub mod redis;
 pub mod sqlite;
+pub mod timed;
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{Config, StoreBackend};
+use crate::events::EventLog;
 use crate::quota::QuotaStore;
 
 /// The record kinds. The name is part of the storage layout of both backends:
@@ -89,6 +91,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The quota counters, grant starts and leases kept in the same store.
     fn quotas(&self) -> &dyn QuotaStore;
+
+    /// The download event log and its report counters, kept in the same store.
+    fn events(&self) -> &dyn EventLog;
 
     /// Insert or replace the record `key` of `kind`.
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError>;

@@ -174,6 +174,10 @@ impl Store for RedisStore {
         self
     }
 
+    fn events(&self) -> &dyn crate::events::EventLog {
+        self
+    }
+
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
         check_key(key)?;
         let mut conn = self.conn.clone();

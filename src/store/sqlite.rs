@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Version 2 adds the quota tables (`quota_counters`, `quota_started`,
-//! `quota_leases`; see [`crate::quota`]).
+//! `quota_leases`; see [`crate::quota`]); version 3 the event log and report
+//! counters (see [`crate::events`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use super::{Kind, MAX_PAGE, Store, StoreError, Written, check_key};
 use crate::clock::{Clock, SystemClock};
 use crate::quota::QuotaStore;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// One connection behind a mutex: SQLite serialises writers anyway, and the
 /// embedded default serves one gateway process. Work runs on the blocking pool.
@@ -111,6 +112,9 @@ impl SqliteStore {
                  COMMIT;",
             )?;
         }
+        if version < 3 {
+            conn.execute_batch(crate::events::sqlite::SCHEMA_V3)?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
     }
 
@@ -140,6 +144,10 @@ impl Store for SqliteStore {
     }
 
     fn quotas(&self) -> &dyn QuotaStore {
+        self
+    }
+
+    fn events(&self) -> &dyn crate::events::EventLog {
         self
     }
 

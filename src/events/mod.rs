@@ -1,0 +1,481 @@
+//! The download event log: what was downloaded, by whom, when, and what was
+//! refused.
+//!
+//! An [`Event`] is built where the thing happens (the data plane, the customer
+//! API, the admin API) and handed to the [`Recorder`], which never makes the
+//! request wait on the store: a bounded queue feeds one writer task, and when
+//! the store cannot take events they go to a local append-only spill file and
+//! are replayed, in order, when it can.
+//!
+//! The store keeps the log ([`EventLog`]: a Redis Stream, or a SQLite table)
+//! and, in the same atomic step as each append, the report counters — so a
+//! report reads counters, never the log. Appends are idempotent per writer:
+//! every event carries its writer's id and a sequence number, and the store
+//! remembers the highest sequence it took from each writer, so a batch whose
+//! acknowledgement was lost (and is therefore spilled and replayed) is not
+//! logged twice.
+
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's generated schema code names types defined in this module by a qualified path"
+)]
+
+pub mod recorder;
+mod redis;
+pub mod report;
+pub(crate) mod sqlite;
+
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use recorder::Recorder;
+pub use report::{Dimension, ReportRow};
+
+use crate::store::StoreError;
+
+/// The event types. The names are part of the API and the storage layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    #[serde(rename = "download.initiated")]
+    DownloadInitiated,
+    #[serde(rename = "download.completed")]
+    DownloadCompleted,
+    #[serde(rename = "download.denied")]
+    DownloadDenied,
+    #[serde(rename = "release.published")]
+    ReleasePublished,
+    #[serde(rename = "release.yanked")]
+    ReleaseYanked,
+    #[serde(rename = "artifact.uploaded")]
+    ArtifactUploaded,
+    #[serde(rename = "entitlement.changed")]
+    EntitlementChanged,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 7] = [
+        EventType::DownloadInitiated,
+        EventType::DownloadCompleted,
+        EventType::DownloadDenied,
+        EventType::ReleasePublished,
+        EventType::ReleaseYanked,
+        EventType::ArtifactUploaded,
+        EventType::EntitlementChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::DownloadInitiated => "download.initiated",
+            EventType::DownloadCompleted => "download.completed",
+            EventType::DownloadDenied => "download.denied",
+            EventType::ReleasePublished => "release.published",
+            EventType::ReleaseYanked => "release.yanked",
+            EventType::ArtifactUploaded => "artifact.uploaded",
+            EventType::EntitlementChanged => "entitlement.changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// How a download stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Completion {
+    /// Every byte of the response was sent.
+    Complete,
+    /// The client went away, or storage failed, before the end.
+    Aborted,
+}
+
+/// What changed about an entitlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// The part of an event that depends on its type; `type` and `data` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum Detail {
+    /// A grant's first `GET`: the download counted against the quota.
+    #[serde(rename = "download.initiated")]
+    DownloadInitiated {
+        grant: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_ip: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        user_agent: Option<String>,
+        /// The `Range` header of the initiating request, if any.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        range: Option<String>,
+        /// `proxy`: the gateway streams the bytes.
+        delivery: String,
+    },
+    /// One response body of a download ended (a resume or a parallel segment
+    /// is a response of its own).
+    #[serde(rename = "download.completed")]
+    DownloadCompleted {
+        /// `None` for an operator URL (`tollgate sign`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        grant: Option<String>,
+        result: Completion,
+        bytes_sent: u64,
+        /// Bytes the response was to carry.
+        bytes_expected: u64,
+        duration_ms: u64,
+        /// The response carried the file's last byte, and it was sent: with
+        /// `result: complete`, this is what a report counts as a completion.
+        reached_end: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        range: Option<String>,
+    },
+    /// A download URL or a download request was refused.
+    #[serde(rename = "download.denied")]
+    DownloadDenied {
+        /// The problem's stable `code`.
+        reason: String,
+        status: u16,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        grant: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_ip: Option<String>,
+        /// `customer_api` (asking for a URL) or `data_plane` (using one).
+        surface: String,
+    },
+    #[serde(rename = "release.published")]
+    ReleasePublished { channel: String, critical: bool },
+    #[serde(rename = "release.yanked")]
+    ReleaseYanked {},
+    #[serde(rename = "artifact.uploaded")]
+    ArtifactUploaded { size: u64, sha256: String },
+    #[serde(rename = "entitlement.changed")]
+    EntitlementChanged { entitlement: String, change: Change },
+}
+
+impl Detail {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Detail::DownloadInitiated { .. } => EventType::DownloadInitiated,
+            Detail::DownloadCompleted { .. } => EventType::DownloadCompleted,
+            Detail::DownloadDenied { .. } => EventType::DownloadDenied,
+            Detail::ReleasePublished { .. } => EventType::ReleasePublished,
+            Detail::ReleaseYanked {} => EventType::ReleaseYanked,
+            Detail::ArtifactUploaded { .. } => EventType::ArtifactUploaded,
+            Detail::EntitlementChanged { .. } => EventType::EntitlementChanged,
+        }
+    }
+}
+
+/// Who and what an event is about; every field is optional because a refusal
+/// may know little (a forged URL names no customer we can believe).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Subject {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub customer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub product: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<String>,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// `ev_` and 32 hex digits: 48 bits of milliseconds, then 80 bits that are
+    /// random per process and increase within it. Sorting ids sorts by time.
+    pub id: String,
+    /// When it happened: RFC 3339, UTC, milliseconds.
+    #[serde(with = "millis")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: u64,
+    #[serde(flatten)]
+    pub subject: Subject,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+impl Event {
+    /// A new event at `at_ms` with a fresh id.
+    pub fn new(at_ms: u64, subject: Subject, detail: Detail) -> Self {
+        Self { id: next_id(at_ms), at: at_ms, subject, detail }
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.detail.event_type()
+    }
+
+    /// The UTC day it happened, `2026-11-24`.
+    pub fn day(&self) -> String {
+        day_of(self.at / 1000)
+    }
+}
+
+/// `2026-11-24` for a Unix time in seconds.
+pub fn day_of(unix: u64) -> String {
+    let text = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string();
+    text.get(..10).unwrap_or("1970-01-01").to_owned()
+}
+
+mod millis {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(*ms)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)?;
+        let ms = t.duration_since(UNIX_EPOCH).map_err(serde::de::Error::custom)?.as_millis();
+        u64::try_from(ms).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The last id handed out: (milliseconds, 80-bit tail).
+static LAST_ID: Mutex<(u64, u128)> = Mutex::new((0, 0));
+
+const TAIL_BITS: u32 = 80;
+const TAIL_MASK: u128 = (1 << TAIL_BITS) - 1;
+
+/// A fresh id for an event at `at_ms`. Within a process ids strictly increase
+/// (the tail counts up within a millisecond, and a clock that steps back is
+/// treated as standing still); across processes the random tail keeps them
+/// apart.
+fn next_id(at_ms: u64) -> String {
+    let mut last = LAST_ID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (ms, tail) = if at_ms > last.0 {
+        (at_ms, random_tail() >> 1)
+    } else {
+        // Half the tail space is left above a fresh start, so counting up
+        // within one millisecond does not run out.
+        (last.0, (last.1 + 1) & TAIL_MASK)
+    };
+    *last = (ms, tail);
+    format!("ev_{:012x}{:020x}", ms & 0xffff_ffff_ffff, tail)
+}
+
+fn random_tail() -> u128 {
+    let mut bytes = [0u8; 16];
+    // Without randomness the ids stay unique within the process (they count
+    // up); only two processes starting in the same millisecond could collide.
+    let _ = getrandom::fill(&mut bytes);
+    u128::from_le_bytes(bytes) & TAIL_MASK
+}
+
+/// An event as a writer hands it to the store: with the writer's id and its
+/// sequence number, which make appends idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequenced {
+    #[serde(rename = "w")]
+    pub writer: String,
+    #[serde(rename = "s")]
+    pub seq: u64,
+    #[serde(rename = "e")]
+    pub event: Event,
+}
+
+/// Which events a listing wants; every field set must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub types: Vec<EventType>,
+    pub customer: Option<String>,
+    pub product: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Event) -> bool {
+        (self.types.is_empty() || self.types.contains(&e.event_type()))
+            && self.customer.as_ref().is_none_or(|c| e.subject.customer.as_ref() == Some(c))
+            && self.product.as_ref().is_none_or(|p| e.subject.product.as_ref() == Some(p))
+    }
+}
+
+/// One page of the log.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    /// Matching events, oldest first, each with its position in the log.
+    pub items: Vec<(String, Event)>,
+    /// Where to continue: after the last event examined (which may be past
+    /// the last one returned). `None` if the log is empty.
+    pub next: Option<String>,
+    /// The page stopped before the end of the log.
+    pub more: bool,
+}
+
+/// The first and last day of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Days {
+    pub from: String,
+    pub to: String,
+}
+
+/// One counter cell as the store keeps it: on `day`, for the group `value`
+/// of `dimension`, `metric` reached `n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub day: String,
+    pub dimension: Dimension,
+    pub value: String,
+    pub metric: String,
+    pub n: u64,
+}
+
+/// A customer seen initiating on `day` in a group (for distinct counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub day: String,
+    pub dimension: Dimension,
+    pub value: String,
+    pub customer: String,
+}
+
+/// First download of a release by a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adoption {
+    pub customer: String,
+    /// Milliseconds of the first initiation.
+    pub first_initiated: Option<u64>,
+    /// Milliseconds of the first completion (the last byte sent).
+    pub first_completed: Option<u64>,
+}
+
+/// How long the log and the counters are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are trimmed.
+    pub max_age: Duration,
+    /// At most about this many events are kept.
+    pub max_events: u64,
+    /// Daily report counters are kept this long.
+    pub report_days: u64,
+}
+
+/// The event log and its report counters, kept in the state store.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync {
+    /// Append in order the events the store has not taken yet (by writer and
+    /// sequence), updating the report counters for each in the same atomic
+    /// step. Returns how many were new. A batch is all or nothing.
+    async fn append(&self, events: &[Sequenced], retention: &Retention) -> Result<usize, StoreError>;
+
+    /// Events strictly after the position `after`, oldest first, matching
+    /// `filter`: at most `limit` of them, examining at most `scan` entries.
+    async fn read(&self, after: Option<&str>, filter: &Filter, limit: usize, scan: usize)
+    -> Result<LogPage, StoreError>;
+
+    /// Is `cursor` a position this log could have handed out?
+    fn valid_cursor(&self, cursor: &str) -> bool;
+
+    /// The counter cells and seen customers of `dimension` over `days`.
+    async fn cells(&self, days: &Days, dimension: Dimension) -> Result<(Vec<Cell>, Vec<Seen>), StoreError>;
+
+    /// Who has downloaded `product`/`version`, and when first.
+    async fn adoption(&self, product: &str, version: &str) -> Result<Vec<Adoption>, StoreError>;
+
+    /// Drop events and counters past retention; returns events removed (an
+    /// estimate on Redis).
+    async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError>;
+}
+
+/// What appending one event does to the counters: computed once, here, and
+/// applied by either backend in the append's transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub day: String,
+    /// (dimension, group value, metric, amount)
+    pub add: Vec<(Dimension, String, String, u64)>,
+    /// (dimension, group value, customer)
+    pub seen: Vec<(Dimension, String, String)>,
+    /// (`product/version`, customer, first initiated?, ms) for adoption.
+    pub adopted: Option<(String, String, bool, u64)>,
+}
+
+/// Metric names in counter cells.
+pub mod metric {
+    pub const INITIATED: &str = "initiated";
+    pub const COMPLETED: &str = "completed";
+    pub const ABORTED: &str = "aborted";
+    pub const BYTES: &str = "bytes";
+    /// `denied:<reason>`
+    pub const DENIED_PREFIX: &str = "denied:";
+}
+
+/// The group value of `dimension` for an event; `-` where unknown.
+fn group_of(e: &Event, dimension: Dimension, day: &str) -> String {
+    let s = &e.subject;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    match dimension {
+        Dimension::Customer => or_dash(&s.customer),
+        Dimension::Product => or_dash(&s.product),
+        Dimension::Release => match (&s.product, &s.version) {
+            (Some(p), Some(v)) => format!("{p}/{v}"),
+            _ => "-".to_owned(),
+        },
+        Dimension::Artifact => match (&s.product, &s.version, &s.filename) {
+            (Some(p), Some(v), Some(f)) => format!("{p}/{v}/{f}"),
+            _ => "-".to_owned(),
+        },
+        Dimension::Platform => or_dash(&s.platform),
+        Dimension::Day => day.to_owned(),
+    }
+}
+
+/// The counter changes an event makes; admin events make none.
+pub fn effects(e: &Event) -> Effects {
+    let day = e.day();
+    let mut fx = Effects { day: day.clone(), ..Effects::default() };
+    let (metrics, seen): (Vec<(String, u64)>, bool) = match &e.detail {
+        Detail::DownloadInitiated { .. } => (vec![(metric::INITIATED.to_owned(), 1)], true),
+        Detail::DownloadCompleted { result, bytes_sent, reached_end, .. } => {
+            let mut m = vec![(metric::BYTES.to_owned(), *bytes_sent)];
+            match result {
+                Completion::Complete if *reached_end => m.push((metric::COMPLETED.to_owned(), 1)),
+                Completion::Complete => {}
+                Completion::Aborted => m.push((metric::ABORTED.to_owned(), 1)),
+            }
+            (m, false)
+        }
+        Detail::DownloadDenied { reason, .. } => (vec![(format!("{}{reason}", metric::DENIED_PREFIX), 1)], false),
+        _ => return fx,
+    };
+    for dimension in Dimension::ALL {
+        let value = group_of(e, dimension, &day);
+        for (m, n) in &metrics {
+            if *n > 0 {
+                fx.add.push((dimension, value.clone(), m.clone(), *n));
+            }
+        }
+        if seen && let Some(c) = &e.subject.customer {
+            fx.seen.push((dimension, value, c.clone()));
+        }
+    }
+    if let (Some(c), Some(p), Some(v)) = (&e.subject.customer, &e.subject.product, &e.subject.version) {
+        let first = match &e.detail {
+            Detail::DownloadInitiated { .. } => Some(true),
+            Detail::DownloadCompleted { result: Completion::Complete, reached_end: true, .. } => Some(false),
+            _ => None,
+        };
+        if let Some(initiated) = first {
+            fx.adopted = Some((format!("{p}/{v}"), c.clone(), initiated, e.at));
+        }
+    }
+    fx
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! Getting events into the log without making requests wait on the store.
+//!
+//! [`Recorder::record`] puts an event on a bounded queue and returns. One
+//! writer task takes events off in batches and appends them to the store.
+//! When the store fails (unreachable, timing out, refusing), the batch goes to
+//! the spill file instead, an append-only file of JSON lines, synced to disk
+//! before the writer moves on, and so does every later event until the file
+//! is replayed, so the log keeps the order events were recorded in. Replays
+//! are tried with backoff (0.5 s doubling to 30 s); a replayed event the store
+//! already has (its acknowledgement was lost) is skipped by its writer's
+//! sequence number. A spill file left by an earlier run is replayed at start.
+//!
+//! When the queue is full, `record` waits for room: that only happens when the
+//! writer is behind, and the writer never waits on the store for longer than
+//! the store's response timeout before spilling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Event, Retention, Sequenced};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Events appended to the store in one call, at most.
+const BATCH: usize = 256;
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Where events wait and how long they are kept.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Events the in-process queue holds.
+    pub queue: usize,
+    /// The spill file.
+    pub spill_path: PathBuf,
+    pub retention: Retention,
+}
+
+enum Msg {
+    Event(Box<Event>),
+    /// Answered once every event queued before it is in the store or spilled.
+    Flush(oneshot::Sender<()>),
+    /// Like `Flush`, then one last replay attempt, then the writer stops.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The recording side; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+    spill: Arc<SpillGauge>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("queued", &self.queued()).finish_non_exhaustive()
+    }
+}
+
+/// Spill figures shared with the metrics.
+#[derive(Debug, Default)]
+pub struct SpillGauge {
+    /// Events in the spill file not yet replayed.
+    pub pending: AtomicU64,
+    /// Events ever written to the spill file.
+    pub spilled: AtomicU64,
+    /// Events that could be written neither to the store nor to the spill file.
+    pub lost: AtomicU64,
+}
+
+impl Recorder {
+    /// Start the writer task for `store`.
+    pub fn start(store: Arc<dyn Store>, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let capacity = settings.queue.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let spill = Arc::new(SpillGauge::default());
+        let writer = Writer {
+            store,
+            rx,
+            id: writer_id(),
+            seq: 0,
+            retention: settings.retention,
+            spill: Spill { path: settings.spill_path, offset: 0, gauge: spill.clone() },
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(writer.run());
+        Self { tx, capacity, metrics, spill }
+    }
+
+    /// Record an event. Returns once it is queued.
+    pub async fn record(&self, event: Event) {
+        self.metrics.event(&event);
+        let msg = Msg::Event(Box::new(event));
+        let msg = match self.tx.try_send(msg) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                self.metrics.events_queue_full.fetch_add(1, Ordering::Relaxed);
+                m
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return self.lost(),
+        };
+        if self.tx.send(msg).await.is_err() {
+            self.lost();
+        }
+    }
+
+    fn lost(&self) {
+        self.spill.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("event recorder stopped: an event was dropped");
+    }
+
+    /// Events waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.capacity.saturating_sub(self.tx.capacity())
+    }
+
+    pub fn spill(&self) -> &SpillGauge {
+        &self.spill
+    }
+
+    /// Wait until every event recorded so far is in the store or spilled.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Write out what is queued (to the store, else the spill file) and stop
+    /// the writer. Events recorded afterwards are dropped, and counted lost.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// 16 random hex digits naming this process's writer.
+fn writer_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Uniqueness across restarts is what matters; the start time will do.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes = u64::try_from(now.as_nanos() & u128::from(u64::MAX)).unwrap_or(0).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    rx: mpsc::Receiver<Msg>,
+    id: String,
+    seq: u64,
+    retention: Retention,
+    spill: Spill,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        self.spill.open().await;
+        let mut retry = RETRY_MIN;
+        let mut next_replay = tokio::time::Instant::now();
+        let mut buf = Vec::with_capacity(BATCH);
+        loop {
+            if self.spill.pending() && tokio::time::Instant::now() >= next_replay {
+                if self.spill.replay(&*self.store, &self.retention, &self.metrics).await {
+                    retry = RETRY_MIN;
+                } else {
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+                next_replay = tokio::time::Instant::now() + retry;
+            }
+            let n = if self.spill.pending() {
+                tokio::select! {
+                    n = self.rx.recv_many(&mut buf, BATCH) => n,
+                    () = tokio::time::sleep_until(next_replay) => continue,
+                }
+            } else {
+                self.rx.recv_many(&mut buf, BATCH).await
+            };
+            if n == 0 {
+                // Every sender is gone: nothing more can arrive.
+                return;
+            }
+            let mut events = Vec::with_capacity(buf.len());
+            let mut answers = Vec::new();
+            let mut stop = None;
+            for msg in buf.drain(..) {
+                match msg {
+                    Msg::Event(e) => {
+                        self.seq += 1;
+                        events.push(Sequenced { writer: self.id.clone(), seq: self.seq, event: *e });
+                    }
+                    Msg::Flush(tx) => answers.push(tx),
+                    Msg::Stop(tx) => stop = Some(tx),
+                }
+            }
+            self.write(events).await;
+            if let Some(tx) = stop {
+                // Whatever was queued behind the stop request.
+                while let Ok(msg) = self.rx.try_recv() {
+                    if let Msg::Event(e) = msg {
+                        self.seq += 1;
+                        let e = Sequenced { writer: self.id.clone(), seq: self.seq, event: *e };
+                        self.write(vec![e]).await;
+                    }
+                }
+                if self.spill.pending() {
+                    self.spill.replay(&*self.store, &self.retention, &self.metrics).await;
+                }
+                answers.push(tx);
+                self.rx.close();
+                for a in answers {
+                    let _ = a.send(());
+                }
+                return;
+            }
+            for a in answers {
+                let _ = a.send(());
+            }
+        }
+    }
+
+    /// To the store, unless events are already waiting in the spill file (the
+    /// log's order must be the order of recording) or the store fails.
+    async fn write(&mut self, events: Vec<Sequenced>) {
+        if events.is_empty() {
+            return;
+        }
+        if !self.spill.pending() {
+            match self.store.events().append(&events, &self.retention).await {
+                Ok(_) => {
+                    self.metrics.events_written.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, events = events.len(), "event log unavailable: spilling events to disk");
+                }
+            }
+        }
+        self.spill.append(&events).await;
+    }
+}
+
+/// The spill file: JSON lines of [`Sequenced`] events; `offset` bytes of it
+/// are already replayed.
+struct Spill {
+    path: PathBuf,
+    offset: u64,
+    gauge: Arc<SpillGauge>,
+}
+
+impl Spill {
+    fn pending(&self) -> bool {
+        self.gauge.pending.load(Ordering::Relaxed) > 0
+    }
+
+    /// Count what an earlier run left behind.
+    async fn open(&mut self) {
+        let Ok(file) = tokio::fs::File::open(&self.path).await else { return };
+        let mut lines = tokio::io::BufReader::new(file).lines();
+        let mut n = 0;
+        while let Ok(Some(_)) = lines.next_line().await {
+            n += 1;
+        }
+        if n > 0 {
+            tracing::info!(path = %self.path.display(), events = n, "replaying spilled events from an earlier run");
+        }
+        self.gauge.pending.store(n, Ordering::Relaxed);
+    }
+
+    async fn append(&mut self, events: &[Sequenced]) {
+        let mut text = Vec::with_capacity(events.len() * 400);
+        for e in events {
+            if serde_json::to_writer(&mut text, e).is_err() {
+                continue;
+            }
+            text.push(b'\n');
+        }
+        match self.write(&text).await {
+            Ok(()) => {
+                let n = events.len() as u64;
+                self.gauge.pending.fetch_add(n, Ordering::Relaxed);
+                self.gauge.spilled.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.gauge.lost.fetch_add(events.len() as u64, Ordering::Relaxed);
+                tracing::error!(path = %self.path.display(), error = %e, events = events.len(), "cannot spill events: they are lost");
+            }
+        }
+    }
+
+    async fn write(&self, text: &[u8]) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
+        file.write_all(text).await?;
+        file.sync_data().await
+    }
+
+    /// Replay from `offset` in batches; `true` once the file is drained (and
+    /// emptied).
+    async fn replay(&mut self, store: &dyn Store, retention: &Retention, metrics: &Metrics) -> bool {
+        let file = match tokio::fs::File::open(&self.path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.gauge.pending.store(0, Ordering::Relaxed);
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot read the spill file");
+                return false;
+            }
+        };
+        let mut reader = tokio::io::BufReader::new(file);
+        if reader.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut consumed = 0u64;
+            while batch.len() < BATCH {
+                line.clear();
+                let read = match reader.read_line(&mut line).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot read the spill file");
+                        return false;
+                    }
+                };
+                if read == 0 {
+                    break;
+                }
+                consumed += read as u64;
+                match serde_json::from_str::<Sequenced>(line.trim_end()) {
+                    Ok(e) => batch.push(e),
+                    // A line cut short by a crash while spilling; the events
+                    // around it are intact.
+                    Err(e) => tracing::error!(error = %e, "skipping an unreadable line of the spill file"),
+                }
+            }
+            if consumed == 0 {
+                break;
+            }
+            if let Err(e) = store.events().append(&batch, retention).await {
+                tracing::info!(error = %e, pending = self.gauge.pending.load(Ordering::Relaxed), "event log still unavailable; will retry");
+                return false;
+            }
+            self.offset += consumed;
+            let n = batch.len() as u64;
+            metrics.events_written.fetch_add(n, Ordering::Relaxed);
+            metrics.events_replayed.fetch_add(n, Ordering::Relaxed);
+            let _ = self.gauge.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(n)));
+        }
+        // Drained: start the file afresh.
+        if let Err(e) = tokio::fs::File::create(&self.path).await {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot empty the replayed spill file");
+            return false;
+        }
+        self.offset = 0;
+        self.gauge.pending.store(0, Ordering::Relaxed);
+        tracing::info!("spilled events replayed into the event log");
+        true
+    }
+}

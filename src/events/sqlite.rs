@@ -1,0 +1,325 @@
+//! The event log on SQLite (schema version 3):
+//!
+//! | table | holds |
+//! |---|---|
+//! | `events` | the log; `seq` (AUTOINCREMENT, never reused) is the cursor |
+//! | `event_writers` | per writer, the highest sequence appended |
+//! | `report_counts` | `(day, dimension, value, metric) → n` |
+//! | `report_customers` | `(day, dimension, value, customer)`: who initiated |
+//! | `adoption` | `(release, customer) → first initiated / completed`, ms |
+//!
+//! One append is one transaction: the events, their counters and the writers'
+//! marks commit together or not at all.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+
+use super::{Adoption, Cell, Days, Dimension, Effects, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
+use crate::store::StoreError;
+use crate::store::sqlite::{SqliteStore, sqlite_error};
+
+pub(crate) const SCHEMA_V3: &str = "BEGIN;
+    CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        customer TEXT,
+        product TEXT,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_at ON events (at);
+    CREATE INDEX IF NOT EXISTS events_customer ON events (customer, seq);
+    CREATE INDEX IF NOT EXISTS events_product ON events (product, seq);
+    CREATE TABLE IF NOT EXISTS event_writers (
+        writer TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS report_counts (
+        day TEXT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (day, dimension, value, metric)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS report_customers (
+        day TEXT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        PRIMARY KEY (day, dimension, value, customer)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS adoption (
+        release TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        first_initiated INTEGER,
+        first_completed INTEGER,
+        PRIMARY KEY (release, customer)
+    ) WITHOUT ROWID;
+    PRAGMA user_version = 3;
+    COMMIT;";
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Apply one event's counter changes inside the append's transaction.
+fn apply(tx: &Transaction<'_>, fx: &Effects) -> Result<(), StoreError> {
+    let mut add = tx
+        .prepare_cached(
+            "INSERT INTO report_counts (day, dimension, value, metric, n) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (day, dimension, value, metric) DO UPDATE SET n = n + excluded.n",
+        )
+        .map_err(sqlite_error)?;
+    for (dimension, value, metric, n) in &fx.add {
+        add.execute(params![fx.day, dimension.as_str(), value, metric, to_i64(*n)]).map_err(sqlite_error)?;
+    }
+    let mut seen = tx
+        .prepare_cached(
+            "INSERT INTO report_customers (day, dimension, value, customer) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(sqlite_error)?;
+    for (dimension, value, customer) in &fx.seen {
+        seen.execute(params![fx.day, dimension.as_str(), value, customer]).map_err(sqlite_error)?;
+    }
+    if let Some((release, customer, initiated, at)) = &fx.adopted {
+        let column = if *initiated { "first_initiated" } else { "first_completed" };
+        tx.prepare_cached(&format!(
+            "INSERT INTO adoption (release, customer, {column}) VALUES (?1, ?2, ?3)
+             ON CONFLICT (release, customer) DO UPDATE SET {column} = coalesce({column}, excluded.{column})"
+        ))
+        .map_err(sqlite_error)?
+        .execute(params![release, customer, to_i64(*at)])
+        .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreError> {
+    let tx = conn.transaction().map_err(sqlite_error)?;
+    let mut marks: HashMap<String, u64> = HashMap::new();
+    let mut new = 0;
+    for s in events {
+        let mark = match marks.get(&s.writer) {
+            Some(m) => *m,
+            None => {
+                let m: Option<i64> = tx
+                    .query_row("SELECT seq FROM event_writers WHERE writer = ?1", [&s.writer], |r| r.get(0))
+                    .optional()
+                    .map_err(sqlite_error)?;
+                let m = m.map_or(0, to_u64);
+                marks.insert(s.writer.clone(), m);
+                m
+            }
+        };
+        if s.seq <= mark {
+            continue;
+        }
+        marks.insert(s.writer.clone(), s.seq);
+        let e = &s.event;
+        let body = serde_json::to_vec(e).map_err(internal)?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO events (id, at, type, customer, product, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(sqlite_error)?
+            .execute(params![
+                e.id,
+                to_i64(e.at),
+                e.event_type().as_str(),
+                e.subject.customer,
+                e.subject.product,
+                body
+            ])
+            .map_err(sqlite_error)?;
+        if inserted == 1 {
+            apply(&tx, &super::effects(e))?;
+            new += 1;
+        }
+    }
+    for (writer, seq) in &marks {
+        tx.execute(
+            "INSERT INTO event_writers (writer, seq) VALUES (?1, ?2)
+             ON CONFLICT (writer) DO UPDATE SET seq = max(seq, excluded.seq)",
+            params![writer, to_i64(*seq)],
+        )
+        .map_err(sqlite_error)?;
+    }
+    tx.commit().map_err(sqlite_error)?;
+    Ok(new)
+}
+
+fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Result<LogPage, StoreError> {
+    let tx = conn.transaction().map_err(sqlite_error)?;
+    let mut sql = "SELECT seq, body FROM events WHERE seq > ?".to_owned();
+    let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
+    if !filter.types.is_empty() {
+        sql.push_str(" AND type IN (");
+        for (i, t) in filter.types.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(t.as_str().to_owned().into());
+        }
+        sql.push(')');
+    }
+    if let Some(c) = &filter.customer {
+        sql.push_str(" AND customer = ?");
+        args.push(c.clone().into());
+    }
+    if let Some(p) = &filter.product {
+        sql.push_str(" AND product = ?");
+        args.push(p.clone().into());
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    args.push(to_i64(limit as u64 + 1).into());
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = tx.prepare_cached(&sql).map_err(sqlite_error)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).map_err(sqlite_error)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite_error)?
+    };
+    let more = rows.len() > limit;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    for (seq, body) in rows.into_iter().take(limit) {
+        let event: Event = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Internal(format!("event {seq} is corrupt: {e}")))?;
+        items.push((seq.to_string(), event));
+    }
+    // Nothing (more) matches: continue after the newest event, so a filtered
+    // follower does not re-examine the same tail on every poll.
+    let next = match (more, items.last()) {
+        (true, Some((seq, _))) => Some(seq.clone()),
+        _ => {
+            let newest: Option<i64> =
+                tx.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sqlite_error)?;
+            newest.map(|n| n.max(after).to_string()).or_else(|| (after > 0).then(|| after.to_string()))
+        }
+    };
+    tx.commit().map_err(sqlite_error)?;
+    Ok(LogPage { items, next, more })
+}
+
+#[async_trait::async_trait]
+impl EventLog for SqliteStore {
+    async fn append(&self, events: &[Sequenced], _retention: &Retention) -> Result<usize, StoreError> {
+        let events = events.to_vec();
+        self.with_conn(move |conn| append(conn, &events)).await
+    }
+
+    async fn read(
+        &self,
+        after: Option<&str>,
+        filter: &Filter,
+        limit: usize,
+        _scan: usize,
+    ) -> Result<LogPage, StoreError> {
+        let after = match after {
+            Some(c) => c.parse::<i64>().map_err(|_| StoreError::Internal(format!("not a cursor: {c:?}")))?,
+            None => 0,
+        };
+        let filter = filter.clone();
+        self.with_conn(move |conn| read(conn, after, &filter, limit)).await
+    }
+
+    fn valid_cursor(&self, cursor: &str) -> bool {
+        !cursor.is_empty() && cursor.len() <= 19 && cursor.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    async fn cells(&self, days: &Days, dimension: Dimension) -> Result<(Vec<Cell>, Vec<Seen>), StoreError> {
+        let days = days.clone();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let cells = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT day, value, metric, n FROM report_counts
+                         WHERE dimension = ?1 AND day >= ?2 AND day <= ?3",
+                    )
+                    .map_err(sqlite_error)?;
+                let rows = stmt
+                    .query_map(params![dimension.as_str(), days.from, days.to], |r| {
+                        Ok(Cell {
+                            day: r.get(0)?,
+                            dimension,
+                            value: r.get(1)?,
+                            metric: r.get(2)?,
+                            n: to_u64(r.get(3)?),
+                        })
+                    })
+                    .map_err(sqlite_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)?
+            };
+            let seen = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT day, value, customer FROM report_customers
+                         WHERE dimension = ?1 AND day >= ?2 AND day <= ?3",
+                    )
+                    .map_err(sqlite_error)?;
+                let rows = stmt
+                    .query_map(params![dimension.as_str(), days.from, days.to], |r| {
+                        Ok(Seen { day: r.get(0)?, dimension, value: r.get(1)?, customer: r.get(2)? })
+                    })
+                    .map_err(sqlite_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)?
+            };
+            tx.commit().map_err(sqlite_error)?;
+            Ok((cells, seen))
+        })
+        .await
+    }
+
+    async fn adoption(&self, product: &str, version: &str) -> Result<Vec<Adoption>, StoreError> {
+        let release = format!("{product}/{version}");
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT customer, first_initiated, first_completed FROM adoption WHERE release = ?1
+                     ORDER BY customer",
+                )
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map([release], |r| {
+                    Ok(Adoption {
+                        customer: r.get(0)?,
+                        first_initiated: r.get::<_, Option<i64>>(1)?.map(to_u64),
+                        first_completed: r.get::<_, Option<i64>>(2)?.map(to_u64),
+                    })
+                })
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError> {
+        let cutoff = now_ms.saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
+        let day = super::day_of((now_ms / 1000).saturating_sub(retention.report_days.saturating_mul(86_400)));
+        let max_events = retention.max_events;
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let mut n = tx.execute("DELETE FROM events WHERE at < ?1", [to_i64(cutoff)]).map_err(sqlite_error)?;
+            n += tx
+                .execute(
+                    "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1",
+                    [to_i64(max_events)],
+                )
+                .map_err(sqlite_error)?;
+            tx.execute("DELETE FROM report_counts WHERE day < ?1", [&day]).map_err(sqlite_error)?;
+            tx.execute("DELETE FROM report_customers WHERE day < ?1", [&day]).map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
