@@ -264,13 +264,37 @@ impl Spill {
         self.gauge.pending.load(Ordering::Relaxed) > 0
     }
 
-    /// Count what an earlier run left behind.
+    /// Count what an earlier run left behind, and cut off a last line that
+    /// run did not finish writing (later lines must start on a line of
+    /// their own).
     async fn open(&mut self) {
         let Ok(file) = tokio::fs::File::open(&self.path).await else { return };
-        let mut lines = tokio::io::BufReader::new(file).lines();
-        let mut n = 0;
-        while let Ok(Some(_)) = lines.next_line().await {
-            n += 1;
+        let mut reader = tokio::io::BufReader::new(file);
+        let (mut n, mut whole, mut total) = (0u64, 0u64, 0u64);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => {
+                    total += read as u64;
+                    if line.ends_with(b"\n") {
+                        n += 1;
+                        whole = total;
+                    }
+                }
+            }
+        }
+        if whole < total {
+            tracing::warn!(path = %self.path.display(), bytes = total - whole, "cutting off an unfinished last line of the spill file");
+            let cut = async {
+                let f = tokio::fs::OpenOptions::new().write(true).open(&self.path).await?;
+                f.set_len(whole).await?;
+                f.sync_data().await
+            };
+            if let Err(e) = cut.await {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot cut the spill file");
+            }
         }
         if n > 0 {
             tracing::info!(path = %self.path.display(), events = n, "replaying spilled events from an earlier run");

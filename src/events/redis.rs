@@ -292,15 +292,14 @@ impl EventLog for RedisStore {
     async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError> {
         let cutoff = now_ms.saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
         let mut conn = self.connection();
-        // Counters expire by themselves (EXPIREAT on write).
-        let removed: u64 = redis::cmd("XTRIM")
-            .arg(self.event_key("log"))
-            .arg("MINID")
-            .arg("~")
-            .arg(cutoff)
-            .query_async(&mut conn)
-            .await
-            .map_err(store_error)?;
-        Ok(removed)
+        // Entry ids are the times events were appended, which is when they
+        // happened, except for replayed ones (a little later). Counters expire
+        // by themselves (EXPIREAT on write). `~`: whole stream nodes only,
+        // which is cheap; a few more entries than the limits may stay.
+        let mut pipe = redis::pipe();
+        pipe.cmd("XTRIM").arg(self.event_key("log")).arg("MINID").arg("~").arg(cutoff);
+        pipe.cmd("XTRIM").arg(self.event_key("log")).arg("MAXLEN").arg("~").arg(retention.max_events);
+        let (by_age, by_count): (u64, u64) = pipe.query_async(&mut conn).await.map_err(store_error)?;
+        Ok(by_age + by_count)
     }
 }

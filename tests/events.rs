@@ -1,0 +1,653 @@
+//! The download event log against real stores (SQLite, Redis, Redis Cluster):
+//! idempotent appends, cursor paging under concurrent writes, report
+//! counters; then on a real gateway: a mixed scenario on which the events
+//! API, the report (JSON and CSV), the adoption view and the metrics agree,
+//! and a Redis outage in the middle of downloads that loses and duplicates
+//! nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    Admin, Backend, RedisServer, StoreKind, artifact_path, ask, customer, release, request, send, store_fixture,
+    target, test_bytes,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate::config::Config;
+use tollgate::events::{
+    Completion, Days, Detail, Dimension, Event, EventLog, Filter, Retention, Sequenced, Subject, report,
+};
+
+backend_suite!(
+    sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis, redis_cluster = super::StoreKind::RedisCluster;
+    appends_are_idempotent_per_writer,
+    paging_never_skips_or_repeats_under_concurrent_writes,
+    filters_counters_and_adoption,
+    retention_trims_the_log,
+);
+
+mod gateway {
+    #[tokio::test]
+    async fn mixed_scenario_sqlite() {
+        super::mixed_scenario_agrees_everywhere(super::StoreKind::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn mixed_scenario_redis() {
+        super::mixed_scenario_agrees_everywhere(super::StoreKind::Redis).await
+    }
+}
+
+const RETENTION: Retention =
+    Retention { max_age: Duration::from_secs(90 * 86_400), max_events: 1_000_000, report_days: 400 };
+
+/// 2026-11-24T00:00:00Z in milliseconds.
+const DAY_MS: u64 = 1_795_478_400_000;
+
+fn subject(customer: &str, version: &str) -> Subject {
+    Subject {
+        customer: Some(customer.into()),
+        product: Some("app".into()),
+        version: Some(version.into()),
+        filename: Some("app.tar.gz".into()),
+        platform: Some("linux".into()),
+    }
+}
+
+fn initiated(at: u64, customer: &str) -> Event {
+    let detail = Detail::DownloadInitiated {
+        grant: format!("g-{customer}-{at}"),
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8".into()),
+        range: None,
+        delivery: "proxy".into(),
+    };
+    Event::new(at, subject(customer, "1.0.0"), detail)
+}
+
+fn completed(at: u64, customer: &str, result: Completion, bytes: u64, reached_end: bool) -> Event {
+    let detail = Detail::DownloadCompleted {
+        grant: Some(format!("g-{customer}")),
+        result,
+        bytes_sent: bytes,
+        bytes_expected: bytes,
+        duration_ms: 3,
+        reached_end,
+        range: None,
+    };
+    Event::new(at, subject(customer, "1.0.0"), detail)
+}
+
+fn denied(at: u64, customer: Option<&str>, reason: &str) -> Event {
+    let detail = Detail::DownloadDenied {
+        reason: reason.into(),
+        status: 403,
+        grant: None,
+        client_ip: None,
+        surface: "data_plane".into(),
+    };
+    let subject = customer.map(|c| subject(c, "1.0.0")).unwrap_or_default();
+    Event::new(at, subject, detail)
+}
+
+fn seq(writer: &str, from: u64, events: &[Event]) -> Vec<Sequenced> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Sequenced { writer: writer.into(), seq: from + i as u64, event: e.clone() })
+        .collect()
+}
+
+/// Every event in the log, paging `limit` at a time.
+async fn read_all(log: &dyn EventLog, filter: &Filter, limit: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = log.read(after.as_deref(), filter, limit, 10_000).await.unwrap();
+        out.extend(page.items.into_iter().map(|(_, e)| e));
+        if page.next.is_some() {
+            after = page.next;
+        }
+        if !page.more {
+            return out;
+        }
+    }
+    panic!("paging never ended");
+}
+
+async fn appends_are_idempotent_per_writer(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let log = f.store.events();
+    let events: Vec<Event> = (0..7).map(|i| initiated(DAY_MS + i, "acme")).collect();
+    assert_eq!(log.append(&seq("w1", 1, &events[..5]), &RETENTION).await.unwrap(), 5);
+    // A batch whose answer was lost comes again, with more behind it: only
+    // the new events are taken.
+    assert_eq!(log.append(&seq("w1", 3, &events[2..]), &RETENTION).await.unwrap(), 2);
+    assert_eq!(log.append(&seq("w1", 1, &events), &RETENTION).await.unwrap(), 0);
+    // Another writer's sequence numbers are its own.
+    let other = [initiated(DAY_MS + 100, "beta")];
+    assert_eq!(log.append(&seq("w2", 1, &other), &RETENTION).await.unwrap(), 1);
+
+    let all = read_all(log, &Filter::default(), 3).await;
+    let mut expected = events.clone();
+    expected.extend(other);
+    assert_eq!(all, expected, "each event once, in order of appending");
+
+    let days = Days { from: "2026-11-24".into(), to: "2026-11-24".into() };
+    let (cells, seen) = log.cells(&days, Dimension::Customer).await.unwrap();
+    let rows = report::rows(&cells, &seen);
+    assert_eq!(rows.iter().map(|r| (r.group.as_str(), r.initiations)).collect::<Vec<_>>(), [("acme", 7), ("beta", 1)]);
+}
+
+async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let store = f.store.clone();
+    const PER_WRITER: u64 = 600;
+    let writers: Vec<_> = ["wa", "wb"]
+        .into_iter()
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for batch in 0..PER_WRITER / 5 {
+                    let events: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + batch * 5 + i, w)).collect();
+                    store.events().append(&seq(w, batch * 5 + 1, &events), &RETENTION).await.unwrap();
+                    written.extend(events.into_iter().map(|e| e.id));
+                }
+                written
+            })
+        })
+        .collect();
+    // Page through while the writers write, until they are done and the
+    // log is drained.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let finished = |ws: &[tokio::task::JoinHandle<Vec<String>>]| ws.iter().all(|w| w.is_finished());
+    loop {
+        let done = finished(&writers);
+        let page = store.events().read(after.as_deref(), &Filter::default(), 7, 10_000).await.unwrap();
+        seen.extend(page.items.into_iter().map(|(_, e)| e.id));
+        if page.next.is_some() {
+            after = page.next;
+        }
+        if done && !page.more {
+            break;
+        }
+    }
+    let mut written = Vec::new();
+    for w in writers {
+        written.push(w.await.unwrap());
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "an event was repeated");
+    assert_eq!(seen.len() as u64, 2 * PER_WRITER, "an event was skipped");
+    // Each writer's events appear in the order it wrote them.
+    for w in &written {
+        let order: Vec<&String> = seen.iter().filter(|id| w.contains(id)).collect();
+        assert_eq!(order, w.iter().collect::<Vec<_>>());
+    }
+}
+
+async fn filters_counters_and_adoption(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let log = f.store.events();
+    let next_day = DAY_MS + 86_400_000;
+    let events = vec![
+        initiated(DAY_MS, "acme"),
+        completed(DAY_MS + 1, "acme", Completion::Aborted, 400, false),
+        completed(DAY_MS + 2, "acme", Completion::Complete, 600, true),
+        initiated(DAY_MS + 3, "beta"),
+        completed(DAY_MS + 4, "beta", Completion::Complete, 100, false),
+        denied(DAY_MS + 5, None, "invalid_signature"),
+        denied(DAY_MS + 6, Some("beta"), "quota_exceeded"),
+        initiated(next_day, "acme"),
+        Event::new(next_day + 1, Subject { product: Some("app".into()), ..Subject::default() }, Detail::ReleaseYanked {}),
+    ];
+    log.append(&seq("w", 1, &events), &RETENTION).await.unwrap();
+
+    let only = |types: Vec<tollgate::events::EventType>, customer: Option<&str>| Filter {
+        types,
+        customer: customer.map(str::to_owned),
+        product: None,
+    };
+    use tollgate::events::EventType as T;
+    assert_eq!(read_all(log, &only(vec![T::DownloadInitiated], None), 2).await.len(), 3);
+    assert_eq!(read_all(log, &only(vec![T::DownloadDenied, T::ReleaseYanked], None), 1).await.len(), 3);
+    assert_eq!(read_all(log, &only(vec![], Some("beta")), 10).await.len(), 3);
+    // Scanning stops at `scan` entries and says there is more.
+    let page = log.read(None, &only(vec![T::ReleaseYanked], None), 10, 4).await.unwrap();
+    if kind != StoreKind::Sqlite {
+        assert!(page.items.is_empty() && page.more, "{page:?}");
+    }
+
+    let both = Days { from: "2026-11-24".into(), to: "2026-11-25".into() };
+    let (cells, seen) = log.cells(&both, Dimension::Customer).await.unwrap();
+    let rows = report::rows(&cells, &seen);
+    let by: BTreeMap<&str, &tollgate::events::ReportRow> = rows.iter().map(|r| (r.group.as_str(), r)).collect();
+    let acme = by["acme"];
+    assert_eq!((acme.initiations, acme.completions, acme.aborted, acme.bytes, acme.customers), (2, 1, 1, 1000, 1));
+    let beta = by["beta"];
+    assert_eq!((beta.initiations, beta.completions, beta.bytes), (1, 0, 100), "a range short of the end");
+    assert_eq!(beta.denials.get("quota_exceeded"), Some(&1));
+    assert_eq!(by["-"].denials.get("invalid_signature"), Some(&1));
+
+    let (cells, seen) = log.cells(&both, Dimension::Day).await.unwrap();
+    let days = report::rows(&cells, &seen);
+    assert_eq!(days.iter().map(|r| (r.group.as_str(), r.initiations, r.customers)).collect::<Vec<_>>(), [
+        ("2026-11-24", 2, 2),
+        ("2026-11-25", 1, 1)
+    ]);
+    let first = Days { from: "2026-11-24".into(), to: "2026-11-24".into() };
+    let (cells, seen) = log.cells(&first, Dimension::Release).await.unwrap();
+    let release = report::rows(&cells, &seen);
+    assert_eq!(release.len(), 2, "app/1.0.0 and the unknown group of the forged URL");
+    assert_eq!((release[1].group.as_str(), release[1].initiations, release[1].customers), ("app/1.0.0", 2, 2));
+
+    let adoption = log.adoption("app", "1.0.0").await.unwrap();
+    assert_eq!(adoption.len(), 2);
+    assert_eq!((adoption[0].customer.as_str(), adoption[0].first_initiated, adoption[0].first_completed), (
+        "acme",
+        Some(DAY_MS),
+        Some(DAY_MS + 2)
+    ));
+    assert_eq!((adoption[1].customer.as_str(), adoption[1].first_completed), ("beta", None));
+    assert!(log.adoption("app", "2.0.0").await.unwrap().is_empty());
+}
+
+async fn retention_trims_the_log(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let log = f.store.events();
+    let old: Vec<Event> = (0..600).map(|i| initiated(DAY_MS + i, "acme")).collect();
+    let new: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + 10 * 86_400_000 + i, "acme")).collect();
+    log.append(&seq("w", 1, &old), &RETENTION).await.unwrap();
+    log.append(&seq("w", 601, &new), &RETENTION).await.unwrap();
+    // By count: Redis trims whole stream nodes (`~`), SQLite exactly.
+    let keep_100 = Retention { max_events: 100, ..RETENTION };
+    log.trim(&keep_100, DAY_MS + 10 * 86_400_000).await.unwrap();
+    let left = read_all(log, &Filter::default(), 1000).await;
+    assert!((100..605).contains(&left.len()), "{}", left.len());
+    if kind == StoreKind::Sqlite {
+        assert_eq!(left.len(), 100);
+        // By age (on Redis, the age of an entry is the time it was appended,
+        // which this test cannot move).
+        let keep_a_week = Retention { max_age: Duration::from_secs(7 * 86_400), ..RETENTION };
+        log.trim(&keep_a_week, DAY_MS + 10 * 86_400_000 + 10).await.unwrap();
+        assert_eq!(read_all(log, &Filter::default(), 1000).await, new);
+    }
+    assert!(left.ends_with(&new), "the recent events stay");
+}
+
+// On a real gateway.
+
+/// Request-rate limits off: this is about events.
+fn no_rate_limits(c: &mut Config) {
+    c.limits.api_key_per_second = 0;
+    c.limits.address_per_second = 0;
+    c.limits.bad_credentials_per_minute = 0;
+}
+
+async fn url(a: &Admin, key: &str, file: &str) -> String {
+    let r = ask(a, key, json!({ "product": "app", "version": "1.0.0", "filename": file })).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
+}
+
+/// Start a download, take its first chunk, and hang up.
+async fn abort_after_first_chunk(a: &Admin, url: &str, headers: &[(&str, &str)]) {
+    let response = send(a.gw.public, "GET", url, headers).await;
+    assert!(response.status().is_success(), "{:?}", response.status());
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+    drop(body);
+}
+
+/// Every event through the admin API, paging `limit` at a time.
+async fn events_api(a: &Admin, query: &str, limit: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    for _ in 0..1000 {
+        let cursor = if after.is_empty() { String::new() } else { format!("&after={after}") };
+        let r = a.call("GET", &format!("/admin/v1/events?limit={limit}{query}{cursor}"), None).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let page = Admin::json(&r);
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        if let Some(n) = page["next"].as_str() {
+            after = n.to_owned();
+        }
+        if page["more"] == false {
+            return out;
+        }
+    }
+    panic!("paging never ended");
+}
+
+/// Wait (bounded) until the streams have ended and the log holds `n` events
+/// of `type`.
+async fn settle(a: &Admin, ty: &str, n: usize) -> Vec<Value> {
+    assert!(a.gw.wait_for_no_downloads().await, "streams did not end");
+    for _ in 0..200 {
+        a.gw.state.events.flush().await;
+        let events = events_api(a, "", 1000).await;
+        if events.iter().filter(|e| e["type"] == ty).count() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the log never reached {n} {ty} events");
+}
+
+fn count(events: &[Value], pred: impl Fn(&Value) -> bool) -> usize {
+    events.iter().filter(|e| pred(e)).count()
+}
+
+async fn metrics(a: &Admin) -> String {
+    let r = request(a.gw.admin, "GET", "/metrics", &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    String::from_utf8(r.bytes().to_vec()).unwrap()
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    tollgate::metrics::sample(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}")) as u64
+}
+
+const BIG: usize = 4 << 20;
+
+/// Successful, resumed, aborted and refused downloads; then every view of them
+/// is compared.
+async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    a.blobs.put("app/1.0.0/big.bin", &test_bytes(BIG)).await;
+    assert_eq!(a.call("PUT", &artifact_path("1.0.0", "big.bin", "linux"), None).await.status, 201);
+    let acme = customer(&a, "acme", json!({})).await;
+    let beta = customer(&a, "beta", json!({ "license": "subscription", "expires_at": "2021-01-01T00:00:00Z" })).await;
+    customer(&a, "gamma", json!({})).await;
+    let r = a
+        .call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "quota": { "downloads_per_day": 3 } })))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Successful.
+    let ok = url(&a, &acme, "app.tar.gz").await;
+    let r = request(a.gw.public, "GET", &ok, &[]).await;
+    assert_eq!((r.status, r.bytes().len()), (200, 10_000));
+    // Resumed: cut off, then the rest by range.
+    let resumed = url(&a, &acme, "big.bin").await;
+    abort_after_first_chunk(&a, &resumed, &[]).await;
+    let rest = request(a.gw.public, "GET", &resumed, &[("range", "bytes=1000-")]).await;
+    assert_eq!((rest.status, rest.bytes().len()), (206, BIG - 1000));
+    // Aborted for good.
+    let aborted = url(&a, &acme, "big.bin").await;
+    abort_after_first_chunk(&a, &aborted, &[]).await;
+    // Refused: over the quota, an expired entitlement, a forged URL.
+    let r = ask(&a, &acme, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "quota_exceeded"), "{r:?}");
+    let r = ask(&a, &beta, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "entitlement_expired"), "{r:?}");
+    let forged = ok.replacen("sig=", "sig=A", 1);
+    let r = request(a.gw.public, "GET", &forged, &[]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let forged_code = r.code();
+    // Not downloads: a HEAD, and a missing file.
+    assert_eq!(request(a.gw.public, "HEAD", &ok, &[]).await.status, 200);
+
+    // The events API.
+    let events = settle(&a, "download.completed", 4).await;
+    let paged = events_api(&a, "", 2).await;
+    assert_eq!(paged, events, "small pages see the same log");
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "ids are unique");
+    let initiations = count(&events, |e| e["type"] == "download.initiated");
+    let completions = count(&events, |e| {
+        e["type"] == "download.completed" && e["data"]["result"] == "complete" && e["data"]["reached_end"] == true
+    });
+    let aborts = count(&events, |e| e["type"] == "download.completed" && e["data"]["result"] == "aborted");
+    let bytes: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "download.completed")
+        .map(|e| e["data"]["bytes_sent"].as_u64().unwrap())
+        .sum();
+    let denials: BTreeMap<String, usize> = events.iter().filter(|e| e["type"] == "download.denied").fold(
+        BTreeMap::new(),
+        |mut m, e| {
+            *m.entry(e["data"]["reason"].as_str().unwrap().to_owned()).or_default() += 1;
+            m
+        },
+    );
+    assert_eq!((initiations, completions, aborts), (3, 2, 2), "{events:#?}");
+    assert!(bytes > (10_000 + BIG - 1000) as u64 && bytes < (10_000 + 3 * BIG) as u64, "{bytes}");
+    let expected_denials: BTreeMap<String, usize> =
+        [("quota_exceeded".to_owned(), 1), ("entitlement_expired".to_owned(), 1), (forged_code.clone(), 1)].into();
+    assert_eq!(denials, expected_denials);
+    let init = events.iter().find(|e| e["type"] == "download.initiated").unwrap();
+    assert_eq!((init["customer"].as_str(), init["platform"].as_str()), (Some("acme"), Some("linux")));
+    assert_eq!(init["data"]["delivery"], "proxy");
+    assert!(init["data"]["client_ip"].as_str().unwrap().starts_with("127.0.0.1"));
+    let forged_event = events.iter().find(|e| e["data"]["reason"] == forged_code.as_str()).unwrap();
+    assert!(forged_event.get("customer").is_none(), "a forged URL names nobody: {forged_event}");
+    // Admin events are in the log too, and filters work.
+    for ty in ["release.published", "artifact.uploaded", "entitlement.changed"] {
+        assert!(events.iter().any(|e| e["type"] == ty), "no {ty}");
+    }
+    let acme_denied = events_api(&a, "&type=download.denied&customer=acme", 1).await;
+    assert_eq!(acme_denied.len(), 1);
+    assert_eq!(acme_denied[0]["data"]["reason"], "quota_exceeded");
+
+    // The report.
+    let r = a.call("GET", "/admin/v1/reports/downloads?group_by=customer", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let report = Admin::json(&r);
+    let total = &report["total"];
+    assert_eq!(
+        (total["initiations"].as_u64(), total["completions"].as_u64(), total["aborted"].as_u64()),
+        (Some(3), Some(2), Some(2))
+    );
+    assert_eq!(total["bytes"].as_u64(), Some(bytes));
+    assert_eq!(total["customers"].as_u64(), Some(1));
+    for (reason, n) in &expected_denials {
+        assert_eq!(total["denials"][reason].as_u64(), Some(*n as u64), "{reason}");
+    }
+    let rows = report["rows"].as_array().unwrap();
+    let acme_row = rows.iter().find(|r| r["group"] == "acme").unwrap();
+    assert_eq!((acme_row["initiations"].as_u64(), acme_row["denials"]["quota_exceeded"].as_u64()), (Some(3), Some(1)));
+    let beta_row = rows.iter().find(|r| r["group"] == "beta").unwrap();
+    assert_eq!(beta_row["denials"]["entitlement_expired"], 1);
+    assert_eq!(rows.iter().find(|r| r["group"] == "-").unwrap()["denials"][&forged_code], 1);
+
+    // The CSV says the same.
+    let r = a.call("GET", "/admin/v1/reports/downloads?group_by=artifact&format=csv", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    let text = String::from_utf8(r.bytes().to_vec()).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| head.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name}: {head:?}"));
+    let mut sums = BTreeMap::<&str, u64>::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        for name in ["initiations", "completions", "aborted", "bytes", "denied"] {
+            *sums.entry(name).or_default() += cells[column(name)].parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(sums["initiations"], 3);
+    assert_eq!(sums["completions"], 2);
+    assert_eq!(sums["aborted"], 2);
+    assert_eq!(sums["bytes"], bytes);
+    assert_eq!(sums["denied"], 3);
+
+    // The metrics.
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "tollgate_downloads_initiated_total"), 3);
+    assert_eq!(metric(&m, "tollgate_downloads_completed_total"), 2);
+    assert_eq!(metric(&m, "tollgate_downloads_aborted_total"), 2);
+    assert_eq!(metric(&m, "tollgate_download_sent_bytes_total"), bytes);
+    for (reason, n) in &expected_denials {
+        assert_eq!(metric(&m, &format!("tollgate_downloads_denied_total{{reason=\"{reason}\"}}")), *n as u64);
+    }
+    assert_eq!(metric(&m, "tollgate_quota_rejections_total{surface=\"customer_api\"}"), 1);
+    assert_eq!(metric(&m, "tollgate_events_spill_pending"), 0);
+    assert!(metric(&m, "tollgate_http_requests_total{surface=\"data_plane\",route=\"/d/{*path}\",status_class=\"2xx\"}") >= 4);
+    assert!(m.contains("tollgate_store_operation_duration_seconds_count{backend="));
+    assert!(m.contains("tollgate_storage_operation_duration_seconds_count{backend=\"local\",op=\"get\"}"));
+    assert!(!m.contains("sig="), "no client string in a label");
+
+    // Adoption: acme took it, gamma has not, beta is not entitled any more.
+    let r = a.call("GET", "/admin/v1/products/app/releases/1.0.0/adoption", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let adoption = Admin::json(&r);
+    assert_eq!((adoption["entitled"].as_u64(), adoption["completed"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(adoption["downloaded"][0]["customer"], "acme");
+    assert!(adoption["downloaded"][0]["first_completed"].is_string());
+    assert_eq!(adoption["not_downloaded"][0]["customer"], "gamma");
+
+    // Bad parameters are problems.
+    let r = a.call("GET", "/admin/v1/events?after=zzz", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_cursor"));
+    let r = a.call("GET", "/admin/v1/events?type=download.bogus", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+    let r = a.call("GET", "/admin/v1/reports/downloads?group_by=color", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+    let r = a.call("GET", "/admin/v1/reports/downloads?group_by=day&from=2026-12-01&to=2026-11-01", None).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+}
+
+/// Redis with its data on disk, so that a restart keeps the catalog and log.
+async fn durable_redis() -> RedisServer {
+    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+}
+
+#[tokio::test]
+async fn a_redis_outage_loses_and_duplicates_no_event() {
+    let mut redis = durable_redis().await;
+    let a = Admin::on_redis(&redis, |c| {
+        no_rate_limits(c);
+        c.downloads.lease_ttl = Duration::from_secs(3);
+        // Grant URLs keep working on their signature while Redis is away.
+        c.downloads.on_store_unavailable = tollgate::config::FailMode::Open;
+    })
+    .await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    a.blobs.put("app/1.0.0/big.bin", &test_bytes(BIG)).await;
+    assert_eq!(a.call("PUT", &artifact_path("1.0.0", "big.bin", "linux"), None).await.status, 201);
+    let key = customer(&a, "acme", json!({})).await;
+    let urls: Vec<String> = futures_util::future::join_all((0..6).map(|_| url(&a, &key, "app.tar.gz"))).await;
+    let big = url(&a, &key, "big.bin").await;
+
+    // Three downloads before the outage, one streaming through it.
+    for u in &urls[..3] {
+        assert_eq!(request(a.gw.public, "GET", u, &[]).await.status, 200);
+    }
+    let streaming = send(a.gw.public, "GET", &big, &[]).await;
+    assert_eq!(streaming.status(), 200);
+    redis.kill();
+
+    // During the outage: the stream finishes, three more grant URLs are
+    // served (fail open), and forged URLs are refused.
+    let body = streaming.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), BIG);
+    for u in &urls[3..] {
+        assert_eq!(request(a.gw.public, "GET", u, &[]).await.status, 200);
+    }
+    for _ in 0..4 {
+        let forged = urls[0].replacen("sig=", "sig=B", 1);
+        assert_eq!(request(a.gw.public, "GET", &forged, &[]).await.status, 403);
+    }
+    assert!(a.gw.wait_for_no_downloads().await);
+    let state = a.gw.state.clone();
+    let mut spilled = 0;
+    for _ in 0..200 {
+        state.events.flush().await;
+        spilled = state.events.spill().pending.load(std::sync::atomic::Ordering::Relaxed);
+        if spilled >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(spilled >= 8, "completions and refusals during the outage are spilled: {spilled}");
+
+    // Redis returns: the spill file is replayed.
+    redis.restart().await;
+    let mut replayed = false;
+    for _ in 0..300 {
+        state.events.flush().await;
+        if state.events.spill().pending.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            replayed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replayed, "the spill file was not replayed");
+    let events = events_api(&a, "&type=download.initiated,download.completed,download.denied", 50).await;
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "an event was logged twice");
+    // 4 initiations (3 before, the stream's), 7 completions, 4 refusals:
+    // the three fail-open downloads are not counted, so not initiated.
+    let completed = count(&events, |e| e["type"] == "download.completed" && e["data"]["result"] == "complete");
+    let initiated = count(&events, |e| e["type"] == "download.initiated");
+    let denied = count(&events, |e| e["type"] == "download.denied");
+    assert_eq!((initiated, completed, denied), (4, 7, 4), "{events:#?}");
+    // What the metrics counted as recorded is what the log holds.
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "tollgate_downloads_completed_total"), 7);
+    assert_eq!(metric(&m, "tollgate_events_lost_total"), 0);
+    assert!(metric(&m, "tollgate_events_replayed_total") >= spilled);
+    // The log's order is the order of recording: every completion of a
+    // grant comes after its initiation.
+    for (i, e) in events.iter().enumerate() {
+        if e["type"] == "download.completed" && e["data"]["grant"].is_string() {
+            let grant = &e["data"]["grant"];
+            let started = events.iter().position(|x| x["type"] == "download.initiated" && x["data"]["grant"] == *grant);
+            assert!(started.is_none_or(|s| s < i), "{e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn tollgate::store::Store> =
+        Arc::new(tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let events: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + i, "acme")).collect();
+    // The earlier run got the first two into the store (the answer was lost),
+    // then spilled all five and died while writing a sixth line.
+    store.events().append(&seq("old", 1, &events[..2]), &RETENTION).await.unwrap();
+    let spill = dir.path().join("events").join("spill.jsonl");
+    std::fs::create_dir_all(spill.parent().unwrap()).unwrap();
+    let mut text = String::new();
+    for s in seq("old", 1, &events) {
+        text.push_str(&serde_json::to_string(&s).unwrap());
+        text.push('\n');
+    }
+    text.push_str("{\"w\":\"old\",\"s\":6,\"e\":{\"id\":");
+    std::fs::write(&spill, text).unwrap();
+
+    let metrics = Arc::new(tollgate::metrics::Metrics::default());
+    let settings =
+        tollgate::events::recorder::Settings { queue: 16, spill_path: spill.clone(), retention: RETENTION };
+    let recorder = tollgate::events::Recorder::start(store.clone(), settings, metrics);
+    let after = initiated(DAY_MS + 10, "acme");
+    recorder.record(after.clone()).await;
+    let mut drained = false;
+    for _ in 0..100 {
+        recorder.flush().await;
+        if recorder.spill().pending.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained);
+    recorder.stop().await;
+    let mut expected = events.clone();
+    expected.push(after);
+    assert_eq!(read_all(store.events(), &Filter::default(), 100).await, expected, "once each, in order");
+    assert_eq!(std::fs::metadata(&spill).unwrap().len(), 0, "the replayed file is emptied");
+}
