@@ -20,50 +20,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use serde_json::{Value, json};
-use support::{call, connect, fail, percentile, sign, start_gateway};
+use support::{call, connect, fail, percentile, sign, start_gateway, start_redis};
 
 /// Hard ceiling on one measured series.
 const SERIES_DEADLINE: Duration = Duration::from_secs(60);
-
-/// A `redis-server` on a free loopback port, without persistence.
-struct Redis(Child, u16);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis(dir: &Path) -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| fail(format!("no free port: {e}")))
-        .port();
-    let redis = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .map(|child| Redis(child, port))
-        .unwrap_or_else(|e| fail(format!("redis-server is needed (scripts/test.sh installs it): {e}")));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return redis;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(redis);
-    fail("redis-server did not start".into())
-}
 
 /// Product, published release with one 1 MiB file, customer, entitlement and
 /// an API key; returns the key.

@@ -131,3 +131,36 @@ pub async fn call(
     let bytes = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     (status, bytes)
 }
+
+/// A `redis-server` on a free loopback port, without persistence.
+pub struct Redis(pub Child, pub u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_redis(dir: &Path) -> Redis {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| fail(format!("no free port: {e}")))
+        .port();
+    let redis = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .map(|child| Redis(child, port))
+        .unwrap_or_else(|e| fail(format!("redis-server is needed (scripts/test.sh installs it): {e}")));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return redis;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(redis);
+    fail("redis-server did not start".into())
+}

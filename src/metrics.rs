@@ -179,9 +179,27 @@ impl Metrics {
             &["surface", "route", "status_class"],
             &self.requests.snapshot(),
         );
-        scalar(&mut out, "tollgate_downloads_initiated_total", "counter", "Downloads started (a grant's first GET).", load(&self.downloads_initiated));
-        scalar(&mut out, "tollgate_downloads_completed_total", "counter", "Responses that delivered a file's last byte.", load(&self.downloads_completed));
-        scalar(&mut out, "tollgate_downloads_aborted_total", "counter", "Download responses cut before their end.", load(&self.downloads_aborted));
+        scalar(
+            &mut out,
+            "tollgate_downloads_initiated_total",
+            "counter",
+            "Downloads started (a grant's first GET).",
+            load(&self.downloads_initiated),
+        );
+        scalar(
+            &mut out,
+            "tollgate_downloads_completed_total",
+            "counter",
+            "Responses that delivered a file's last byte.",
+            load(&self.downloads_completed),
+        );
+        scalar(
+            &mut out,
+            "tollgate_downloads_aborted_total",
+            "counter",
+            "Download responses cut before their end.",
+            load(&self.downloads_aborted),
+        );
         family(
             &mut out,
             "tollgate_downloads_denied_total",
@@ -190,7 +208,13 @@ impl Metrics {
             &["reason"],
             &self.downloads_denied.snapshot(),
         );
-        scalar(&mut out, "tollgate_download_sent_bytes_total", "counter", "Bytes of downloads sent.", load(&self.sent_bytes));
+        scalar(
+            &mut out,
+            "tollgate_download_sent_bytes_total",
+            "counter",
+            "Bytes of downloads sent.",
+            load(&self.sent_bytes),
+        );
         scalar(&mut out, "tollgate_downloads_active", "gauge", "Download responses streaming now.", g.active_downloads);
         family(
             &mut out,
@@ -222,13 +246,49 @@ impl Metrics {
             &["backend", "op"],
             &self.storage_latency.snapshot(),
         );
-        scalar(&mut out, "tollgate_events_queue_depth", "gauge", "Events waiting in the in-process queue.", g.events_queued);
-        scalar(&mut out, "tollgate_events_written_total", "counter", "Events appended to the event log.", load(&self.events_written));
-        scalar(&mut out, "tollgate_events_replayed_total", "counter", "Spilled events replayed into the log.", load(&self.events_replayed));
-        scalar(&mut out, "tollgate_events_spilled_total", "counter", "Events written to the spill file.", g.events_spilled);
-        scalar(&mut out, "tollgate_events_spill_pending", "gauge", "Events in the spill file awaiting replay.", g.events_spill_pending);
+        scalar(
+            &mut out,
+            "tollgate_events_queue_depth",
+            "gauge",
+            "Events waiting in the in-process queue.",
+            g.events_queued,
+        );
+        scalar(
+            &mut out,
+            "tollgate_events_written_total",
+            "counter",
+            "Events appended to the event log.",
+            load(&self.events_written),
+        );
+        scalar(
+            &mut out,
+            "tollgate_events_replayed_total",
+            "counter",
+            "Spilled events replayed into the log.",
+            load(&self.events_replayed),
+        );
+        scalar(
+            &mut out,
+            "tollgate_events_spilled_total",
+            "counter",
+            "Events written to the spill file.",
+            g.events_spilled,
+        );
+        scalar(
+            &mut out,
+            "tollgate_events_spill_pending",
+            "gauge",
+            "Events in the spill file awaiting replay.",
+            g.events_spill_pending,
+        );
         scalar(&mut out, "tollgate_events_lost_total", "counter", "Events neither logged nor spilled.", g.events_lost);
-        scalar(&mut out, "tollgate_events_queue_full_total", "counter", "Times recording waited for room in the queue.", load(&self.events_queue_full));
+        scalar(
+            &mut out,
+            "tollgate_events_queue_full_total",
+            "counter",
+            "Times recording waited for room in the queue.",
+            load(&self.events_queue_full),
+        );
         out
     }
 }
@@ -263,7 +323,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, names: &[&str], 
     }
 }
 
-fn histograms(out: &mut String, name: &str, help: &str, names: &[&str], rows: &[(Vec<String>, std::sync::Arc<Histogram>)]) {
+fn histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    names: &[&str],
+    rows: &[(Vec<String>, std::sync::Arc<Histogram>)],
+) {
     header(out, name, "histogram", help);
     for (values, h) in rows {
         let l = labels(names, values);
@@ -300,13 +366,25 @@ mod tests {
         m.store_latency.get(&["redis", "get"]).observe(0.002);
         let text = m.render(Gauges { active_downloads: 3, ..Gauges::default() });
         let got = |s| sample(&text, s);
-        assert_eq!(got("tollgate_http_requests_total{surface=\"data_plane\",route=\"/d/{*path}\",status_class=\"2xx\"}"), Some(1.0));
-        assert_eq!(got("tollgate_http_requests_total{surface=\"customer_api\",route=\"/v1/downloads\",status_class=\"4xx\"}"), Some(2.0));
+        assert_eq!(
+            got("tollgate_http_requests_total{surface=\"data_plane\",route=\"/d/{*path}\",status_class=\"2xx\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            got("tollgate_http_requests_total{surface=\"customer_api\",route=\"/v1/downloads\",status_class=\"4xx\"}"),
+            Some(2.0)
+        );
         assert_eq!(got("tollgate_quota_rejections_total{surface=\"customer_api\"}"), Some(1.0));
         assert_eq!(got("tollgate_rate_limit_rejections_total{surface=\"customer_api\"}"), Some(1.0));
         assert_eq!(got("tollgate_downloads_active"), Some(3.0));
-        assert_eq!(got("tollgate_store_operation_duration_seconds_bucket{backend=\"redis\",op=\"get\",le=\"0.001\"}"), Some(0.0));
-        assert_eq!(got("tollgate_store_operation_duration_seconds_bucket{backend=\"redis\",op=\"get\",le=\"0.0025\"}"), Some(1.0));
+        assert_eq!(
+            got("tollgate_store_operation_duration_seconds_bucket{backend=\"redis\",op=\"get\",le=\"0.001\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            got("tollgate_store_operation_duration_seconds_bucket{backend=\"redis\",op=\"get\",le=\"0.0025\"}"),
+            Some(1.0)
+        );
         assert_eq!(got("tollgate_store_operation_duration_seconds_count{backend=\"redis\",op=\"get\"}"), Some(1.0));
     }
 

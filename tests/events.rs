@@ -207,7 +207,11 @@ async fn filters_counters_and_adoption(kind: StoreKind) {
         denied(DAY_MS + 5, None, "invalid_signature"),
         denied(DAY_MS + 6, Some("beta"), "quota_exceeded"),
         initiated(next_day, "acme"),
-        Event::new(next_day + 1, Subject { product: Some("app".into()), ..Subject::default() }, Detail::ReleaseYanked {}),
+        Event::new(
+            next_day + 1,
+            Subject { product: Some("app".into()), ..Subject::default() },
+            Detail::ReleaseYanked {},
+        ),
     ];
     log.append(&seq("w", 1, &events), &RETENTION).await.unwrap();
 
@@ -239,10 +243,10 @@ async fn filters_counters_and_adoption(kind: StoreKind) {
 
     let (cells, seen) = log.cells(&both, Dimension::Day).await.unwrap();
     let days = report::rows(&cells, &seen);
-    assert_eq!(days.iter().map(|r| (r.group.as_str(), r.initiations, r.customers)).collect::<Vec<_>>(), [
-        ("2026-11-24", 2, 2),
-        ("2026-11-25", 1, 1)
-    ]);
+    assert_eq!(
+        days.iter().map(|r| (r.group.as_str(), r.initiations, r.customers)).collect::<Vec<_>>(),
+        [("2026-11-24", 2, 2), ("2026-11-25", 1, 1)]
+    );
     let first = Days { from: "2026-11-24".into(), to: "2026-11-24".into() };
     let (cells, seen) = log.cells(&first, Dimension::Release).await.unwrap();
     let release = report::rows(&cells, &seen);
@@ -251,11 +255,10 @@ async fn filters_counters_and_adoption(kind: StoreKind) {
 
     let adoption = log.adoption("app", "1.0.0").await.unwrap();
     assert_eq!(adoption.len(), 2);
-    assert_eq!((adoption[0].customer.as_str(), adoption[0].first_initiated, adoption[0].first_completed), (
-        "acme",
-        Some(DAY_MS),
-        Some(DAY_MS + 2)
-    ));
+    assert_eq!(
+        (adoption[0].customer.as_str(), adoption[0].first_initiated, adoption[0].first_completed),
+        ("acme", Some(DAY_MS), Some(DAY_MS + 2))
+    );
     assert_eq!((adoption[1].customer.as_str(), adoption[1].first_completed), ("beta", None));
     assert!(log.adoption("app", "2.0.0").await.unwrap().is_empty());
 }
@@ -415,13 +418,11 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
         .filter(|e| e["type"] == "download.completed")
         .map(|e| e["data"]["bytes_sent"].as_u64().unwrap())
         .sum();
-    let denials: BTreeMap<String, usize> = events.iter().filter(|e| e["type"] == "download.denied").fold(
-        BTreeMap::new(),
-        |mut m, e| {
+    let denials: BTreeMap<String, usize> =
+        events.iter().filter(|e| e["type"] == "download.denied").fold(BTreeMap::new(), |mut m, e| {
             *m.entry(e["data"]["reason"].as_str().unwrap().to_owned()).or_default() += 1;
             m
-        },
-    );
+        });
     assert_eq!((initiations, completions, aborts), (3, 2, 2), "{events:#?}");
     assert!(bytes > (10_000 + BIG - 1000) as u64 && bytes < (10_000 + 3 * BIG) as u64, "{bytes}");
     let expected_denials: BTreeMap<String, usize> =
@@ -494,7 +495,10 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
     }
     assert_eq!(metric(&m, "tollgate_quota_rejections_total{surface=\"customer_api\"}"), 1);
     assert_eq!(metric(&m, "tollgate_events_spill_pending"), 0);
-    assert!(metric(&m, "tollgate_http_requests_total{surface=\"data_plane\",route=\"/d/{*path}\",status_class=\"2xx\"}") >= 4);
+    assert!(
+        metric(&m, "tollgate_http_requests_total{surface=\"data_plane\",route=\"/d/{*path}\",status_class=\"2xx\"}")
+            >= 4
+    );
     assert!(m.contains("tollgate_store_operation_duration_seconds_count{backend="));
     assert!(m.contains("tollgate_storage_operation_duration_seconds_count{backend=\"local\",op=\"get\"}"));
     assert!(!m.contains("sig="), "no client string in a label");
@@ -630,8 +634,7 @@ async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
     std::fs::write(&spill, text).unwrap();
 
     let metrics = Arc::new(tollgate::metrics::Metrics::default());
-    let settings =
-        tollgate::events::recorder::Settings { queue: 16, spill_path: spill.clone(), retention: RETENTION };
+    let settings = tollgate::events::recorder::Settings { queue: 16, spill_path: spill.clone(), retention: RETENTION };
     let recorder = tollgate::events::Recorder::start(store.clone(), settings, metrics);
     let after = initiated(DAY_MS + 10, "acme");
     recorder.record(after.clone()).await;

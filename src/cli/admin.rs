@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use super::events::{EventsArgs, ReportArgs};
 use super::http::AdminApi;
 use crate::config::{Config, secret};
 use crate::signing::encode_segment;
@@ -54,6 +55,12 @@ enum AdminCommand {
     /// Customer API keys: create, list, revoke.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCmd),
+    /// The download event log as JSON lines; --follow to keep tailing it.
+    Events(EventsArgs),
+    /// A download report as a table (or --csv).
+    Report(ReportArgs),
+    /// Who among the customers entitled to a release has downloaded it.
+    Adoption { product: String, version: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -399,6 +406,11 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
                 call("DELETE", format!("/admin/v1/customers/{}/entitlements/{}", seg(customer), seg(id)), None)
             }
         },
+        AdminCommand::Events(e) => call("GET", super::events::events_path(e, e.after.as_deref()), None),
+        AdminCommand::Report(r) => call("GET", super::events::report_path(r), None),
+        AdminCommand::Adoption { product, version } => {
+            call("GET", format!("{}/adoption", release_path(product, version)), None)
+        }
         AdminCommand::ApiKey(c) => match c {
             ApiKeyCmd::Create { customer, name, .. } => {
                 call("POST", format!("/admin/v1/customers/{}/api-keys", seg(customer)), Some(json!({ "name": name })))
@@ -453,6 +465,15 @@ pub fn admin(config: &Config, args: &AdminArgs) -> anyhow::Result<ExitCode> {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let c = to_call(&args.command, &now);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match &args.command {
+        AdminCommand::Events(e) => {
+            return runtime.block_on(async { super::events::events(&AdminApi::new(&url, token)?, e).await });
+        }
+        AdminCommand::Report(r) => {
+            return runtime.block_on(async { super::events::report(&AdminApi::new(&url, token)?, r).await });
+        }
+        _ => {}
+    }
     let answer =
         runtime.block_on(async { AdminApi::new(&url, token)?.call(c.method, &c.path, c.body.as_ref()).await })?;
     if answer.status >= 400 {
@@ -541,5 +562,11 @@ mod tests {
         assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": [] }));
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--status", "suspended"]), now);
         assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "status": "suspended" }));
+        let c = to_call(&parse(&["events", "--type", "download.denied", "--customer", "acme", "--limit", "10"]), now);
+        assert_eq!(c.path, "/admin/v1/events?limit=10&type=download.denied&customer=acme");
+        let c = to_call(&parse(&["report", "--group-by", "release", "--from", "2026-11-01", "--csv"]), now);
+        assert_eq!(c.path, "/admin/v1/reports/downloads?group_by=release&from=2026-11-01&format=csv");
+        let c = to_call(&parse(&["adoption", "app", "1.0.0"]), now);
+        assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/adoption");
     }
 }

@@ -102,12 +102,18 @@ impl AdminApi {
     }
 
     pub async fn send(&self, req: Request<ReqBody>) -> anyhow::Result<Answer> {
+        let (status, bytes) = self.send_raw(req).await?;
+        Ok(Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+    }
+
+    /// The status and the body as sent (CSV, for one).
+    pub async fn send_raw(&self, req: Request<ReqBody>) -> anyhow::Result<(u16, Bytes)> {
         let response =
             self.client.send(req).await.with_context(|| {
                 format!("cannot reach the admin API at {} (is `tollgate serve` running?)", self.base)
             })?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.context("the admin API's answer was cut")?.to_bytes();
-        Ok(Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+        Ok((status, bytes))
     }
 }

@@ -1,6 +1,7 @@
 //! The `tollgate` command line.
 
 mod admin;
+mod events;
 mod http;
 mod keygen;
 mod progress;

@@ -60,7 +60,10 @@ impl AccessError {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            AccessError::Denied(_) | AccessError::AddressNotAllowed(_) | AccessError::UnknownGrant | AccessError::Quota(_)
+            AccessError::Denied(_)
+                | AccessError::AddressNotAllowed(_)
+                | AccessError::UnknownGrant
+                | AccessError::Quota(_)
         )
     }
 

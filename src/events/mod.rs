@@ -375,8 +375,13 @@ pub trait EventLog: Send + Sync {
 
     /// Events strictly after the position `after`, oldest first, matching
     /// `filter`: at most `limit` of them, examining at most `scan` entries.
-    async fn read(&self, after: Option<&str>, filter: &Filter, limit: usize, scan: usize)
-    -> Result<LogPage, StoreError>;
+    async fn read(
+        &self,
+        after: Option<&str>,
+        filter: &Filter,
+        limit: usize,
+        scan: usize,
+    ) -> Result<LogPage, StoreError>;
 
     /// Is `cursor` a position this log could have handed out?
     fn valid_cursor(&self, cursor: &str) -> bool;

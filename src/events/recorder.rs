@@ -385,7 +385,8 @@ impl Spill {
             let n = batch.len() as u64;
             metrics.events_written.fetch_add(n, Ordering::Relaxed);
             metrics.events_replayed.fetch_add(n, Ordering::Relaxed);
-            let _ = self.gauge.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(n)));
+            let _ =
+                self.gauge.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(n)));
         }
         // Drained: start the file afresh.
         if let Err(e) = tokio::fs::File::create(&self.path).await {

@@ -252,7 +252,13 @@ impl EventLog for RedisStore {
                 if let (Some(d), Some(value), Some(metric)) = (parts.next(), parts.next(), parts.next())
                     && d == wanted
                 {
-                    cells.push(Cell { day: day.clone(), dimension, value: value.to_owned(), metric: metric.to_owned(), n });
+                    cells.push(Cell {
+                        day: day.clone(),
+                        dimension,
+                        value: value.to_owned(),
+                        metric: metric.to_owned(),
+                        n,
+                    });
                 }
             }
             for m in members {
@@ -260,7 +266,12 @@ impl EventLog for RedisStore {
                 if let (Some(d), Some(value), Some(customer)) = (parts.next(), parts.next(), parts.next())
                     && d == wanted
                 {
-                    seen.push(Seen { day: day.clone(), dimension, value: value.to_owned(), customer: customer.to_owned() });
+                    seen.push(Seen {
+                        day: day.clone(),
+                        dimension,
+                        value: value.to_owned(),
+                        customer: customer.to_owned(),
+                    });
                 }
             }
         }

@@ -135,14 +135,7 @@ fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreErr
                  ON CONFLICT (id) DO NOTHING",
             )
             .map_err(sqlite_error)?
-            .execute(params![
-                e.id,
-                to_i64(e.at),
-                e.event_type().as_str(),
-                e.subject.customer,
-                e.subject.product,
-                body
-            ])
+            .execute(params![e.id, to_i64(e.at), e.event_type().as_str(), e.subject.customer, e.subject.product, body])
             .map_err(sqlite_error)?;
         if inserted == 1 {
             apply(&tx, &super::effects(e))?;
@@ -191,8 +184,8 @@ fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Res
     let more = rows.len() > limit;
     let mut items = Vec::with_capacity(rows.len().min(limit));
     for (seq, body) in rows.into_iter().take(limit) {
-        let event: Event = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Internal(format!("event {seq} is corrupt: {e}")))?;
+        let event: Event =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Internal(format!("event {seq} is corrupt: {e}")))?;
         items.push((seq.to_string(), event));
     }
     // Nothing (more) matches: continue after the newest event, so a filtered
@@ -310,10 +303,7 @@ impl EventLog for SqliteStore {
             let tx = conn.transaction().map_err(sqlite_error)?;
             let mut n = tx.execute("DELETE FROM events WHERE at < ?1", [to_i64(cutoff)]).map_err(sqlite_error)?;
             n += tx
-                .execute(
-                    "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1",
-                    [to_i64(max_events)],
-                )
+                .execute("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1", [to_i64(max_events)])
                 .map_err(sqlite_error)?;
             tx.execute("DELETE FROM report_counts WHERE day < ?1", [&day]).map_err(sqlite_error)?;
             tx.execute("DELETE FROM report_customers WHERE day < ?1", [&day]).map_err(sqlite_error)?;

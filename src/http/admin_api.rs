@@ -354,8 +354,7 @@ async fn lifecycle(
             ReleaseStatus::Draft => None,
         };
         if let Some(detail) = detail {
-            let subject =
-                Subject { product: Some(product), version: Some(version.to_string()), ..Subject::default() };
+            let subject = Subject { product: Some(product), version: Some(version.to_string()), ..Subject::default() };
             s.record(subject, detail).await;
         }
     }

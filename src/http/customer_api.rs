@@ -283,14 +283,13 @@ pub(crate) async fn create_download(
     };
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let now = Timestamp(s.clock.now_unix());
-    let checked = match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now)
-        .await
-    {
-        Ok((artifact, entitlement)) => check_quota(&s, &caller.customer, &entitlement, &artifact, now)
-            .await
-            .map(|fields| (artifact, entitlement, fields)),
-        Err(e) => Err(e),
-    };
+    let checked =
+        match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now).await {
+            Ok((artifact, entitlement)) => check_quota(&s, &caller.customer, &entitlement, &artifact, now)
+                .await
+                .map(|fields| (artifact, entitlement, fields)),
+            Err(e) => Err(e),
+        };
     let (artifact, entitlement, fields) = match checked {
         Ok(c) => c,
         Err(e) => {
