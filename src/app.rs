@@ -13,7 +13,7 @@ use crate::catalog::CatalogRepo;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, FailMode, secret};
 use crate::entitlement::access::UrlPolicy;
-use crate::events::{self, Recorder, Retention};
+use crate::events::{self, Recorder, Retention, webhooks};
 use crate::http::admin_auth::AdminTokens;
 use crate::http::{self, AppState, DownloadGauge};
 use crate::metrics::Metrics;
@@ -135,6 +135,15 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
         metrics,
         events,
         event_retention,
+        webhooks: config.webhooks.enabled.then(|| webhooks::Settings {
+            max_attempts: config.webhooks.max_attempts,
+            first_retry: config.webhooks.first_retry,
+            timeout: config.webhooks.timeout,
+            poll: std::time::Duration::from_millis(500),
+            // Longer than a whole retry series of one event, so an event is
+            // only taken over from a replica that is gone.
+            claim_idle: std::time::Duration::from_secs(900),
+        }),
     }))
 }
 
@@ -250,6 +259,16 @@ impl Gateway {
                 }
             }
         });
+        // Webhook deliveries, a worker per endpoint.
+        let deliverer = self.state.webhooks.clone().and_then(|settings| {
+            match webhooks::Deliverer::new(self.state.catalog.store().clone(), settings, self.state.clock.clone()) {
+                Ok(d) => Some(tokio::spawn(d.run())),
+                Err(e) => {
+                    tracing::error!(error = %e, "webhooks cannot be delivered");
+                    None
+                }
+            }
+        });
         tokio::join!(
             server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
             server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
@@ -257,6 +276,9 @@ impl Gateway {
         evictor.abort();
         renewer.abort();
         purger.abort();
+        if let Some(d) = deliverer {
+            d.abort();
+        }
         // Downloads that just ended have recorded their completions.
         self.state.events.stop().await;
         tracing::info!("stopped");

@@ -361,12 +361,17 @@ fn metric(text: &str, series: &str) -> u64 {
     tollgate::metrics::sample(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}")) as u64
 }
 
-const BIG: usize = 4 << 20;
+/// Big enough that a client hanging up after the first chunk leaves most of it
+/// unsent, whatever the loopback socket buffers hold.
+const BIG: usize = 32 << 20;
 
 /// Successful, resumed, aborted and refused downloads; then every view of them
 /// is compared.
 async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
-    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    let a = Admin::start_tweaked(kind, Backend::Local, quick_webhooks).await;
+    let receiver = Receiver::start().await;
+    let download_types = ["download.initiated", "download.completed", "download.denied"];
+    let secret = add_webhook(&a, "downloads", &format!("{}/hook", receiver.url), &download_types).await;
     release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
     a.blobs.put("app/1.0.0/big.bin", &test_bytes(BIG)).await;
     assert_eq!(a.call("PUT", &artifact_path("1.0.0", "big.bin", "linux"), None).await.status, 201);
@@ -512,6 +517,14 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
     assert!(adoption["downloaded"][0]["first_completed"].is_string());
     assert_eq!(adoption["not_downloaded"][0]["customer"], "gamma");
 
+    // The webhook receiver got the same download events, signed, each once.
+    let downloads: Vec<&Value> =
+        events.iter().filter(|e| download_types.contains(&e["type"].as_str().unwrap())).collect();
+    let got = receiver.wait_for("/hook", downloads.len()).await;
+    let delivered: Vec<Value> = got.iter().map(|d| verified(d, &secret)).collect();
+    assert_eq!(delivered.len(), downloads.len());
+    assert_eq!(delivered.iter().collect::<Vec<_>>(), downloads, "the same events, in log order");
+
     // Bad parameters are problems.
     let r = a.call("GET", "/admin/v1/events?after=zzz", None).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_cursor"));
@@ -653,4 +666,226 @@ async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
     expected.push(after);
     assert_eq!(read_all(store.events(), &Filter::default(), 100).await, expected, "once each, in order");
     assert_eq!(std::fs::metadata(&spill).unwrap().len(), 0, "the replayed file is emptied");
+}
+
+// Webhooks.
+
+/// One delivery a test receiver took.
+#[derive(Debug, Clone)]
+struct Delivery {
+    path: String,
+    id: String,
+    timestamp: u64,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// A webhook receiver on a free loopback port. `/fail<N>/…` answers 503 to
+/// the first N requests of each webhook id, `/down/…` always 500, anything
+/// else 204. Only 2xx-answered deliveries are kept.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    taken: Arc<std::sync::Mutex<Vec<Delivery>>>,
+    tries: Arc<std::sync::Mutex<BTreeMap<(String, String), u32>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let r = Receiver { url, taken: Arc::default(), tries: Arc::default() };
+        let me = r.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { break };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let me = me.clone();
+                        async move { Ok::<_, std::convert::Infallible>(me.take(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        r
+    }
+
+    async fn take(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        let path = req.uri().path().to_owned();
+        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (id, timestamp, signature) =
+            (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+        let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let tries = {
+            let mut t = self.tries.lock().unwrap();
+            let n = t.entry((path.clone(), id.clone())).or_default();
+            *n += 1;
+            *n
+        };
+        let fail_first: u32 = path.strip_prefix("/fail").and_then(|r| r.split('/').next()?.parse().ok()).unwrap_or(0);
+        let status = if path.starts_with("/down") {
+            500
+        } else if tries <= fail_first {
+            503
+        } else {
+            self.taken.lock().unwrap().push(Delivery {
+                path,
+                id,
+                timestamp: timestamp.parse().unwrap_or(0),
+                signature,
+                body,
+            });
+            204
+        };
+        let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        response
+    }
+
+    fn taken(&self, path: &str) -> Vec<Delivery> {
+        self.taken.lock().unwrap().iter().filter(|d| d.path == path).cloned().collect()
+    }
+
+    /// Wait (bounded) until `path` took `n` deliveries.
+    async fn wait_for(&self, path: &str, n: usize) -> Vec<Delivery> {
+        for _ in 0..300 {
+            let got = self.taken(path);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{path} took {} of {n} deliveries", self.taken(path).len());
+    }
+}
+
+/// Check a delivery's Standard Webhooks signature and return its event.
+fn verified(d: &Delivery, secret: &str) -> Value {
+    let expected = tollgate::events::webhooks::signature(secret, &d.id, d.timestamp, &d.body).unwrap();
+    assert_eq!(d.signature, expected, "signature of {}", d.id);
+    let other = tollgate::events::webhooks::signature(secret, &d.id, d.timestamp + 1, &d.body).unwrap();
+    assert_ne!(d.signature, other);
+    let event: Value = serde_json::from_slice(&d.body).unwrap();
+    assert_eq!(event["id"], d.id.as_str(), "webhook-id is the event id");
+    event
+}
+
+async fn add_webhook(a: &Admin, id: &str, url: &str, types: &[&str]) -> String {
+    let r = a.call("PUT", &format!("/admin/v1/webhooks/{id}"), Some(json!({ "url": url, "types": types }))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let secret = Admin::json(&r)["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    secret
+}
+
+fn quick_webhooks(c: &mut Config) {
+    no_rate_limits(c);
+    c.webhooks.first_retry = Duration::from_millis(20);
+    c.webhooks.max_attempts = 3;
+    c.webhooks.timeout = Duration::from_secs(5);
+}
+
+async fn webhooks_retry_filter_and_dead_letter(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, quick_webhooks).await;
+    let receiver = Receiver::start().await;
+    let flaky =
+        add_webhook(&a, "flaky", &format!("{}/fail2/hook", receiver.url), &["release.published", "release.yanked"])
+            .await;
+    add_webhook(&a, "down", &format!("{}/down/hook", receiver.url), &["release.yanked"]).await;
+    // The secret is shown once; the endpoint is listed without it.
+    let r = a.call("GET", "/admin/v1/webhooks/flaky", None).await;
+    assert_eq!(r.status, 200);
+    assert!(Admin::json(&r).get("secret").is_none());
+    let r = a.call("PUT", "/admin/v1/webhooks/x", Some(json!({ "url": "ftp://example.com/" }))).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"));
+
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    release(&a, "1.1.0", "stable", &[("app.tar.gz", "linux")], "2026-02-01T00:00:00Z").await;
+    assert_eq!(a.call("POST", "/admin/v1/products/app/releases/1.0.0/yank", None).await.status, 200);
+
+    // Each event once, in log order, after two refusals each; artifact events
+    // filtered out.
+    let got = receiver.wait_for("/fail2/hook", 3).await;
+    let events: Vec<Value> = got.iter().map(|d| verified(d, &flaky)).collect();
+    let seen: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["type"].as_str().unwrap(), e["version"].as_str().unwrap())).collect();
+    assert_eq!(seen, [("release.published", "1.0.0"), ("release.published", "1.1.0"), ("release.yanked", "1.0.0")]);
+    assert!(got.iter().all(|d| receiver.tries.lock().unwrap()[&("/fail2/hook".to_owned(), d.id.clone())] == 3));
+
+    // The endpoint that never answers well: dead-lettered after 3 attempts.
+    let mut dead = Value::Null;
+    for _ in 0..200 {
+        let r = a.call("GET", "/admin/v1/webhooks/down/dead-letters", None).await;
+        dead = Admin::json(&r);
+        if !dead["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let items = dead["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{dead}");
+    assert_eq!((items[0]["attempts"].as_u64(), items[0]["last_error"].as_str()), (Some(3), Some("answered 500")));
+    assert_eq!(items[0]["event"]["type"], "release.yanked");
+    assert!(receiver.taken("/down/hook").is_empty());
+
+    // Deleting an endpoint takes its dead letters with it.
+    assert_eq!(a.call("DELETE", "/admin/v1/webhooks/down", None).await.status, 204);
+    assert_eq!(a.call("GET", "/admin/v1/webhooks/down/dead-letters", None).await.status, 404);
+    let r = a.call("GET", "/admin/v1/webhooks", None).await;
+    assert_eq!(Admin::json(&r)["items"].as_array().unwrap().len(), 1);
+}
+
+mod webhooks {
+    #[tokio::test]
+    async fn retry_filter_and_dead_letter_sqlite() {
+        super::webhooks_retry_filter_and_dead_letter(super::StoreKind::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn retry_filter_and_dead_letter_redis() {
+        super::webhooks_retry_filter_and_dead_letter(super::StoreKind::Redis).await
+    }
+}
+
+/// Two gateways on one Redis share each endpoint's consumer group: every
+/// event is delivered, none twice.
+#[tokio::test]
+async fn two_replicas_share_webhook_deliveries() {
+    let redis = RedisServer::start().await;
+    let a = Admin::on_redis(&redis, quick_webhooks).await;
+    let mut config = a.blobs.config();
+    quick_webhooks(&mut config);
+    config.events.spill_path = Some(config.data_dir.join("events").join("second.jsonl"));
+    let second = common::Gateway::start_on_redis(&config, &redis).await;
+    let receiver = Receiver::start().await;
+    let secret = add_webhook(&a, "all", &format!("{}/hook", receiver.url), &[]).await;
+    // 60 events recorded through both replicas.
+    for i in 0..30u64 {
+        for state in [&a.gw.state, &second.state] {
+            let subject = Subject { customer: Some(format!("c{i}")), ..Subject::default() };
+            state
+                .record(
+                    subject,
+                    Detail::EntitlementChanged { entitlement: "e".into(), change: tollgate::events::Change::Created },
+                )
+                .await;
+        }
+    }
+    a.gw.state.events.flush().await;
+    second.state.events.flush().await;
+    let got = receiver.wait_for("/hook", 60).await;
+    // Let any straggler (a duplicate) arrive before counting.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let got_all = receiver.taken("/hook");
+    assert_eq!(got_all.len(), got.len().max(60), "a delivery came twice");
+    let ids: HashSet<String> =
+        got_all.iter().map(|d| verified(d, &secret)["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 60);
 }

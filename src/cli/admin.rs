@@ -61,6 +61,37 @@ enum AdminCommand {
     Report(ReportArgs),
     /// Who among the customers entitled to a release has downloaded it.
     Adoption { product: String, version: String },
+    /// Webhook endpoints: put, get, list, delete, dead-letters.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WebhookCmd {
+    /// Create an endpoint (the answer shows its signing secret, once) or
+    /// replace one.
+    Put {
+        id: String,
+        #[arg(long)]
+        url: String,
+        /// Event types to deliver (repeatable); none: all.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Keep the endpoint but deliver nothing.
+        #[arg(long)]
+        disabled: bool,
+    },
+    Get {
+        id: String,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+    /// Events the endpoint never accepted.
+    DeadLetters {
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -411,6 +442,16 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
         AdminCommand::Adoption { product, version } => {
             call("GET", format!("{}/adoption", release_path(product, version)), None)
         }
+        AdminCommand::Webhook(c) => match c {
+            WebhookCmd::Put { id, url, types, disabled } => {
+                let body = json!({ "url": url, "types": types, "enabled": !disabled });
+                call("PUT", format!("/admin/v1/webhooks/{}", seg(id)), Some(body))
+            }
+            WebhookCmd::Get { id } => call("GET", format!("/admin/v1/webhooks/{}", seg(id)), None),
+            WebhookCmd::List => call("GET", "/admin/v1/webhooks".into(), None),
+            WebhookCmd::Delete { id } => call("DELETE", format!("/admin/v1/webhooks/{}", seg(id)), None),
+            WebhookCmd::DeadLetters { id } => call("GET", format!("/admin/v1/webhooks/{}/dead-letters", seg(id)), None),
+        },
         AdminCommand::ApiKey(c) => match c {
             ApiKeyCmd::Create { customer, name, .. } => {
                 call("POST", format!("/admin/v1/customers/{}/api-keys", seg(customer)), Some(json!({ "name": name })))
@@ -568,5 +609,14 @@ mod tests {
         assert_eq!(c.path, "/admin/v1/reports/downloads?group_by=release&from=2026-11-01&format=csv");
         let c = to_call(&parse(&["adoption", "app", "1.0.0"]), now);
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/adoption");
+        let c = to_call(&parse(&["webhook", "put", "ops", "--url", "https://h/x", "--type", "download.denied"]), now);
+        assert_eq!(
+            c,
+            call(
+                "PUT",
+                "/admin/v1/webhooks/ops".into(),
+                Some(json!({ "url": "https://h/x", "types": ["download.denied"], "enabled": true }))
+            )
+        );
     }
 }

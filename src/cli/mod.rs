@@ -2,7 +2,7 @@
 
 mod admin;
 mod events;
-mod http;
+pub(crate) mod http;
 mod keygen;
 mod progress;
 pub mod publish;

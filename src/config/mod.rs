@@ -49,6 +49,9 @@ pub const DEFAULT_EVENT_QUEUE: usize = 10_000;
 pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 pub const DEFAULT_EVENT_MAX: u64 = 10_000_000;
 pub const DEFAULT_REPORT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 8;
+pub const DEFAULT_WEBHOOK_FIRST_RETRY: Duration = Duration::from_secs(5);
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole configuration. `Config::default()` is the embedded default that
 /// `tollgate serve` runs with when no file is given.
@@ -67,6 +70,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub downloads: DownloadsConfig,
     pub events: EventsConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
 }
 
@@ -83,6 +87,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             downloads: DownloadsConfig::default(),
             events: EventsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -178,6 +183,33 @@ impl Default for EventsConfig {
             retention: DEFAULT_EVENT_RETENTION,
             max_events: DEFAULT_EVENT_MAX,
             report_retention: DEFAULT_REPORT_RETENTION,
+        }
+    }
+}
+
+/// Delivery of events to webhook endpoints (configured in the admin API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Deliver at all; off, endpoints are kept but nothing is sent.
+    pub enabled: bool,
+    /// Attempts per event before it goes to the endpoint's dead letters.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each time, at most 10 minutes.
+    #[serde(with = "duration")]
+    pub first_retry: Duration,
+    /// A delivery with no complete answer in this long has failed.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: DEFAULT_WEBHOOK_ATTEMPTS,
+            first_retry: DEFAULT_WEBHOOK_FIRST_RETRY,
+            timeout: DEFAULT_WEBHOOK_TIMEOUT,
         }
     }
 }
@@ -538,6 +570,13 @@ impl Config {
         }
         if e.report_retention < Duration::from_secs(86_400) {
             return fail("events.report_retention", "must be at least 1d".into());
+        }
+        let w = &self.webhooks;
+        if w.max_attempts == 0 || w.max_attempts > 30 {
+            return fail("webhooks.max_attempts", "must be 1 to 30".into());
+        }
+        if w.timeout.is_zero() || w.first_retry.is_zero() {
+            return fail("webhooks.timeout", "timeout and first_retry must be greater than zero".into());
         }
         if self.downloads.lease_ttl < Duration::from_secs(3) {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());

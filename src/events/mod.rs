@@ -24,6 +24,7 @@ pub mod recorder;
 mod redis;
 pub mod report;
 pub(crate) mod sqlite;
+pub mod webhooks;
 
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
@@ -395,6 +396,28 @@ pub trait EventLog: Send + Sync {
     /// Drop events and counters past retention; returns events removed (an
     /// estimate on Redis).
     async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// Create the consumer group `group` at the end of the log: it is handed
+    /// the events appended from now on. Nothing if it exists.
+    async fn create_group(&self, group: &str) -> Result<(), StoreError>;
+
+    /// Up to `count` events of `group` for `consumer`, oldest first: those
+    /// another consumer took and has not acknowledged for `idle_ms` (it may
+    /// have died), else new ones. Each stays the consumer's until acknowledged.
+    /// An entry that does not decode comes as `None` (acknowledge it too). A
+    /// missing group is created, and has nothing yet.
+    async fn claim(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        idle_ms: u64,
+    ) -> Result<Vec<(String, Option<Event>)>, StoreError>;
+
+    /// Done with the event at `position`.
+    async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError>;
+
+    async fn delete_group(&self, group: &str) -> Result<(), StoreError>;
 }
 
 /// What appending one event does to the counters: computed once, here, and

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use redis::Script;
 
-use super::{Adoption, Cell, Days, Dimension, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
+use redis::Value;
+
+use super::{Adoption, Cell, Days, Dimension, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
 use crate::store::StoreError;
 use crate::store::redis::{RedisStore, store_error};
 
@@ -313,4 +315,136 @@ impl EventLog for RedisStore {
         let (by_age, by_count): (u64, u64) = pipe.query_async(&mut conn).await.map_err(store_error)?;
         Ok(by_age + by_count)
     }
+
+    async fn create_group(&self, group: &str) -> Result<(), StoreError> {
+        let mut conn = self.connection();
+        let created: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.event_key("log"))
+            .arg(group)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        idle_ms: u64,
+    ) -> Result<Vec<(String, Option<Event>)>, StoreError> {
+        let key = self.event_key("log");
+        let mut conn = self.connection();
+        // Entries a consumer took and went silent on (a replica that died).
+        let stale: Result<Value, _> = redis::cmd("XAUTOCLAIM")
+            .arg(&key)
+            .arg(group)
+            .arg(consumer)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await;
+        let stale = match stale {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.create_group(group).await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(store_error(e)),
+        };
+        if let Value::Array(parts) = &stale
+            && let Some(entries) = parts.get(1)
+        {
+            let taken = stream_entries(entries);
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+        }
+        let fresh: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        // [[stream, entries]], or nil when there is nothing new.
+        Ok(match &fresh {
+            Value::Array(streams) => streams
+                .iter()
+                .filter_map(|s| match s {
+                    Value::Array(pair) => pair.get(1).map(stream_entries),
+                    _ => None,
+                })
+                .flatten()
+                .collect(),
+            Value::Map(streams) => streams.iter().flat_map(|(_, entries)| stream_entries(entries)).collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError> {
+        let mut conn = self.connection();
+        redis::cmd("XACK")
+            .arg(self.event_key("log"))
+            .arg(group)
+            .arg(position)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<(), StoreError> {
+        let mut conn = self.connection();
+        redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(self.event_key("log"))
+            .arg(group)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `[[id, [field, value, …]], …]` as (id, decoded event).
+fn stream_entries(v: &Value) -> Vec<(String, Option<Event>)> {
+    let Value::Array(items) = v else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(entry) = item else { return None };
+            let id = text(entry.first()?)?;
+            let body = match entry.get(1) {
+                Some(Value::Array(fields)) => fields.chunks(2).find_map(|kv| match kv {
+                    [Value::BulkString(k), Value::BulkString(v)] if k == b"e" => Some(v),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            Some((id, body.and_then(|b| serde_json::from_slice(b).ok())))
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! | `report_counts` | `(day, dimension, value, metric) → n` |
 //! | `report_customers` | `(day, dimension, value, customer)`: who initiated |
 //! | `adoption` | `(release, customer) → first initiated / completed`, ms |
+//! | `event_groups` | consumer group → the last `seq` acknowledged |
 //!
 //! One append is one transaction: the events, their counters and the writers'
 //! marks commit together or not at all.
@@ -57,6 +58,10 @@ pub(crate) const SCHEMA_V3: &str = "BEGIN;
         first_initiated INTEGER,
         first_completed INTEGER,
         PRIMARY KEY (release, customer)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS event_groups (
+        name TEXT PRIMARY KEY,
+        cursor INTEGER NOT NULL
     ) WITHOUT ROWID;
     PRAGMA user_version = 3;
     COMMIT;";
@@ -309,6 +314,81 @@ impl EventLog for SqliteStore {
             tx.execute("DELETE FROM report_customers WHERE day < ?1", [&day]).map_err(sqlite_error)?;
             tx.commit().map_err(sqlite_error)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_group(&self, group: &str) -> Result<(), StoreError> {
+        let group = group.to_owned();
+        self.with_conn(move |conn| {
+            conn.execute(
+                // `WHERE true`: without it SQLite reads `ON CONFLICT` as a join.
+                "INSERT INTO event_groups (name, cursor) SELECT ?1, coalesce(max(seq), 0) FROM events WHERE true
+                 ON CONFLICT (name) DO NOTHING",
+                [group],
+            )
+            .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    // One process serves an SQLite store, so a group has one consumer: what
+    // it claimed and did not acknowledge is simply handed out again.
+    async fn claim(
+        &self,
+        group: &str,
+        _consumer: &str,
+        count: usize,
+        _idle_ms: u64,
+    ) -> Result<Vec<(String, Option<Event>)>, StoreError> {
+        let group = group.to_owned();
+        self.with_conn(move |conn| {
+            let cursor: Option<i64> = conn
+                .query_row("SELECT cursor FROM event_groups WHERE name = ?1", [&group], |r| r.get(0))
+                .optional()
+                .map_err(sqlite_error)?;
+            let Some(cursor) = cursor else {
+                conn.execute(
+                    "INSERT INTO event_groups (name, cursor) SELECT ?1, coalesce(max(seq), 0) FROM events",
+                    [&group],
+                )
+                .map_err(sqlite_error)?;
+                return Ok(Vec::new());
+            };
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![cursor, to_i64(count as u64)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(sqlite_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, body) = row.map_err(sqlite_error)?;
+                out.push((seq.to_string(), serde_json::from_slice(&body).ok()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError> {
+        let (group, seq) = (group.to_owned(), position.parse::<i64>().map_err(internal)?);
+        self.with_conn(move |conn| {
+            conn.execute("UPDATE event_groups SET cursor = max(cursor, ?2) WHERE name = ?1", params![group, seq])
+                .map_err(sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_group(&self, group: &str) -> Result<(), StoreError> {
+        let group = group.to_owned();
+        self.with_conn(move |conn| {
+            conn.execute("DELETE FROM event_groups WHERE name = ?1", [group]).map_err(sqlite_error)?;
+            Ok(())
         })
         .await
     }

@@ -25,9 +25,9 @@ use super::admin_artifacts::{
     complete_upload, delete_artifact, get_artifact, list_artifacts, plan_upload, put_artifact,
 };
 use super::admin_auth::require_admin;
-use super::admin_events;
 use super::problem::{Problem, RawBody};
 use super::{AppState, Items};
+use super::{admin_events, admin_webhooks};
 use crate::catalog::ApiKeyView;
 use crate::catalog::Page;
 use crate::catalog::{
@@ -73,6 +73,12 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
         .route("/admin/v1/products/{product}/releases/{version}/adoption", get(admin_events::adoption))
+        .route("/admin/v1/webhooks", get(admin_webhooks::list_webhooks))
+        .route(
+            "/admin/v1/webhooks/{id}",
+            get(admin_webhooks::get_webhook).put(admin_webhooks::put_webhook).delete(admin_webhooks::delete_webhook),
+        )
+        .route("/admin/v1/webhooks/{id}/dead-letters", get(admin_webhooks::list_dead_letters))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 

@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod admin_artifacts;
 pub mod admin_auth;
 pub mod admin_events;
+pub mod admin_webhooks;
 pub mod conditional;
 pub mod customer_api;
 pub mod download;
@@ -63,6 +64,8 @@ pub struct AppState {
     /// Where events go: the queue in front of the event log.
     pub events: crate::events::Recorder,
     pub event_retention: crate::events::Retention,
+    /// How webhooks are delivered; `None` when `webhooks.enabled` is off.
+    pub webhooks: Option<crate::events::webhooks::Settings>,
 }
 
 impl AppState {

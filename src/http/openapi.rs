@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
-use super::{admin_api, admin_artifacts, admin_events, customer_api};
+use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_api};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -34,6 +34,8 @@ use super::{admin_api, admin_artifacts, admin_events, customer_api};
         admin_api::delete_entitlement,
         admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
         admin_events::list_events, admin_events::downloads_report, admin_events::adoption,
+        admin_webhooks::put_webhook, admin_webhooks::list_webhooks, admin_webhooks::get_webhook,
+        admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters,
         customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
         customer_api::upgrade, customer_api::usage,
     ),

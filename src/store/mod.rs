@@ -36,6 +36,10 @@ pub enum Kind {
     Grant,
     /// A direct upload awaiting `complete`.
     Upload,
+    /// A webhook endpoint.
+    Webhook,
+    /// An event a webhook endpoint never accepted: `<endpoint>/<event id>`.
+    DeadLetter,
 }
 
 impl Kind {
@@ -49,6 +53,8 @@ impl Kind {
             Kind::ApiKey => "api_key",
             Kind::Grant => "grant",
             Kind::Upload => "upload",
+            Kind::Webhook => "webhook",
+            Kind::DeadLetter => "dead_letter",
         }
     }
 }

@@ -1,0 +1,128 @@
+//! Webhook endpoints on the admin API: `/admin/v1/webhooks`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::admin_api::{AdminError, AdminResult, body, deleted, path};
+use super::problem::RawBody;
+use super::{AppState, Items};
+use crate::catalog::repo::check_id;
+use crate::catalog::{CatalogError, Timestamp};
+use crate::events::EventType;
+use crate::events::webhooks::{self, DeadLetter, Endpoint, EndpointView};
+use crate::store::{Kind, put_json};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookBody {
+    /// `https://…` (or `http://…`) that accepts `POST`.
+    url: String,
+    /// Event types to deliver; absent or empty: all.
+    #[serde(default)]
+    types: Vec<EventType>,
+    /// Default true.
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
+    AdminError::Catalog(CatalogError::Invalid { field, reason: reason.into() })
+}
+
+/// Create or replace an endpoint. A new one gets a signing secret, shown in
+/// this answer only, and receives the events recorded from now on; a
+/// replaced one keeps its secret and its place in the log.
+#[utoipa::path(put, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), request_body = WebhookBody, responses((status = 201, description = "created; the answer holds the secret", body = EndpointView), (status = 200, description = "replaced", body = EndpointView)))]
+pub(crate) async fn put_webhook(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    RawBody(raw): RawBody,
+) -> AdminResult {
+    let id = path(p)?;
+    check_id("id", &id)?;
+    let b: WebhookBody = body(&raw)?;
+    let uri: Uri = b.url.parse().map_err(|_| invalid("url", "not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(invalid("url", "must be an http:// or https:// URL with a host"));
+    }
+    let store = s.catalog.store();
+    let existing = webhooks::endpoint(store.as_ref(), &id).await.map_err(CatalogError::from)?;
+    let created = existing.is_none();
+    let endpoint = match existing {
+        Some(old) => Endpoint { url: b.url, types: b.types, enabled: b.enabled, ..old },
+        None => {
+            // The group first: the endpoint gets events from its creation on.
+            store.events().create_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
+            Endpoint {
+                id,
+                url: b.url,
+                secret: webhooks::generate_secret().map_err(CatalogError::from)?,
+                types: b.types,
+                enabled: b.enabled,
+                created_at: Timestamp(s.clock.now_unix()),
+            }
+        }
+    };
+    put_json(store.as_ref(), Kind::Webhook, &endpoint.id, &endpoint).await.map_err(CatalogError::from)?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(endpoint.view(created))).into_response())
+}
+
+#[utoipa::path(get, path = "/admin/v1/webhooks", tag = "admin", responses((status = 200, body = Items<EndpointView>)))]
+pub(crate) async fn list_webhooks(State(s): State<Arc<AppState>>) -> AdminResult {
+    let all = webhooks::all_endpoints(s.catalog.store().as_ref()).await.map_err(CatalogError::from)?;
+    Ok(Json(Items { items: all.iter().map(|e| e.view(false)).collect() }).into_response())
+}
+
+#[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = EndpointView)))]
+pub(crate) async fn get_webhook(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+    let id = path(p)?;
+    let e = webhooks::endpoint(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?;
+    e.map(|e| Json(e.view(false)).into_response()).ok_or_else(|| AdminError::NotFound("webhook".into()))
+}
+
+/// Remove an endpoint, its place in the log and its dead letters.
+#[utoipa::path(delete, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 204, description = "deleted")))]
+pub(crate) async fn delete_webhook(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    let id = path(p)?;
+    let store = s.catalog.store();
+    let existed = store.delete(Kind::Webhook, &id).await.map_err(CatalogError::from)?;
+    if existed {
+        store.events().delete_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
+        for dead in dead_letters_of(&s, &id).await? {
+            store.delete(Kind::DeadLetter, &format!("{id}/{}", dead.event.id)).await.map_err(CatalogError::from)?;
+        }
+    }
+    deleted(existed, "webhook")
+}
+
+async fn dead_letters_of(s: &AppState, id: &str) -> Result<Vec<DeadLetter>, AdminError> {
+    Ok(s.catalog.all(Kind::DeadLetter, &format!("{id}/")).await?)
+}
+
+/// Events the endpoint never accepted, after every attempt, oldest first.
+#[utoipa::path(get, path = "/admin/v1/webhooks/{id}/dead-letters", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = Items<DeadLetter>)))]
+pub(crate) async fn list_dead_letters(
+    State(s): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    let id = path(p)?;
+    if webhooks::endpoint(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?.is_none() {
+        return Err(AdminError::NotFound("webhook".into()));
+    }
+    Ok(Json(Items { items: dead_letters_of(&s, &id).await? }).into_response())
+}
