@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_unix(&self) -> u64;
 
-    /// Milliseconds into the current second, for event times; a clock that
-    /// only knows seconds says 0.
-    fn subsec_millis(&self) -> u64 {
-        0
+    /// Milliseconds since the epoch, for event times; a clock that only knows
+    /// seconds says the start of its second.
+    fn now_millis(&self) -> u64 {
+        self.now_unix().saturating_mul(1000)
     }
 }
 
@@ -24,8 +24,8 @@ impl Clock for SystemClock {
         unix_seconds(SystemTime::now())
     }
 
-    fn subsec_millis(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_millis()))
+    fn now_millis(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

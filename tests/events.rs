@@ -404,8 +404,11 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
     let r = request(a.gw.public, "GET", &forged, &[]).await;
     assert_eq!(r.status, 403, "{r:?}");
     let forged_code = r.code();
-    // Not downloads: a HEAD, and a missing file.
+    // Not downloads: a HEAD, a HEAD of a forged URL, and a missing file.
     assert_eq!(request(a.gw.public, "HEAD", &ok, &[]).await.status, 200);
+    assert_eq!(request(a.gw.public, "HEAD", &forged, &[]).await.status, 403);
+    let missing = a.gw.signed("app/1.0.0/missing.bin");
+    assert_eq!(request(a.gw.public, "GET", &missing, &[]).await.status, 404);
 
     // The events API.
     let events = settle(&a, "download.completed", 4).await;
@@ -506,7 +509,8 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
     );
     assert!(m.contains("tollgate_store_operation_duration_seconds_count{backend="));
     assert!(m.contains("tollgate_storage_operation_duration_seconds_count{backend=\"local\",op=\"get\"}"));
-    assert!(!m.contains("sig="), "no client string in a label");
+    // Routes are labelled by template, never by the path a client sent.
+    assert!(!m.contains("/d/app/"), "a client's path in a label:\n{m}");
 
     // Adoption: acme took it, gamma has not, beta is not entitled any more.
     let r = a.call("GET", "/admin/v1/products/app/releases/1.0.0/adoption", None).await;
@@ -884,7 +888,8 @@ async fn two_replicas_share_webhook_deliveries() {
     // Let any straggler (a duplicate) arrive before counting.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let got_all = receiver.taken("/hook");
-    assert_eq!(got_all.len(), got.len().max(60), "a delivery came twice");
+    assert!(got.len() <= got_all.len());
+    assert_eq!(got_all.len(), 60, "a delivery came twice");
     let ids: HashSet<String> =
         got_all.iter().map(|d| verified(d, &secret)["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 60);

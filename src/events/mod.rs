@@ -397,22 +397,27 @@ pub trait EventLog: Send + Sync {
     /// estimate on Redis).
     async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError>;
 
-    /// Create the consumer group `group` at the end of the log: it is handed
-    /// the events appended from now on. Nothing if it exists.
-    async fn create_group(&self, group: &str) -> Result<(), StoreError>;
+    /// Start the consumer group `group` at the end of the log (creating it,
+    /// or moving an old one there): it is handed the events appended from now
+    /// on.
+    async fn reset_group(&self, group: &str) -> Result<(), StoreError>;
 
-    /// Up to `count` events of `group` for `consumer`, oldest first: those
-    /// another consumer took and has not acknowledged for `idle_ms` (it may
-    /// have died), else new ones. Each stays the consumer's until acknowledged.
-    /// An entry that does not decode comes as `None` (acknowledge it too). A
-    /// missing group is created, and has nothing yet.
+    /// Up to `count` events of `group` for `consumer`, oldest first, as the
+    /// JSON stored: first those it took before and has not acknowledged (it
+    /// restarted), then those another consumer took and has not touched for
+    /// `idle_ms` (it may have died), then new ones. Each stays the
+    /// consumer's until acknowledged. A missing group has nothing.
     async fn claim(
         &self,
         group: &str,
         consumer: &str,
         count: usize,
         idle_ms: u64,
-    ) -> Result<Vec<(String, Option<Event>)>, StoreError>;
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Is the event at `position` still `consumer`'s? If so, it is marked as
+    /// touched now, so no other consumer takes it over for `idle_ms` more.
+    async fn keep(&self, group: &str, consumer: &str, position: &str) -> Result<bool, StoreError>;
 
     /// Done with the event at `position`.
     async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError>;

@@ -111,6 +111,30 @@ impl Recorder {
         }
     }
 
+    /// Record without waiting, for code that cannot (a `Drop`): queued at
+    /// once, or, when the queue is full, by a task that waits for room.
+    pub fn record_now(&self, event: Event) {
+        self.metrics.event(&event);
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.metrics.events_queue_full.fetch_add(1, Ordering::Relaxed);
+                let me = self.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            if me.tx.send(msg).await.is_err() {
+                                me.lost();
+                            }
+                        });
+                    }
+                    Err(_) => self.lost(),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.lost(),
+        }
+    }
+
     fn lost(&self) {
         self.spill.lost.fetch_add(1, Ordering::Relaxed);
         tracing::error!("event recorder stopped: an event was dropped");
@@ -172,12 +196,19 @@ impl Writer {
         let mut buf = Vec::with_capacity(BATCH);
         loop {
             if self.spill.pending() && tokio::time::Instant::now() >= next_replay {
-                if self.spill.replay(&*self.store, &self.retention, &self.metrics).await {
-                    retry = RETRY_MIN;
-                } else {
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
-                next_replay = tokio::time::Instant::now() + retry;
+                // A few batches at a time, so the queue keeps moving (into the
+                // spill file) while a long backlog is replayed.
+                next_replay =
+                    match self.spill.replay(&*self.store, &self.retention, &self.metrics, REPLAY_BATCHES).await {
+                        Replay::Drained | Replay::Progress => {
+                            retry = RETRY_MIN;
+                            tokio::time::Instant::now()
+                        }
+                        Replay::Failed => {
+                            retry = (retry * 2).min(RETRY_MAX);
+                            tokio::time::Instant::now() + retry
+                        }
+                    };
             }
             let n = if self.spill.pending() {
                 tokio::select! {
@@ -191,34 +222,24 @@ impl Writer {
                 // Every sender is gone: nothing more can arrive.
                 return;
             }
-            let mut events = Vec::with_capacity(buf.len());
             let mut answers = Vec::new();
             let mut stop = None;
-            for msg in buf.drain(..) {
-                match msg {
-                    Msg::Event(e) => {
-                        self.seq += 1;
-                        events.push(Sequenced { writer: self.id.clone(), seq: self.seq, event: *e });
-                    }
-                    Msg::Flush(tx) => answers.push(tx),
-                    Msg::Stop(tx) => stop = Some(tx),
-                }
-            }
+            let events = self.sequence(buf.drain(..), &mut answers, &mut stop);
             self.write(events).await;
             if let Some(tx) = stop {
-                // Whatever was queued behind the stop request.
-                while let Ok(msg) = self.rx.try_recv() {
-                    if let Msg::Event(e) = msg {
-                        self.seq += 1;
-                        let e = Sequenced { writer: self.id.clone(), seq: self.seq, event: *e };
-                        self.write(vec![e]).await;
-                    }
+                // No more events from now on (a late `record` counts as lost);
+                // what is already queued is written out.
+                self.rx.close();
+                let mut rest = Vec::new();
+                while let Some(msg) = self.rx.recv().await {
+                    rest.push(msg);
                 }
+                let events = self.sequence(rest.into_iter(), &mut answers, &mut None);
+                self.write(events).await;
                 if self.spill.pending() {
-                    self.spill.replay(&*self.store, &self.retention, &self.metrics).await;
+                    self.spill.replay(&*self.store, &self.retention, &self.metrics, usize::MAX).await;
                 }
                 answers.push(tx);
-                self.rx.close();
                 for a in answers {
                     let _ = a.send(());
                 }
@@ -228,6 +249,30 @@ impl Writer {
                 let _ = a.send(());
             }
         }
+    }
+
+    /// Number the events of `msgs` in order; collect flush and stop requests.
+    fn sequence(
+        &mut self,
+        msgs: impl Iterator<Item = Msg>,
+        answers: &mut Vec<oneshot::Sender<()>>,
+        stop: &mut Option<oneshot::Sender<()>>,
+    ) -> Vec<Sequenced> {
+        let mut events = Vec::new();
+        for msg in msgs {
+            match msg {
+                Msg::Event(e) => {
+                    self.seq += 1;
+                    events.push(Sequenced { writer: self.id.clone(), seq: self.seq, event: *e });
+                }
+                Msg::Flush(tx) => answers.push(tx),
+                Msg::Stop(tx) => match stop {
+                    Some(_) => answers.push(tx),
+                    None => *stop = Some(tx),
+                },
+            }
+        }
+        events
     }
 
     /// To the store, unless events are already waiting in the spill file (the
@@ -250,6 +295,19 @@ impl Writer {
         self.spill.append(&events).await;
     }
 }
+
+/// How a replay step went.
+enum Replay {
+    /// The whole file is in the store; the file is emptied.
+    Drained,
+    /// Some batches went in; more remain.
+    Progress,
+    /// The store (or the file) failed; try again later.
+    Failed,
+}
+
+/// Batches replayed per step of the writer's loop.
+const REPLAY_BATCHES: usize = 8;
 
 /// The spill file: JSON lines of [`Sequenced`] events; `offset` bytes of it
 /// are already replayed.
@@ -304,98 +362,127 @@ impl Spill {
 
     async fn append(&mut self, events: &[Sequenced]) {
         let mut text = Vec::with_capacity(events.len() * 400);
+        let mut n = 0u64;
         for e in events {
-            if serde_json::to_writer(&mut text, e).is_err() {
+            if let Err(err) = serde_json::to_writer(&mut text, e) {
+                self.gauge.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(event = %e.event.id, error = %err, "cannot encode an event for the spill file: it is lost");
                 continue;
             }
             text.push(b'\n');
+            n += 1;
         }
         match self.write(&text).await {
             Ok(()) => {
-                let n = events.len() as u64;
                 self.gauge.pending.fetch_add(n, Ordering::Relaxed);
                 self.gauge.spilled.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {
-                self.gauge.lost.fetch_add(events.len() as u64, Ordering::Relaxed);
-                tracing::error!(path = %self.path.display(), error = %e, events = events.len(), "cannot spill events: they are lost");
+                self.gauge.lost.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(path = %self.path.display(), error = %e, events = n, "cannot spill events: they are lost");
             }
         }
     }
 
+    /// Append whole lines, synced; a failed write is cut back off, so the
+    /// next lines do not run into a torn one.
     async fn write(&self, text: &[u8]) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
         let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
-        file.write_all(text).await?;
-        file.sync_data().await
+        let before = file.metadata().await?.len();
+        let written = async {
+            file.write_all(text).await?;
+            file.sync_data().await
+        }
+        .await;
+        if written.is_err() {
+            let _ = file.set_len(before).await;
+        }
+        written
     }
 
-    /// Replay from `offset` in batches; `true` once the file is drained (and
-    /// emptied).
-    async fn replay(&mut self, store: &dyn Store, retention: &Retention, metrics: &Metrics) -> bool {
+    /// Replay up to `max_batches` batches from `offset`; the file is emptied
+    /// once drained.
+    async fn replay(
+        &mut self,
+        store: &dyn Store,
+        retention: &Retention,
+        metrics: &Metrics,
+        max_batches: usize,
+    ) -> Replay {
         let file = match tokio::fs::File::open(&self.path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.gauge.pending.store(0, Ordering::Relaxed);
-                return true;
+                return Replay::Drained;
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, "cannot read the spill file");
-                return false;
+                return Replay::Failed;
             }
         };
         let mut reader = tokio::io::BufReader::new(file);
         if reader.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
-            return false;
+            return Replay::Failed;
         }
-        let mut line = String::new();
-        loop {
+        let mut line = Vec::new();
+        for _ in 0..max_batches {
             let mut batch = Vec::with_capacity(BATCH);
             let mut consumed = 0u64;
+            let mut unreadable = 0u64;
             while batch.len() < BATCH {
                 line.clear();
-                let read = match reader.read_line(&mut line).await {
+                let read = match reader.read_until(b'\n', &mut line).await {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::error!(path = %self.path.display(), error = %e, "cannot read the spill file");
-                        return false;
+                        return Replay::Failed;
                     }
                 };
                 if read == 0 {
                     break;
                 }
                 consumed += read as u64;
-                match serde_json::from_str::<Sequenced>(line.trim_end()) {
+                match serde_json::from_slice::<Sequenced>(line.trim_ascii_end()) {
                     Ok(e) => batch.push(e),
-                    // A line cut short by a crash while spilling; the events
-                    // around it are intact.
-                    Err(e) => tracing::error!(error = %e, "skipping an unreadable line of the spill file"),
+                    Err(e) => {
+                        // Damaged on disk; the lines around it are intact.
+                        unreadable += 1;
+                        tracing::error!(error = %e, "an unreadable line of the spill file: that event is lost");
+                    }
                 }
             }
             if consumed == 0 {
-                break;
+                return self.drained().await;
             }
             if let Err(e) = store.events().append(&batch, retention).await {
                 tracing::info!(error = %e, pending = self.gauge.pending.load(Ordering::Relaxed), "event log still unavailable; will retry");
-                return false;
+                return Replay::Failed;
             }
             self.offset += consumed;
             let n = batch.len() as u64;
             metrics.events_written.fetch_add(n, Ordering::Relaxed);
             metrics.events_replayed.fetch_add(n, Ordering::Relaxed);
-            let _ =
-                self.gauge.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(n)));
+            self.gauge.lost.fetch_add(unreadable, Ordering::Relaxed);
+            let _ = self
+                .gauge
+                .pending
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(n + unreadable)));
         }
-        // Drained: start the file afresh.
+        Replay::Progress
+    }
+
+    /// Everything is replayed: start the file afresh.
+    async fn drained(&mut self) -> Replay {
         if let Err(e) = tokio::fs::File::create(&self.path).await {
             tracing::error!(path = %self.path.display(), error = %e, "cannot empty the replayed spill file");
-            return false;
+            return Replay::Failed;
         }
         self.offset = 0;
         self.gauge.pending.store(0, Ordering::Relaxed);
         tracing::info!("spilled events replayed into the event log");
-        true
+        Replay::Drained
     }
 }

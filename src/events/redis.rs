@@ -45,6 +45,9 @@ for i = 1, n do
   if fresh then
     marks[writer] = seq
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', body)
+    -- The mark goes with the entry: Redis does not undo a script's earlier
+    -- writes when a later command fails.
+    redis.call('HSET', KEYS[2], writer, seq)
     new = new + 1
   end
   for j = 1, nadd do
@@ -62,8 +65,17 @@ for i = 1, n do
     p = p + 2
   end
 end
-for w, s in pairs(marks) do redis.call('HSET', KEYS[2], w, s) end
 return new
+";
+
+/// Touch a pending entry if it is still the caller's: `KEYS[1]` the stream;
+/// `ARGV`: group, consumer, entry id. Answers 1 if kept, 0 if another
+/// consumer has it now (or nobody does).
+const KEEP: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
 ";
 
 impl RedisStore {
@@ -191,10 +203,11 @@ impl EventLog for RedisStore {
                 examined += 1;
                 next = Some(id.clone());
                 let Some(body) = fields.get("e") else { continue };
-                let event = serde_json::from_slice(body)
-                    .map_err(|e| StoreError::Internal(format!("event {id} is corrupt: {e}")))?;
-                if filter.matches(&event) {
-                    items.push((id, event));
+                match serde_json::from_slice::<Event>(body) {
+                    Ok(event) if filter.matches(&event) => items.push((id, event)),
+                    Ok(_) => {}
+                    // Skipped, not fatal: one bad entry must not stop every reader.
+                    Err(e) => tracing::warn!(id, error = %e, "skipping an undecodable event"),
                 }
             }
             if got < count {
@@ -210,12 +223,13 @@ impl EventLog for RedisStore {
     }
 
     fn valid_cursor(&self, cursor: &str) -> bool {
-        match cursor.split_once('-') {
-            Some((ms, seq)) => {
-                let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-                digits(ms) && digits(seq) && ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()
-            }
-            None => false,
+        let Some((ms, seq)) = cursor.split_once('-') else { return false };
+        let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+        match (number(ms), number(seq)) {
+            // Nothing comes after the greatest id; Redis refuses it as a start.
+            (Some(u64::MAX), Some(u64::MAX)) => false,
+            (Some(_), Some(_)) => true,
+            _ => false,
         }
     }
 
@@ -316,11 +330,12 @@ impl EventLog for RedisStore {
         Ok(by_age + by_count)
     }
 
-    async fn create_group(&self, group: &str) -> Result<(), StoreError> {
+    async fn reset_group(&self, group: &str) -> Result<(), StoreError> {
+        let key = self.event_key("log");
         let mut conn = self.connection();
         let created: Result<(), _> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(self.event_key("log"))
+            .arg(&key)
             .arg(group)
             .arg("$")
             .arg("MKSTREAM")
@@ -328,7 +343,15 @@ impl EventLog for RedisStore {
             .await;
         match created {
             Ok(()) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            // Left from an endpoint of the same id: start it afresh.
+            Err(e) if e.code() == Some("BUSYGROUP") => redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(&key)
+                .arg(group)
+                .arg("$")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(store_error),
             Err(e) => Err(store_error(e)),
         }
     }
@@ -339,11 +362,27 @@ impl EventLog for RedisStore {
         consumer: &str,
         count: usize,
         idle_ms: u64,
-    ) -> Result<Vec<(String, Option<Event>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let key = self.event_key("log");
         let mut conn = self.connection();
-        // Entries a consumer took and went silent on (a replica that died).
-        let stale: Result<Value, _> = redis::cmd("XAUTOCLAIM")
+        let read = |from: &'static str| {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP").arg(group).arg(consumer).arg("COUNT").arg(count).arg("STREAMS").arg(&key).arg(from);
+            cmd
+        };
+        let missing = |e: &redis::RedisError| e.code() == Some("NOGROUP");
+        // Its own, taken before a restart (same consumer name) and not done.
+        let own: Value = match read("0").query_async(&mut conn).await {
+            Ok(v) => v,
+            Err(e) if missing(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(store_error(e)),
+        };
+        let taken = read_group_entries(&own);
+        if !taken.is_empty() {
+            return Ok(taken);
+        }
+        // Those a consumer took and went silent on (a replica that died).
+        let stale: Value = redis::cmd("XAUTOCLAIM")
             .arg(&key)
             .arg(group)
             .arg(consumer)
@@ -352,15 +391,8 @@ impl EventLog for RedisStore {
             .arg("COUNT")
             .arg(count)
             .query_async(&mut conn)
-            .await;
-        let stale = match stale {
-            Ok(v) => v,
-            Err(e) if e.code() == Some("NOGROUP") => {
-                self.create_group(group).await?;
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(store_error(e)),
-        };
+            .await
+            .map_err(store_error)?;
         if let Value::Array(parts) = &stale
             && let Some(entries) = parts.get(1)
         {
@@ -369,31 +401,22 @@ impl EventLog for RedisStore {
                 return Ok(taken);
             }
         }
-        let fresh: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let fresh: Value = read(">").query_async(&mut conn).await.map_err(store_error)?;
+        Ok(read_group_entries(&fresh))
+    }
+
+    async fn keep(&self, group: &str, consumer: &str, position: &str) -> Result<bool, StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(KEEP));
+        let mut conn = self.connection();
+        let kept: i64 = SCRIPT
+            .key(self.event_key("log"))
             .arg(group)
             .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(">")
-            .query_async(&mut conn)
+            .arg(position)
+            .invoke_async(&mut conn)
             .await
             .map_err(store_error)?;
-        // [[stream, entries]], or nil when there is nothing new.
-        Ok(match &fresh {
-            Value::Array(streams) => streams
-                .iter()
-                .filter_map(|s| match s {
-                    Value::Array(pair) => pair.get(1).map(stream_entries),
-                    _ => None,
-                })
-                .flatten()
-                .collect(),
-            Value::Map(streams) => streams.iter().flat_map(|(_, entries)| stream_entries(entries)).collect(),
-            _ => Vec::new(),
-        })
+        Ok(kept == 1)
     }
 
     async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError> {
@@ -429,8 +452,26 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// `[[id, [field, value, …]], …]` as (id, decoded event).
-fn stream_entries(v: &Value) -> Vec<(String, Option<Event>)> {
+/// `[[stream, entries]]` (RESP2) or `{stream: entries}` (RESP3) from
+/// `XREADGROUP`; nil when there is nothing.
+fn read_group_entries(v: &Value) -> Vec<(String, Vec<u8>)> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(pair) => pair.get(1).map(stream_entries),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        Value::Map(streams) => streams.iter().flat_map(|(_, entries)| stream_entries(entries)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `[[id, [field, value, …]], …]` as (id, the event's JSON). An entry
+/// without a body (trimmed while pending) comes with an empty one.
+fn stream_entries(v: &Value) -> Vec<(String, Vec<u8>)> {
     let Value::Array(items) = v else { return Vec::new() };
     items
         .iter()
@@ -444,7 +485,7 @@ fn stream_entries(v: &Value) -> Vec<(String, Option<Event>)> {
                 }),
                 _ => None,
             };
-            Some((id, body.and_then(|b| serde_json::from_slice(b).ok())))
+            Some((id, body.cloned().unwrap_or_default()))
         })
         .collect()
 }

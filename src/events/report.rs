@@ -135,7 +135,8 @@ fn csv_field(s: &str) -> String {
     // SECURITY: a group is data a vendor controls only in part (file names);
     // a leading `=`, `+`, `-` or `@` would be a formula in a spreadsheet. A
     // lone `-` (unknown) is left as is.
-    let defused = if s.len() > 1 && s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let formula = (s.len() > 1 && s.starts_with(['=', '+', '-', '@'])) || s.starts_with(['\t', '\r']);
+    let defused = if formula { format!("'{s}") } else { s.to_owned() };
     if defused.contains([',', '"', '\r', '\n']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
 }
 

@@ -188,15 +188,19 @@ fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Res
     };
     let more = rows.len() > limit;
     let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut last = None;
     for (seq, body) in rows.into_iter().take(limit) {
-        let event: Event =
-            serde_json::from_slice(&body).map_err(|e| StoreError::Internal(format!("event {seq} is corrupt: {e}")))?;
-        items.push((seq.to_string(), event));
+        last = Some(seq);
+        match serde_json::from_slice::<Event>(&body) {
+            Ok(event) => items.push((seq.to_string(), event)),
+            // Skipped, not fatal: one bad row must not stop every reader.
+            Err(e) => tracing::warn!(seq, error = %e, "skipping an undecodable event"),
+        }
     }
     // Nothing (more) matches: continue after the newest event, so a filtered
     // follower does not re-examine the same tail on every poll.
-    let next = match (more, items.last()) {
-        (true, Some((seq, _))) => Some(seq.clone()),
+    let next = match (more, last) {
+        (true, Some(seq)) => Some(seq.to_string()),
         _ => {
             let newest: Option<i64> =
                 tx.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sqlite_error)?;
@@ -230,7 +234,7 @@ impl EventLog for SqliteStore {
     }
 
     fn valid_cursor(&self, cursor: &str) -> bool {
-        !cursor.is_empty() && cursor.len() <= 19 && cursor.bytes().all(|b| b.is_ascii_digit())
+        cursor.bytes().all(|b| b.is_ascii_digit()) && cursor.parse::<i64>().is_ok()
     }
 
     async fn cells(&self, days: &Days, dimension: Dimension) -> Result<(Vec<Cell>, Vec<Seen>), StoreError> {
@@ -318,13 +322,13 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn create_group(&self, group: &str) -> Result<(), StoreError> {
+    async fn reset_group(&self, group: &str) -> Result<(), StoreError> {
         let group = group.to_owned();
         self.with_conn(move |conn| {
             conn.execute(
                 // `WHERE true`: without it SQLite reads `ON CONFLICT` as a join.
                 "INSERT INTO event_groups (name, cursor) SELECT ?1, coalesce(max(seq), 0) FROM events WHERE true
-                 ON CONFLICT (name) DO NOTHING",
+                 ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor",
                 [group],
             )
             .map_err(sqlite_error)?;
@@ -341,37 +345,27 @@ impl EventLog for SqliteStore {
         _consumer: &str,
         count: usize,
         _idle_ms: u64,
-    ) -> Result<Vec<(String, Option<Event>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let group = group.to_owned();
         self.with_conn(move |conn| {
             let cursor: Option<i64> = conn
                 .query_row("SELECT cursor FROM event_groups WHERE name = ?1", [&group], |r| r.get(0))
                 .optional()
                 .map_err(sqlite_error)?;
-            let Some(cursor) = cursor else {
-                conn.execute(
-                    "INSERT INTO event_groups (name, cursor) SELECT ?1, coalesce(max(seq), 0) FROM events",
-                    [&group],
-                )
-                .map_err(sqlite_error)?;
-                return Ok(Vec::new());
-            };
+            let Some(cursor) = cursor else { return Ok(Vec::new()) };
             let mut stmt = conn
                 .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
                 .map_err(sqlite_error)?;
             let rows = stmt
-                .query_map(params![cursor, to_i64(count as u64)], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
+                .query_map(params![cursor, to_i64(count as u64)], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))
                 .map_err(sqlite_error)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, body) = row.map_err(sqlite_error)?;
-                out.push((seq.to_string(), serde_json::from_slice(&body).ok()));
-            }
-            Ok(out)
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
         })
         .await
+    }
+
+    async fn keep(&self, _group: &str, _consumer: &str, _position: &str) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn ack(&self, group: &str, position: &str) -> Result<(), StoreError> {

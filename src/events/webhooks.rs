@@ -1,13 +1,16 @@
 //! Webhooks: events pushed to vendor endpoints, signed per the Standard
 //! Webhooks convention, at least once, in log order per endpoint.
 //!
-//! Each endpoint is a consumer group on the event log (created when the
-//! endpoint is, so it receives events from then on). Every gateway process
-//! runs a worker per enabled endpoint that claims events from the group,
-//! delivers those the endpoint's type filter wants, and acknowledges each once
-//! it is delivered or dead-lettered. On Redis the replicas share a group, so
-//! each event goes to one of them (entries a dead replica held are claimed by
-//! another after [`Settings::claim_idle`]); on SQLite there is one process.
+//! Each endpoint is a consumer group on the event log (started at the end of
+//! the log when the endpoint is created, so it receives events from then on).
+//! Every gateway process runs a worker per enabled endpoint that claims one
+//! event at a time from the group, delivers it if the endpoint's type filter
+//! wants it, and acknowledges it once it is delivered or its dead letter is
+//! stored. On Redis the replicas share a group, so each event goes to one of
+//! them; the holder touches the event before every attempt, and an event left
+//! untouched for [`Settings::claim_idle`] (its replica is gone) is taken over.
+//! One worker delivers in log order; with several replicas, events of one
+//! endpoint go out in parallel, so receivers order them by `at` or `id`.
 //!
 //! A delivery is a `POST` of the event's JSON with `webhook-id` (the event
 //! id), `webhook-timestamp` (Unix seconds) and `webhook-signature`
@@ -28,7 +31,7 @@ use hmac::{KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Event, EventType};
+use super::EventType;
 use crate::catalog::Timestamp;
 use crate::store::{Kind, Store, StoreError, get_json, put_json};
 
@@ -73,8 +76,10 @@ impl Endpoint {
         }
     }
 
-    pub fn wants(&self, e: &Event) -> bool {
-        self.types.is_empty() || self.types.contains(&e.event_type())
+    /// Does the endpoint take events of type `ty`? (A type this version
+    /// does not know is taken by endpoints without a filter.)
+    pub fn wants(&self, ty: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|t| t.as_str() == ty)
     }
 }
 
@@ -82,7 +87,9 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
     pub endpoint: String,
-    pub event: Event,
+    /// The event, as it would have been delivered.
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
     pub attempts: u32,
     /// The last answer's status, or why there was none.
     pub last_error: String,
@@ -125,9 +132,10 @@ pub struct Settings {
     pub timeout: Duration,
     /// How often an idle worker looks for new events.
     pub poll: Duration,
-    /// An event another replica claimed and has not acknowledged for this long
-    /// is taken over.
-    pub claim_idle: Duration,
+    /// This process's name in the consumer groups, unique to it: what it
+    /// held when it stopped is taken over by a replica (or by itself, after a
+    /// restart) once idle for [`Settings::claim_idle`].
+    pub consumer: String,
 }
 
 impl Settings {
@@ -135,54 +143,73 @@ impl Settings {
     pub fn backoff(&self, n: u32) -> Duration {
         self.first_retry.saturating_mul(1 << n.saturating_sub(1).min(20)).min(Duration::from_secs(600))
     }
+
+    /// An event a replica holds is touched before every attempt; one left
+    /// alone for longer than the longest wait between attempts plus an
+    /// attempt (and a minute to spare) belongs to a replica that is gone.
+    pub fn claim_idle(&self) -> Duration {
+        let longest_wait = self.backoff(self.max_attempts.saturating_sub(1).max(1));
+        longest_wait.saturating_add(self.timeout).saturating_add(Duration::from_secs(60))
+    }
 }
 
-/// Where a worker sends: a client and the clock.
+/// How delivering one event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Delivered, or dead-lettered: acknowledge it.
+    Done,
+    /// Another replica has taken it over: leave it.
+    NotMine,
+    /// Neither delivered nor dead-lettered (the store failed): keep it and
+    /// try again.
+    Failed,
+}
+
+/// A task aborted when dropped.
+struct Worker(tokio::task::JoinHandle<()>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends events to endpoints: the store, a client, the clock.
 #[derive(Clone)]
 pub struct Deliverer {
     store: Arc<dyn Store>,
     client: crate::cli::http::HttpClient,
     settings: Settings,
     clock: Arc<dyn crate::clock::Clock>,
-    /// This process's name in the consumer groups.
-    consumer: String,
 }
 
 impl std::fmt::Debug for Deliverer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deliverer").field("consumer", &self.consumer).finish_non_exhaustive()
+        f.debug_struct("Deliverer").field("consumer", &self.settings.consumer).finish_non_exhaustive()
     }
 }
 
 /// How often the list of endpoints is read again.
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
-const CLAIM_BATCH: usize = 100;
 
 impl Deliverer {
     pub fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn crate::clock::Clock>) -> anyhow::Result<Self> {
-        let mut name = [0u8; 8];
-        getrandom::fill(&mut name).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        Ok(Self { store, client: crate::cli::http::HttpClient::new()?, settings, clock, consumer: hex::encode(name) })
+        Ok(Self { store, client: crate::cli::http::HttpClient::new()?, settings, clock })
     }
 
     /// Run a worker per enabled endpoint, following changes to the list,
-    /// until the task is aborted.
+    /// until the task is aborted (which stops the workers too).
     pub async fn run(self) {
-        let mut workers: HashMap<String, (Endpoint, tokio::task::JoinHandle<()>)> = HashMap::new();
+        let mut workers: HashMap<String, (Endpoint, Worker)> = HashMap::new();
         loop {
             match all_endpoints(&*self.store).await {
                 Ok(endpoints) => {
-                    workers.retain(|id, (old, task)| {
-                        let keep = endpoints.iter().any(|e| e == old && e.enabled) && !task.is_finished();
-                        if !keep {
-                            task.abort();
-                            tracing::debug!(endpoint = %id, "webhook worker stopped");
-                        }
-                        keep
+                    workers.retain(|_, (old, task)| {
+                        endpoints.iter().any(|e| e == old && e.enabled) && !task.0.is_finished()
                     });
                     for e in endpoints.into_iter().filter(|e| e.enabled) {
                         if !workers.contains_key(&e.id) {
-                            let task = tokio::spawn(self.clone().work(e.clone()));
+                            let task = Worker(tokio::spawn(self.clone().work(e.clone())));
                             workers.insert(e.id.clone(), (e, task));
                         }
                     }
@@ -193,12 +220,14 @@ impl Deliverer {
         }
     }
 
+    /// One endpoint's events, one at a time, in the order this worker gets
+    /// them.
     async fn work(self, endpoint: Endpoint) {
         let group = group(&endpoint.id);
         let log = self.store.events();
-        let idle = u64::try_from(self.settings.claim_idle.as_millis()).unwrap_or(u64::MAX);
+        let idle = u64::try_from(self.settings.claim_idle().as_millis()).unwrap_or(u64::MAX);
         loop {
-            let batch = match log.claim(&group, &self.consumer, CLAIM_BATCH, idle).await {
+            let batch = match log.claim(&group, &self.settings.consumer, 1, idle).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot read events for a webhook");
@@ -210,54 +239,85 @@ impl Deliverer {
                 tokio::time::sleep(self.settings.poll).await;
                 continue;
             }
-            for (position, event) in batch {
-                match event {
-                    Some(e) if endpoint.wants(&e) => self.deliver(&endpoint, &e).await,
-                    Some(_) => {}
-                    None => tracing::warn!(endpoint = %endpoint.id, position, "skipping an unreadable event"),
-                }
-                // Acknowledged once delivered or dead-lettered; if this fails,
-                // the event is delivered again (at least once).
-                if let Err(e) = log.ack(&group, &position).await {
-                    tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot acknowledge a webhook delivery");
+            for (position, body) in batch {
+                let outcome = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(event) => {
+                        let ty = event["type"].as_str().unwrap_or_default();
+                        if endpoint.wants(ty) {
+                            self.deliver(&endpoint, &group, &position, &event, Bytes::from(body)).await
+                        } else {
+                            Outcome::Done
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(endpoint = %endpoint.id, position, error = %e, "an undecodable event cannot be delivered");
+                        Outcome::Done
+                    }
+                };
+                match outcome {
+                    // If the acknowledgement fails, the event comes again
+                    // (at least once).
+                    Outcome::Done => {
+                        if let Err(e) = log.ack(&group, &position).await {
+                            tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot acknowledge a webhook delivery");
+                        }
+                    }
+                    Outcome::NotMine => {}
+                    Outcome::Failed => tokio::time::sleep(self.settings.poll.max(Duration::from_secs(1))).await,
                 }
             }
         }
     }
 
     /// Deliver with retries; dead-letter on the last failure.
-    async fn deliver(&self, endpoint: &Endpoint, event: &Event) {
-        let body = match serde_json::to_vec(event) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode an event");
-                return;
-            }
-        };
+    async fn deliver(
+        &self,
+        endpoint: &Endpoint,
+        group: &str,
+        position: &str,
+        event: &serde_json::Value,
+        body: Bytes,
+    ) -> Outcome {
+        let id = event["id"].as_str().unwrap_or_default();
+        let log = self.store.events();
         let mut last_error = String::new();
-        for attempt in 1..=self.settings.max_attempts.max(1) {
-            match self.send(endpoint, &event.id, body.clone()).await {
-                Ok(()) => return,
+        let attempts = self.settings.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            // Still ours, and marked as worked on, so no replica takes it over.
+            match log.keep(group, &self.settings.consumer, position).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::NotMine,
                 Err(e) => {
-                    tracing::info!(endpoint = %endpoint.id, event = %event.id, attempt, error = %e, "webhook delivery failed");
+                    tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot renew a webhook claim");
+                    return Outcome::Failed;
+                }
+            }
+            match self.send(endpoint, id, body.clone()).await {
+                Ok(()) => return Outcome::Done,
+                Err(e) => {
+                    tracing::info!(endpoint = %endpoint.id, event = id, attempt, error = %e, "webhook delivery failed");
                     last_error = e;
                 }
             }
-            if attempt < self.settings.max_attempts {
+            if attempt < attempts {
                 tokio::time::sleep(self.settings.backoff(attempt)).await;
             }
         }
-        tracing::warn!(endpoint = %endpoint.id, event = %event.id, error = %last_error, "webhook event dead-lettered");
+        tracing::warn!(endpoint = %endpoint.id, event = id, error = %last_error, "webhook event dead-lettered");
         let dead = DeadLetter {
             endpoint: endpoint.id.clone(),
             event: event.clone(),
-            attempts: self.settings.max_attempts.max(1),
+            attempts,
             last_error,
             failed_at: Timestamp(self.clock.now_unix()),
         };
-        let key = format!("{}/{}", endpoint.id, event.id);
-        if let Err(e) = put_json(&*self.store, Kind::DeadLetter, &key, &dead).await {
-            tracing::error!(endpoint = %endpoint.id, event = %event.id, error = %e, "cannot record a dead letter");
+        let key = format!("{}/{id}", endpoint.id);
+        match put_json(&*self.store, Kind::DeadLetter, &key, &dead).await {
+            Ok(_) => Outcome::Done,
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint.id, event = id, error = %e, "cannot record a dead letter; will try the event again");
+                Outcome::Failed
+            }
         }
     }
 
@@ -291,6 +351,7 @@ pub async fn all_endpoints(store: &dyn Store) -> Result<Vec<Endpoint>, StoreErro
     let mut after: Option<String> = None;
     loop {
         let page = store.list(Kind::Webhook, "", after.as_deref(), crate::store::MAX_PAGE).await?;
+        let full = page.len() == crate::store::MAX_PAGE;
         let last = page.last().map(|(k, _)| k.clone());
         for (key, value) in page {
             match serde_json::from_slice(&value) {
@@ -299,7 +360,7 @@ pub async fn all_endpoints(store: &dyn Store) -> Result<Vec<Endpoint>, StoreErro
             }
         }
         match last {
-            Some(k) if out.len() % crate::store::MAX_PAGE == 0 => after = Some(k),
+            Some(k) if full => after = Some(k),
             _ => return Ok(out),
         }
     }
@@ -329,16 +390,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_ten_minutes() {
+    fn backoff_doubles_up_to_ten_minutes_and_claims_outlast_it() {
         let s = Settings {
-            max_attempts: 5,
-            first_retry: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
+            max_attempts: 8,
+            first_retry: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
             poll: Duration::from_secs(1),
-            claim_idle: Duration::from_secs(1),
+            consumer: "c".into(),
         };
-        assert_eq!(s.backoff(1), Duration::from_secs(1));
-        assert_eq!(s.backoff(3), Duration::from_secs(4));
+        assert_eq!(s.backoff(1), Duration::from_secs(5));
+        assert_eq!(s.backoff(3), Duration::from_secs(20));
         assert_eq!(s.backoff(40), Duration::from_secs(600));
+        // The longest wait (before the 8th attempt) plus an attempt, plus a minute.
+        assert_eq!(s.claim_idle(), Duration::from_secs(320 + 10 + 60));
     }
 }

@@ -62,8 +62,10 @@ pub(crate) async fn put_webhook(
     let endpoint = match existing {
         Some(old) => Endpoint { url: b.url, types: b.types, enabled: b.enabled, ..old },
         None => {
-            // The group first: the endpoint gets events from its creation on.
-            store.events().create_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
+            // The group first: the endpoint gets events from its creation on
+            // (an old endpoint's place and dead letters under this id go).
+            store.events().reset_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
+            remove_dead_letters(&s, &id).await?;
             Endpoint {
                 id,
                 url: b.url,
@@ -103,11 +105,23 @@ pub(crate) async fn delete_webhook(
     let existed = store.delete(Kind::Webhook, &id).await.map_err(CatalogError::from)?;
     if existed {
         store.events().delete_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
-        for dead in dead_letters_of(&s, &id).await? {
-            store.delete(Kind::DeadLetter, &format!("{id}/{}", dead.event.id)).await.map_err(CatalogError::from)?;
-        }
+        remove_dead_letters(&s, &id).await?;
     }
     deleted(existed, "webhook")
+}
+
+async fn remove_dead_letters(s: &AppState, id: &str) -> Result<(), AdminError> {
+    let store = s.catalog.store();
+    loop {
+        let page = store.list(Kind::DeadLetter, &format!("{id}/"), None, crate::store::MAX_PAGE).await;
+        let page = page.map_err(CatalogError::from)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (key, _) in page {
+            store.delete(Kind::DeadLetter, &key).await.map_err(CatalogError::from)?;
+        }
+    }
 }
 
 async fn dead_letters_of(s: &AppState, id: &str) -> Result<Vec<DeadLetter>, AdminError> {

@@ -25,6 +25,7 @@ use super::{AppState, Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
+use crate::entitlement::Denial;
 use crate::entitlement::access::{
     self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
 };
@@ -283,25 +284,48 @@ pub(crate) async fn create_download(
     };
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let now = Timestamp(s.clock.now_unix());
-    let checked =
-        match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now).await {
-            Ok((artifact, entitlement)) => check_quota(&s, &caller.customer, &entitlement, &artifact, now)
-                .await
-                .map(|fields| (artifact, entitlement, fields)),
-            Err(e) => Err(e),
-        };
+    let checked = match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now)
+        .await
+    {
+        Ok((artifact, entitlement)) => match check_quota(&s, &caller.customer, &entitlement, &artifact, now).await {
+            Ok(fields) => Ok((artifact, entitlement, fields)),
+            Err(e) => Err((e, Some(artifact))),
+        },
+        Err(e) => Err((e, None)),
+    };
     let (artifact, entitlement, fields) = match checked {
         Ok(c) => c,
-        Err(e) => {
+        Err((e, artifact)) => {
             if e.is_denial() {
                 let problem = super::problem::from_access(&e);
-                let subject = Subject {
-                    customer: Some(caller.customer.id.clone()),
-                    product: Some(req.product.clone()),
-                    version: Some(version.to_string()),
-                    filename: req.filename.clone(),
-                    platform: req.platform.clone(),
+                // SECURITY: only names the catalog vouches for go into the
+                // log and its report counters; a customer must not be able to
+                // mint groups by asking for made-up products and files.
+                let known = match (&e, &artifact) {
+                    (_, Some(a)) => Subject {
+                        product: Some(a.product.clone()),
+                        version: Some(a.version.to_string()),
+                        filename: Some(a.filename.clone()),
+                        platform: Some(a.platform.clone()),
+                        ..Subject::default()
+                    },
+                    // Refused before the product was looked at.
+                    (AccessError::Denied(Denial::CustomerSuspended | Denial::NotEntitled), None) => Subject::default(),
+                    // The release exists; the artifact, if looked at, too
+                    // (asked for by name), but not which platform answered.
+                    (AccessError::Denied(Denial::ReleaseNotPublished | Denial::ReleaseYanked), None) => Subject {
+                        product: Some(req.product.clone()),
+                        version: Some(version.to_string()),
+                        ..Subject::default()
+                    },
+                    (_, None) => Subject {
+                        product: Some(req.product.clone()),
+                        version: Some(version.to_string()),
+                        filename: req.filename.clone(),
+                        ..Subject::default()
+                    },
                 };
+                let subject = Subject { customer: Some(caller.customer.id.clone()), ..known };
                 let detail = Detail::DownloadDenied {
                     reason: problem.code.to_owned(),
                     status: problem.status,

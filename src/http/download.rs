@@ -166,7 +166,9 @@ pub async fn download(
     match serve(&state, peer, &method, &uri, &headers, &mut known).await {
         Ok(response) => response,
         Err(e) => {
-            if e.is_denial() {
+            // A HEAD fetches nothing: probes of old links are not refusals
+            // of a download.
+            if e.is_denial() && method == Method::GET {
                 let problem = e.to_problem();
                 let detail = Detail::DownloadDenied {
                     reason: problem.code.to_owned(),
@@ -409,12 +411,9 @@ impl StreamEnd for Delivery {
             reached_end: complete && self.to_the_end,
             range: self.range.take(),
         };
-        let (state, subject) = (self.state.clone(), std::mem::take(&mut self.subject));
-        // Dropped inside the server's task, so a runtime is there; the record
-        // waits only if the queue is full, and must not hold up the drop.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { state.record(subject, detail).await });
-        }
+        // Queued before the drop returns, so a shutdown that follows the
+        // last download finds it.
+        self.state.record_now(std::mem::take(&mut self.subject), detail);
     }
 }
 

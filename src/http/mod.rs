@@ -71,8 +71,12 @@ pub struct AppState {
 impl AppState {
     /// Record an event at the clock's current time.
     pub async fn record(&self, subject: crate::events::Subject, detail: crate::events::Detail) {
-        let at = self.clock.now_unix().saturating_mul(1000).saturating_add(self.clock.subsec_millis());
-        self.events.record(crate::events::Event::new(at, subject, detail)).await;
+        self.events.record(crate::events::Event::new(self.clock.now_millis(), subject, detail)).await;
+    }
+
+    /// The same, without waiting (from a `Drop`).
+    pub fn record_now(&self, subject: crate::events::Subject, detail: crate::events::Detail) {
+        self.events.record_now(crate::events::Event::new(self.clock.now_millis(), subject, detail));
     }
 }
 
