@@ -370,8 +370,10 @@ pub struct Retention {
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync {
     /// Append in order the events the store has not taken yet (by writer and
-    /// sequence), updating the report counters for each in the same atomic
-    /// step. Returns how many were new. A batch is all or nothing.
+    /// sequence), updating the report counters and the writer's mark with
+    /// each, in one transaction (SQLite) or script (Redis). Returns how many
+    /// were new. A batch that fails part-way (a Redis script is not rolled
+    /// back) may be partly taken; appending it again adds only the rest.
     async fn append(&self, events: &[Sequenced], retention: &Retention) -> Result<usize, StoreError>;
 
     /// Events strictly after the position `after`, oldest first, matching

@@ -634,11 +634,21 @@ pub(crate) async fn eligible_customers(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
+    let (_, items) = release_audience(&s, p).await?;
+    Ok(Json(EligibleList { count: items.len(), items }).into_response())
+}
+
+/// The release a `…/releases/{version}/…` path names, and the customers it
+/// reaches (see [`eligible_customers`]).
+pub(super) async fn release_audience(
+    s: &AppState,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(Release, Vec<crate::entitlement::access::Eligible>), AdminError> {
     let (product, v) = path(p)?;
     let version = version(&v)?;
     let release = s.catalog.release(&product, &version).await?.ok_or_else(|| AdminError::NotFound("release".into()))?;
     let artifacts = s.catalog.artifacts(&product, &version).await?;
     let now = Timestamp(s.clock.now_unix());
     let items = eligible(&s.catalog, &release, &artifacts, now).await?;
-    Ok(Json(EligibleList { count: items.len(), items }).into_response())
+    Ok((release, items))
 }

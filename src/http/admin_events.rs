@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::admin_api::{AdminError, AdminResult, path, query, version};
+use super::admin_api::{AdminError, AdminResult, query, release_audience};
 use crate::catalog::Timestamp;
-use crate::entitlement::access::eligible_customers;
 use crate::events::{Days, Dimension, Event, EventType, Filter, ReportRow, day_of, report};
 
 /// Most events one page returns.
@@ -214,19 +213,10 @@ pub(crate) async fn adoption(
     State(s): State<Arc<AppState>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
-    let (product, v) = path(p)?;
-    let version = version(&v)?;
-    let release = s.catalog.release(&product, &version).await?.ok_or_else(|| AdminError::NotFound("release".into()))?;
-    let artifacts = s.catalog.artifacts(&product, &version).await?;
-    let now = Timestamp(s.clock.now_unix());
-    let entitled = eligible_customers(&s.catalog, &release, &artifacts, now).await?;
-    let taken = s
-        .catalog
-        .store()
-        .events()
-        .adoption(&product, &version.to_string())
-        .await
-        .map_err(crate::catalog::CatalogError::from)?;
+    let (release, entitled) = release_audience(&s, p).await?;
+    let (product, version) = (release.product.clone(), release.version.to_string());
+    let taken =
+        s.catalog.store().events().adoption(&product, &version).await.map_err(crate::catalog::CatalogError::from)?;
     let (mut downloaded, mut not_downloaded) = (Vec::new(), Vec::new());
     let mut completed = 0;
     for e in &entitled {
@@ -246,7 +236,7 @@ pub(crate) async fn adoption(
     }
     Ok(Json(AdoptionView {
         product,
-        version: version.to_string(),
+        version,
         critical: release.critical,
         entitled: entitled.len(),
         completed,
