@@ -278,21 +278,22 @@ impl Writer {
     /// To the store, unless events are already waiting in the spill file (the
     /// log's order must be the order of recording) or the store fails.
     async fn write(&mut self, events: Vec<Sequenced>) {
-        if events.is_empty() {
-            return;
-        }
-        if !self.spill.pending() {
-            match self.store.events().append(&events, &self.retention).await {
-                Ok(_) => {
-                    self.metrics.events_written.fetch_add(events.len() as u64, Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, events = events.len(), "event log unavailable: spilling events to disk");
+        // In batches: a shutdown drains the whole queue at once, and one
+        // Redis script per batch keeps each short.
+        for batch in events.chunks(BATCH) {
+            if !self.spill.pending() {
+                match self.store.events().append(batch, &self.retention).await {
+                    Ok(_) => {
+                        self.metrics.events_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, events = batch.len(), "event log unavailable: spilling events to disk");
+                    }
                 }
             }
+            self.spill.append(batch).await;
         }
-        self.spill.append(&events).await;
     }
 }
 
@@ -394,6 +395,9 @@ impl Spill {
         let before = file.metadata().await?.len();
         let written = async {
             file.write_all(text).await?;
+            // tokio's file writes in the background: `flush` is what reports
+            // that write's failure (sync_data alone would not).
+            file.flush().await?;
             file.sync_data().await
         }
         .await;
@@ -415,6 +419,7 @@ impl Spill {
         let file = match tokio::fs::File::open(&self.path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.offset = 0;
                 self.gauge.pending.store(0, Ordering::Relaxed);
                 return Replay::Drained;
             }

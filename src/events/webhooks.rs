@@ -49,6 +49,9 @@ pub struct Endpoint {
     pub types: Vec<EventType>,
     pub enabled: bool,
     pub created_at: Timestamp,
+    /// Random per creation: names the endpoint's consumer group, so an
+    /// endpoint created again under an old id shares nothing with the old one.
+    pub generation: String,
 }
 
 /// What the admin API shows of an endpoint: the secret only when created.
@@ -97,15 +100,24 @@ pub struct DeadLetter {
 }
 
 /// The consumer group of an endpoint.
-pub fn group(endpoint: &str) -> String {
-    format!("webhook:{endpoint}")
+pub fn group(endpoint: &Endpoint) -> String {
+    format!("webhook:{}:{}", endpoint.id, endpoint.generation)
+}
+
+fn random(bytes: usize) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+    Ok(buf)
 }
 
 /// A new signing secret.
 pub fn generate_secret() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
-    Ok(format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    Ok(format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(random(24)?)))
+}
+
+/// A new endpoint generation.
+pub fn generate_generation() -> Result<String, StoreError> {
+    Ok(hex::encode(random(8)?))
 }
 
 /// `v1,<base64 HMAC-SHA256("<id>.<timestamp>.<body>")>`, or `None` for a
@@ -132,9 +144,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// How often an idle worker looks for new events.
     pub poll: Duration,
-    /// This process's name in the consumer groups, unique to it: what it
-    /// held when it stopped is taken over by a replica (or by itself, after a
-    /// restart) once idle for [`Settings::claim_idle`].
+    /// This process's name in the consumer groups, unique to it (a restart
+    /// is a new name): what it held when it stopped is taken over by another
+    /// consumer once idle for [`Settings::claim_idle`].
     pub consumer: String,
 }
 
@@ -160,6 +172,9 @@ enum Outcome {
     Done,
     /// Another replica has taken it over: leave it.
     NotMine,
+    /// The endpoint was changed or deleted: this worker stops, and one with
+    /// the stored endpoint takes over.
+    Stale,
     /// Neither delivered nor dead-lettered (the store failed): keep it and
     /// try again.
     Failed,
@@ -223,7 +238,7 @@ impl Deliverer {
     /// One endpoint's events, one at a time, in the order this worker gets
     /// them.
     async fn work(self, endpoint: Endpoint) {
-        let group = group(&endpoint.id);
+        let group = group(&endpoint);
         let log = self.store.events();
         let idle = u64::try_from(self.settings.claim_idle().as_millis()).unwrap_or(u64::MAX);
         loop {
@@ -249,21 +264,28 @@ impl Deliverer {
                             Outcome::Done
                         }
                     }
+                    Err(_) if body.is_empty() => {
+                        tracing::warn!(endpoint = %endpoint.id, position, "an event was trimmed from the log before it was delivered");
+                        Outcome::Done
+                    }
                     Err(e) => {
                         tracing::error!(endpoint = %endpoint.id, position, error = %e, "an undecodable event cannot be delivered");
                         Outcome::Done
                     }
                 };
+                let pause = self.settings.poll.max(Duration::from_secs(1));
                 match outcome {
                     // If the acknowledgement fails, the event comes again
-                    // (at least once).
+                    // (at least once), after a pause.
                     Outcome::Done => {
                         if let Err(e) = log.ack(&group, &position).await {
                             tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot acknowledge a webhook delivery");
+                            tokio::time::sleep(pause).await;
                         }
                     }
                     Outcome::NotMine => {}
-                    Outcome::Failed => tokio::time::sleep(self.settings.poll.max(Duration::from_secs(1))).await,
+                    Outcome::Stale => return,
+                    Outcome::Failed => tokio::time::sleep(pause).await,
                 }
             }
         }
@@ -283,6 +305,16 @@ impl Deliverer {
         let mut last_error = String::new();
         let attempts = self.settings.max_attempts.max(1);
         for attempt in 1..=attempts {
+            // The endpoint as stored now: a changed URL or secret is not sent
+            // to with the old one.
+            match endpoint_of(&*self.store, &endpoint.id).await {
+                Ok(Some(now)) if now == *endpoint => {}
+                Ok(_) => return Outcome::Stale,
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, error = %e, "cannot read a webhook endpoint");
+                    return Outcome::Failed;
+                }
+            }
             // Still ours, and marked as worked on, so no replica takes it over.
             match log.keep(group, &self.settings.consumer, position).await {
                 Ok(true) => {}
@@ -366,7 +398,7 @@ pub async fn all_endpoints(store: &dyn Store) -> Result<Vec<Endpoint>, StoreErro
     }
 }
 
-pub async fn endpoint(store: &dyn Store, id: &str) -> Result<Option<Endpoint>, StoreError> {
+pub async fn endpoint_of(store: &dyn Store, id: &str) -> Result<Option<Endpoint>, StoreError> {
     get_json(store, Kind::Webhook, id).await
 }
 

@@ -57,23 +57,25 @@ pub(crate) async fn put_webhook(
         return Err(invalid("url", "must be an http:// or https:// URL with a host"));
     }
     let store = s.catalog.store();
-    let existing = webhooks::endpoint(store.as_ref(), &id).await.map_err(CatalogError::from)?;
+    let existing = webhooks::endpoint_of(store.as_ref(), &id).await.map_err(CatalogError::from)?;
     let created = existing.is_none();
     let endpoint = match existing {
         Some(old) => Endpoint { url: b.url, types: b.types, enabled: b.enabled, ..old },
         None => {
-            // The group first: the endpoint gets events from its creation on
-            // (an old endpoint's place and dead letters under this id go).
-            store.events().reset_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
-            remove_dead_letters(&s, &id).await?;
-            Endpoint {
+            let e = Endpoint {
                 id,
                 url: b.url,
                 secret: webhooks::generate_secret().map_err(CatalogError::from)?,
                 types: b.types,
                 enabled: b.enabled,
                 created_at: Timestamp(s.clock.now_unix()),
-            }
+                generation: webhooks::generate_generation().map_err(CatalogError::from)?,
+            };
+            // The group first: the endpoint gets events from its creation on.
+            // Dead letters a deleted endpoint of this id left go.
+            store.events().reset_group(&webhooks::group(&e)).await.map_err(CatalogError::from)?;
+            remove_dead_letters(&s, &e.id).await?;
+            e
         }
     };
     put_json(store.as_ref(), Kind::Webhook, &endpoint.id, &endpoint).await.map_err(CatalogError::from)?;
@@ -90,7 +92,7 @@ pub(crate) async fn list_webhooks(State(s): State<Arc<AppState>>) -> AdminResult
 #[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = EndpointView)))]
 pub(crate) async fn get_webhook(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     let id = path(p)?;
-    let e = webhooks::endpoint(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?;
+    let e = webhooks::endpoint_of(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?;
     e.map(|e| Json(e.view(false)).into_response()).ok_or_else(|| AdminError::NotFound("webhook".into()))
 }
 
@@ -102,11 +104,14 @@ pub(crate) async fn delete_webhook(
 ) -> AdminResult {
     let id = path(p)?;
     let store = s.catalog.store();
+    let Some(endpoint) = webhooks::endpoint_of(store.as_ref(), &id).await.map_err(CatalogError::from)? else {
+        return deleted(false, "webhook");
+    };
+    // The group before the record: a failure here leaves the endpoint in
+    // place, to delete again.
+    store.events().delete_group(&webhooks::group(&endpoint)).await.map_err(CatalogError::from)?;
     let existed = store.delete(Kind::Webhook, &id).await.map_err(CatalogError::from)?;
-    if existed {
-        store.events().delete_group(&webhooks::group(&id)).await.map_err(CatalogError::from)?;
-        remove_dead_letters(&s, &id).await?;
-    }
+    remove_dead_letters(&s, &id).await?;
     deleted(existed, "webhook")
 }
 
@@ -135,7 +140,7 @@ pub(crate) async fn list_dead_letters(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let id = path(p)?;
-    if webhooks::endpoint(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?.is_none() {
+    if webhooks::endpoint_of(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?.is_none() {
         return Err(AdminError::NotFound("webhook".into()));
     }
     Ok(Json(Items { items: dead_letters_of(&s, &id).await? }).into_response())
