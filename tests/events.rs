@@ -904,3 +904,66 @@ async fn two_replicas_share_webhook_deliveries() {
         got_all.iter().map(|d| verified(d, &secret)["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 60);
 }
+
+/// `tollgate admin events --follow` and `tollgate admin report`, the binary.
+#[tokio::test]
+async fn the_cli_tails_the_log_and_prints_reports() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, no_rate_limits).await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    release(&a, "1.1.0", "stable", &[("app.tar.gz", "linux")], "2026-02-01T00:00:00Z").await;
+    let key = customer(&a, "acme", json!({})).await;
+    let u = url(&a, &key, "app.tar.gz").await;
+    assert_eq!(request(a.gw.public, "GET", &u, &[]).await.status, 200);
+
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(common::BIN);
+        c.arg("admin")
+            .args(args)
+            .env("TOLLGATE_ADMIN_URL", format!("http://{}", a.gw.admin))
+            .env("TOLLGATE_ADMIN_TOKEN", &a.token)
+            .env_remove("TOLLGATE_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    // Following: two releases are in the log, the third is published while
+    // the command waits for it.
+    let follow = cli(&["events", "--follow", "--interval", "100ms", "--count", "3", "--type", "release.published"])
+        .spawn()
+        .unwrap();
+    let pid = follow.id().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release(&a, "1.2.0", "stable", &[("app.tar.gz", "linux")], "2026-03-01T00:00:00Z").await;
+    let waiting = tokio::task::spawn_blocking(move || follow.wait_with_output());
+    let Ok(waited) = tokio::time::timeout(Duration::from_secs(60), waiting).await else {
+        let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+        panic!("--follow --count 3 did not stop");
+    };
+    let waited = waited.unwrap().unwrap();
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8(waited.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let versions: Vec<&str> = lines.iter().map(|e| e["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0", "1.2.0"]);
+    assert!(lines.iter().all(|e| e["type"] == "release.published"));
+
+    a.gw.state.events.flush().await;
+    // The gateway runs on this test's thread: the binary is waited for on
+    // the blocking pool.
+    let run = |mut c: std::process::Command| async move {
+        tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+    };
+    let table = run(cli(&["report", "--group-by", "customer"])).await;
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let text = String::from_utf8(table.stdout).unwrap();
+    let acme: Vec<&str> =
+        text.lines().find(|l| l.starts_with("acme")).expect("an acme row").split_whitespace().collect();
+    assert_eq!(acme[..3], ["acme", "1", "1"], "{text}");
+    let csv = run(cli(&["report", "--group-by", "release", "--csv"])).await;
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.starts_with("release,initiations,completions"), "{csv}");
+    assert!(csv.contains("\r\napp/1.0.0,1,1,0,10000,1,0\r\n"), "{csv}");
+    let bad = run(cli(&["events", "--after", "nope"])).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_cursor"));
+}
