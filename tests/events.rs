@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, RedisServer, StoreKind, artifact_path, ask, customer, release, request, send, store_fixture,
-    target, test_bytes,
+    Admin, Backend, RedisServer, StoreKind, artifact_path, ask, customer, durable_redis, no_rate_limits, release,
+    request, send, store_fixture, test_bytes, url,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -288,19 +288,6 @@ async fn retention_trims_the_log(kind: StoreKind) {
 
 // On a real gateway.
 
-/// Request-rate limits off: this is about events.
-fn no_rate_limits(c: &mut Config) {
-    c.limits.api_key_per_second = 0;
-    c.limits.address_per_second = 0;
-    c.limits.bad_credentials_per_minute = 0;
-}
-
-async fn url(a: &Admin, key: &str, file: &str) -> String {
-    let r = ask(a, key, json!({ "product": "app", "version": "1.0.0", "filename": file })).await;
-    assert_eq!(r.status, 201, "{r:?}");
-    target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
-}
-
 /// Start a download, take its first chunk, and hang up.
 async fn abort_after_first_chunk(a: &Admin, url: &str, headers: &[(&str, &str)]) {
     let response = send(a.gw.public, "GET", url, headers).await;
@@ -538,11 +525,6 @@ async fn mixed_scenario_agrees_everywhere(kind: StoreKind) {
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
     let r = a.call("GET", "/admin/v1/reports/downloads?group_by=day&from=2026-12-01&to=2026-11-01", None).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
-}
-
-/// Redis with its data on disk, so that a restart keeps the catalog and log.
-async fn durable_redis() -> RedisServer {
-    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
 }
 
 #[tokio::test]

@@ -11,13 +11,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, release, request, send,
-    serve_with_admin, sha256_hex, target, test_bytes,
+    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, durable_redis, no_rate_limits,
+    release, request, send, serve_with_admin, sha256_hex, target, test_bytes, url,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate::clock::ManualClock;
-use tollgate::config::Config;
 
 backend_suite!(
     sqlite = super::StoreKind::Sqlite, redis = super::StoreKind::Redis, redis_cluster = super::StoreKind::RedisCluster;
@@ -27,13 +26,6 @@ backend_suite!(
 );
 
 const BIG: usize = 8 << 20;
-
-/// Request-rate limits off: these tests are about quotas.
-fn no_rate_limits(c: &mut Config) {
-    c.limits.api_key_per_second = 0;
-    c.limits.address_per_second = 0;
-    c.limits.bad_credentials_per_minute = 0;
-}
 
 /// `app` 1.0.0 with `app.tar.gz` (10 000 bytes) and `big.bin` (8 MiB), and a
 /// customer `acme` with an entitlement (`entitlement` merged in); the API key.
@@ -48,13 +40,6 @@ async fn catalog(a: &Admin, entitlement: Value) -> String {
 async fn set_quota(a: &Admin, quota: Value) {
     let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme", "quota": quota }))).await;
     assert_eq!(r.status, 200, "{r:?}");
-}
-
-/// A download URL (path and query) for `file`.
-async fn url(a: &Admin, key: &str, file: &str) -> String {
-    let r = ask(a, key, json!({ "product": "app", "version": "1.0.0", "filename": file })).await;
-    assert_eq!(r.status, 201, "{r:?}");
-    target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
 }
 
 async fn usage(a: &Admin, key: &str) -> Value {
@@ -248,11 +233,6 @@ async fn an_entitlement_quota_overrides_the_customers() {
 /// Read a response body to its end; the bytes, or the error that cut it.
 async fn read_all(response: hyper::Response<hyper::body::Incoming>) -> Result<Vec<u8>, String> {
     response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).map_err(|e| e.to_string())
-}
-
-/// Redis with its data on disk, so that a restart keeps the catalog.
-async fn durable_redis() -> RedisServer {
-    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
 }
 
 #[tokio::test]

@@ -722,6 +722,26 @@ pub async fn ask(a: &Admin, key: &str, body: Value) -> Reply {
     a.customer(key, "POST", "/v1/downloads", Some(body)).await
 }
 
+/// The download URL (path and query) for `file` of `app` 1.0.0, asked for
+/// with `key`; the request must succeed.
+pub async fn url(a: &Admin, key: &str, file: &str) -> String {
+    let r = ask(a, key, json!({ "product": "app", "version": "1.0.0", "filename": file })).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
+}
+
+/// Request-rate limits off, for tests about something else.
+pub fn no_rate_limits(c: &mut Config) {
+    c.limits.api_key_per_second = 0;
+    c.limits.address_per_second = 0;
+    c.limits.bad_credentials_per_minute = 0;
+}
+
+/// Redis with its data on disk, so that a restart keeps the catalog and log.
+pub async fn durable_redis() -> RedisServer {
+    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+}
+
 /// The path and query of a URL the gateway handed out.
 pub fn target(url: &str) -> &str {
     &url[url.find("/d/").unwrap()..]
