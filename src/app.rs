@@ -140,21 +140,11 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
             first_retry: config.webhooks.first_retry,
             timeout: config.webhooks.timeout,
             poll: std::time::Duration::from_millis(500),
-            consumer: consumer_name(),
+            // Per process, so two never share one (they would both deliver
+            // what it holds), even on a shared data directory.
+            consumer: events::process_name(),
         }),
     }))
-}
-
-/// This process's name in the event log's consumer groups: random, so two
-/// processes never share one (they would both deliver what it holds), even
-/// on a shared data directory.
-fn consumer_name() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        bytes = (now.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
-    }
-    hex::encode(bytes)
 }
 
 /// A gateway with its listeners bound, ready to run.

@@ -332,7 +332,8 @@ fn set_quota(body: &mut Value, limits: &[(String, Value)]) {
     }
 }
 
-fn query(pairs: &[(&str, Option<&str>)]) -> String {
+/// `?k=v&…` of the pairs with a value, values percent-encoded.
+pub(super) fn query(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> =
         pairs.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode_segment(v)))).collect();
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }

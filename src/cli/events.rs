@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::admin::query;
 use super::http::AdminApi;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,12 +55,6 @@ pub struct ReportArgs {
     /// Print the server's CSV instead of a table.
     #[arg(long)]
     pub csv: bool,
-}
-
-fn query(pairs: &[(&str, Option<&str>)]) -> String {
-    let parts: Vec<String> =
-        pairs.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={}", crate::signing::encode_segment(v)))).collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
 /// The events request for a page after `after`.

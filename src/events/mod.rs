@@ -278,6 +278,17 @@ fn random_tail() -> u128 {
     u128::from_le_bytes(bytes) & TAIL_MASK
 }
 
+/// 16 hex digits naming this process (its event writer, its webhook
+/// consumer): random, else the clock and the process id.
+pub fn process_name() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        bytes = (now.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
 /// An event as a writer hands it to the store: with the writer's id and its
 /// sequence number, which make appends idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -84,7 +84,8 @@ impl Recorder {
         let writer = Writer {
             store,
             rx,
-            id: writer_id(),
+            // New per run: sequence numbers start again at 1.
+            id: super::process_name(),
             seq: 0,
             retention: settings.retention,
             spill: Spill { path: settings.spill_path, offset: 0, gauge: spill.clone() },
@@ -165,17 +166,6 @@ impl Recorder {
             let _ = rx.await;
         }
     }
-}
-
-/// 16 random hex digits naming this process's writer.
-fn writer_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Uniqueness across restarts is what matters; the start time will do.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        bytes = u64::try_from(now.as_nanos() & u128::from(u64::MAX)).unwrap_or(0).to_le_bytes();
-    }
-    hex::encode(bytes)
 }
 
 struct Writer {

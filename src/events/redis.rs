@@ -24,6 +24,22 @@ use crate::store::redis::{RedisStore, store_error};
 
 const SEP: char = '\x1f';
 
+/// A counter field or seen-set member: `<dimension>␟<group>␟<last>`, where
+/// `last` is the metric or the customer.
+fn cell_field(dimension: Dimension, group: &str, last: &str) -> Vec<u8> {
+    format!("{}{SEP}{group}{SEP}{last}", dimension.as_str()).into_bytes()
+}
+
+/// The group and last part of a [`cell_field`] of `dimension`; `None` for
+/// another dimension's.
+fn cell_of(field: &str, dimension: Dimension) -> Option<(String, String)> {
+    let mut parts = field.splitn(3, SEP);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(group), Some(last)) if d == dimension.as_str() => Some((group.to_owned(), last.to_owned())),
+        _ => None,
+    }
+}
+
 /// The append script.
 ///
 /// `KEYS[1]` the stream, `KEYS[2]` the writers' marks, then the counter and
@@ -145,11 +161,11 @@ impl EventLog for RedisStore {
                 args.push(if i == 2 { body.clone() } else { h.into_bytes() });
             }
             for (dimension, value, metric, n) in &fx.add {
-                args.push(format!("{}{SEP}{value}{SEP}{metric}", dimension.as_str()).into_bytes());
+                args.push(cell_field(*dimension, value, metric));
                 args.push(n.to_string().into_bytes());
             }
             for (dimension, value, customer) in &fx.seen {
-                args.push(format!("{}{SEP}{value}{SEP}{customer}", dimension.as_str()).into_bytes());
+                args.push(cell_field(*dimension, value, customer));
             }
             if let Some((_, customer, initiated, at)) = &fx.adopted {
                 args.push(format!("{}:{customer}", if *initiated { "i" } else { "c" }).into_bytes());
@@ -261,33 +277,15 @@ impl EventLog for RedisStore {
             out
         };
         let (mut cells, mut seen) = (Vec::new(), Vec::new());
-        let wanted = dimension.as_str();
         for (day, (counts, members)) in all_days.iter().zip(answers) {
             for (field, n) in counts {
-                let mut parts = field.splitn(3, SEP);
-                if let (Some(d), Some(value), Some(metric)) = (parts.next(), parts.next(), parts.next())
-                    && d == wanted
-                {
-                    cells.push(Cell {
-                        day: day.clone(),
-                        dimension,
-                        value: value.to_owned(),
-                        metric: metric.to_owned(),
-                        n,
-                    });
+                if let Some((value, metric)) = cell_of(&field, dimension) {
+                    cells.push(Cell { day: day.clone(), dimension, value, metric, n });
                 }
             }
             for m in members {
-                let mut parts = m.splitn(3, SEP);
-                if let (Some(d), Some(value), Some(customer)) = (parts.next(), parts.next(), parts.next())
-                    && d == wanted
-                {
-                    seen.push(Seen {
-                        day: day.clone(),
-                        dimension,
-                        value: value.to_owned(),
-                        customer: customer.to_owned(),
-                    });
+                if let Some((value, customer)) = cell_of(&m, dimension) {
+                    seen.push(Seen { day: day.clone(), dimension, value, customer });
                 }
             }
         }

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_i
 
 use super::{Adoption, Cell, Days, Dimension, Effects, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
 use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sqlite_error};
+use crate::store::sqlite::{SqliteStore, sqlite_error, to_i64, to_u64};
 
 pub(crate) const SCHEMA_V3: &str = "BEGIN;
     CREATE TABLE IF NOT EXISTS events (
@@ -68,14 +68,6 @@ pub(crate) const SCHEMA_V3: &str = "BEGIN;
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// Apply one event's counter changes inside the append's transaction.

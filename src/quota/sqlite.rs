@@ -11,15 +11,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Counter, Initiation, Outcome, QuotaStore};
 use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sqlite_error};
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
+use crate::store::sqlite::{SqliteStore, sqlite_error, to_i64, to_u64};
 
 /// `expires_at` of a row kept `ttl` seconds from `now`; `None` forever.
 fn expiry(now: u64, ttl: Option<u64>) -> Option<i64> {

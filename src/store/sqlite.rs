@@ -35,6 +35,16 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// A count or time as SQLite's INTEGER (saturating).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// An INTEGER read back; a negative one (never written) reads as 0.
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
@@ -154,7 +164,7 @@ impl Store for SqliteStore {
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
         check_key(key)?;
         let (key, value) = (key.to_owned(), value.to_vec());
-        let now = i64::try_from(SystemClock.now_unix()).unwrap_or(i64::MAX);
+        let now = to_i64(SystemClock.now_unix());
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             let old: Option<Vec<u8>> = tx
