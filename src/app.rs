@@ -9,23 +9,21 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::catalog::CatalogRepo;
+use crate::admin_tokens::AdminTokens;
+use crate::catalog::{CatalogRepo, grants};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, FailMode, secret};
 use crate::entitlement::access::UrlPolicy;
 use crate::events::{self, Recorder, Retention, webhooks};
-use crate::http::admin_auth::AdminTokens;
-use crate::http::{self, AppState, DownloadGauge};
-use crate::metrics::Metrics;
+use crate::http;
+use crate::metrics::{DownloadGauge, Metrics};
 use crate::quota::{self, Leases};
-use crate::ratelimit::{self, RateLimits};
+use crate::ratelimit::RateLimits;
 use crate::server::{self, ServeOptions};
+use crate::services::{DownloadPolicy, Services, UploadPolicy};
 use crate::signing::{self, KeyMaterial, KeyRing};
 use crate::store::timed::Timed;
-use crate::{storage, store};
-
-/// How often grants past use are deleted.
-const PURGE_GRANTS_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+use crate::{storage, store, uploads};
 
 /// Where the signing keys came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +81,8 @@ pub fn load_admin_tokens(config: &Config) -> anyhow::Result<(AdminTokens, KeySou
     Ok((AdminTokens::new(tokens), KeySource::Configured))
 }
 
-/// Build the shared state from configuration.
-pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+/// Build the shared services from configuration.
+pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Services>> {
     let storage = storage::from_config(config).await?;
     let metrics = Arc::new(Metrics::default());
     let store: Arc<dyn store::Store> = Arc::new(Timed::new(store::from_config(config).await?, metrics.clone()));
@@ -95,62 +93,77 @@ pub async fn build_state(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) 
     let d = &config.downloads;
     let leases = Arc::new(Leases::new(store.clone(), clock.clone(), d.lease_ttl.as_secs()));
     let e = &config.events;
-    let event_retention = Retention {
-        max_age: e.retention,
-        max_events: e.max_events,
-        report_days: e.report_retention.as_secs().div_ceil(86_400),
-    };
     let events = Recorder::start(
         store.clone(),
-        events::recorder::Settings { queue: e.queue, spill_path: config.spill_path(), retention: event_retention },
+        events::recorder::Settings { queue: e.queue, spill_path: config.spill_path(), retention: retention(config) },
         metrics.clone(),
     );
-    Ok(Arc::new(AppState {
+    Ok(Arc::new(Services {
         keys,
         storage,
         catalog: CatalogRepo::new(store),
         admin_tokens,
         clock,
-        clock_skew: config.signing.clock_skew.as_secs(),
-        storage_idle_timeout: config.storage.idle_timeout,
-        upload_url_ttl: config
-            .storage
-            .s3
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(6 * 3600), |s3| s3.upload_url_ttl),
         trusted_proxies: config.server.trusted_proxies.clone(),
         active_downloads: DownloadGauge::default(),
-        urls: UrlPolicy {
-            public_url: config.server.public_url.clone(),
-            ttl_secs: config.signing.default_ttl.as_secs(),
+        limits: Arc::new(RateLimits::from_config(&config.limits)),
+        downloads: DownloadPolicy {
+            urls: UrlPolicy {
+                public_url: config.server.public_url.clone(),
+                ttl_secs: config.signing.default_ttl.as_secs(),
+            },
+            quota: quota::Settings {
+                defaults: d.quota,
+                resume_window: d.resume_window.as_secs(),
+                lease_ttl: leases.ttl(),
+                fail_open: d.on_store_unavailable == FailMode::Open,
+            },
+            clock_skew: config.signing.clock_skew.as_secs(),
+            idle_timeout: config.storage.idle_timeout,
         },
-        limits: RateLimits::from_config(&config.limits),
-        downloads: quota::Settings {
-            defaults: d.quota,
-            resume_window: d.resume_window.as_secs(),
-            lease_ttl: leases.ttl(),
-            fail_open: d.on_store_unavailable == FailMode::Open,
+        uploads: UploadPolicy {
+            url_ttl: config
+                .storage
+                .s3
+                .as_ref()
+                .map_or(std::time::Duration::from_secs(6 * 3600), |s3| s3.upload_url_ttl),
+            idle_timeout: config.storage.idle_timeout,
         },
         leases,
         metrics,
         events,
-        event_retention,
-        webhooks: config.webhooks.enabled.then(|| webhooks::Settings {
-            max_attempts: config.webhooks.max_attempts,
-            first_retry: config.webhooks.first_retry,
-            timeout: config.webhooks.timeout,
-            poll: std::time::Duration::from_millis(500),
-            // Per process, so two never share one (they would both deliver
-            // what it holds), even on a shared data directory.
-            consumer: events::process_name(),
-        }),
     }))
+}
+
+/// How long events and report counters are kept, from `[events]`.
+fn retention(config: &Config) -> Retention {
+    let e = &config.events;
+    Retention {
+        max_age: e.retention,
+        max_events: e.max_events,
+        report_days: e.report_retention.as_secs().div_ceil(86_400),
+    }
+}
+
+/// How webhooks are delivered; `None` when `webhooks.enabled` is off.
+fn webhook_settings(config: &Config) -> Option<webhooks::Settings> {
+    config.webhooks.enabled.then(|| webhooks::Settings {
+        max_attempts: config.webhooks.max_attempts,
+        first_retry: config.webhooks.first_retry,
+        timeout: config.webhooks.timeout,
+        poll: std::time::Duration::from_millis(500),
+        // Per process, so two never share one (they would both deliver
+        // what it holds), even on a shared data directory.
+        consumer: events::process_name(),
+    })
 }
 
 /// A gateway with its listeners bound, ready to run.
 #[derive(Debug)]
 pub struct Gateway {
-    state: Arc<AppState>,
+    state: Arc<Services>,
+    retention: Retention,
+    webhooks: Option<webhooks::Settings>,
     public: TcpListener,
     admin: TcpListener,
     public_opts: ServeOptions,
@@ -172,12 +185,12 @@ impl Gateway {
                 tracing::info!(active = keys.active_id(), keys = ?keys.key_ids(), "using configured signing keys")
             }
         }
-        let state = build_state(config, keys, Arc::new(SystemClock)).await?;
+        let state = build_services(config, keys, Arc::new(SystemClock)).await?;
         Self::bind_with_state(config, state).await
     }
 
     /// Bind both listeners around existing state (tests bring their own clock).
-    pub async fn bind_with_state(config: &Config, state: Arc<AppState>) -> anyhow::Result<Self> {
+    pub async fn bind_with_state(config: &Config, state: Arc<Services>) -> anyhow::Result<Self> {
         let public_opts = ServeOptions::from_config(&config.server)?;
         let admin_opts = ServeOptions { tls: None, ..public_opts.clone() };
         let public = TcpListener::bind(config.server.listen)
@@ -186,7 +199,15 @@ impl Gateway {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
-        Ok(Self { state, public, admin, public_opts, admin_opts })
+        Ok(Self {
+            state,
+            retention: retention(config),
+            webhooks: webhook_settings(config),
+            public,
+            admin,
+            public_opts,
+            admin_opts,
+        })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -197,7 +218,7 @@ impl Gateway {
         self.admin.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    pub fn state(&self) -> Arc<AppState> {
+    pub fn state(&self) -> Arc<Services> {
         self.state.clone()
     }
 
@@ -214,70 +235,34 @@ impl Gateway {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        // Rate-limit keys that went quiet are dropped once a minute.
-        let state = self.state.clone();
-        let evictor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ratelimit::EVICT_EVERY);
-            loop {
-                tick.tick().await;
-                state.limits.evict_idle();
-            }
-        });
-        // Leases of the downloads streaming here are renewed while they run.
-        let leases = self.state.leases.clone();
-        let renewer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(leases.renew_every());
-            loop {
-                tick.tick().await;
-                leases.renew_all().await;
-            }
-        });
-        // Grants no URL can use any more are deleted every few minutes.
-        let state = self.state.clone();
-        let purger = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PURGE_GRANTS_EVERY);
-            loop {
-                tick.tick().await;
-                let now = state.clock.now_unix();
-                let usable_after_expiry = state.downloads.resume_window + state.clock_skew;
-                match state.catalog.purge_grants(now, usable_after_expiry).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(purged = n, "expired grants deleted"),
-                    Err(e) => tracing::warn!(error = %e, "could not purge expired grants"),
+        let svc = &self.state;
+        let usable_after_expiry = svc.downloads.quota.resume_window + svc.downloads.clock_skew;
+        let workers = [
+            // Rate-limit keys that went quiet are dropped once a minute.
+            Some(tokio::spawn(svc.limits.clone().evict_worker())),
+            // Leases of the downloads streaming here are renewed while they run.
+            Some(tokio::spawn(svc.leases.clone().renew_worker())),
+            // Grants no URL can use any more are deleted every few minutes.
+            Some(tokio::spawn(grants::purge_worker(svc.catalog.clone(), svc.clock.clone(), usable_after_expiry))),
+            Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
+            Some(tokio::spawn(events::trim_worker(svc.catalog.store().clone(), svc.clock.clone(), self.retention))),
+            // Webhook deliveries, a worker per endpoint.
+            self.webhooks.clone().and_then(|settings| {
+                match webhooks::Deliverer::new(svc.catalog.store().clone(), settings, svc.clock.clone()) {
+                    Ok(d) => Some(tokio::spawn(d.run())),
+                    Err(e) => {
+                        tracing::error!(error = %e, "webhooks cannot be delivered");
+                        None
+                    }
                 }
-                // Direct uploads get an hour past their URLs' expiry, so a
-                // `complete` in progress is not cut from under it.
-                let n = http::admin_artifacts::sweep_uploads(&state, 3600).await;
-                if n > 0 {
-                    tracing::info!(abandoned = n, "expired direct uploads abandoned");
-                }
-                let now_ms = state.clock.now_unix().saturating_mul(1000);
-                match state.catalog.store().events().trim(&state.event_retention, now_ms).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "events past retention trimmed"),
-                    Err(e) => tracing::warn!(error = %e, "could not trim the event log"),
-                }
-            }
-        });
-        // Webhook deliveries, a worker per endpoint.
-        let deliverer = self.state.webhooks.clone().and_then(|settings| {
-            match webhooks::Deliverer::new(self.state.catalog.store().clone(), settings, self.state.clock.clone()) {
-                Ok(d) => Some(tokio::spawn(d.run())),
-                Err(e) => {
-                    tracing::error!(error = %e, "webhooks cannot be delivered");
-                    None
-                }
-            }
-        });
+            }),
+        ];
         tokio::join!(
             server::serve(self.public, http::public_router(self.state.clone()), self.public_opts, stopped(rx.clone())),
             server::serve(self.admin, http::admin_router(self.state.clone()), self.admin_opts, stopped(rx)),
         );
-        evictor.abort();
-        renewer.abort();
-        purger.abort();
-        if let Some(d) = deliverer {
-            d.abort();
+        for worker in workers.into_iter().flatten() {
+            worker.abort();
         }
         // Downloads that just ended have recorded their completions.
         self.state.events.stop().await;

@@ -18,11 +18,13 @@
 //! - [`cli`]: the `tollgate` command line.
 //! - [`telemetry`]: logging setup and the per-request span.
 
+pub mod admin_tokens;
 pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod downloads;
 pub mod entitlement;
 pub mod events;
 pub mod http;
@@ -30,7 +32,9 @@ pub mod metrics;
 pub mod quota;
 pub mod ratelimit;
 pub mod server;
+pub mod services;
 pub mod signing;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod uploads;

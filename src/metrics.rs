@@ -352,6 +352,31 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The number of response bodies being streamed right now.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadGauge(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl DownloadGauge {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Count one download until the returned guard is dropped.
+    pub fn start(&self) -> DownloadGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        DownloadGuard(self.0.clone())
+    }
+}
+
+#[derive(Debug)]
+pub struct DownloadGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DownloadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,5 +416,16 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(labels(&["a"], &["x\"y\\z\n".to_owned()]), "a=\"x\\\"y\\\\z\\n\"");
+    }
+
+    #[test]
+    fn gauge_counts_until_guard_drops() {
+        let g = DownloadGauge::default();
+        let a = g.start();
+        let b = g.start();
+        assert_eq!(g.get(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(g.get(), 0);
     }
 }

@@ -113,6 +113,15 @@ impl RateLimits {
         self.bad_credentials.check(&address_key(client))
     }
 
+    /// Evict idle keys every [`EVICT_EVERY`], until the task is dropped.
+    pub async fn evict_worker(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(EVICT_EVERY);
+        loop {
+            tick.tick().await;
+            self.evict_idle();
+        }
+    }
+
     pub fn evict_idle(&self) {
         self.api_key.evict_idle();
         self.address.evict_idle();

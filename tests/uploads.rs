@@ -421,9 +421,9 @@ async fn expired_direct_uploads_are_abandoned() {
     assert!(left.iter().all(|f| !f.contains(late)), "the expired upload's parts are gone: {left:?}");
     assert!(!left.is_empty(), "the other plan's part is still there: {left:?}");
     // Within the sweep's grace it stays; past it, it goes.
-    assert_eq!(tollgate::http::admin_artifacts::sweep_uploads(&a.gw.state, 3600).await, 0);
+    assert_eq!(tollgate::uploads::direct::sweep(&a.gw.state, 3600).await, 0);
     clock.advance(3601);
-    assert_eq!(tollgate::http::admin_artifacts::sweep_uploads(&a.gw.state, 3600).await, 1);
+    assert_eq!(tollgate::uploads::direct::sweep(&a.gw.state, 3600).await, 1);
     nothing_left(&a, "app/1.0.0/swept.bin");
     let r = a.call("GET", ARTIFACTS, None).await;
     assert_eq!(Admin::json(&r)["items"], json!([]));

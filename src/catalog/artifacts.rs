@@ -6,7 +6,7 @@
 
 use semver::Version;
 
-use super::model::{Artifact, PendingUpload, ReleaseStatus};
+use super::model::{Artifact, PendingUpload};
 use super::repo::{CatalogError, CatalogRepo, check_id};
 use crate::store::{Kind, Written, get_json, put_json};
 
@@ -79,25 +79,15 @@ impl CatalogRepo {
         self.all(Kind::Artifact, &format!("{product}/")).await
     }
 
-    /// Remove an artifact record (the object in storage stays: it was
-    /// registered, not uploaded, here). Artifacts of a published or yanked
-    /// release are only removed with `force`, since customers may rely on them.
+    /// Remove an artifact record (the object in storage stays: it may have
+    /// been registered, not uploaded, here). Whether it may be removed is
+    /// `uploads::delete`'s to decide.
     pub async fn delete_artifact(
         &self,
         product: &str,
         version: &Version,
         filename: &str,
-        force: bool,
     ) -> Result<bool, CatalogError> {
-        if let Some(r) = self.release(product, version).await?
-            && r.status != ReleaseStatus::Draft
-            && !force
-        {
-            return Err(CatalogError::Conflict(format!(
-                "release {product}/{version} is {}; deleting its artifact needs ?force=true",
-                if r.status == ReleaseStatus::Published { "published" } else { "yanked" }
-            )));
-        }
         Ok(self.store().delete(Kind::Artifact, &artifact_key(product, version, filename)).await?)
     }
 

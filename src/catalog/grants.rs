@@ -133,6 +133,27 @@ impl CatalogRepo {
     }
 }
 
+/// How often grants past use are deleted.
+pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Delete grants no URL can use any more, every [`PURGE_EVERY`], until the
+/// task is dropped.
+pub async fn purge_worker(
+    catalog: CatalogRepo,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    usable_after_expiry: u64,
+) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match catalog.purge_grants(clock.now_unix(), usable_after_expiry).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired grants deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired grants"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,6 +67,18 @@ impl AccessError {
         )
     }
 
+    /// The stable code and status of a denial (see [`AccessError::is_denial`]);
+    /// `None` for anything else.
+    pub fn denial(&self) -> Option<(&'static str, u16)> {
+        match self {
+            AccessError::Denied(d) => Some((d.code(), 403)),
+            AccessError::AddressNotAllowed(_) => Some(("address_not_allowed", 403)),
+            AccessError::UnknownGrant => Some(("unknown_grant", 403)),
+            AccessError::Quota(_) => Some(("quota_exceeded", 429)),
+            _ => None,
+        }
+    }
+
     /// The state store could not be reached (as opposed to a refusal).
     pub fn store_unavailable(&self) -> bool {
         matches!(self, AccessError::Catalog(CatalogError::Store(StoreError::Unavailable(_))))
@@ -168,7 +180,7 @@ pub fn pick_artifact<'a>(artifacts: &'a [Artifact], platform: &str) -> Result<&'
 }
 
 /// What a customer asks to download.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum Wanted<'a> {
     File(&'a str),
     Platform(&'a str),

@@ -26,7 +26,7 @@ pub mod report;
 pub(crate) mod sqlite;
 pub mod webhooks;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,8 @@ use utoipa::ToSchema;
 pub use recorder::Recorder;
 pub use report::{Dimension, ReportRow};
 
-use crate::store::StoreError;
+use crate::clock::Clock;
+use crate::store::{Store, StoreError};
 
 /// The event types. The names are part of the API and the storage layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -276,6 +277,24 @@ fn random_tail() -> u128 {
     // up); only two processes starting in the same millisecond could collide.
     let _ = getrandom::fill(&mut bytes);
     u128::from_le_bytes(bytes) & TAIL_MASK
+}
+
+/// How often the log is trimmed to its retention.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Trim the event log to `retention` every [`TRIM_EVERY`], until the task is
+/// dropped.
+pub async fn trim_worker(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention: Retention) {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    loop {
+        tick.tick().await;
+        let now_ms = clock.now_unix().saturating_mul(1000);
+        match store.events().trim(&retention, now_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "events past retention trimmed"),
+            Err(e) => tracing::warn!(error = %e, "could not trim the event log"),
+        }
+    }
 }
 
 /// 16 hex digits naming this process (its event writer, its webhook

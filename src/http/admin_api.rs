@@ -21,12 +21,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Items;
 use super::admin_artifacts::{
     complete_upload, delete_artifact, get_artifact, list_artifacts, plan_upload, put_artifact,
 };
 use super::admin_auth::require_admin;
 use super::problem::{Problem, RawBody};
-use super::{AppState, Items};
 use super::{admin_events, admin_webhooks};
 use crate::catalog::ApiKeyView;
 use crate::catalog::Page;
@@ -37,12 +37,14 @@ use crate::catalog::{
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
 use crate::events::{Change, Detail, Subject};
 use crate::quota::Quota;
+use crate::services::Services;
 use crate::storage::StorageError;
 use crate::store::Written;
+use crate::uploads::UploadError;
 
 /// Every admin route; all of them require an admin token (the check is applied
 /// here, to the whole set, so a new route cannot forget it).
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
     Router::new()
         .route("/admin/v1/products", get(list_products))
         .route("/admin/v1/products/{product}", get(get_product).put(put_product).delete(delete_product))
@@ -113,6 +115,20 @@ pub enum AdminError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Access(#[from] AccessError),
+}
+
+impl From<UploadError> for AdminError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::NotFound(what) => AdminError::NotFound(what.to_owned()),
+            UploadError::DirectUploadUnsupported => AdminError::DirectUploadUnsupported,
+            UploadError::Expired(file) => AdminError::UploadExpired(file),
+            UploadError::Incomplete(d) => AdminError::UploadIncomplete(d),
+            UploadError::SizeMismatch { declared, actual } => AdminError::SizeMismatch { declared, actual },
+            UploadError::Storage(e) => AdminError::Storage(e),
+            UploadError::Catalog(e) => AdminError::Catalog(e),
+        }
+    }
 }
 
 impl AdminError {
@@ -219,7 +235,7 @@ pub(crate) struct ProductBody {
 
 #[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product)))]
 pub(crate) async fn put_product(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -230,13 +246,13 @@ pub(crate) async fn put_product(
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]
-pub(crate) async fn get_product(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+pub(crate) async fn get_product(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     found(s.catalog.product(&path(p)?).await?, "product")
 }
 
 #[utoipa::path(get, path = "/admin/v1/products", tag = "admin", params(ListParams), responses((status = 200, body = Page<Product>)))]
 pub(crate) async fn list_products(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
     let q = query(q)?;
@@ -245,7 +261,7 @@ pub(crate) async fn list_products(
 
 #[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
 pub(crate) async fn delete_product(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     deleted(s.catalog.delete_product(&path(p)?).await?, "product")
@@ -273,7 +289,7 @@ pub(crate) struct ReleaseBody {
 
 #[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release)))]
 pub(crate) async fn put_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -298,7 +314,7 @@ pub(crate) async fn put_release(
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
 pub(crate) async fn get_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (product, v) = path(p)?;
@@ -307,7 +323,7 @@ pub(crate) async fn get_release(
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id")), params(ListParams), responses((status = 200, body = Page<Release>)))]
 pub(crate) async fn list_releases(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
@@ -321,7 +337,7 @@ pub(crate) async fn list_releases(
 
 #[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
 pub(crate) async fn delete_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (product, v) = path(p)?;
@@ -338,7 +354,7 @@ pub(crate) struct PublishBody {
 }
 
 async fn lifecycle(
-    s: &AppState,
+    s: &Services,
     p: Result<Path<(String, String)>, PathRejection>,
     action: ReleaseAction,
 ) -> AdminResult {
@@ -369,7 +385,7 @@ async fn lifecycle(
 
 #[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
 pub(crate) async fn publish_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -379,7 +395,7 @@ pub(crate) async fn publish_release(
 
 #[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn yank_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     lifecycle(&s, p, ReleaseAction::Yank).await
@@ -387,7 +403,7 @@ pub(crate) async fn yank_release(
 
 #[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn restore_release(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     lifecycle(&s, p, ReleaseAction::Restore).await
@@ -414,7 +430,7 @@ pub(crate) struct CustomerBody {
 
 #[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer)))]
 pub(crate) async fn put_customer(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -433,7 +449,7 @@ pub(crate) async fn put_customer(
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
 pub(crate) async fn get_customer(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     found(s.catalog.customer(&path(p)?).await?, "customer")
@@ -441,7 +457,7 @@ pub(crate) async fn get_customer(
 
 #[utoipa::path(get, path = "/admin/v1/customers", tag = "admin", params(ListParams), responses((status = 200, body = Page<Customer>)))]
 pub(crate) async fn list_customers(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> AdminResult {
     let q = query(q)?;
@@ -488,7 +504,7 @@ fn active_entitlement() -> EntitlementStatus {
 
 #[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement)))]
 pub(crate) async fn put_entitlement(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -520,7 +536,7 @@ pub(crate) async fn put_entitlement(
     Ok(written(w, &e))
 }
 
-async fn entitlement_changed(s: &AppState, customer: &str, product: &str, id: &str, change: Change) {
+async fn entitlement_changed(s: &Services, customer: &str, product: &str, id: &str, change: Change) {
     let subject = Subject {
         customer: Some(customer.to_owned()),
         product: (!product.is_empty()).then(|| product.to_owned()),
@@ -531,7 +547,7 @@ async fn entitlement_changed(s: &AppState, customer: &str, product: &str, id: &s
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 200, body = Entitlement)))]
 pub(crate) async fn get_entitlement(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
@@ -540,7 +556,7 @@ pub(crate) async fn get_entitlement(
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<Entitlement>)))]
 pub(crate) async fn list_entitlements(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let customer = path(p)?;
@@ -552,7 +568,7 @@ pub(crate) async fn list_entitlements(
 
 #[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn delete_entitlement(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
@@ -576,7 +592,7 @@ pub(crate) struct ApiKeyBody {
 /// `201` with the key text, shown this once and never again.
 #[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
 pub(crate) async fn create_api_key(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -589,7 +605,7 @@ pub(crate) async fn create_api_key(
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<ApiKeyView>)))]
 pub(crate) async fn list_api_keys(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let customer = path(p)?;
@@ -602,7 +618,7 @@ pub(crate) async fn list_api_keys(
 
 #[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
 pub(crate) async fn revoke_api_key(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
@@ -631,7 +647,7 @@ pub(crate) struct EligibleList {
 /// published now (so a vendor can check a patch's audience before publishing).
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = EligibleList)))]
 pub(crate) async fn eligible_customers(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (_, items) = release_audience(&s, p).await?;
@@ -641,7 +657,7 @@ pub(crate) async fn eligible_customers(
 /// The release a `…/releases/{version}/…` path names, and the customers it
 /// reaches (see [`eligible_customers`]).
 pub(super) async fn release_audience(
-    s: &AppState,
+    s: &Services,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(Release, Vec<crate::entitlement::access::Eligible>), AdminError> {
     let (product, v) = path(p)?;

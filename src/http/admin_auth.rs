@@ -1,5 +1,5 @@
-//! Admin bearer tokens: kept only as SHA-256 digests in memory, compared in
-//! constant time, required on every `/admin/v1` route.
+//! The admin listener's authentication: every `/admin/v1` route needs one of
+//! the configured admin tokens ([`crate::admin_tokens`]).
 
 use std::sync::Arc;
 
@@ -7,62 +7,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::bearer;
 use super::problem::Problem;
-use super::{AppState, bearer};
-use crate::config::Secret;
-
-/// Prefix of generated admin tokens, so a leaked one is recognisable.
-pub const TOKEN_PREFIX: &str = "tga_";
-
-#[derive(Clone)]
-pub struct AdminTokens {
-    entries: Vec<(String, [u8; 32])>,
-}
-
-impl std::fmt::Debug for AdminTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|(id, _)| id)).finish()
-    }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-impl AdminTokens {
-    /// From (id, token) pairs; only digests are kept.
-    pub fn new(tokens: Vec<(String, Secret)>) -> Self {
-        Self { entries: tokens.into_iter().map(|(id, t)| (id, digest(t.expose()))).collect() }
-    }
-
-    /// A new random token: `tga_` and 32 random bytes in base64url.
-    pub fn generate() -> Result<String, String> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
-        Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// The id of the token `presented` is, if any. Every entry is compared, in
-    /// constant time, so timing reveals neither which token nor how much of it
-    /// matched.
-    pub fn check(&self, presented: &str) -> Option<&str> {
-        let d = digest(presented);
-        let mut found = None;
-        for (id, expected) in &self.entries {
-            if bool::from(expected.ct_eq(&d)) {
-                found = Some(id.as_str());
-            }
-        }
-        found
-    }
-}
+use crate::services::Services;
 
 /// Middleware: refuse with `401 unauthorized` unless an admin token is given.
-pub async fn require_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn require_admin(State(state): State<Arc<Services>>, request: Request, next: Next) -> Response {
     match bearer(&request).and_then(|t| state.admin_tokens.check(t)) {
         Some(id) => {
             tracing::debug!(token = id, "admin request authorised");
@@ -72,23 +23,5 @@ pub async fn require_admin(State(state): State<Arc<AppState>>, request: Request,
             .with_detail("This needs an admin token: Authorization: Bearer <token>.")
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tollgate-admin\""))
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_configured_tokens_pass() {
-        let a = AdminTokens::generate().unwrap();
-        assert!(a.starts_with(TOKEN_PREFIX) && a.len() > 40);
-        let tokens =
-            AdminTokens::new(vec![("ci".into(), Secret::new(a.clone())), ("ems".into(), Secret::new("other"))]);
-        assert_eq!(tokens.check(&a), Some("ci"));
-        assert_eq!(tokens.check("other"), Some("ems"));
-        assert_eq!(tokens.check(""), None);
-        assert_eq!(tokens.check(&format!("{a}x")), None);
-        assert_eq!(format!("{tokens:?}"), "[\"ci\", \"ems\"]");
     }
 }

@@ -16,10 +16,10 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::admin_api::{AdminError, AdminResult, query, release_audience};
 use crate::catalog::Timestamp;
 use crate::events::{Days, Dimension, Event, EventType, Filter, ReportRow, day_of, report};
+use crate::services::Services;
 
 /// Most events one page returns.
 pub const MAX_EVENTS_PAGE: usize = 1000;
@@ -63,7 +63,7 @@ pub(crate) struct EventPage {
 /// in the log, and the log only grows at its end.
 #[utoipa::path(get, path = "/admin/v1/events", tag = "admin", params(EventsQuery), responses((status = 200, body = EventPage), (status = 400, description = "`invalid_cursor` or `invalid_request`", body = super::problem::Problem)))]
 pub(crate) async fn list_events(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> AdminResult {
     let q = query(q)?;
@@ -140,7 +140,7 @@ fn parse_day(field: &str, text: &str) -> Result<u64, AdminError> {
 /// write (the log is not scanned). JSON, or CSV with `format=csv`.
 #[utoipa::path(get, path = "/admin/v1/reports/downloads", tag = "admin", params(ReportQuery), responses((status = 200, description = "JSON, or text/csv with format=csv", body = Report)))]
 pub(crate) async fn downloads_report(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> AdminResult {
     let q = query(q)?;
@@ -210,7 +210,7 @@ pub(crate) struct AdoptionView {
 /// downloaded it, from counters kept on write.
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/adoption", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = AdoptionView)))]
 pub(crate) async fn adoption(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (release, entitled) = release_audience(&s, p).await?;

@@ -10,13 +10,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::Items;
 use super::admin_api::{AdminError, AdminResult, body, deleted, path};
 use super::problem::RawBody;
-use super::{AppState, Items};
 use crate::catalog::repo::check_id;
 use crate::catalog::{CatalogError, Timestamp};
 use crate::events::EventType;
 use crate::events::webhooks::{self, DeadLetter, Endpoint, EndpointView};
+use crate::services::Services;
 use crate::store::{Kind, put_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -45,7 +46,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
 /// replaced one keeps its secret and its place in the log.
 #[utoipa::path(put, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), request_body = WebhookBody, responses((status = 201, description = "created; the answer holds the secret", body = EndpointView), (status = 200, description = "replaced", body = EndpointView)))]
 pub(crate) async fn put_webhook(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
@@ -84,13 +85,13 @@ pub(crate) async fn put_webhook(
 }
 
 #[utoipa::path(get, path = "/admin/v1/webhooks", tag = "admin", responses((status = 200, body = Items<EndpointView>)))]
-pub(crate) async fn list_webhooks(State(s): State<Arc<AppState>>) -> AdminResult {
+pub(crate) async fn list_webhooks(State(s): State<Arc<Services>>) -> AdminResult {
     let all = webhooks::all_endpoints(s.catalog.store().as_ref()).await.map_err(CatalogError::from)?;
     Ok(Json(Items { items: all.iter().map(|e| e.view(false)).collect() }).into_response())
 }
 
 #[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = EndpointView)))]
-pub(crate) async fn get_webhook(State(s): State<Arc<AppState>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
+pub(crate) async fn get_webhook(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     let id = path(p)?;
     let e = webhooks::endpoint_of(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?;
     e.map(|e| Json(e.view(false)).into_response()).ok_or_else(|| AdminError::NotFound("webhook".into()))
@@ -99,7 +100,7 @@ pub(crate) async fn get_webhook(State(s): State<Arc<AppState>>, p: Result<Path<S
 /// Remove an endpoint, its place in the log and its dead letters.
 #[utoipa::path(delete, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn delete_webhook(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let id = path(p)?;
@@ -115,7 +116,7 @@ pub(crate) async fn delete_webhook(
     deleted(existed, "webhook")
 }
 
-async fn remove_dead_letters(s: &AppState, id: &str) -> Result<(), AdminError> {
+async fn remove_dead_letters(s: &Services, id: &str) -> Result<(), AdminError> {
     let store = s.catalog.store();
     loop {
         let page = store.list(Kind::DeadLetter, &format!("{id}/"), None, crate::store::MAX_PAGE).await;
@@ -129,14 +130,14 @@ async fn remove_dead_letters(s: &AppState, id: &str) -> Result<(), AdminError> {
     }
 }
 
-async fn dead_letters_of(s: &AppState, id: &str) -> Result<Vec<DeadLetter>, AdminError> {
+async fn dead_letters_of(s: &Services, id: &str) -> Result<Vec<DeadLetter>, AdminError> {
     Ok(s.catalog.all(Kind::DeadLetter, &format!("{id}/")).await?)
 }
 
 /// Events the endpoint never accepted, after every attempt, oldest first.
 #[utoipa::path(get, path = "/admin/v1/webhooks/{id}/dead-letters", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = Items<DeadLetter>)))]
 pub(crate) async fn list_dead_letters(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let id = path(p)?;

@@ -21,19 +21,22 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, RawBody, from_access, from_catalog, rate_limited};
-use super::{AppState, Items, PeerAddr, bearer, client_ip};
+use super::{Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
 };
-use crate::entitlement::Denial;
+use crate::downloads::{self, IssueRequest, UpgradeRequest};
 use crate::entitlement::access::{
-    self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted, parse_constraint, parse_version,
+    self, AccessError, Downloadable, Filter, Issued, Wanted, parse_constraint, parse_version,
 };
-use crate::events::{Detail, Subject};
 use crate::quota::{self, LimitView};
+use crate::services::Services;
+
+/// The surface name recorded with refusals.
+const SURFACE: &str = "customer_api";
 
 /// Every customer route; all of them require an API key.
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
     Router::new()
         .route("/v1/entitlements", get(list_entitlements))
         .route("/v1/products/{product}/releases", get(list_releases))
@@ -59,7 +62,7 @@ fn unauthorized() -> Response {
 
 /// Middleware: a live API key of an existing, active customer, or a refusal
 /// (`401` for unknown or revoked keys, `403 customer_suspended`).
-pub async fn require_customer(State(s): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+pub async fn require_customer(State(s): State<Arc<Services>>, mut request: Request, next: Next) -> Response {
     let now = Timestamp(s.clock.now_unix());
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let client = peer.map(|ip| client_ip(ip, request.headers(), &s.trusted_proxies));
@@ -109,7 +112,7 @@ pub(crate) struct EntitlementView {
 
 #[utoipa::path(get, path = "/v1/entitlements", tag = "customer", security(("api_key" = [])), responses((status = 200, body = Items<EntitlementView>)))]
 pub(crate) async fn list_entitlements(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
     let now = Timestamp(s.clock.now_unix());
@@ -235,7 +238,7 @@ pub(crate) struct ReleasesQuery {
 /// now, newest first, each with the files it may download.
 #[utoipa::path(get, path = "/v1/products/{product}/releases", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ReleasesQuery), responses((status = 200, body = Items<ReleaseView>), (status = 403, description = "no entitlement for the product: `not_entitled`", body = Problem)))]
 pub(crate) async fn list_releases(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<ReleasesQuery>, QueryRejection>,
@@ -261,14 +264,10 @@ pub(crate) struct DownloadRequest {
     platform: Option<String>,
 }
 
-fn issuer(s: &AppState) -> Issuer<'_> {
-    Issuer { catalog: &s.catalog, keys: &s.keys, policy: &s.urls }
-}
-
 /// `POST /v1/downloads`: entitlement check, then a grant and a signed URL.
 #[utoipa::path(post, path = "/v1/downloads", tag = "customer", security(("api_key" = [])), request_body = DownloadRequest, responses((status = 201, description = "a signed URL bound to a new grant", body = DownloadView), (status = 403, description = "refused: the code names the rule", body = Problem), (status = 409, description = "several files match the platform: `ambiguous_artifact`", body = Problem), (status = 429, description = "`quota_exceeded` (the problem's `quota` names the limit; `Retry-After` when a period resets) or `rate_limited`", body = Problem)))]
 pub(crate) async fn create_download(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
     Extension(peer): Extension<PeerAddr>,
     headers: HeaderMap,
@@ -283,85 +282,17 @@ pub(crate) async fn create_download(
         _ => return Err(AccessError::BadRequest("name exactly one of \"filename\" or \"platform\"".into())),
     };
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
-    let now = Timestamp(s.clock.now_unix());
-    let checked = match access::authorize(&s.catalog, &caller.customer, &req.product, &version, wanted, client, now)
-        .await
-    {
-        Ok((artifact, entitlement)) => match check_quota(&s, &caller.customer, &entitlement, &artifact, now).await {
-            Ok(fields) => Ok((artifact, entitlement, fields)),
-            Err(e) => Err((e, Some(artifact))),
-        },
-        Err(e) => Err((e, None)),
+    let request = IssueRequest {
+        customer: &caller.customer,
+        product: &req.product,
+        version: &version,
+        wanted,
+        client,
+        surface: SURFACE,
     };
-    let (artifact, entitlement, fields) = match checked {
-        Ok(c) => c,
-        Err((e, artifact)) => {
-            if e.is_denial() {
-                let problem = super::problem::from_access(&e);
-                // SECURITY: only names the catalog vouches for go into the
-                // log and its report counters; a customer must not be able to
-                // mint groups by asking for made-up products and files.
-                let known = match (&e, &artifact) {
-                    (_, Some(a)) => Subject {
-                        product: Some(a.product.clone()),
-                        version: Some(a.version.to_string()),
-                        filename: Some(a.filename.clone()),
-                        platform: Some(a.platform.clone()),
-                        ..Subject::default()
-                    },
-                    // Refused before the product was looked at.
-                    (AccessError::Denied(Denial::CustomerSuspended | Denial::NotEntitled), None) => Subject::default(),
-                    // The release exists; the artifact, if looked at, too
-                    // (asked for by name), but not which platform answered.
-                    (AccessError::Denied(Denial::ReleaseNotPublished | Denial::ReleaseYanked), None) => Subject {
-                        product: Some(req.product.clone()),
-                        version: Some(version.to_string()),
-                        ..Subject::default()
-                    },
-                    (_, None) => Subject {
-                        product: Some(req.product.clone()),
-                        version: Some(version.to_string()),
-                        filename: req.filename.clone(),
-                        ..Subject::default()
-                    },
-                };
-                let subject = Subject { customer: Some(caller.customer.id.clone()), ..known };
-                let detail = Detail::DownloadDenied {
-                    reason: problem.code.to_owned(),
-                    status: problem.status,
-                    grant: None,
-                    client_ip: Some(client.to_string()),
-                    surface: "customer_api".to_owned(),
-                };
-                s.record(subject, detail).await;
-            }
-            return Err(e);
-        }
-    };
-    let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
-    tracing::info!(grant = %issued.grant.id, product = %req.product, version = %version, "download URL issued");
-    Ok(with_fields((StatusCode::CREATED, Json(DownloadView::from(&issued))).into_response(), fields))
-}
-
-/// Refuse a URL the quota would refuse when it is first used (counting
-/// happens then, not here), and describe the quota in `RateLimit` fields.
-async fn check_quota(
-    s: &AppState,
-    customer: &Customer,
-    entitlement: &Entitlement,
-    artifact: &Artifact,
-    now: Timestamp,
-) -> Result<Option<(String, String)>, AccessError> {
-    let limits = quota::limits_for(&s.downloads.defaults, customer, Some(entitlement));
-    if limits.is_empty() {
-        return Ok(None);
-    }
-    let (usage, _) =
-        quota::usage(s.catalog.store().quotas(), &customer.id, &limits, Some(&artifact.key()), now.0).await?;
-    if let Some(exceeded) = quota::first_exceeded(&usage, artifact.size, now.0) {
-        return Err(exceeded.into());
-    }
-    Ok(quota::ratelimit_fields(&usage, now.0))
+    let granted = downloads::issue(&s, &request).await?;
+    let response = (StatusCode::CREATED, Json(DownloadView::from(&granted.issued))).into_response();
+    Ok(with_fields(response, quota::ratelimit_fields(&granted.usage, granted.now)))
 }
 
 /// Add `RateLimit-Policy` and `RateLimit` to a response.
@@ -397,22 +328,13 @@ pub(crate) struct UsageQuery {
 /// `GET /v1/usage`: usage against each limit, with the `RateLimit` fields.
 #[utoipa::path(get, path = "/v1/usage", tag = "customer", security(("api_key" = [])), params(UsageQuery), responses((status = 200, body = UsageView)))]
 pub(crate) async fn usage(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
     q: Result<Query<UsageQuery>, QueryRejection>,
 ) -> AccessResult {
     let q = query(q)?;
-    let now = s.clock.now_unix();
     let customer = &caller.customer;
-    let mut limits = quota::limits_for(&s.downloads.defaults, customer, None);
-    for e in s.catalog.entitlements_of(&customer.id).await? {
-        if !e.quota.is_empty() {
-            let own = quota::limits_for(&s.downloads.defaults, customer, Some(&e));
-            limits.extend(own.into_iter().filter(|a| a.scope != quota::Scope::Customer));
-        }
-    }
-    let (usage, active) =
-        quota::usage(s.catalog.store().quotas(), &customer.id, &limits, q.artifact.as_deref(), now).await?;
+    let downloads::CustomerUsage { usage, active, now } = downloads::usage(&s, customer, q.artifact.as_deref()).await?;
     let view = UsageView {
         customer: customer.id.clone(),
         active_downloads: active,
@@ -447,7 +369,7 @@ pub(crate) struct UpgradeQuery {
 /// for its file for `platform`; `204` when there is none.
 #[utoipa::path(get, path = "/v1/products/{product}/upgrade", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), UpgradeQuery), responses((status = 200, body = UpgradeView), (status = 204, description = "nothing newer the caller may download"), (status = 400, description = "`invalid_version`, `invalid_constraint`, `invalid_request`", body = Problem)))]
 pub(crate) async fn upgrade(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
     Extension(peer): Extension<PeerAddr>,
     headers: HeaderMap,
@@ -458,27 +380,19 @@ pub(crate) async fn upgrade(
     let q = query(q)?;
     let from = parse_version(q.from.as_deref().ok_or_else(|| AccessError::BadRequest("from is required".into()))?)?;
     let constraint = q.constraint.as_deref().map(parse_constraint).transpose()?;
-    let platform = q.platform.as_deref().unwrap_or(PLATFORM_ANY);
-    let now = Timestamp(s.clock.now_unix());
-    let filter = Filter { channel: q.channel, platform: Some(platform) };
-    let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
-    let Some(newest) = access::newest_upgrade(&releases, &from, constraint.as_ref()) else {
+    let request = UpgradeRequest {
+        customer: &caller.customer,
+        product: &product,
+        from: &from,
+        constraint: constraint.as_ref(),
+        platform: q.platform.as_deref().unwrap_or(PLATFORM_ANY),
+        channel: q.channel,
+        client: client_ip(peer.0.ip(), &headers, &s.trusted_proxies),
+        surface: SURFACE,
+    };
+    let Some((newest, granted)) = downloads::upgrade(&s, &request).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let files: Vec<Artifact> = newest.artifacts.iter().map(|(a, _)| a.clone()).collect();
-    let artifact = access::pick_artifact(&files, platform)?.clone();
-    let entitlement = newest
-        .artifacts
-        .iter()
-        .find(|(a, _)| a.filename == artifact.filename)
-        .map(|(_, e)| e.clone())
-        .ok_or(AccessError::NotFound("artifact"))?;
-    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
-    access::check_address(&caller.customer, client)?;
-    let entitlement =
-        s.catalog.entitlement(&caller.customer.id, &entitlement).await?.ok_or(AccessError::NotFound("entitlement"))?;
-    let fields = check_quota(&s, &caller.customer, &entitlement, &artifact, now).await?;
-    let issued = issuer(&s).issue(&caller.customer, &entitlement.id, artifact, client, now).await?;
-    let view = UpgradeView { release: ReleaseView::from(newest), download: DownloadView::from(&issued) };
-    Ok(with_fields(Json(view).into_response(), fields))
+    let view = UpgradeView { release: ReleaseView::from(&newest), download: DownloadView::from(&granted.issued) };
+    Ok(with_fields(Json(view).into_response(), quota::ratelimit_fields(&granted.usage, granted.now)))
 }

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::AppState;
 use super::problem::Problem;
+use crate::services::Services;
 
 /// The process is up and serving HTTP.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// The gateway can do its job: its blob storage and its state store answer.
-pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+pub async fn readyz(State(state): State<Arc<Services>>) -> Response {
     let store = state.catalog.store();
     let (storage_check, store_check) = tokio::join!(state.storage.check(), store.ping());
     let failed = match (storage_check, store_check) {

@@ -13,10 +13,9 @@ pub mod health;
 pub mod openapi;
 pub mod problem;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::MatchedPath;
@@ -25,84 +24,13 @@ use axum::response::IntoResponse as _;
 use axum::routing::get;
 use ipnet::IpNet;
 
-use crate::catalog::CatalogRepo;
-use crate::clock::Clock;
-use crate::entitlement::access::UrlPolicy;
-use crate::ratelimit::RateLimits;
-use crate::signing::KeyRing;
-use crate::storage::BlobStore;
+pub use crate::server::PeerAddr;
+use crate::services::Services;
 
 /// A whole (unpaged) listing: `{"items": [...]}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
-}
-
-/// Everything a request handler needs; shared by all requests.
-#[derive(Debug)]
-pub struct AppState {
-    pub keys: KeyRing,
-    pub storage: Arc<dyn BlobStore>,
-    pub catalog: CatalogRepo,
-    pub admin_tokens: admin_auth::AdminTokens,
-    pub clock: Arc<dyn Clock>,
-    /// Seconds of clock difference tolerated on token times.
-    pub clock_skew: u64,
-    pub storage_idle_timeout: Duration,
-    /// How long a direct upload's presigned requests stay valid.
-    pub upload_url_ttl: Duration,
-    pub trusted_proxies: Vec<IpNet>,
-    pub active_downloads: DownloadGauge,
-    /// Where customer download URLs point and how long they live.
-    pub urls: UrlPolicy,
-    pub limits: RateLimits,
-    /// Resume window, lease lifetime, default quota, store-failure mode.
-    pub downloads: crate::quota::Settings,
-    /// The download leases this process holds.
-    pub leases: Arc<crate::quota::Leases>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Where events go: the queue in front of the event log.
-    pub events: crate::events::Recorder,
-    pub event_retention: crate::events::Retention,
-    /// How webhooks are delivered; `None` when `webhooks.enabled` is off.
-    pub webhooks: Option<crate::events::webhooks::Settings>,
-}
-
-impl AppState {
-    /// Record an event at the clock's current time.
-    pub async fn record(&self, subject: crate::events::Subject, detail: crate::events::Detail) {
-        self.events.record(crate::events::Event::new(self.clock.now_millis(), subject, detail)).await;
-    }
-
-    /// The same, without waiting (from a `Drop`).
-    pub fn record_now(&self, subject: crate::events::Subject, detail: crate::events::Detail) {
-        self.events.record_now(crate::events::Event::new(self.clock.now_millis(), subject, detail));
-    }
-}
-
-/// The number of response bodies being streamed right now.
-#[derive(Debug, Clone, Default)]
-pub struct DownloadGauge(Arc<AtomicUsize>);
-
-impl DownloadGauge {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Count one download until the returned guard is dropped.
-    pub fn start(&self) -> DownloadGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        DownloadGuard(self.0.clone())
-    }
-}
-
-#[derive(Debug)]
-pub struct DownloadGuard(Arc<AtomicUsize>);
-
-impl Drop for DownloadGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// The token from `Authorization: Bearer <token>` (admin tokens and customer
@@ -113,12 +41,8 @@ pub fn bearer(request: &axum::extract::Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The TCP peer of a connection; the server inserts it into every request.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
 /// The public listener: data plane, customer API and health.
-pub fn public_router(state: Arc<AppState>) -> Router {
+pub fn public_router(state: Arc<Services>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/d/{*path}", get(download::download))
@@ -129,7 +53,7 @@ pub fn public_router(state: Arc<AppState>) -> Router {
 /// The admin listener. Every route under `/admin/v1` needs an admin token
 /// (`admin_api::routes` applies the check to all of them); only the probes and
 /// the API description listed here are exempt.
-pub fn admin_router(state: Arc<AppState>) -> Router {
+pub fn admin_router(state: Arc<Services>) -> Router {
     let exempt = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -141,7 +65,7 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
 
 /// What every listener shares: problem bodies for unknown routes and methods,
 /// and the per-request span.
-fn with_common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+fn with_common_layers(routes: Router<Arc<Services>>, state: Arc<Services>) -> Router {
     routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
@@ -152,7 +76,7 @@ fn with_common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Ro
 
 /// Count every answered request by route template and status class.
 async fn count_request(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    axum::extract::State(state): axum::extract::State<Arc<Services>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -165,7 +89,7 @@ async fn count_request(
 }
 
 /// `GET /metrics`: Prometheus text exposition.
-pub async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+pub async fn metrics(axum::extract::State(state): axum::extract::State<Arc<Services>>) -> axum::response::Response {
     let spill = state.events.spill();
     let gauges = crate::metrics::Gauges {
         active_downloads: state.active_downloads.get() as u64,
@@ -227,16 +151,5 @@ mod tests {
         assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
         h.insert("x-forwarded-for", HeaderValue::from_static("junk, 10.0.0.9"));
         assert_eq!(client_ip(lb, &h, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn gauge_counts_until_guard_drops() {
-        let g = DownloadGauge::default();
-        let a = g.start();
-        let b = g.start();
-        assert_eq!(g.get(), 2);
-        drop(a);
-        drop(b);
-        assert_eq!(g.get(), 0);
     }
 }

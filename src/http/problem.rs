@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::downloads::DownloadError;
 use crate::entitlement::access::AccessError;
 use crate::quota::{Exceeded, LimitView, Scope};
 use crate::storage::StorageError;
@@ -177,6 +178,37 @@ pub fn from_access(e: &AccessError) -> Problem {
     }
 }
 
+/// The problem for a refused or failed download URL (the data plane).
+pub fn from_download(e: &DownloadError) -> Problem {
+    match e {
+        DownloadError::BadPath => Problem::new(StatusCode::BAD_REQUEST, "invalid_path", "Bad Request")
+            .with_detail("Download paths look like /d/{product}/{version}/{filename}."),
+        DownloadError::Token(e) => {
+            Problem::new(StatusCode::FORBIDDEN, e.code(), "Forbidden").with_detail(e.to_string())
+        }
+        DownloadError::NotFound => {
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail("There is no such file.")
+        }
+        DownloadError::PreconditionFailed => {
+            Problem::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "Precondition Failed")
+        }
+        DownloadError::RangeNotSatisfiable { size } => {
+            let mut p =
+                Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range Not Satisfiable")
+                    .with_detail(format!("The file is {size} bytes long."));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                p = p.with_header(header::CONTENT_RANGE, v);
+            }
+            p
+        }
+        DownloadError::Storage(e) => from_storage(e),
+        DownloadError::Access(e) => from_access(e),
+        DownloadError::RateLimited(wait) => rate_limited(*wait),
+        DownloadError::ArtifactChanged => Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway")
+            .with_detail("The file in storage does not match the registered artifact."),
+    }
+}
+
 /// A request body read whole (JSON documents; never downloads or uploads),
 /// whose failures — too large, cut off — are problems like every refusal,
 /// not axum's plain-text rejections.
@@ -256,5 +288,64 @@ mod tests {
         assert_eq!(v["status"], 416);
         assert_eq!(v["type"], "urn:tollgate:problem:range_not_satisfiable");
         assert_eq!(v["detail"], "d");
+    }
+
+    #[test]
+    fn every_download_error_has_a_problem_with_a_code() {
+        use crate::signing::TokenError;
+        use crate::storage::StorageError;
+        let errors = [
+            DownloadError::BadPath,
+            DownloadError::Token(TokenError::InvalidSignature),
+            DownloadError::NotFound,
+            DownloadError::PreconditionFailed,
+            DownloadError::RangeNotSatisfiable { size: 3 },
+            DownloadError::Storage(StorageError::Unavailable("secret detail".into())),
+            DownloadError::Storage(StorageError::Upstream("secret detail".into())),
+        ];
+        let expected = [
+            (400, "invalid_path"),
+            (403, "invalid_signature"),
+            (404, "not_found"),
+            (412, "precondition_failed"),
+            (416, "range_not_satisfiable"),
+            (503, "upstream_unavailable"),
+            (502, "upstream_unavailable"),
+        ];
+        for (e, (status, code)) in errors.iter().zip(expected) {
+            let p = from_download(e);
+            assert_eq!((p.status, p.code), (status, code), "{e:?}");
+            assert!(!p.detail.unwrap_or_default().contains("secret detail"));
+        }
+    }
+
+    /// `download.denied` records the code and status the client got.
+    #[test]
+    fn denials_record_the_problem_they_answer_with() {
+        use crate::entitlement::Denial;
+        use crate::quota::{Applied, LimitKind};
+        use crate::signing::TokenError;
+        let exceeded = Exceeded {
+            limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 1, scope: Scope::Customer },
+            used: 1,
+            retry_after: None,
+            resets_at: None,
+        };
+        let denials = [
+            DownloadError::Token(TokenError::InvalidSignature),
+            DownloadError::Token(TokenError::Expired { expired_at: 1, now: 2 }),
+            DownloadError::Access(AccessError::Denied(Denial::NotEntitled)),
+            DownloadError::Access(AccessError::Denied(Denial::ReleaseYanked)),
+            DownloadError::Access(AccessError::AddressNotAllowed([192, 0, 2, 1].into())),
+            DownloadError::Access(AccessError::UnknownGrant),
+            DownloadError::Access(AccessError::Quota(exceeded)),
+        ];
+        for e in &denials {
+            let p = from_download(e);
+            assert_eq!(e.denial(), Some((p.code, p.status)), "{e:?}");
+        }
+        for e in [DownloadError::NotFound, DownloadError::BadPath, DownloadError::ArtifactChanged] {
+            assert_eq!(e.denial(), None, "{e:?}");
+        }
     }
 }

@@ -67,6 +67,15 @@ impl Leases {
         guard
     }
 
+    /// Renew every [`Leases::renew_every`], until the task is dropped.
+    pub async fn renew_worker(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.renew_every());
+        loop {
+            tick.tick().await;
+            self.renew_all().await;
+        }
+    }
+
     /// Extend every lease this process holds. Failures are logged and left to
     /// the next round: a stream is never cut for want of a lease.
     pub async fn renew_all(&self) {

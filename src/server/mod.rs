@@ -21,7 +21,10 @@ use tower::ServiceExt;
 pub use io::WriteIdleTimeout;
 
 use crate::config::ServerConfig;
-use crate::http::PeerAddr;
+
+/// The TCP peer of a connection; [`serve`] inserts it into every request.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// How one listener serves its connections.
 #[derive(Debug, Clone)]

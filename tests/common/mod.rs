@@ -352,7 +352,7 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
 pub struct Gateway {
     pub public: SocketAddr,
     pub admin: SocketAddr,
-    pub state: Arc<tollgate::http::AppState>,
+    pub state: Arc<tollgate::services::Services>,
     pub keys: KeyRing,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -366,7 +366,7 @@ impl Gateway {
     /// With the clock the test moves.
     pub async fn start_clocked(config: &Config, clock: tollgate::clock::ManualClock) -> Self {
         let (keys, _) = tollgate::app::load_key_ring(config).unwrap();
-        let state = tollgate::app::build_state(config, keys, Arc::new(clock)).await.unwrap();
+        let state = tollgate::app::build_services(config, keys, Arc::new(clock)).await.unwrap();
         Self::running(tollgate::app::Gateway::bind_with_state(config, state).await.unwrap())
     }
 

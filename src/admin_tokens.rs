@@ -1,0 +1,73 @@
+//! Admin bearer tokens: kept only as SHA-256 digests in memory, compared in
+//! constant time. The admin listener's middleware (`http::admin_auth`)
+//! requires one on every `/admin/v1` route.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+
+/// Prefix of generated admin tokens, so a leaked one is recognisable.
+pub const TOKEN_PREFIX: &str = "tga_";
+
+#[derive(Clone)]
+pub struct AdminTokens {
+    entries: Vec<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for AdminTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|(id, _)| id)).finish()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl AdminTokens {
+    /// From (id, token) pairs; only digests are kept.
+    pub fn new(tokens: Vec<(String, Secret)>) -> Self {
+        Self { entries: tokens.into_iter().map(|(id, t)| (id, digest(t.expose()))).collect() }
+    }
+
+    /// A new random token: `tga_` and 32 random bytes in base64url.
+    pub fn generate() -> Result<String, String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+        Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// The id of the token `presented` is, if any. Every entry is compared, in
+    /// constant time, so timing reveals neither which token nor how much of it
+    /// matched.
+    pub fn check(&self, presented: &str) -> Option<&str> {
+        let d = digest(presented);
+        let mut found = None;
+        for (id, expected) in &self.entries {
+            if bool::from(expected.ct_eq(&d)) {
+                found = Some(id.as_str());
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configured_tokens_pass() {
+        let a = AdminTokens::generate().unwrap();
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() > 40);
+        let tokens =
+            AdminTokens::new(vec![("ci".into(), Secret::new(a.clone())), ("ems".into(), Secret::new("other"))]);
+        assert_eq!(tokens.check(&a), Some("ci"));
+        assert_eq!(tokens.check("other"), Some("ems"));
+        assert_eq!(tokens.check(""), None);
+        assert_eq!(tokens.check(&format!("{a}x")), None);
+        assert_eq!(format!("{tokens:?}"), "[\"ci\", \"ems\"]");
+    }
+}

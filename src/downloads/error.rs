@@ -1,0 +1,78 @@
+//! Why a download URL was not served.
+
+use crate::entitlement::access::AccessError;
+use crate::signing::TokenError;
+use crate::storage::StorageError;
+
+/// Where a failure came from; decides the log level and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Storage,
+}
+
+/// Every way redeeming a download URL can fail. The HTTP surface maps each to
+/// a problem in one place (`http::problem::from_download`).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("the path is not /d/{{product}}/{{version}}/{{filename}}")]
+    BadPath,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("no such file")]
+    NotFound,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error(transparent)]
+    Storage(StorageError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// Over a request-rate limit; retry after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
+    /// The object's size or ETag differs from the artifact record: replaced
+    /// behind the gateway's back. Serving it would contradict the advertised
+    /// digest.
+    #[error("the object in storage does not match its artifact record")]
+    ArtifactChanged,
+}
+
+impl From<StorageError> for DownloadError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => DownloadError::NotFound,
+            other => DownloadError::Storage(other),
+        }
+    }
+}
+
+impl DownloadError {
+    pub fn origin(&self) -> Origin {
+        match self {
+            DownloadError::Storage(_)
+            | DownloadError::ArtifactChanged
+            | DownloadError::Access(AccessError::Catalog(_) | AccessError::Sign(_)) => Origin::Storage,
+            _ => Origin::Client,
+        }
+    }
+
+    /// A refusal on the grounds of the URL, the entitlement or the quota —
+    /// what `download.denied` records, with its code and status. Malformed
+    /// paths, missing files, conditional and range answers, rate limiting
+    /// and failures are not.
+    pub fn denial(&self) -> Option<(&'static str, u16)> {
+        match self {
+            DownloadError::Token(e) => Some((e.code(), 403)),
+            DownloadError::Access(a) => a.denial(),
+            _ => None,
+        }
+    }
+
+    /// A URL or grant that is not (or no longer) good: what a guesser
+    /// produces, counted against the client's address.
+    pub(super) fn is_refused_credential(&self) -> bool {
+        matches!(self, DownloadError::Token(_) | DownloadError::Access(AccessError::UnknownGrant))
+    }
+}

@@ -1,0 +1,46 @@
+//! The download lifecycle, one service layer under every door:
+//!
+//! 1. [`issue`]: a customer asks for a file; the entitlement decision, a look
+//!    at the quota, then a grant and its signed URL ([`upgrade`] picks the
+//!    newest entitled release first). Refusals are recorded.
+//! 2. [`redeem`]: the URL is used; the token is verified, the grant
+//!    re-checked, the resume window and the fail-open rule applied, the
+//!    object looked up.
+//! 3. [`Redemption::deliver`]: the grant's first `GET` is its initiation
+//!    (counted once, atomically), every stream holds the grant's lease, and
+//!    the bytes are handed to the door in the product's [`Delivery`] mode.
+//! 4. The completion guard records `download.completed` when the bytes are
+//!    done, cut or dropped.
+//!
+//! The HTTP surfaces (`http::download`, `http::customer_api`) only parse
+//! requests and render these outcomes; a new door (a feed, a portal page, a
+//! redirect) calls the same functions.
+
+mod completion;
+mod error;
+mod issue;
+mod redeem;
+mod usage;
+
+pub use error::{DownloadError, Origin};
+pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, upgrade};
+pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, object_key_for_path, redeem};
+pub use usage::{CustomerUsage, usage};
+
+/// How the bytes of a redeemed grant reach the customer. A new mode is a
+/// variant here and an arm in [`Redemption::deliver`] and [`Delivered`];
+/// the checks before it are shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The gateway streams the bytes from storage.
+    Proxy,
+}
+
+impl Delivery {
+    /// The name recorded in `download.initiated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Proxy => "proxy",
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Redeeming a download URL: verify the token (nothing touches storage
+//! before that), re-check the grant, apply the resume window and the
+//! fail-open rule, look the object up; then, when the door delivers, start
+//! the grant (counted once), hold its lease and record the initiation.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::completion::Completion;
+use super::{Delivery, DownloadError};
+use crate::catalog::{Grant, Timestamp};
+use crate::entitlement::access::{AccessError, Checked, recheck_grant};
+use crate::events::{Detail, Subject};
+use crate::quota::{self, LeaseGuard, Outcome};
+use crate::services::Services;
+use crate::signing::{Presented, TokenError, decode_segment};
+use crate::storage::{self, ByteRange, ByteStream, ObjectKey, ObjectMeta};
+use crate::store::StoreError;
+
+/// A download URL as presented.
+#[derive(Debug, Clone, Copy)]
+pub struct RedeemRequest<'a> {
+    /// The request path, `/d/{product}/{version}/{filename}`.
+    pub path: &'a str,
+    /// The query string carrying the signed token.
+    pub query: &'a str,
+    pub client: IpAddr,
+    /// A `GET` (fetches bytes: starts the grant, and a refusal is recorded)
+    /// rather than a `HEAD` (a look at an old link is not a download).
+    pub fetch: bool,
+}
+
+/// A URL that passed every check, and the object it names.
+#[derive(Debug)]
+pub struct Redemption {
+    pub key: ObjectKey,
+    pub meta: ObjectMeta,
+    /// The re-checked grant; `None` for an operator's URL (`tollgate sign`)
+    /// and for a grant URL served on its signature while the store is down.
+    pub checked: Option<Checked>,
+    /// How the bytes reach the customer.
+    pub delivery: Delivery,
+    subject: Subject,
+    grant: Option<String>,
+    client: IpAddr,
+    now: u64,
+}
+
+impl Redemption {
+    /// The file name the customer asked for (the artifact's, not the
+    /// storage key's).
+    pub fn file_name(&self) -> &str {
+        self.checked.as_ref().map_or(self.key.file_name(), |c| c.artifact.filename.as_str())
+    }
+}
+
+/// What the door asks to deliver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliverRequest<'a> {
+    /// The part of the object the response carries; `None` for all of it.
+    pub range: Option<ByteRange>,
+    /// The `Range` header as sent, for the events.
+    pub range_header: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// How the door hands over the bytes.
+pub enum Delivered {
+    /// The gateway streams these bytes (exactly the range's length; a
+    /// failure mid-way fails the stream). `None`: the range is empty.
+    Proxy(Option<ByteStream>),
+}
+
+impl std::fmt::Debug for Delivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivered::Proxy(body) => f.debug_tuple("Proxy").field(&body.as_ref().map(|_| "stream")).finish(),
+        }
+    }
+}
+
+/// What a request has established so far, for its events: nothing a client
+/// could make up goes in before the URL's signature is verified.
+#[derive(Debug)]
+struct Known {
+    client: IpAddr,
+    grant: Option<String>,
+    subject: Subject,
+}
+
+/// Redeem a download URL. A refusal of a `GET` is recorded as
+/// `download.denied`; a refused URL or grant counts against the client's
+/// address (past the limit the answer is `rate_limited`).
+pub async fn redeem(svc: &Services, req: &RedeemRequest<'_>) -> Result<Redemption, DownloadError> {
+    let mut known = Known { client: req.client, grant: None, subject: Subject::default() };
+    match open(svc, req, &mut known).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let e = count_refused_credential(svc, req.client, e);
+            if req.fetch {
+                record_denial(svc, known.subject, known.grant, known.client, &e).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn open(svc: &Services, req: &RedeemRequest<'_>, known: &mut Known) -> Result<Redemption, DownloadError> {
+    let policy = &svc.downloads;
+    let key = object_key_for_path(req.path)?;
+    let presented = Presented {
+        path: req.path,
+        query: req.query,
+        client_ip: Some(req.client),
+        now: svc.clock.now_unix(),
+        skew: policy.clock_skew,
+    };
+    // A started grant stays resumable past its URL's expiry, for the resume
+    // window; whether it was started is the grant's to say, below.
+    let token = svc.keys.verify_with_grace(&presented, policy.quota.resume_window)?;
+    let expired = || DownloadError::Token(TokenError::Expired { expired_at: token.expires, now: presented.now });
+    if token.expired && token.grant.is_none() {
+        return Err(expired());
+    }
+    let span = tracing::Span::current();
+    span.record("customer", token.customer.unwrap_or("-"));
+    span.record("grant", token.grant.unwrap_or("-"));
+    // Signed: the customer, grant and path are the gateway's own words now.
+    known.grant = token.grant.map(str::to_owned);
+    known.subject.customer = token.customer.map(str::to_owned);
+    if let [p, v, f] = key.segments().collect::<Vec<_>>().as_slice() {
+        known.subject.product = Some((*p).to_owned());
+        known.subject.version = Some((*v).to_owned());
+        known.subject.filename = Some((*f).to_owned());
+    }
+
+    // A URL minted for a grant is re-checked against the catalog (one store
+    // round trip); a URL without one was minted by an operator (`tollgate
+    // sign`) for the object at its path.
+    let checked = match token.grant {
+        Some(grant) => match recheck(svc, token.customer, grant, &key, req.client).await {
+            Ok(c) => {
+                let resumable =
+                    c.grant.started_at.is_some_and(|t| presented.now < t.0.saturating_add(policy.quota.resume_window));
+                if token.expired && !resumable {
+                    return Err(expired());
+                }
+                Some(c)
+            }
+            Err(DownloadError::Access(e)) if e.store_unavailable() && policy.quota.fail_open && !token.expired => {
+                tracing::warn!(error = %e, "store unavailable: serving the grant URL on its signature alone (fail open)");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let artifact = checked.as_ref().map(|c| &c.artifact);
+    known.subject.platform = artifact.map(|a| a.platform.clone());
+    let key = match artifact {
+        Some(a) => ObjectKey::parse(&a.storage_key).map_err(|_| DownloadError::ArtifactChanged)?,
+        None => key,
+    };
+    let meta = svc.metrics.time_storage(svc.storage.backend(), "head", svc.storage.head(&key)).await?;
+    if artifact.is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
+        return Err(DownloadError::ArtifactChanged);
+    }
+    Ok(Redemption {
+        key,
+        meta,
+        checked,
+        delivery: Delivery::Proxy,
+        subject: known.subject.clone(),
+        grant: known.grant.clone(),
+        client: req.client,
+        now: presented.now,
+    })
+}
+
+impl Redemption {
+    /// Deliver a `GET`: the grant's first one is its initiation (every quota
+    /// checked and the download counted, atomically, once per grant however
+    /// many requests race for it), recorded as `download.initiated`; every
+    /// stream of the grant holds its lease; `download.completed` is recorded
+    /// when the bytes are done, cut, or dropped.
+    pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
+        let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
+        let started = match &checked {
+            Some(c) => match start(svc, c, now).await {
+                Ok(s) => s,
+                Err(e) => {
+                    record_denial(svc, subject, grant, client, &e).await;
+                    return Err(e);
+                }
+            },
+            None => Started::default(),
+        };
+        let range_header = req.range_header.map(str::to_owned);
+        if started.initiated
+            && let Some(c) = &checked
+        {
+            let detail = Detail::DownloadInitiated {
+                grant: c.grant.id.clone(),
+                client_ip: Some(client.to_string()),
+                user_agent: req.user_agent.map(str::to_owned),
+                range: range_header.clone(),
+                delivery: delivery.as_str().to_owned(),
+            };
+            svc.record(subject.clone(), detail).await;
+        }
+        let length = req.range.map_or(meta.size, |r| r.len);
+        let mut completion = Completion {
+            services: svc.clone(),
+            subject,
+            grant,
+            range: range_header,
+            expected: length,
+            to_the_end: req.range.is_none_or(|r| r.last() + 1 == meta.size),
+            started: std::time::Instant::now(),
+            _gauge: svc.active_downloads.start(),
+            _lease: started.lease,
+        };
+        match delivery {
+            Delivery::Proxy => {
+                if length == 0 {
+                    storage::StreamEnd::end(&mut completion, 0, true);
+                    return Ok(Delivered::Proxy(None));
+                }
+                let get = svc.storage.get(&key, req.range, &meta);
+                let stream = match svc.metrics.time_storage(svc.storage.backend(), "get", get).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        storage::StreamEnd::end(&mut completion, 0, false);
+                        return Err(e.into());
+                    }
+                };
+                let idle = svc.downloads.idle_timeout;
+                Ok(Delivered::Proxy(Some(storage::guarded(stream, length, idle, completion))))
+            }
+        }
+    }
+}
+
+/// What starting a stream of a grant established.
+#[derive(Debug, Default)]
+struct Started {
+    /// The lease this stream holds (none when the store was down and the
+    /// grant is served on its signature).
+    lease: Option<LeaseGuard>,
+    /// This request was the grant's initiation, and was counted.
+    initiated: bool,
+}
+
+/// The initiation, when this is the grant's first `GET`, then the lease.
+async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, DownloadError> {
+    let g = &c.grant;
+    let settings = &svc.downloads.quota;
+    let mut initiated = false;
+    if g.started_at.is_none() {
+        let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
+        let plan = quota::plan(g, &c.artifact, &limits, settings, now);
+        let store = svc.catalog.store();
+        match svc.metrics.time_store(store.backend(), "quota_initiate", store.quotas().initiate(&plan)).await {
+            Ok(Outcome::Started) => {
+                tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
+                initiated = true;
+                record_start(svc, g, now).await;
+            }
+            // Started by a racing request, or its record's update was lost:
+            // the record learns the start (resumes past expiry need it).
+            Ok(Outcome::AlreadyStarted { at }) => record_start(svc, g, at).await,
+            Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
+                let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
+                    AccessError::from(StoreError::Internal(format!("the store refused unlimited step {index}")))
+                })?;
+                return Err(AccessError::Quota(exceeded).into());
+            }
+            Err(e @ StoreError::Unavailable(_)) if settings.fail_open => {
+                tracing::warn!(error = %e, "store unavailable: download not counted (fail open)");
+                return Ok(Started::default());
+            }
+            Err(e) => return Err(AccessError::from(e).into()),
+        }
+    }
+    let lease = svc.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await;
+    Ok(Started { lease: Some(lease), initiated })
+}
+
+/// Write the grant's start into its record. The store's started mark is what
+/// counts; the record lets later requests skip the quota step and tells
+/// whether an expired URL may still resume. A failure is logged: the next
+/// request repairs it.
+async fn record_start(svc: &Services, g: &Grant, at: u64) {
+    let started = Grant { started_at: Some(Timestamp(at)), ..g.clone() };
+    if let Err(e) = svc.catalog.put_grant(&started).await {
+        tracing::warn!(grant = %g.id, error = %e, "could not record the grant's start");
+    }
+}
+
+async fn recheck(
+    svc: &Services,
+    customer: Option<&str>,
+    grant: &str,
+    key: &ObjectKey,
+    client: IpAddr,
+) -> Result<Checked, DownloadError> {
+    // Grant URLs always carry the customer; one without is not ours.
+    let customer = customer.ok_or(AccessError::UnknownGrant)?;
+    let parts: Vec<&str> = key.segments().collect();
+    let [product, version, filename] = parts.as_slice() else {
+        return Err(DownloadError::BadPath);
+    };
+    let version = semver::Version::parse(version).map_err(|_| DownloadError::NotFound)?;
+    Ok(recheck_grant(&svc.catalog, customer, grant, product, &version, filename, client).await?)
+}
+
+/// A refused token or grant counts against the client's address; past the
+/// limit the answer is `429` (one map lookup) instead of the refusal.
+fn count_refused_credential(svc: &Services, client: IpAddr, e: DownloadError) -> DownloadError {
+    if !e.is_refused_credential() {
+        return e;
+    }
+    match svc.limits.refused_credential(client) {
+        Ok(()) => e,
+        Err(wait) => DownloadError::RateLimited(wait),
+    }
+}
+
+async fn record_denial(svc: &Services, subject: Subject, grant: Option<String>, client: IpAddr, e: &DownloadError) {
+    if let Some((reason, status)) = e.denial() {
+        let detail = Detail::DownloadDenied {
+            reason: reason.to_owned(),
+            status,
+            grant,
+            client_ip: Some(client.to_string()),
+            surface: "data_plane".to_owned(),
+        };
+        svc.record(subject, detail).await;
+    }
+}
+
+/// Split `/d/{product}/{version}/{filename}` into a validated object key.
+pub fn object_key_for_path(path: &str) -> Result<ObjectKey, DownloadError> {
+    let rest = path.strip_prefix("/d/").ok_or(DownloadError::BadPath)?;
+    let mut segments = Vec::with_capacity(3);
+    for raw in rest.split('/') {
+        segments.push(decode_segment(raw).map_err(|_| DownloadError::BadPath)?);
+    }
+    if segments.len() != 3 {
+        return Err(DownloadError::BadPath);
+    }
+    ObjectKey::from_segments(&segments).map_err(|_| DownloadError::BadPath)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_paths_map_to_keys() {
+        assert_eq!(object_key_for_path("/d/app/1.0/app.tar.gz").unwrap().as_str(), "app/1.0/app.tar.gz");
+        assert_eq!(object_key_for_path("/d/app/1.0/My%20App.dmg").unwrap().as_str(), "app/1.0/My App.dmg");
+        for bad in [
+            "/d/app/1.0",
+            "/d/app/1.0/x/y",
+            "/d/app/../x",
+            "/d/app/1.0/..%2F..%2Fetc%2Fpasswd",
+            "/d/app/%2e%2e/x",
+            "/d/app/1.0/%00",
+            "/d/app/1.0/%zz",
+            "/x/app/1.0/a",
+        ] {
+            assert!(object_key_for_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What every door onto the gateway shares, built once by [`crate::app`]: the
+//! key ring, blob storage, the catalog, quotas and leases, the event recorder,
+//! request-rate limits, the clock, and the policies read from configuration.
+//!
+//! The download lifecycle ([`crate::downloads`]) and the upload rules
+//! ([`crate::uploads`]) are functions over these; the HTTP surfaces parse
+//! requests, call them, and render what they return.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::admin_tokens::AdminTokens;
+use crate::catalog::CatalogRepo;
+use crate::clock::Clock;
+use crate::entitlement::access::UrlPolicy;
+use crate::events::{Detail, Event, Recorder, Subject};
+use crate::metrics::{DownloadGauge, Metrics};
+use crate::quota::{self, Leases};
+use crate::ratelimit::RateLimits;
+use crate::signing::KeyRing;
+use crate::storage::BlobStore;
+
+/// How downloads are issued and redeemed.
+#[derive(Debug, Clone)]
+pub struct DownloadPolicy {
+    /// Where download URLs point and how long they live.
+    pub urls: UrlPolicy,
+    /// Resume window, lease lifetime, default quota, store-failure mode.
+    pub quota: quota::Settings,
+    /// Seconds of clock difference tolerated on token times.
+    pub clock_skew: u64,
+    /// Longest wait for the next chunk from storage before a stream is cut.
+    pub idle_timeout: Duration,
+}
+
+/// How uploads are taken.
+#[derive(Debug, Clone)]
+pub struct UploadPolicy {
+    /// How long a direct upload's presigned requests stay valid.
+    pub url_ttl: Duration,
+    /// Longest wait for the next chunk of an upload (or of a file read back
+    /// to measure it) before it is given up.
+    pub idle_timeout: Duration,
+}
+
+/// Everything a request needs; shared by all requests.
+#[derive(Debug)]
+pub struct Services {
+    pub clock: Arc<dyn Clock>,
+    pub keys: KeyRing,
+    pub storage: Arc<dyn BlobStore>,
+    pub catalog: CatalogRepo,
+    /// The download leases this process holds.
+    pub leases: Arc<Leases>,
+    /// Where events go: the queue in front of the event log.
+    pub events: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The number of response bodies being streamed right now.
+    pub active_downloads: DownloadGauge,
+    pub limits: Arc<RateLimits>,
+    pub admin_tokens: AdminTokens,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub downloads: DownloadPolicy,
+    pub uploads: UploadPolicy,
+}
+
+impl Services {
+    /// Record an event at the clock's current time.
+    pub async fn record(&self, subject: Subject, detail: Detail) {
+        self.events.record(Event::new(self.clock.now_millis(), subject, detail)).await;
+    }
+
+    /// The same, without waiting (from a `Drop`).
+    pub fn record_now(&self, subject: Subject, detail: Detail) {
+        self.events.record_now(Event::new(self.clock.now_millis(), subject, detail));
+    }
+}

@@ -1,0 +1,219 @@
+//! Getting a release's files in: a streaming upload through the gateway, a
+//! registration of an object already in storage, or a direct upload to S3
+//! with presigned requests ([`direct`]). Whichever way, the gateway measures
+//! size and SHA-256 itself before the file becomes downloadable, and an
+//! upload that fails or mismatches leaves nothing visible.
+//!
+//! The rules live here; `http::admin_artifacts` parses requests and renders
+//! what these functions return.
+
+pub mod direct;
+
+use semver::Version;
+
+use crate::catalog::artifacts::{artifact_key, check_filename};
+use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PLATFORM_ANY, Release, ReleaseStatus};
+use crate::events::{Detail, Subject};
+use crate::services::Services;
+use crate::storage::{self, ByteStream, ObjectKey, StorageError};
+use crate::store::Written;
+
+/// Why an upload (or an artifact's removal) was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The storage backend cannot hand out presigned upload requests.
+    #[error("direct uploads need S3 storage")]
+    DirectUploadUnsupported,
+    /// A direct upload's presigned requests have expired.
+    #[error("the direct upload of {0} expired")]
+    Expired(String),
+    /// A direct upload cannot be completed (yet): parts or the object are missing.
+    #[error("{0}")]
+    Incomplete(String),
+    /// What storage holds is not the size the upload declared.
+    #[error("the upload is {actual} bytes, not the declared {declared}")]
+    SizeMismatch { declared: u64, actual: u64 },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl From<crate::store::StoreError> for UploadError {
+    fn from(e: crate::store::StoreError) -> Self {
+        UploadError::Catalog(e.into())
+    }
+}
+
+/// Where a file's bytes come from.
+pub enum Source {
+    /// Streamed through the gateway; `expected_sha256` is what the uploader
+    /// announced (hex), checked before anything is visible.
+    Body { stream: ByteStream, expected_sha256: Option<String>, length: Option<u64> },
+    /// An object already in storage, at `storage_key` (default: the
+    /// release's own place).
+    Existing { storage_key: Option<String> },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Body { expected_sha256, length, .. } => f
+                .debug_struct("Body")
+                .field("expected_sha256", expected_sha256)
+                .field("length", length)
+                .finish_non_exhaustive(),
+            Source::Existing { storage_key } => f.debug_struct("Existing").field("storage_key", storage_key).finish(),
+        }
+    }
+}
+
+/// A file to record as an artifact of `product@version`.
+#[derive(Debug)]
+pub struct PutRequest {
+    pub product: String,
+    pub version: Version,
+    pub filename: String,
+    /// Default `any`.
+    pub platform: Option<String>,
+    /// Default: guessed from the file name.
+    pub content_type: Option<String>,
+    /// Replace a file of a published or yanked release.
+    pub force: bool,
+    pub source: Source,
+}
+
+/// Take a file in (streamed or registered), measure it, and record it.
+pub async fn put(svc: &Services, req: PutRequest) -> Result<(Written, Artifact), UploadError> {
+    let PutRequest { product, version, filename, platform, content_type, force, source } = req;
+    check_filename(&filename)?;
+    // An upload goes to the release's own place, never to a key another
+    // release's (published) file may use.
+    let storage_key = match &source {
+        Source::Body { .. } => None,
+        Source::Existing { storage_key } => storage_key.clone(),
+    };
+    let platform = platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
+    crate::catalog::repo::check_id("platform", &platform)?;
+    let content_type = content_type_for(&filename, content_type)?;
+    // Fail before the (possibly long) transfer: a body announced larger than
+    // storage takes, a missing release, a direct upload of the same file
+    // under way, or a published file replaced without saying so.
+    if let (Some(max), Source::Body { length: Some(len), .. }) = (svc.storage.max_upload_size(), &source)
+        && *len > max
+    {
+        return Err(StorageError::TooLarge(max).into());
+    }
+    let release = svc.catalog.release(&product, &version).await?.ok_or(UploadError::NotFound("release"))?;
+    if svc.catalog.upload(&product, &version, &filename).await?.is_some() {
+        return Err(CatalogError::Conflict(format!(
+            "a direct upload of {filename} is pending; complete it or delete it first"
+        ))
+        .into());
+    }
+    let uploading = matches!(source, Source::Body { .. });
+    if uploading && svc.catalog.artifact(&product, &version, &filename).await?.is_some() {
+        changing_needs_force(&release, force, &format!("replacing {filename}"))?;
+    }
+    let storage_key = storage_key.unwrap_or_else(|| artifact_key(&product, &version, &filename));
+    let key = ObjectKey::parse(&storage_key)
+        .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
+    let idle = svc.uploads.idle_timeout;
+    let (meta, sha256) = match source {
+        Source::Body { stream, expected_sha256, .. } => {
+            let stored = svc.storage.put(&key, stream, expected_sha256.as_deref(), &content_type).await?;
+            (stored.meta, stored.sha256)
+        }
+        Source::Existing { .. } => storage::measure(svc.storage.as_ref(), &key, idle).await?,
+    };
+    let artifact = Artifact {
+        product,
+        version,
+        filename,
+        platform,
+        size: meta.size,
+        sha256,
+        content_type: Some(content_type),
+        storage_key,
+        etag: Some(meta.etag),
+        status: ArtifactStatus::Ready,
+    };
+    match svc.catalog.put_artifact(&artifact).await {
+        Ok(w) => {
+            if w != Written::Unchanged {
+                artifact_uploaded(svc, &artifact).await;
+            }
+            Ok((w, artifact))
+        }
+        Err(e @ CatalogError::Missing { .. }) => {
+            // The release was deleted while the bytes were arriving: nothing
+            // refers to the new object, so it goes too.
+            if uploading && let Err(d) = svc.storage.delete(&key).await {
+                tracing::warn!(key = %key, error = %d, "could not remove the upload of a deleted release");
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove a file of a release: abandon its pending direct upload (its parts
+/// aborted, anything it wrote removed), or remove its artifact record (the
+/// object stays: it may have been registered, not uploaded). Returns whether
+/// there was anything.
+pub async fn delete(
+    svc: &Services,
+    product: &str,
+    version: &Version,
+    filename: &str,
+    force: bool,
+) -> Result<bool, UploadError> {
+    if let Some(u) = svc.catalog.upload(product, version, filename).await? {
+        direct::abandon(svc, &u).await?;
+        return Ok(true);
+    }
+    if let Some(release) = svc.catalog.release(product, version).await? {
+        changing_needs_force(&release, force, &format!("deleting {filename}"))?;
+    }
+    Ok(svc.catalog.delete_artifact(product, version, filename).await?)
+}
+
+/// Customers may rely on the files of a published (or yanked) release:
+/// changing one needs `force=true`. The one rule for replacing and deleting.
+pub fn changing_needs_force(release: &Release, force: bool, change: &str) -> Result<(), UploadError> {
+    if release.status == ReleaseStatus::Draft || force {
+        return Ok(());
+    }
+    let status = if release.status == ReleaseStatus::Published { "published" } else { "yanked" };
+    Err(CatalogError::Conflict(format!(
+        "release {}/{} is {status}; {change} changes what customers download: add force=true",
+        release.product, release.version
+    ))
+    .into())
+}
+
+/// The media type given, checked, or guessed from the file name.
+pub fn content_type_for(filename: &str, given: Option<String>) -> Result<String, UploadError> {
+    match given {
+        Some(ct) if ct.contains('/') && http::HeaderValue::from_str(&ct).is_ok() => Ok(ct),
+        Some(ct) => Err(CatalogError::Invalid {
+            field: "content_type",
+            reason: format!("{ct:?} is not a media type like application/gzip"),
+        }
+        .into()),
+        None => Ok(mime_guess::from_path(filename).first_or_octet_stream().essence_str().to_owned()),
+    }
+}
+
+async fn artifact_uploaded(svc: &Services, a: &Artifact) {
+    let subject = Subject {
+        product: Some(a.product.clone()),
+        version: Some(a.version.to_string()),
+        filename: Some(a.filename.clone()),
+        platform: Some(a.platform.clone()),
+        ..Subject::default()
+    };
+    svc.record(subject, Detail::ArtifactUploaded { size: a.size, sha256: a.sha256.clone() }).await;
+}
