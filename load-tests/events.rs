@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{fail, start_redis};
+use tollgate::events::EventLog;
 use tollgate::events::recorder::Settings;
 use tollgate::events::{Detail, Event, Filter, Recorder, Retention, Sequenced, Subject};
-use tollgate::store::Store;
 
 const RETENTION: Retention =
     Retention { max_age: Duration::from_secs(90 * 86_400), max_events: 10_000_000, report_days: 400 };
@@ -62,13 +62,13 @@ fn rate(n: u64, took: Duration) -> String {
     format!("{:>9.0} events/s  ({n} in {:.2} s)", n as f64 / took.as_secs_f64(), took.as_secs_f64())
 }
 
-async fn series(name: &str, store: Arc<dyn Store>, n: u64, spill: &std::path::Path) {
+async fn series(name: &str, store: Arc<dyn EventLog>, n: u64, spill: &std::path::Path) {
     // Straight into the log.
     let started = Instant::now();
     let events: Vec<Sequenced> =
         (0..n).map(|i| Sequenced { writer: "bench".into(), seq: i + 1, event: event(i) }).collect();
     for batch in events.chunks(256) {
-        store.events().append(batch, &RETENTION).await.unwrap_or_else(|e| fail(format!("append: {e}")));
+        store.append(batch, &RETENTION).await.unwrap_or_else(|e| fail(format!("append: {e}")));
     }
     println!("{name:<7} append    {}", rate(n, started.elapsed()));
 
@@ -105,7 +105,6 @@ async fn series(name: &str, store: Arc<dyn Store>, n: u64, spill: &std::path::Pa
     let mut read = 0u64;
     loop {
         let page = store
-            .events()
             .read(after.as_deref(), &Filter::default(), 1000, 10_000)
             .await
             .unwrap_or_else(|e| fail(format!("read: {e}")));
@@ -133,20 +132,16 @@ fn main() {
         .unwrap_or_else(|e| fail(e.to_string()));
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
     runtime.block_on(async {
-        let sqlite = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("events.db"))
-            .unwrap_or_else(|e| fail(e.to_string()));
+        let sqlite =
+            tollgate::db::sqlite::SqliteDb::open(&dir.path().join("events.db")).unwrap_or_else(|e| fail(e.to_string()));
         series("sqlite", Arc::new(sqlite), n, &dir.path().join("spill-sqlite.jsonl")).await;
         let redis = start_redis(dir.path());
         let client =
             redis::Client::open(format!("redis://127.0.0.1:{}/", redis.1)).unwrap_or_else(|e| fail(e.to_string()));
-        let store = tollgate::store::redis::RedisStore::connect(
-            client,
-            "bench",
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|e| fail(e.to_string()));
+        let store =
+            tollgate::db::redis::RedisDb::connect(client, "bench", Duration::from_secs(2), Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|e| fail(e.to_string()));
         series("redis", Arc::new(store), n, &dir.path().join("spill-redis.jsonl")).await;
     });
 }

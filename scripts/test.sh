@@ -30,4 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).
+python3 scripts/check-layers.py
+
 cargo test --locked --all-targets

@@ -22,8 +22,7 @@ use crate::ratelimit::RateLimits;
 use crate::server::{self, ServeOptions};
 use crate::services::{DownloadPolicy, Services, UploadPolicy};
 use crate::signing::{self, KeyMaterial, KeyRing};
-use crate::store::timed::Timed;
-use crate::{storage, store, uploads};
+use crate::{db, storage, uploads};
 
 /// Where the signing keys came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,23 +84,25 @@ pub fn load_admin_tokens(config: &Config) -> anyhow::Result<(AdminTokens, KeySou
 pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Services>> {
     let storage = storage::from_config(config).await?;
     let metrics = Arc::new(Metrics::default());
-    let store: Arc<dyn store::Store> = Arc::new(Timed::new(store::from_config(config).await?, metrics.clone()));
+    let db = db::open(config).await?.timed(metrics.clone());
     let (admin_tokens, source) = load_admin_tokens(config)?;
     if let KeySource::Generated { path, created } = &source {
         tracing::info!(path = %path.display(), created = *created, "admin token file (Authorization: Bearer <contents>)");
     }
     let d = &config.downloads;
-    let leases = Arc::new(Leases::new(store.clone(), clock.clone(), d.lease_ttl.as_secs()));
+    let leases = Arc::new(Leases::new(db.quotas.clone(), clock.clone(), d.lease_ttl.as_secs()));
     let e = &config.events;
     let events = Recorder::start(
-        store.clone(),
+        db.events.clone(),
         events::recorder::Settings { queue: e.queue, spill_path: config.spill_path(), retention: retention(config) },
         metrics.clone(),
     );
     Ok(Arc::new(Services {
         keys,
         storage,
-        catalog: CatalogRepo::new(store),
+        catalog: CatalogRepo::new(db.records),
+        quotas: db.quotas,
+        event_log: db.events,
         admin_tokens,
         clock,
         trusted_proxies: config.server.trusted_proxies.clone(),
@@ -245,10 +246,15 @@ impl Gateway {
             // Grants no URL can use any more are deleted every few minutes.
             Some(tokio::spawn(grants::purge_worker(svc.catalog.clone(), svc.clock.clone(), usable_after_expiry))),
             Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
-            Some(tokio::spawn(events::trim_worker(svc.catalog.store().clone(), svc.clock.clone(), self.retention))),
+            Some(tokio::spawn(events::trim_worker(svc.event_log.clone(), svc.clock.clone(), self.retention))),
             // Webhook deliveries, a worker per endpoint.
             self.webhooks.clone().and_then(|settings| {
-                match webhooks::Deliverer::new(svc.catalog.store().clone(), settings, svc.clock.clone()) {
+                match webhooks::Deliverer::new(
+                    svc.catalog.store().clone(),
+                    svc.event_log.clone(),
+                    settings,
+                    svc.clock.clone(),
+                ) {
                     Ok(d) => Some(tokio::spawn(d.run())),
                     Err(e) => {
                         tracing::error!(error = %e, "webhooks cannot be delivered");

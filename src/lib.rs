@@ -3,20 +3,27 @@
 //! The binary (`src/main.rs`) is a thin wrapper around [`cli::run`]; everything
 //! else lives here so that tests drive the real server on port 0.
 //!
-//! Layout, one module per concern:
-//! - [`config`]: typed configuration, layering (defaults < file < env < flags), secrets.
-//! - [`catalog`]: products, releases, artifacts, customers, entitlements.
-//! - [`entitlement`]: the pure entitlement decision.
-//! - [`signing`]: the native signed-URL format and the key ring.
-//! - [`storage`]: blob storage behind one trait (local directory, S3).
-//! - [`store`]: the state store (SQLite, Redis) behind one trait.
-//! - [`http`]: the HTTP surfaces (data plane, health) and RFC 9457 problems.
-//! - [`quota`]: download quotas, grant initiation and leases.
-//! - [`ratelimit`]: in-memory request-rate limits (per API key, per address).
-//! - [`server`]: listeners, TLS, connection limits, timeouts and graceful shutdown.
-//! - [`app`]: assembling a gateway from configuration.
+//! Layout, one module per concern, listed top layer first; imports run
+//! downwards only (`scripts/check-layers.py` checks it, see
+//! `docs/ARCHITECTURE.md`):
 //! - [`cli`]: the `tollgate` command line.
-//! - [`telemetry`]: logging setup and the per-request span.
+//! - [`app`]: assembling a gateway from configuration; spawning the workers.
+//! - [`http`]: the HTTP surfaces; each parses, calls a service, renders.
+//! - [`db`]: the state store's engines (SQLite, Redis), each implementing the
+//!   record store, the quota store and the event log.
+//! - [`downloads`]: the download lifecycle (issue, redeem, deliver, record).
+//! - [`uploads`]: getting files in (streaming, registration, direct uploads).
+//! - [`services`]: what every door shares, and the typed policies.
+//! - [`entitlement`]: the pure entitlement decision and its application.
+//! - [`events`]: the download event log, reports and webhooks.
+//! - [`quota`]: download quotas, grant initiation and leases.
+//! - [`catalog`]: products, releases, artifacts, customers, entitlements,
+//!   grants; the record store trait.
+//! - [`storage`]: blob storage behind one trait (local directory, S3).
+//! - [`signing`]: the native signed-URL format and the key ring.
+//! - [`ratelimit`], [`metrics`], [`server`], [`http_client`],
+//!   [`admin_tokens`], [`telemetry`]: infrastructure.
+//! - [`config`], [`quota_limits`], [`clock`]: configuration and plain data.
 
 pub mod admin_tokens;
 pub mod app;
@@ -24,17 +31,19 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod downloads;
 pub mod entitlement;
 pub mod events;
 pub mod http;
+pub mod http_client;
 pub mod metrics;
 pub mod quota;
+pub mod quota_limits;
 pub mod ratelimit;
 pub mod server;
 pub mod services;
 pub mod signing;
 pub mod storage;
-pub mod store;
 pub mod telemetry;
 pub mod uploads;

@@ -12,8 +12,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::events::{Completion, Detail, Event};
-
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
@@ -86,6 +84,17 @@ pub struct Metrics {
     pub events_queue_full: AtomicU64,
 }
 
+/// How a response body ended, for the download counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadEnd {
+    /// Every byte sent, up to the file's last.
+    Completed,
+    /// Every byte of a range that stops short of the file's end.
+    Partial,
+    /// Cut before its end.
+    Aborted,
+}
+
 /// Figures read at scrape time from elsewhere.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
@@ -128,28 +137,28 @@ impl Metrics {
         }
     }
 
-    /// What an event adds to the download counters; called for every event
-    /// recorded, so the metrics count exactly what the log holds.
-    pub fn event(&self, e: &Event) {
-        match &e.detail {
-            Detail::DownloadInitiated { .. } => {
-                self.downloads_initiated.fetch_add(1, Ordering::Relaxed);
+    /// A download initiated (counted once per grant).
+    pub fn download_initiated(&self) {
+        self.downloads_initiated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A response body ended, having sent `bytes`.
+    pub fn download_ended(&self, bytes: u64, end: DownloadEnd) {
+        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+        match end {
+            DownloadEnd::Completed => {
+                self.downloads_completed.fetch_add(1, Ordering::Relaxed);
             }
-            Detail::DownloadCompleted { result, bytes_sent, reached_end, .. } => {
-                self.sent_bytes.fetch_add(*bytes_sent, Ordering::Relaxed);
-                match result {
-                    Completion::Complete if *reached_end => {
-                        self.downloads_completed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Completion::Complete => {}
-                    Completion::Aborted => {
-                        self.downloads_aborted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            DownloadEnd::Partial => {}
+            DownloadEnd::Aborted => {
+                self.downloads_aborted.fetch_add(1, Ordering::Relaxed);
             }
-            Detail::DownloadDenied { reason, .. } => self.downloads_denied.add(&[reason], 1),
-            _ => {}
         }
+    }
+
+    /// A download refused, by problem code.
+    pub fn download_denied(&self, reason: &str) {
+        self.downloads_denied.add(&[reason], 1);
     }
 
     /// Time a state-store operation.

@@ -15,9 +15,9 @@ use crate::admin_tokens::AdminTokens;
 use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
 use crate::entitlement::access::UrlPolicy;
-use crate::events::{Detail, Event, Recorder, Subject};
+use crate::events::{Detail, Event, EventLog, Recorder, Subject};
 use crate::metrics::{DownloadGauge, Metrics};
-use crate::quota::{self, Leases};
+use crate::quota::{self, Leases, QuotaStore};
 use crate::ratelimit::RateLimits;
 use crate::signing::KeyRing;
 use crate::storage::BlobStore;
@@ -52,6 +52,11 @@ pub struct Services {
     pub keys: KeyRing,
     pub storage: Arc<dyn BlobStore>,
     pub catalog: CatalogRepo,
+    /// Quota counters, grant starts and leases in the state store.
+    pub quotas: Arc<dyn QuotaStore>,
+    /// The download event log in the state store (reading, groups); events
+    /// are written through [`Services::events`].
+    pub event_log: Arc<dyn EventLog>,
     /// The download leases this process holds.
     pub leases: Arc<Leases>,
     /// Where events go: the queue in front of the event log.

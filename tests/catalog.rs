@@ -7,11 +7,11 @@ mod common;
 
 use common::{StoreKind, store_fixture, test_grant};
 use semver::Version;
+use tollgate::catalog::store::{Kind, Written};
 use tollgate::catalog::{
     CatalogError, CatalogRepo, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License,
     Product, Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
-use tollgate::store::{Kind, Written};
 
 const NOW: Timestamp = Timestamp(1_800_000_000);
 
@@ -70,7 +70,7 @@ fn entitlement(customer: &str, id: &str) -> Entitlement {
 
 async fn references_must_exist(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     let err = repo.put_release(&release("app", "1.0.0"), NOW).await.unwrap_err();
     assert!(matches!(err, CatalogError::Missing { kind: "product", .. }), "{err:?}");
     repo.put_product(&product("app")).await.unwrap();
@@ -85,7 +85,7 @@ async fn references_must_exist(kind: StoreKind) {
 
 async fn products_page_with_opaque_cursors(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     for i in 0..7 {
         repo.put_product(&product(&format!("p{i}"))).await.unwrap();
     }
@@ -109,7 +109,7 @@ async fn products_page_with_opaque_cursors(kind: StoreKind) {
 
 async fn release_lifecycle(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     repo.put_product(&product("app")).await.unwrap();
     repo.put_release(&release("app", "1.0.0"), NOW).await.unwrap();
     let v = Version::parse("1.0.0").unwrap();
@@ -149,7 +149,7 @@ async fn release_lifecycle(kind: StoreKind) {
 
 async fn entitlements_are_listed_per_customer(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     repo.put_product(&product("app")).await.unwrap();
     for c in ["acme", "acme-2", "globex"] {
         repo.put_customer(&customer(c)).await.unwrap();
@@ -168,7 +168,7 @@ async fn entitlements_are_listed_per_customer(kind: StoreKind) {
 
 async fn invalid_input_is_named(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     let err = repo.put_product(&product("bad id")).await.unwrap_err();
     assert!(matches!(err, CatalogError::Invalid { field: "id", .. }), "{err:?}");
     let err = repo.put_product(&product(".hidden")).await.unwrap_err();
@@ -188,17 +188,17 @@ async fn invalid_input_is_named(kind: StoreKind) {
 
 async fn unusable_grants_are_purged(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let repo = CatalogRepo::new(f.store.clone());
+    let repo = CatalogRepo::new(f.db.records.clone());
     // 1 500 grants (more than a page): two in three expired beyond the
     // resume window of 100 s; the rest still usable.
     for n in 0..1500 {
         let expires = if n % 3 == 0 { NOW.0 - 50 } else { NOW.0 - 101 };
         repo.put_grant(&test_grant(n, "main", expires - 900)).await.unwrap();
     }
-    f.store.put(Kind::Grant, "acme/corrupt", b"not json").await.unwrap();
+    f.db.records.put(Kind::Grant, "acme/corrupt", b"not json").await.unwrap();
     // The resume window (and skew) after expiry: 100 s.
     assert_eq!(repo.purge_grants(NOW.0, 100).await.unwrap(), 1000);
-    let left = f.store.list(Kind::Grant, "acme/", None, 1000).await.unwrap();
+    let left = f.db.records.list(Kind::Grant, "acme/", None, 1000).await.unwrap();
     assert_eq!(left.len(), 501, "the usable 500 and the corrupt record");
     assert_eq!(repo.purge_grants(NOW.0, 100).await.unwrap(), 0);
 }

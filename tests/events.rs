@@ -123,7 +123,7 @@ async fn read_all(log: &dyn EventLog, filter: &Filter, limit: usize) -> Vec<Even
 
 async fn appends_are_idempotent_per_writer(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let log = f.store.events();
+    let log = f.db.events.as_ref();
     let events: Vec<Event> = (0..7).map(|i| initiated(DAY_MS + i, "acme")).collect();
     assert_eq!(log.append(&seq("w1", 1, &events[..5]), &RETENTION).await.unwrap(), 5);
     // A batch whose answer was lost comes again, with more behind it: only
@@ -147,7 +147,7 @@ async fn appends_are_idempotent_per_writer(kind: StoreKind) {
 
 async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let store = f.store.clone();
+    let store = f.db.clone();
     const PER_WRITER: u64 = 600;
     let writers: Vec<_> = ["wa", "wb"]
         .into_iter()
@@ -157,7 +157,7 @@ async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) 
                 let mut written = Vec::new();
                 for batch in 0..PER_WRITER / 5 {
                     let events: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + batch * 5 + i, w)).collect();
-                    store.events().append(&seq(w, batch * 5 + 1, &events), &RETENTION).await.unwrap();
+                    store.events.as_ref().append(&seq(w, batch * 5 + 1, &events), &RETENTION).await.unwrap();
                     written.extend(events.into_iter().map(|e| e.id));
                 }
                 written
@@ -171,7 +171,7 @@ async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) 
     let finished = |ws: &[tokio::task::JoinHandle<Vec<String>>]| ws.iter().all(|w| w.is_finished());
     loop {
         let done = finished(&writers);
-        let page = store.events().read(after.as_deref(), &Filter::default(), 7, 10_000).await.unwrap();
+        let page = store.events.as_ref().read(after.as_deref(), &Filter::default(), 7, 10_000).await.unwrap();
         seen.extend(page.items.into_iter().map(|(_, e)| e.id));
         if page.next.is_some() {
             after = page.next;
@@ -196,7 +196,7 @@ async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) 
 
 async fn filters_counters_and_adoption(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let log = f.store.events();
+    let log = f.db.events.as_ref();
     let next_day = DAY_MS + 86_400_000;
     let events = vec![
         initiated(DAY_MS, "acme"),
@@ -265,7 +265,7 @@ async fn filters_counters_and_adoption(kind: StoreKind) {
 
 async fn retention_trims_the_log(kind: StoreKind) {
     let f = store_fixture(kind).await;
-    let log = f.store.events();
+    let log = f.db.events.as_ref();
     let old: Vec<Event> = (0..600).map(|i| initiated(DAY_MS + i, "acme")).collect();
     let new: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + 10 * 86_400_000 + i, "acme")).collect();
     log.append(&seq("w", 1, &old), &RETENTION).await.unwrap();
@@ -617,12 +617,11 @@ async fn a_redis_outage_loses_and_duplicates_no_event() {
 #[tokio::test]
 async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn tollgate::store::Store> =
-        Arc::new(tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let store = tollgate::db::Db::of(tollgate::db::sqlite::SqliteDb::open(&dir.path().join("t.db")).unwrap());
     let events: Vec<Event> = (0..5).map(|i| initiated(DAY_MS + i, "acme")).collect();
     // The earlier run got the first two into the store (the answer was lost),
     // then spilled all five and died while writing a sixth line.
-    store.events().append(&seq("old", 1, &events[..2]), &RETENTION).await.unwrap();
+    store.events.as_ref().append(&seq("old", 1, &events[..2]), &RETENTION).await.unwrap();
     let spill = dir.path().join("events").join("spill.jsonl");
     std::fs::create_dir_all(spill.parent().unwrap()).unwrap();
     let mut text = String::new();
@@ -635,7 +634,7 @@ async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
 
     let metrics = Arc::new(tollgate::metrics::Metrics::default());
     let settings = tollgate::events::recorder::Settings { queue: 16, spill_path: spill.clone(), retention: RETENTION };
-    let recorder = tollgate::events::Recorder::start(store.clone(), settings, metrics);
+    let recorder = tollgate::events::Recorder::start(store.events.clone(), settings, metrics);
     let after = initiated(DAY_MS + 10, "acme");
     recorder.record(after.clone()).await;
     let mut drained = false;
@@ -651,7 +650,7 @@ async fn a_spill_file_left_by_an_earlier_run_is_replayed_once() {
     recorder.stop().await;
     let mut expected = events.clone();
     expected.push(after);
-    assert_eq!(read_all(store.events(), &Filter::default(), 100).await, expected, "once each, in order");
+    assert_eq!(read_all(store.events.as_ref(), &Filter::default(), 100).await, expected, "once each, in order");
     assert_eq!(std::fs::metadata(&spill).unwrap().len(), 0, "the replayed file is emptied");
 }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use common::{StoreKind as Backend, second_handle, store_fixture as fixture, test_grant};
 use tollgate::catalog::{Artifact, Grant};
+use tollgate::quota::QuotaStore;
 use tollgate::quota::{self, Applied, Initiation, LeaseStep, LimitKind, Outcome, Scope, Settings};
-use tollgate::store::Store;
 
 // Multi-threaded, so that racing initiations really run at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -72,13 +72,13 @@ fn plan(n: usize, limits: &[Applied], now: u64) -> Initiation {
     quota::plan(&grant(n, "main"), &artifact(100), limits, &settings(), now)
 }
 
-async fn initiate(s: &dyn Store, p: &Initiation) -> Outcome {
-    s.quotas().initiate(p).await.unwrap()
+async fn initiate(s: &dyn QuotaStore, p: &Initiation) -> Outcome {
+    s.initiate(p).await.unwrap()
 }
 
 async fn a_grant_is_counted_once(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.quotas.as_ref();
     let limits = [limit(LimitKind::DownloadsPerDay, 2)];
     assert_eq!(initiate(s, &plan(1, &limits, NOW)).await, Outcome::Started);
     // Resumes and parallel segments of the same grant: already started.
@@ -96,13 +96,13 @@ async fn a_grant_is_counted_once(b: Backend) {
 
 async fn a_refusal_changes_nothing(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.quotas.as_ref();
     // Bytes: 100 per file, 250 a month; the third file would pass it.
     let limits = [limit(LimitKind::BytesPerMonth, 250), limit(LimitKind::DownloadsPerDay, 10)];
     assert_eq!(initiate(s, &plan(1, &limits, NOW)).await, Outcome::Started);
     assert_eq!(initiate(s, &plan(2, &limits, NOW)).await, Outcome::Started);
     assert!(matches!(initiate(s, &plan(3, &limits, NOW)).await, Outcome::Refused { used: 200, .. }));
-    let (usage, _) = quota::usage(s.quotas(), "acme", &limits, None, NOW).await.unwrap();
+    let (usage, _) = quota::usage(s, "acme", &limits, None, NOW).await.unwrap();
     assert_eq!(usage.iter().map(|u| u.used).collect::<Vec<_>>(), vec![200, 2], "the refused grant added nothing");
     // Nor was it marked started: once the limit allows it, it starts.
     let raised = [limit(LimitKind::BytesPerMonth, 300)];
@@ -113,14 +113,14 @@ async fn initiations_are_exact_under_concurrency(b: Backend) {
     let f = fixture(b).await;
     // Two handles, as two gateway processes would have (on SQLite: two
     // connections to one file).
-    let handles: [Arc<dyn Store>; 2] = [f.store.clone(), second_handle(&f).await];
+    let handles: [Arc<dyn QuotaStore>; 2] = [f.db.quotas.clone(), second_handle(&f).await.quotas];
     let limits = [limit(LimitKind::DownloadsPerDay, 40)];
     // 200 grants, each asked for twice at once (a download manager's
     // segments), through alternating handles, on every worker thread.
     let tasks: Vec<_> = (0..400)
         .map(|i| {
             let (store, p) = (handles[i % 2].clone(), plan(i / 2, &limits, NOW));
-            tokio::spawn(async move { store.quotas().initiate(&p).await.unwrap() })
+            tokio::spawn(async move { store.initiate(&p).await.unwrap() })
         })
         .collect();
     let mut started = std::collections::HashSet::new();
@@ -139,7 +139,7 @@ async fn initiations_are_exact_under_concurrency(b: Backend) {
 
 async fn leases_limit_concurrency_and_free_their_slots(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.quotas.as_ref();
     let limits = [limit(LimitKind::ConcurrentDownloads, 1)];
     let first = plan(1, &limits, NOW);
     assert_eq!(initiate(s, &first).await, Outcome::Started);
@@ -149,18 +149,18 @@ async fn leases_limit_concurrency_and_free_their_slots(b: Backend) {
     assert_eq!((e.limit.kind, e.used, e.retry_after), (LimitKind::ConcurrentDownloads, 1, Some(59)));
     // Released: the slot is free at once.
     let sets: Vec<String> = first.leases.iter().map(|l| l.set.clone()).collect();
-    s.quotas().release_leases("acme", &first.grant, &sets).await.unwrap();
+    s.release_leases("acme", &first.grant, &sets).await.unwrap();
     assert_eq!(initiate(s, &plan(2, &limits, NOW + 2)).await, Outcome::Started);
     // Renewed, a lease outlives its first expiry; not renewed, it lapses.
     let second = plan(2, &limits, NOW + 2);
-    s.quotas().renew_leases("acme", &second.grant, &sets, NOW + 2, 498).await.unwrap();
+    s.renew_leases("acme", &second.grant, &sets, NOW + 2, 498).await.unwrap();
     assert!(matches!(initiate(s, &plan(3, &limits, NOW + 300)).await, Outcome::Refused { .. }));
     assert_eq!(initiate(s, &plan(3, &limits, NOW + 501)).await, Outcome::Started);
 }
 
 async fn usage_reads_what_was_counted(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.quotas.as_ref();
     let trial = Scope::Entitlement("trial".into());
     let limits = [
         Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: trial.clone() },
@@ -173,7 +173,7 @@ async fn usage_reads_what_was_counted(b: Backend) {
         assert_eq!(initiate(s, &p).await, Outcome::Started);
     }
     assert_eq!(initiate(s, &plan(7, &limits, NOW)).await, Outcome::Started);
-    let (usage, active) = quota::usage(s.quotas(), "acme", &limits, Some("app/1.0.0/app.tar.gz"), NOW).await.unwrap();
+    let (usage, active) = quota::usage(s, "acme", &limits, Some("app/1.0.0/app.tar.gz"), NOW).await.unwrap();
     let used: Vec<(LimitKind, u64)> = usage.iter().map(|u| (u.limit.kind, u.used)).collect();
     assert_eq!(
         used,
@@ -187,7 +187,7 @@ async fn usage_reads_what_was_counted(b: Backend) {
     assert_eq!(active, 3);
     // Without an artifact, per-artifact limits are left out; leases past
     // their expiry are not active.
-    let (usage, active) = quota::usage(s.quotas(), "acme", &limits, None, NOW + 61).await.unwrap();
+    let (usage, active) = quota::usage(s, "acme", &limits, None, NOW + 61).await.unwrap();
     assert_eq!(usage.len(), 3);
     assert_eq!(active, 0);
 }
@@ -196,7 +196,7 @@ async fn usage_reads_what_was_counted(b: Backend) {
 #[tokio::test]
 async fn the_script_is_reloaded_after_noscript() {
     let f = fixture(Backend::Redis).await;
-    let s = f.store.as_ref();
+    let s = f.db.quotas.as_ref();
     let limits = [limit(LimitKind::DownloadsPerDay, 5)];
     assert_eq!(initiate(s, &plan(1, &limits, NOW)).await, Outcome::Started);
     let port = f.redis.as_ref().unwrap().port.to_string();

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{StoreKind as Backend, store_fixture as fixture};
-use tollgate::store::{Kind, Store, StoreError, Written, get_json, put_json};
+use tollgate::catalog::store::{Kind, RecordStore, StoreError, Written, get_json, put_json};
 
 backend_suite!(
     sqlite = super::Backend::Sqlite, redis = super::Backend::Redis, redis_cluster = super::Backend::RedisCluster;
@@ -24,7 +24,7 @@ backend_suite!(
 
 async fn put_reports_created_updated_unchanged(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     assert_eq!(s.get(Kind::Product, "app").await.unwrap(), None);
     assert_eq!(s.put(Kind::Product, "app", b"v1").await.unwrap(), Written::Created);
     assert_eq!(s.put(Kind::Product, "app", b"v1").await.unwrap(), Written::Unchanged);
@@ -35,7 +35,7 @@ async fn put_reports_created_updated_unchanged(b: Backend) {
 
 async fn kinds_do_not_share_keys(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     s.put(Kind::Product, "acme", b"product").await.unwrap();
     s.put(Kind::Customer, "acme", b"customer").await.unwrap();
     assert_eq!(s.get(Kind::Product, "acme").await.unwrap().as_deref(), Some(&b"product"[..]));
@@ -45,7 +45,7 @@ async fn kinds_do_not_share_keys(b: Backend) {
 
 async fn get_many_answers_in_order_across_kinds(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     s.put(Kind::Customer, "acme", b"c").await.unwrap();
     s.put(Kind::Grant, "acme/g1", b"g").await.unwrap();
     s.put(Kind::Release, "app/1.0.0", b"r").await.unwrap();
@@ -64,7 +64,7 @@ async fn get_many_answers_in_order_across_kinds(b: Backend) {
 
 async fn delete_removes_from_get_and_list(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     s.put(Kind::Release, "app/1.0.0", b"r").await.unwrap();
     s.put(Kind::Release, "app/2.0.0", b"r").await.unwrap();
     assert!(s.delete(Kind::Release, "app/1.0.0").await.unwrap());
@@ -77,7 +77,7 @@ async fn delete_removes_from_get_and_list(b: Backend) {
 
 async fn list_is_ordered_prefixed_and_pages(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     for k in ["b/1", "app/é", "app/2.0", "apple/1", "app/1.10", "app/1.0", "ap"] {
         s.put(Kind::Release, k, k.as_bytes()).await.unwrap();
     }
@@ -106,7 +106,7 @@ async fn list_is_ordered_prefixed_and_pages(b: Backend) {
 
 async fn paging_survives_concurrent_writes(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     for i in 0..10 {
         s.put(Kind::Customer, &format!("c{i:02}"), b"x").await.unwrap();
     }
@@ -124,7 +124,7 @@ async fn paging_survives_concurrent_writes(b: Backend) {
 
 async fn json_helpers_round_trip_and_detect_corruption(b: Backend) {
     let f = fixture(b).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     let product = tollgate::catalog::Product {
         id: "app".into(),
         name: "App".into(),
@@ -140,41 +140,41 @@ async fn json_helpers_round_trip_and_detect_corruption(b: Backend) {
 
 async fn ping_answers(b: Backend) {
     let f = fixture(b).await;
-    f.store.ping().await.unwrap();
+    f.db.records.ping().await.unwrap();
 }
 
 #[tokio::test]
 async fn sqlite_keeps_records_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/t.db");
-    let store = tollgate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let store = tollgate::db::sqlite::SqliteDb::open(&path).unwrap();
     store.put(Kind::Entitlement, "acme/e1", b"{}").await.unwrap();
     drop(store);
-    let again = tollgate::store::sqlite::SqliteStore::open(&path).unwrap();
+    let again = tollgate::db::sqlite::SqliteDb::open(&path).unwrap();
     assert_eq!(again.get(Kind::Entitlement, "acme/e1").await.unwrap().as_deref(), Some(&b"{}"[..]));
 }
 
 #[tokio::test]
 async fn redis_outage_is_unavailable_and_the_store_reconnects_by_itself() {
     let mut f = fixture(Backend::Redis).await;
-    f.store.put(Kind::Product, "app", b"v1").await.unwrap();
+    f.db.records.put(Kind::Product, "app", b"v1").await.unwrap();
     let server = f.redis.as_mut().unwrap();
     server.kill();
-    let err = f.store.get(Kind::Product, "app").await.unwrap_err();
+    let err = f.db.records.get(Kind::Product, "app").await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     server.restart().await;
     // Same store object, no restart of ours: it reconnects (the data is gone,
     // since the test server keeps nothing on disk).
     let mut ok = false;
     for _ in 0..100 {
-        if f.store.ping().await.is_ok() {
+        if f.db.records.ping().await.is_ok() {
             ok = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the store never reconnected");
-    assert_eq!(f.store.put(Kind::Product, "app", b"v2").await.unwrap(), Written::Created);
+    assert_eq!(f.db.records.put(Kind::Product, "app", b"v2").await.unwrap(), Written::Created);
 }
 
 /// On a cluster, the kinds' hash tags land on different nodes, and the store
@@ -182,7 +182,7 @@ async fn redis_outage_is_unavailable_and_the_store_reconnects_by_itself() {
 #[tokio::test]
 async fn redis_cluster_spreads_kinds_over_nodes() {
     let f = fixture(Backend::RedisCluster).await;
-    let s = f.store.as_ref();
+    let s = f.db.records.as_ref();
     let kinds =
         [Kind::Product, Kind::Release, Kind::Artifact, Kind::Customer, Kind::Entitlement, Kind::ApiKey, Kind::Grant];
     for kind in kinds {

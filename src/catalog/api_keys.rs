@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::model::Timestamp;
 use super::repo::{CatalogError, CatalogRepo, check_id};
-use crate::store::{Kind, StoreError, get_json, put_json};
+use super::store::{Kind, StoreError, get_json, put_json};
 
 pub const KEY_PREFIX: &str = "tg_";
 const ID_HEX: usize = 16;

@@ -8,7 +8,7 @@ use semver::Version;
 
 use super::model::{Artifact, PendingUpload};
 use super::repo::{CatalogError, CatalogRepo, check_id};
-use crate::store::{Kind, Written, get_json, put_json};
+use super::store::{Kind, Written, get_json, put_json};
 
 /// Longest file name accepted, in bytes (common file systems' limit).
 pub const MAX_FILENAME: usize = 255;

@@ -10,7 +10,7 @@ use semver::Version;
 use super::artifacts::artifact_key;
 use super::model::{Artifact, Customer, Entitlement, Grant, Release};
 use super::repo::{CatalogError, CatalogRepo};
-use crate::store::{Kind, MAX_PAGE, StoreError, put_json};
+use super::store::{Kind, MAX_PAGE, StoreError, put_json};
 
 /// Hex digits of randomness at the start of a grant id (96 bits).
 const RANDOM_HEX: usize = 24;

@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod grants;
 pub mod model;
 pub mod repo;
+pub mod store;
 
 pub use api_keys::{ApiKey, ApiKeyView};
 pub use model::*;

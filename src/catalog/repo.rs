@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::model::{Customer, Entitlement, Product, Release, ReleaseStatus, Timestamp};
-use crate::store::{Kind, MAX_PAGE, Store, StoreError, Written, get_json, put_json};
+use super::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, get_json, put_json};
 
 /// Page size when the caller gives none.
 pub const DEFAULT_PAGE: usize = 100;
@@ -57,7 +57,7 @@ pub enum ReleaseAction {
 
 #[derive(Debug, Clone)]
 pub struct CatalogRepo {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RecordStore>,
 }
 
 /// Ids are 1-128 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`: they
@@ -78,11 +78,11 @@ fn release_key(product: &str, version: &Version) -> String {
 }
 
 impl CatalogRepo {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn RecordStore>) -> Self {
         Self { store }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn RecordStore> {
         &self.store
     }
 

@@ -1,51 +1,13 @@
-//! The command line's HTTP client: the admin API (plain HTTP on a private
-//! address) and presigned storage URLs (HTTP or HTTPS, the system's roots).
-
-use std::time::Duration;
+//! The command line's client of the admin API (plain HTTP on a private
+//! address, or HTTPS), over [`crate::http_client`].
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt as _;
+use hyper::Request;
 use serde_json::Value;
 
-/// A request body: whole, or streamed from a file.
-pub type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
-
-pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, ReqBody>,
-}
-
-impl HttpClient {
-    pub fn new() -> anyhow::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.set_nodelay(true);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("cannot load the system's root certificates")?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Self { inner: Client::builder(TokioExecutor::new()).build(tls) })
-    }
-
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.inner.request(req).await
-    }
-}
+pub use crate::http_client::{HttpClient, ReqBody, full};
 
 /// The admin API of a running gateway: base URL and token.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::quota::Quota;
+use crate::quota_limits::Quota;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};

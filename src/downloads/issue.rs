@@ -83,7 +83,7 @@ async fn look_at_quota(
     if limits.is_empty() {
         return Ok(Vec::new());
     }
-    let quotas = svc.catalog.store().quotas();
+    let quotas = svc.quotas.as_ref();
     let (usage, _) = quota::usage(quotas, &customer.id, &limits, Some(&artifact.key()), now.0).await?;
     if let Some(exceeded) = quota::first_exceeded(&usage, artifact.size, now.0) {
         return Err(exceeded.into());

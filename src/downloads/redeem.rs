@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::completion::Completion;
 use super::{Delivery, DownloadError};
+use crate::catalog::store::StoreError;
 use crate::catalog::{Grant, Timestamp};
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
 use crate::events::{Detail, Subject};
@@ -15,7 +16,6 @@ use crate::quota::{self, LeaseGuard, Outcome};
 use crate::services::Services;
 use crate::signing::{Presented, TokenError, decode_segment};
 use crate::storage::{self, ByteRange, ByteStream, ObjectKey, ObjectMeta};
-use crate::store::StoreError;
 
 /// A download URL as presented.
 #[derive(Debug, Clone, Copy)]
@@ -259,8 +259,8 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
     if g.started_at.is_none() {
         let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
         let plan = quota::plan(g, &c.artifact, &limits, settings, now);
-        let store = svc.catalog.store();
-        match svc.metrics.time_store(store.backend(), "quota_initiate", store.quotas().initiate(&plan)).await {
+        let backend = svc.catalog.store().backend();
+        match svc.metrics.time_store(backend, "quota_initiate", svc.quotas.initiate(&plan)).await {
             Ok(Outcome::Started) => {
                 tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
                 initiated = true;

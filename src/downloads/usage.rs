@@ -30,6 +30,6 @@ pub async fn usage(svc: &Services, customer: &Customer, artifact: Option<&str>) 
             limits.extend(own.into_iter().filter(|a| a.scope != quota::Scope::Customer));
         }
     }
-    let (usage, active) = quota::usage(svc.catalog.store().quotas(), &customer.id, &limits, artifact, now).await?;
+    let (usage, active) = quota::usage(svc.quotas.as_ref(), &customer.id, &limits, artifact, now).await?;
     Ok(CustomerUsage { usage, active, now })
 }

@@ -9,12 +9,12 @@ use semver::{Version, VersionReq};
 
 use super::{Denial, decide, version_covered};
 use crate::catalog::grants::new_grant_id;
+use crate::catalog::store::StoreError;
 use crate::catalog::{
     Artifact, CatalogError, CatalogRepo, Channel, Customer, Entitlement, Grant, PLATFORM_ANY, Release, ReleaseStatus,
     Timestamp,
 };
 use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
-use crate::store::StoreError;
 
 /// Why a customer request or a grant was refused.
 #[derive(Debug, thiserror::Error)]

@@ -21,9 +21,7 @@
 )]
 
 pub mod recorder;
-mod redis;
 pub mod report;
-pub(crate) mod sqlite;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
@@ -35,8 +33,8 @@ use utoipa::ToSchema;
 pub use recorder::Recorder;
 pub use report::{Dimension, ReportRow};
 
+use crate::catalog::store::StoreError;
 use crate::clock::Clock;
-use crate::store::{Store, StoreError};
 
 /// The event types. The names are part of the API and the storage layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -284,12 +282,12 @@ pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Trim the event log to `retention` every [`TRIM_EVERY`], until the task is
 /// dropped.
-pub async fn trim_worker(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention: Retention) {
+pub async fn trim_worker(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>, retention: Retention) {
     let mut tick = tokio::time::interval(TRIM_EVERY);
     loop {
         tick.tick().await;
         let now_ms = clock.now_unix().saturating_mul(1000);
-        match store.events().trim(&retention, now_ms).await {
+        match log.trim(&retention, now_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "events past retention trimmed"),
             Err(e) => tracing::warn!(error = %e, "could not trim the event log"),
@@ -398,7 +396,7 @@ pub struct Retention {
 
 /// The event log and its report counters, kept in the state store.
 #[async_trait::async_trait]
-pub trait EventLog: Send + Sync {
+pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Append in order the events the store has not taken yet (by writer and
     /// sequence), updating the report counters and the writer's mark with
     /// each, in one transaction (SQLite) or script (Redis). Returns how many

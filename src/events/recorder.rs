@@ -22,9 +22,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Event, Retention, Sequenced};
-use crate::metrics::Metrics;
-use crate::store::Store;
+use super::{Completion, Detail, Event, EventLog, Retention, Sequenced};
+use crate::metrics::{DownloadEnd, Metrics};
 
 /// Events appended to the store in one call, at most.
 const BATCH: usize = 256;
@@ -77,7 +76,7 @@ pub struct SpillGauge {
 
 impl Recorder {
     /// Start the writer task for `store`.
-    pub fn start(store: Arc<dyn Store>, settings: Settings, metrics: Arc<Metrics>) -> Self {
+    pub fn start(store: Arc<dyn EventLog>, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let capacity = settings.queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let spill = Arc::new(SpillGauge::default());
@@ -97,7 +96,7 @@ impl Recorder {
 
     /// Record an event. Returns once it is queued.
     pub async fn record(&self, event: Event) {
-        self.metrics.event(&event);
+        count(&self.metrics, &event);
         let msg = Msg::Event(Box::new(event));
         let msg = match self.tx.try_send(msg) {
             Ok(()) => return,
@@ -115,7 +114,7 @@ impl Recorder {
     /// Record without waiting, for code that cannot (a `Drop`): queued at
     /// once, or, when the queue is full, by a task that waits for room.
     pub fn record_now(&self, event: Event) {
-        self.metrics.event(&event);
+        count(&self.metrics, &event);
         match self.tx.try_send(Msg::Event(Box::new(event))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
@@ -169,7 +168,7 @@ impl Recorder {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventLog>,
     rx: mpsc::Receiver<Msg>,
     id: String,
     seq: u64,
@@ -272,7 +271,7 @@ impl Writer {
         // Redis script per batch keeps each short.
         for batch in events.chunks(BATCH) {
             if !self.spill.pending() {
-                match self.store.events().append(batch, &self.retention).await {
+                match self.store.append(batch, &self.retention).await {
                     Ok(_) => {
                         self.metrics.events_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         continue;
@@ -401,7 +400,7 @@ impl Spill {
     /// once drained.
     async fn replay(
         &mut self,
-        store: &dyn Store,
+        store: &dyn EventLog,
         retention: &Retention,
         metrics: &Metrics,
         max_batches: usize,
@@ -452,7 +451,7 @@ impl Spill {
             if consumed == 0 {
                 return self.drained().await;
             }
-            if let Err(e) = store.events().append(&batch, retention).await {
+            if let Err(e) = store.append(&batch, retention).await {
                 tracing::info!(error = %e, pending = self.gauge.pending.load(Ordering::Relaxed), "event log still unavailable; will retry");
                 return Replay::Failed;
             }
@@ -479,5 +478,23 @@ impl Spill {
         self.gauge.pending.store(0, Ordering::Relaxed);
         tracing::info!("spilled events replayed into the event log");
         Replay::Drained
+    }
+}
+
+/// What an event adds to the download metrics; called for every event
+/// recorded, so the metrics count exactly what the log holds.
+fn count(metrics: &Metrics, e: &Event) {
+    match &e.detail {
+        Detail::DownloadInitiated { .. } => metrics.download_initiated(),
+        Detail::DownloadCompleted { result, bytes_sent, reached_end, .. } => {
+            let end = match result {
+                Completion::Complete if *reached_end => DownloadEnd::Completed,
+                Completion::Complete => DownloadEnd::Partial,
+                Completion::Aborted => DownloadEnd::Aborted,
+            };
+            metrics.download_ended(*bytes_sent, end);
+        }
+        Detail::DownloadDenied { reason, .. } => metrics.download_denied(reason),
+        _ => {}
     }
 }

@@ -31,9 +31,11 @@ use hmac::{KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::EventLog;
 use super::EventType;
 use crate::catalog::Timestamp;
-use crate::store::{Kind, Store, StoreError, get_json, put_json};
+use crate::catalog::store::{Kind, RecordStore, StoreError, get_json, put_json};
+use crate::http_client::{HttpClient, full};
 
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -192,8 +194,9 @@ impl Drop for Worker {
 /// Sends events to endpoints: the store, a client, the clock.
 #[derive(Clone)]
 pub struct Deliverer {
-    store: Arc<dyn Store>,
-    client: crate::cli::http::HttpClient,
+    store: Arc<dyn RecordStore>,
+    log: Arc<dyn EventLog>,
+    client: HttpClient,
     settings: Settings,
     clock: Arc<dyn crate::clock::Clock>,
 }
@@ -208,8 +211,13 @@ impl std::fmt::Debug for Deliverer {
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, clock: Arc<dyn crate::clock::Clock>) -> anyhow::Result<Self> {
-        Ok(Self { store, client: crate::cli::http::HttpClient::new()?, settings, clock })
+    pub fn new(
+        store: Arc<dyn RecordStore>,
+        log: Arc<dyn EventLog>,
+        settings: Settings,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self { store, log, client: HttpClient::new()?, settings, clock })
     }
 
     /// Run a worker per enabled endpoint, following changes to the list,
@@ -239,7 +247,7 @@ impl Deliverer {
     /// them.
     async fn work(self, endpoint: Endpoint) {
         let group = group(&endpoint);
-        let log = self.store.events();
+        let log = &*self.log;
         let idle = u64::try_from(self.settings.claim_idle().as_millis()).unwrap_or(u64::MAX);
         loop {
             let batch = match log.claim(&group, &self.settings.consumer, 1, idle).await {
@@ -301,7 +309,7 @@ impl Deliverer {
         body: Bytes,
     ) -> Outcome {
         let id = event["id"].as_str().unwrap_or_default();
-        let log = self.store.events();
+        let log = &*self.log;
         let mut last_error = String::new();
         let attempts = self.settings.max_attempts.max(1);
         for attempt in 1..=attempts {
@@ -363,7 +371,7 @@ impl Deliverer {
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(crate::cli::http::full(body))
+            .body(full(body))
             .map_err(|e| format!("bad request: {e}"))?;
         let answer = tokio::time::timeout(self.settings.timeout, async {
             let response = self.client.send(req).await.map_err(|e| format!("no answer: {e}"))?;
@@ -378,12 +386,12 @@ impl Deliverer {
     }
 }
 
-pub async fn all_endpoints(store: &dyn Store) -> Result<Vec<Endpoint>, StoreError> {
+pub async fn all_endpoints(store: &dyn RecordStore) -> Result<Vec<Endpoint>, StoreError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list(Kind::Webhook, "", after.as_deref(), crate::store::MAX_PAGE).await?;
-        let full = page.len() == crate::store::MAX_PAGE;
+        let page = store.list(Kind::Webhook, "", after.as_deref(), crate::catalog::store::MAX_PAGE).await?;
+        let full = page.len() == crate::catalog::store::MAX_PAGE;
         let last = page.last().map(|(k, _)| k.clone());
         for (key, value) in page {
             match serde_json::from_slice(&value) {
@@ -398,7 +406,7 @@ pub async fn all_endpoints(store: &dyn Store) -> Result<Vec<Endpoint>, StoreErro
     }
 }
 
-pub async fn endpoint_of(store: &dyn Store, id: &str) -> Result<Option<Endpoint>, StoreError> {
+pub async fn endpoint_of(store: &dyn RecordStore, id: &str) -> Result<Option<Endpoint>, StoreError> {
     get_json(store, Kind::Webhook, id).await
 }
 

@@ -30,6 +30,7 @@ use super::problem::{Problem, RawBody};
 use super::{admin_events, admin_webhooks};
 use crate::catalog::ApiKeyView;
 use crate::catalog::Page;
+use crate::catalog::store::Written;
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
@@ -39,7 +40,6 @@ use crate::events::{Change, Detail, Subject};
 use crate::quota::Quota;
 use crate::services::Services;
 use crate::storage::StorageError;
-use crate::store::Written;
 use crate::uploads::UploadError;
 
 /// Every admin route; all of them require an admin token (the check is applied

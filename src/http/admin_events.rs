@@ -79,7 +79,7 @@ pub(crate) async fn list_events(
         })?;
         filter.types.push(t);
     }
-    let log = s.catalog.store().events();
+    let log = &s.event_log;
     if let Some(after) = &q.after
         && !log.valid_cursor(after)
     {
@@ -154,7 +154,7 @@ pub(crate) async fn downloads_report(
         return Err(AdminError::BadRequest(format!("a report covers at most {MAX_REPORT_DAYS} days")));
     }
     let days = Days { from: day_of(from), to: day_of(to) };
-    let log = s.catalog.store().events();
+    let log = &s.event_log;
     let (cells, seen) = log.cells(&days, q.group_by).await.map_err(crate::catalog::CatalogError::from)?;
     let rows = report::rows(&cells, &seen);
     if q.format.unwrap_or_default() == Format::Csv {
@@ -215,8 +215,7 @@ pub(crate) async fn adoption(
 ) -> AdminResult {
     let (release, entitled) = release_audience(&s, p).await?;
     let (product, version) = (release.product.clone(), release.version.to_string());
-    let taken =
-        s.catalog.store().events().adoption(&product, &version).await.map_err(crate::catalog::CatalogError::from)?;
+    let taken = s.event_log.adoption(&product, &version).await.map_err(crate::catalog::CatalogError::from)?;
     let (mut downloaded, mut not_downloaded) = (Vec::new(), Vec::new());
     let mut completed = 0;
     for e in &entitled {

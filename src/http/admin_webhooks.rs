@@ -14,11 +14,11 @@ use super::Items;
 use super::admin_api::{AdminError, AdminResult, body, deleted, path};
 use super::problem::RawBody;
 use crate::catalog::repo::check_id;
+use crate::catalog::store::{Kind, put_json};
 use crate::catalog::{CatalogError, Timestamp};
 use crate::events::EventType;
 use crate::events::webhooks::{self, DeadLetter, Endpoint, EndpointView};
 use crate::services::Services;
-use crate::store::{Kind, put_json};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +74,7 @@ pub(crate) async fn put_webhook(
             };
             // The group first: the endpoint gets events from its creation on.
             // Dead letters a deleted endpoint of this id left go.
-            store.events().reset_group(&webhooks::group(&e)).await.map_err(CatalogError::from)?;
+            s.event_log.reset_group(&webhooks::group(&e)).await.map_err(CatalogError::from)?;
             remove_dead_letters(&s, &e.id).await?;
             e
         }
@@ -110,7 +110,7 @@ pub(crate) async fn delete_webhook(
     };
     // The group before the record: a failure here leaves the endpoint in
     // place, to delete again.
-    store.events().delete_group(&webhooks::group(&endpoint)).await.map_err(CatalogError::from)?;
+    s.event_log.delete_group(&webhooks::group(&endpoint)).await.map_err(CatalogError::from)?;
     let existed = store.delete(Kind::Webhook, &id).await.map_err(CatalogError::from)?;
     remove_dead_letters(&s, &id).await?;
     deleted(existed, "webhook")
@@ -119,7 +119,7 @@ pub(crate) async fn delete_webhook(
 async fn remove_dead_letters(s: &Services, id: &str) -> Result<(), AdminError> {
     let store = s.catalog.store();
     loop {
-        let page = store.list(Kind::DeadLetter, &format!("{id}/"), None, crate::store::MAX_PAGE).await;
+        let page = store.list(Kind::DeadLetter, &format!("{id}/"), None, crate::catalog::store::MAX_PAGE).await;
         let page = page.map_err(CatalogError::from)?;
         if page.is_empty() {
             return Ok(());

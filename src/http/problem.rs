@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::catalog::store::StoreError;
 use crate::downloads::DownloadError;
 use crate::entitlement::access::AccessError;
 use crate::quota::{Exceeded, LimitView, Scope};
 use crate::storage::StorageError;
-use crate::store::StoreError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 

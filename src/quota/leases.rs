@@ -10,15 +10,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::QuotaStore;
 use crate::clock::Clock;
-use crate::store::Store;
 
 type GrantKey = (String, String);
 
 /// The grants this process is streaming, with how many streams each.
 #[derive(Debug)]
 pub struct Leases {
-    store: Arc<dyn Store>,
+    store: Arc<dyn QuotaStore>,
     clock: Arc<dyn Clock>,
     ttl: u64,
     held: Mutex<HashMap<GrantKey, Held>>,
@@ -31,7 +31,7 @@ struct Held {
 }
 
 impl Leases {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: u64) -> Self {
+    pub fn new(store: Arc<dyn QuotaStore>, clock: Arc<dyn Clock>, ttl: u64) -> Self {
         Self { store, clock, ttl: ttl.max(3), held: Mutex::new(HashMap::new()) }
     }
 
@@ -60,7 +60,7 @@ impl Leases {
         let guard = LeaseGuard { leases: self.clone(), key: Some(key) };
         if first && !initiated {
             let now = self.clock.now_unix();
-            if let Err(e) = self.store.quotas().renew_leases(customer, grant, &sets, now, self.ttl).await {
+            if let Err(e) = self.store.renew_leases(customer, grant, &sets, now, self.ttl).await {
                 tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
             }
         }
@@ -84,7 +84,7 @@ impl Leases {
             let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             held.iter().map(|(k, h)| (k.clone(), h.sets.clone())).collect()
         };
-        let quotas = self.store.quotas();
+        let quotas = &self.store;
         for (key, sets) in held {
             let (customer, grant) = (&key.0, &key.1);
             if let Err(e) = quotas.renew_leases(customer, grant, &sets, now, self.ttl).await {
@@ -115,7 +115,7 @@ impl Leases {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let (customer, grant) = key;
-                if let Err(e) = store.quotas().release_leases(&customer, &grant, &sets).await {
+                if let Err(e) = store.release_leases(&customer, &grant, &sets).await {
                     tracing::warn!(%customer, %grant, error = %e, "could not release a download lease; it will expire");
                 }
             });

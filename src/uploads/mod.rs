@@ -12,11 +12,11 @@ pub mod direct;
 use semver::Version;
 
 use crate::catalog::artifacts::{artifact_key, check_filename};
+use crate::catalog::store::Written;
 use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PLATFORM_ANY, Release, ReleaseStatus};
 use crate::events::{Detail, Subject};
 use crate::services::Services;
 use crate::storage::{self, ByteStream, ObjectKey, StorageError};
-use crate::store::Written;
 
 /// Why an upload (or an artifact's removal) was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +41,8 @@ pub enum UploadError {
     Catalog(#[from] CatalogError),
 }
 
-impl From<crate::store::StoreError> for UploadError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<crate::catalog::store::StoreError> for UploadError {
+    fn from(e: crate::catalog::store::StoreError) -> Self {
         UploadError::Catalog(e.into())
     }
 }

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 use serde_json::{Value, json};
 use tollgate::config::{Config, S3Config, Secret, StorageBackend};
+use tollgate::db::Db;
 use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
@@ -307,7 +308,8 @@ pub enum StoreKind {
 
 /// A state store plus whatever keeps it alive (temp dir, Redis servers).
 pub struct StoreFixture {
-    pub store: Arc<dyn tollgate::store::Store>,
+    /// The engine's three handles: records, quotas, events.
+    pub db: Db,
     pub dir: TempDir,
     pub redis: Option<RedisServer>,
     pub cluster: Option<RedisCluster>,
@@ -317,25 +319,21 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
     let dir = tempfile::tempdir().unwrap();
     match kind {
         StoreKind::Sqlite => {
-            let store = tollgate::store::sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap();
-            StoreFixture { store: Arc::new(store), dir, redis: None, cluster: None }
+            let store = tollgate::db::sqlite::SqliteDb::open(&dir.path().join("t.db")).unwrap();
+            StoreFixture { db: Db::of(store), dir, redis: None, cluster: None }
         }
         StoreKind::Redis => {
             let server = RedisServer::start().await;
             let client = ::redis::Client::open(server.url()).unwrap();
-            let store = tollgate::store::redis::RedisStore::connect(
-                client,
-                "tgtest",
-                Duration::from_secs(2),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-            StoreFixture { store: Arc::new(store), dir, redis: Some(server), cluster: None }
+            let store =
+                tollgate::db::redis::RedisDb::connect(client, "tgtest", Duration::from_secs(2), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            StoreFixture { db: Db::of(store), dir, redis: Some(server), cluster: None }
         }
         StoreKind::RedisCluster => {
             let cluster = RedisCluster::start().await;
-            let store = tollgate::store::redis::RedisStore::connect_cluster(
+            let store = tollgate::db::redis::RedisDb::connect_cluster(
                 &cluster.url(),
                 "tgtest",
                 Duration::from_secs(2),
@@ -343,7 +341,7 @@ pub async fn store_fixture(kind: StoreKind) -> StoreFixture {
             )
             .await
             .unwrap();
-            StoreFixture { store: Arc::new(store), dir, redis: None, cluster: Some(cluster) }
+            StoreFixture { db: Db::of(store), dir, redis: None, cluster: Some(cluster) }
         }
     }
 }
@@ -665,19 +663,17 @@ pub fn test_grant(n: usize, entitlement: &str, issued: u64) -> tollgate::catalog
 
 /// A second handle on the same store (another SQLite connection, another
 /// Redis connection), for tests of what two processes see.
-pub async fn second_handle(f: &StoreFixture) -> Arc<dyn tollgate::store::Store> {
+pub async fn second_handle(f: &StoreFixture) -> Db {
     let (connect, response) = (Duration::from_secs(2), Duration::from_secs(5));
     if let Some(server) = &f.redis {
         let client = ::redis::Client::open(server.url()).unwrap();
-        Arc::new(tollgate::store::redis::RedisStore::connect(client, "tgtest", connect, response).await.unwrap())
+        Db::of(tollgate::db::redis::RedisDb::connect(client, "tgtest", connect, response).await.unwrap())
     } else if let Some(cluster) = &f.cluster {
-        Arc::new(
-            tollgate::store::redis::RedisStore::connect_cluster(&cluster.url(), "tgtest", connect, response)
-                .await
-                .unwrap(),
+        Db::of(
+            tollgate::db::redis::RedisDb::connect_cluster(&cluster.url(), "tgtest", connect, response).await.unwrap(),
         )
     } else {
-        Arc::new(tollgate::store::sqlite::SqliteStore::open(&f.dir.path().join("t.db")).unwrap())
+        Db::of(tollgate::db::sqlite::SqliteDb::open(&f.dir.path().join("t.db")).unwrap())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Quotas on SQLite: one `IMMEDIATE` transaction per initiation (the write
 //! lock is taken first, so two initiations never interleave their checks).
 //!
-//! Tables (schema version 2, see [`crate::store::sqlite`]): `quota_counters`
+//! Tables (schema version 2, see [`super::SqliteDb::open`]): `quota_counters`
 //! `(customer, bucket, field) → value, expires_at`, `quota_started`
 //! `(customer, grant_id) → started_at, expires_at`, `quota_leases`
 //! `(customer, lease_set, grant_id) → expires_at`. Rows past `expires_at` are
@@ -9,9 +9,9 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{Counter, Initiation, Outcome, QuotaStore};
-use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sqlite_error, to_i64, to_u64};
+use super::{SqliteDb, sqlite_error, to_i64, to_u64};
+use crate::catalog::store::StoreError;
+use crate::quota::{Counter, Initiation, Outcome, QuotaStore};
 
 /// `expires_at` of a row kept `ttl` seconds from `now`; `None` forever.
 fn expiry(now: u64, ttl: Option<u64>) -> Option<i64> {
@@ -22,7 +22,7 @@ const LIVE_COUNTER: &str = "SELECT value FROM quota_counters
      WHERE customer = ?1 AND bucket = ?2 AND field = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
 
 #[async_trait::async_trait]
-impl QuotaStore for SqliteStore {
+impl QuotaStore for SqliteDb {
     async fn initiate(&self, i: &Initiation) -> Result<Outcome, StoreError> {
         let i = i.clone();
         self.with_conn(move |conn| {

@@ -1,38 +1,27 @@
-//! A store that times every record operation into the metrics.
+//! A record store that times every operation into the metrics.
 
 use std::sync::Arc;
 
-use super::{Kind, Store, StoreError, Written};
-use crate::events::EventLog;
+use crate::catalog::store::{Kind, RecordStore, StoreError, Written};
 use crate::metrics::Metrics;
-use crate::quota::QuotaStore;
 
-/// Wraps the configured store; quota and event operations pass through
-/// untimed (their callers measure what matters to them).
+/// Wraps the configured engine's record store.
 #[derive(Debug)]
 pub struct Timed {
-    inner: Arc<dyn Store>,
+    inner: Arc<dyn RecordStore>,
     metrics: Arc<Metrics>,
 }
 
 impl Timed {
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: Arc<dyn RecordStore>, metrics: Arc<Metrics>) -> Self {
         Self { inner, metrics }
     }
 }
 
 #[async_trait::async_trait]
-impl Store for Timed {
+impl RecordStore for Timed {
     fn backend(&self) -> &'static str {
         self.inner.backend()
-    }
-
-    fn quotas(&self) -> &dyn QuotaStore {
-        self.inner.quotas()
-    }
-
-    fn events(&self) -> &dyn EventLog {
-        self.inner.events()
     }
 
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {

@@ -1,4 +1,4 @@
-//! The event log on SQLite (schema version 3):
+//! The event log on SQLite (schema version 3, created in [`super::SqliteDb::open`]):
 //!
 //! | table | holds |
 //! |---|---|
@@ -16,55 +16,11 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
-use super::{Adoption, Cell, Days, Dimension, Effects, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
-use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sqlite_error, to_i64, to_u64};
-
-pub(crate) const SCHEMA_V3: &str = "BEGIN;
-    CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        at INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        customer TEXT,
-        product TEXT,
-        body BLOB NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS events_at ON events (at);
-    CREATE INDEX IF NOT EXISTS events_customer ON events (customer, seq);
-    CREATE INDEX IF NOT EXISTS events_product ON events (product, seq);
-    CREATE TABLE IF NOT EXISTS event_writers (
-        writer TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS report_counts (
-        day TEXT NOT NULL,
-        dimension TEXT NOT NULL,
-        value TEXT NOT NULL,
-        metric TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        PRIMARY KEY (day, dimension, value, metric)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS report_customers (
-        day TEXT NOT NULL,
-        dimension TEXT NOT NULL,
-        value TEXT NOT NULL,
-        customer TEXT NOT NULL,
-        PRIMARY KEY (day, dimension, value, customer)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS adoption (
-        release TEXT NOT NULL,
-        customer TEXT NOT NULL,
-        first_initiated INTEGER,
-        first_completed INTEGER,
-        PRIMARY KEY (release, customer)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS event_groups (
-        name TEXT PRIMARY KEY,
-        cursor INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    PRAGMA user_version = 3;
-    COMMIT;";
+use super::{SqliteDb, sqlite_error, to_i64, to_u64};
+use crate::catalog::store::StoreError;
+use crate::events::{
+    Adoption, Cell, Days, Dimension, Effects, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced,
+};
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
@@ -135,7 +91,7 @@ fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreErr
             .execute(params![e.id, to_i64(e.at), e.event_type().as_str(), e.subject.customer, e.subject.product, body])
             .map_err(sqlite_error)?;
         if inserted == 1 {
-            apply(&tx, &super::effects(e))?;
+            apply(&tx, &crate::events::effects(e))?;
             new += 1;
         }
     }
@@ -204,7 +160,7 @@ fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Res
 }
 
 #[async_trait::async_trait]
-impl EventLog for SqliteStore {
+impl EventLog for SqliteDb {
     async fn append(&self, events: &[Sequenced], _retention: &Retention) -> Result<usize, StoreError> {
         let events = events.to_vec();
         self.with_conn(move |conn| append(conn, &events)).await
@@ -298,7 +254,7 @@ impl EventLog for SqliteStore {
 
     async fn trim(&self, retention: &Retention, now_ms: u64) -> Result<u64, StoreError> {
         let cutoff = now_ms.saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
-        let day = super::day_of((now_ms / 1000).saturating_sub(retention.report_days.saturating_mul(86_400)));
+        let day = crate::events::day_of((now_ms / 1000).saturating_sub(retention.report_days.saturating_mul(86_400)));
         let max_events = retention.max_events;
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;

@@ -17,9 +17,9 @@
 
 use redis::Script;
 
-use super::{Counter, Initiation, Outcome, QuotaStore};
-use crate::store::StoreError;
-use crate::store::redis::{RedisStore, store_error};
+use super::{RedisDb, store_error};
+use crate::catalog::store::StoreError;
+use crate::quota::{Counter, Initiation, Outcome, QuotaStore};
 
 /// The initiation script.
 ///
@@ -74,7 +74,7 @@ redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
 return {2, now}
 ";
 
-impl RedisStore {
+impl RedisDb {
     fn quota_key(&self, customer: &str, rest: &str) -> String {
         format!("{{{}:q:{customer}}}:{rest}", self.prefix())
     }
@@ -98,7 +98,7 @@ fn as_u64(values: &[i64], i: usize) -> Option<u64> {
 }
 
 #[async_trait::async_trait]
-impl QuotaStore for RedisStore {
+impl QuotaStore for RedisDb {
     async fn initiate(&self, i: &Initiation) -> Result<Outcome, StoreError> {
         // Script hashes the source once; `invoke_async` sends EVALSHA and, on
         // NOSCRIPT (a restarted or flushed Redis), loads it and retries.

@@ -18,9 +18,9 @@ use redis::Script;
 
 use redis::Value;
 
-use super::{Adoption, Cell, Days, Dimension, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
-use crate::store::StoreError;
-use crate::store::redis::{RedisStore, store_error};
+use super::{RedisDb, store_error};
+use crate::catalog::store::StoreError;
+use crate::events::{Adoption, Cell, Days, Dimension, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced};
 
 const SEP: char = '\x1f';
 
@@ -94,7 +94,7 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 ";
 
-impl RedisStore {
+impl RedisDb {
     fn event_key(&self, rest: &str) -> String {
         format!("{{{}:ev}}:{rest}", self.prefix())
     }
@@ -126,7 +126,7 @@ fn day_start(day: &str) -> Option<u64> {
 }
 
 #[async_trait::async_trait]
-impl EventLog for RedisStore {
+impl EventLog for RedisDb {
     async fn append(&self, events: &[Sequenced], retention: &Retention) -> Result<usize, StoreError> {
         if events.is_empty() {
             return Ok(0);
@@ -137,7 +137,7 @@ impl EventLog for RedisStore {
         keys.of(self.event_key("w"));
         let mut args: Vec<Vec<u8>> = vec![retention.max_events.to_string().into(), events.len().to_string().into()];
         for s in events {
-            let fx = super::effects(&s.event);
+            let fx = crate::events::effects(&s.event);
             let body = serde_json::to_vec(&s.event).map_err(|e| StoreError::Internal(e.to_string()))?;
             let rk = keys.of(self.event_key(&format!("r:{}", fx.day)));
             let uk = keys.of(self.event_key(&format!("u:{}", fx.day)));
@@ -253,7 +253,7 @@ impl EventLog for RedisStore {
         let (Some(from), Some(to)) = (day_start(&days.from), day_start(&days.to)) else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let all_days: Vec<String> = (from..=to).step_by(86_400).map(super::day_of).collect();
+        let all_days: Vec<String> = (from..=to).step_by(86_400).map(crate::events::day_of).collect();
         let mut pipe = redis::pipe();
         for day in &all_days {
             pipe.hgetall(self.event_key(&format!("r:{day}")));
@@ -265,7 +265,7 @@ impl EventLog for RedisStore {
             Vec::new()
         } else {
             // Pairs of replies: decode as a flat list, then pair up.
-            let flat: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(store_error)?;
+            let flat: Vec<Value> = pipe.query_async(&mut conn).await.map_err(store_error)?;
             let mut out = Vec::with_capacity(all_days.len());
             let mut it = flat.into_iter();
             while let (Some(h), Some(s)) = (it.next(), it.next()) {

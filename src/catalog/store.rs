@@ -1,6 +1,7 @@
-//! The state store: records (products, releases, artifacts, customers,
-//! entitlements, API keys, grants) behind one small trait, with two backends —
-//! SQLite (the embedded default) and Redis (shared by replicas).
+//! The record store: records (products, releases, artifacts, customers,
+//! entitlements, API keys, grants, uploads, webhooks) behind one small trait.
+//! The engines (SQLite, the embedded default; Redis, shared by replicas)
+//! implement it in `db`, beside the quota store and the event log.
 //!
 //! The trait is a sorted key-value map per [`Kind`]: `put`, `get`, `delete` and
 //! an ordered `list` with a prefix and a cursor. Keys are hierarchical
@@ -9,19 +10,10 @@
 //! "keys after the last one seen". Values are JSON documents; typed access is in
 //! [`get_json`] / [`put_json`].
 
-pub mod redis;
-pub mod sqlite;
-pub mod timed;
-
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-use crate::config::{Config, StoreBackend};
-use crate::events::EventLog;
-use crate::quota::QuotaStore;
 
 /// The record kinds. The name is part of the storage layout of both backends:
 /// never rename one.
@@ -91,15 +83,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 pub const MAX_PAGE: usize = 1000;
 
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait RecordStore: Send + Sync + fmt::Debug {
     /// `sqlite` or `redis`, for logs and metrics.
     fn backend(&self) -> &'static str;
-
-    /// The quota counters, grant starts and leases kept in the same store.
-    fn quotas(&self) -> &dyn QuotaStore;
-
-    /// The download event log and its report counters, kept in the same store.
-    fn events(&self) -> &dyn EventLog;
 
     /// Insert or replace the record `key` of `kind`.
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError>;
@@ -130,17 +116,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Build the configured store.
-pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match config.store.backend {
-        StoreBackend::Sqlite => Arc::new(sqlite::SqliteStore::open(&config.sqlite_path())?),
-        StoreBackend::Redis => Arc::new(redis::RedisStore::from_config(config).await?),
-    })
-}
-
 /// Store a serialisable value as JSON.
 pub async fn put_json<T: Serialize + Sync>(
-    store: &dyn Store,
+    store: &dyn RecordStore,
     kind: Kind,
     key: &str,
     value: &T,
@@ -150,7 +128,11 @@ pub async fn put_json<T: Serialize + Sync>(
 }
 
 /// Read a JSON record into `T`.
-pub async fn get_json<T: DeserializeOwned>(store: &dyn Store, kind: Kind, key: &str) -> Result<Option<T>, StoreError> {
+pub async fn get_json<T: DeserializeOwned>(
+    store: &dyn RecordStore,
+    kind: Kind,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     match store.get(kind, key).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {

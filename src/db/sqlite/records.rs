@@ -1,0 +1,123 @@
+//! Records on SQLite: one `records` table, `(kind, key) → value`, ordered
+//! by key for prefix and cursor listing.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteDb, sqlite_error, to_i64};
+use crate::catalog::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, check_key};
+use crate::clock::{Clock, SystemClock};
+
+#[async_trait::async_trait]
+impl RecordStore for SqliteDb {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
+        check_key(key)?;
+        let (key, value) = (key.to_owned(), value.to_vec());
+        let now = to_i64(SystemClock.now_unix());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let old: Option<Vec<u8>> = tx
+                .query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sqlite_error)?;
+            let written = match old {
+                Some(ref v) if *v == value => return Ok(Written::Unchanged),
+                Some(_) => Written::Updated,
+                None => Written::Created,
+            };
+            tx.execute(
+                "INSERT INTO records (kind, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![kind.as_str(), key, value, now],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let items: Vec<(Kind, String)> = items.iter().map(|(k, key)| (*k, (*key).to_owned())).collect();
+        self.with_conn(move |conn| {
+            // One read transaction: the answers are a consistent snapshot.
+            let tx = conn.transaction().map_err(sqlite_error)?;
+            let mut out = Vec::with_capacity(items.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached("SELECT value FROM records WHERE kind = ?1 AND key = ?2")
+                    .map_err(sqlite_error)?;
+                for (kind, key) in &items {
+                    out.push(
+                        stmt.query_row(params![kind.as_str(), key], |r| r.get(0)).optional().map_err(sqlite_error)?,
+                    );
+                }
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            let n = conn
+                .execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
+                .map_err(sqlite_error)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit.min(MAX_PAGE)).unwrap_or(0);
+        // Start at the prefix or just after the cursor, whichever is later.
+        let (from, inclusive) = match after {
+            Some(a) if a >= prefix => (a.to_owned(), false),
+            _ => (prefix.to_owned(), true),
+        };
+        let prefix = prefix.to_owned();
+        self.with_conn(move |conn| {
+            let op = if inclusive { ">=" } else { ">" };
+            let sql = format!(
+                "SELECT key, value FROM records
+                 WHERE kind = ?1 AND key {op} ?2 AND substr(key, 1, length(?3)) = ?3
+                 ORDER BY key LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![kind.as_str(), from, prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sqlite_error)).await
+    }
+}
