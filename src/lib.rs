@@ -24,6 +24,7 @@
 //! - [`ratelimit`], [`metrics`], [`server`], [`http_client`],
 //!   [`admin_tokens`], [`telemetry`]: infrastructure.
 //! - [`config`], [`quota_limits`], [`clock`]: configuration and plain data.
+//! - [`errors`]: what every domain error says about itself (kind and code).
 
 pub mod admin_tokens;
 pub mod app;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod downloads;
 pub mod entitlement;
+pub mod errors;
 pub mod events;
 pub mod http;
 pub mod http_client;

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::model::{Customer, Entitlement, Product, Release, ReleaseStatus, Timestamp};
 use super::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, get_json, put_json};
+use crate::errors::{Classified, ErrorKind};
 
 /// Page size when the caller gives none.
 pub const DEFAULT_PAGE: usize = 100;
@@ -33,6 +34,26 @@ pub enum CatalogError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Classified for CatalogError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CatalogError::Invalid { .. } => ErrorKind::Invalid,
+            CatalogError::Missing { .. } => ErrorKind::NotFound,
+            CatalogError::Conflict(_) => ErrorKind::Conflict,
+            CatalogError::Store(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            CatalogError::Invalid { .. } => "invalid_field",
+            CatalogError::Missing { .. } => "not_found",
+            CatalogError::Conflict(_) => "conflict",
+            CatalogError::Store(e) => e.code(),
+        }
+    }
 }
 
 /// One page of a listing; `next` is an opaque cursor for the following page.

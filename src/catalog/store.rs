@@ -15,6 +15,8 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::errors::{Classified, ErrorKind};
+
 /// The record kinds. The name is part of the storage layout of both backends:
 /// never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,4 +150,20 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
         return Err(StoreError::Internal(format!("record keys are 1 to {MAX_KEY_LEN} bytes")));
     }
     Ok(())
+}
+
+impl Classified for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "store_unavailable",
+            StoreError::Corrupt { .. } | StoreError::Internal(_) => "internal",
+        }
+    }
 }

@@ -1,15 +1,9 @@
 //! Why a download URL was not served.
 
 use crate::entitlement::access::AccessError;
+use crate::errors::{Classified, ErrorKind};
 use crate::signing::TokenError;
 use crate::storage::StorageError;
-
-/// Where a failure came from; decides the log level and the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Client,
-    Storage,
-}
 
 /// Every way redeeming a download URL can fail. The HTTP surface maps each to
 /// a problem in one place (`http::problem::from_download`).
@@ -48,23 +42,43 @@ impl From<StorageError> for DownloadError {
     }
 }
 
-impl DownloadError {
-    pub fn origin(&self) -> Origin {
+impl Classified for DownloadError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            DownloadError::Storage(_)
-            | DownloadError::ArtifactChanged
-            | DownloadError::Access(AccessError::Catalog(_) | AccessError::Sign(_)) => Origin::Storage,
-            _ => Origin::Client,
+            DownloadError::BadPath | DownloadError::RangeNotSatisfiable { .. } => ErrorKind::Invalid,
+            DownloadError::Token(e) => e.kind(),
+            DownloadError::NotFound => ErrorKind::NotFound,
+            DownloadError::PreconditionFailed => ErrorKind::Conflict,
+            DownloadError::Storage(e) => e.kind(),
+            DownloadError::Access(e) => e.kind(),
+            DownloadError::RateLimited(_) => ErrorKind::LimitReached,
+            DownloadError::ArtifactChanged => ErrorKind::Upstream,
         }
     }
 
+    fn code(&self) -> &'static str {
+        match self {
+            DownloadError::BadPath => "invalid_path",
+            DownloadError::Token(e) => e.code(),
+            DownloadError::NotFound => "not_found",
+            DownloadError::PreconditionFailed => "precondition_failed",
+            DownloadError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            DownloadError::Storage(e) => e.code(),
+            DownloadError::Access(e) => e.code(),
+            DownloadError::RateLimited(_) => "rate_limited",
+            DownloadError::ArtifactChanged => "artifact_changed",
+        }
+    }
+}
+
+impl DownloadError {
     /// A refusal on the grounds of the URL, the entitlement or the quota —
     /// what `download.denied` records, with its code and status. Malformed
-    /// paths, missing files, conditional and range answers, rate limiting
-    /// and failures are not.
+    /// paths, missing files, conditional and range answers, request-rate
+    /// limiting and failures are not.
     pub fn denial(&self) -> Option<(&'static str, u16)> {
         match self {
-            DownloadError::Token(e) => Some((e.code(), 403)),
+            DownloadError::Token(e) => Some((e.code(), e.kind().status())),
             DownloadError::Access(a) => a.denial(),
             _ => None,
         }

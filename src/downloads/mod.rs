@@ -22,7 +22,7 @@ mod issue;
 mod redeem;
 mod usage;
 
-pub use error::{DownloadError, Origin};
+pub use error::DownloadError;
 pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, upgrade};
 pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, object_key_for_path, redeem};
 pub use usage::{CustomerUsage, usage};

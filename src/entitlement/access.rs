@@ -14,6 +14,7 @@ use crate::catalog::{
     Artifact, CatalogError, CatalogRepo, Channel, Customer, Entitlement, Grant, PLATFORM_ANY, Release, ReleaseStatus,
     Timestamp,
 };
+use crate::errors::{Classified, ErrorKind};
 use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
 
 /// Why a customer request or a grant was refused.
@@ -32,13 +33,6 @@ pub enum AccessError {
     /// Several artifacts match; the request must name a file.
     #[error("{0}")]
     Ambiguous(String),
-    /// The request itself is malformed (query, body).
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0:?} is not a semantic version")]
-    InvalidVersion(String),
-    #[error("{0:?} is not a version requirement")]
-    InvalidConstraint(String),
     #[error("cannot sign the URL: {0}")]
     Sign(#[from] SignError),
     #[error(transparent)]
@@ -53,44 +47,45 @@ impl From<StoreError> for AccessError {
     }
 }
 
-impl AccessError {
-    /// A refusal on the entitlement's or the quota's grounds — what
-    /// `download.denied` records — as opposed to a malformed request, an
-    /// unknown name or a failure.
-    pub fn is_denial(&self) -> bool {
-        matches!(
-            self,
-            AccessError::Denied(_)
-                | AccessError::AddressNotAllowed(_)
-                | AccessError::UnknownGrant
-                | AccessError::Quota(_)
-        )
+impl Classified for AccessError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AccessError::Denied(_) | AccessError::AddressNotAllowed(_) | AccessError::UnknownGrant => ErrorKind::Denied,
+            AccessError::Quota(_) => ErrorKind::LimitReached,
+            AccessError::NotFound(_) => ErrorKind::NotFound,
+            AccessError::Ambiguous(_) => ErrorKind::Conflict,
+            AccessError::Sign(_) => ErrorKind::Internal,
+            AccessError::Catalog(e) => e.kind(),
+        }
     }
 
-    /// The stable code and status of a denial (see [`AccessError::is_denial`]);
-    /// `None` for anything else.
-    pub fn denial(&self) -> Option<(&'static str, u16)> {
+    fn code(&self) -> &'static str {
         match self {
-            AccessError::Denied(d) => Some((d.code(), 403)),
-            AccessError::AddressNotAllowed(_) => Some(("address_not_allowed", 403)),
-            AccessError::UnknownGrant => Some(("unknown_grant", 403)),
-            AccessError::Quota(_) => Some(("quota_exceeded", 429)),
-            _ => None,
+            AccessError::Denied(d) => d.code(),
+            AccessError::AddressNotAllowed(_) => "address_not_allowed",
+            AccessError::UnknownGrant => "unknown_grant",
+            AccessError::Quota(_) => "quota_exceeded",
+            AccessError::NotFound(_) => "not_found",
+            AccessError::Ambiguous(_) => "ambiguous_artifact",
+            AccessError::Sign(_) => "internal",
+            AccessError::Catalog(e) => e.code(),
         }
+    }
+}
+
+impl AccessError {
+    /// A refusal on the entitlement's or the quota's grounds — what
+    /// `download.denied` records, with its code and status — as opposed to a
+    /// malformed request, an unknown name or a failure.
+    pub fn denial(&self) -> Option<(&'static str, u16)> {
+        let kind = self.kind();
+        kind.is_refusal().then(|| (self.code(), kind.status()))
     }
 
     /// The state store could not be reached (as opposed to a refusal).
     pub fn store_unavailable(&self) -> bool {
         matches!(self, AccessError::Catalog(CatalogError::Store(StoreError::Unavailable(_))))
     }
-}
-
-pub fn parse_version(text: &str) -> Result<Version, AccessError> {
-    Version::parse(text.trim()).map_err(|_| AccessError::InvalidVersion(text.to_owned()))
-}
-
-pub fn parse_constraint(text: &str) -> Result<VersionReq, AccessError> {
-    VersionReq::parse(text.trim()).map_err(|_| AccessError::InvalidConstraint(text.to_owned()))
 }
 
 /// A release with the artifacts of it the customer may download.

@@ -94,41 +94,17 @@ pub enum AdminError {
     /// An upload's announced digest header is malformed.
     #[error("{0}")]
     InvalidDigest(String),
-    /// The storage backend cannot hand out presigned upload requests.
-    #[error("direct uploads need S3 storage")]
-    DirectUploadUnsupported,
-    /// A direct upload's presigned requests have expired.
-    #[error("the direct upload of {0} expired")]
-    UploadExpired(String),
     /// An events cursor this log never handed out.
     #[error("not a cursor of this event log")]
     InvalidCursor,
-    /// A direct upload cannot be completed (yet): parts or the object are missing.
-    #[error("{0}")]
-    UploadIncomplete(String),
-    /// What storage holds is not the size the upload declared.
-    #[error("the upload is {actual} bytes, not the declared {declared}")]
-    SizeMismatch { declared: u64, actual: u64 },
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Access(#[from] AccessError),
-}
-
-impl From<UploadError> for AdminError {
-    fn from(e: UploadError) -> Self {
-        match e {
-            UploadError::NotFound(what) => AdminError::NotFound(what.to_owned()),
-            UploadError::DirectUploadUnsupported => AdminError::DirectUploadUnsupported,
-            UploadError::Expired(file) => AdminError::UploadExpired(file),
-            UploadError::Incomplete(d) => AdminError::UploadIncomplete(d),
-            UploadError::SizeMismatch { declared, actual } => AdminError::SizeMismatch { declared, actual },
-            UploadError::Storage(e) => AdminError::Storage(e),
-            UploadError::Catalog(e) => AdminError::Catalog(e),
-        }
-    }
 }
 
 impl AdminError {
@@ -143,25 +119,9 @@ impl AdminError {
             AdminError::InvalidDigest(d) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_digest", "Bad Request").with_detail(d.clone())
             }
-            AdminError::DirectUploadUnsupported => {
-                Problem::new(StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported", "Not Implemented").with_detail(
-                    "This gateway stores files in a local directory, which takes no presigned uploads; PUT the \
-                     file to .../artifacts/{filename} instead.",
-                )
-            }
-            AdminError::UploadExpired(f) => Problem::new(StatusCode::GONE, "upload_expired", "Gone").with_detail(
-                format!("The upload URLs for {f} have expired; the upload was abandoned. Ask for a new plan."),
-            ),
             AdminError::InvalidCursor => Problem::new(StatusCode::BAD_REQUEST, "invalid_cursor", "Bad Request")
                 .with_detail("`after` must be the `next` of an earlier page of this log."),
-            AdminError::UploadIncomplete(d) => {
-                Problem::new(StatusCode::CONFLICT, "upload_incomplete", "Conflict").with_detail(d.clone())
-            }
-            AdminError::SizeMismatch { declared, actual } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch", "Unprocessable Content").with_detail(
-                    format!("Storage holds {actual} bytes, not the declared {declared}; nothing was kept."),
-                )
-            }
+            AdminError::Upload(e) => super::problem::from_upload(e),
             AdminError::Storage(StorageError::NotFound) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
                     .with_detail("There is no object at this storage key; put the file into storage first.")

@@ -21,15 +21,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, RawBody, from_access, from_catalog, rate_limited};
+use super::quota_view::{self, LimitView, ratelimit_fields};
 use super::{Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
-    Artifact, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release, Timestamp,
+    Artifact, CatalogError, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release,
+    Timestamp,
 };
 use crate::downloads::{self, IssueRequest, UpgradeRequest};
-use crate::entitlement::access::{
-    self, AccessError, Downloadable, Filter, Issued, Wanted, parse_constraint, parse_version,
-};
-use crate::quota::{self, LimitView};
+use crate::entitlement::access::{self, AccessError, Downloadable, Filter, Issued, Wanted};
 use crate::services::Services;
 
 /// The surface name recorded with refusals.
@@ -133,20 +132,61 @@ pub(crate) async fn list_entitlements(
     }
 }
 
-impl IntoResponse for AccessError {
-    fn into_response(self) -> Response {
-        from_access(&self).logged("customer", &self)
+/// Why a customer API request was not answered: a request that does not
+/// parse, or what the domain refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The request itself is malformed (query, body).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0:?} is not a semantic version")]
+    InvalidVersion(String),
+    #[error("{0:?} is not a version requirement")]
+    InvalidConstraint(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        ApiError::Access(e.into())
     }
 }
 
-type AccessResult = Result<Response, AccessError>;
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AccessError> {
-    q.map(|Query(v)| v).map_err(|e| AccessError::BadRequest(e.body_text()))
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            ApiError::BadRequest(d) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Bad Request").with_detail(d.clone())
+            }
+            ApiError::InvalidVersion(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_version", "Bad Request").with_detail(self.to_string())
+            }
+            ApiError::InvalidConstraint(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_constraint", "Bad Request").with_detail(self.to_string())
+            }
+            ApiError::Access(e) => from_access(e),
+        };
+        problem.logged("customer", &self)
+    }
 }
 
-fn product_path(p: Result<Path<String>, PathRejection>) -> Result<String, AccessError> {
-    p.map(|Path(v)| v).map_err(|e| AccessError::BadRequest(e.body_text()))
+type AccessResult = Result<Response, ApiError>;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+fn product_path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(v)| v).map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+fn parse_version(text: &str) -> Result<Version, ApiError> {
+    Version::parse(text.trim()).map_err(|_| ApiError::InvalidVersion(text.to_owned()))
+}
+
+fn parse_constraint(text: &str) -> Result<semver::VersionReq, ApiError> {
+    semver::VersionReq::parse(text.trim()).map_err(|_| ApiError::InvalidConstraint(text.to_owned()))
 }
 
 /// An artifact as customers see it (no storage key).
@@ -274,12 +314,12 @@ pub(crate) async fn create_download(
     RawBody(raw): RawBody,
 ) -> AccessResult {
     let req: DownloadRequest =
-        serde_json::from_slice(&raw).map_err(|e| AccessError::BadRequest(format!("request body: {e}")))?;
+        serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
     let version = parse_version(&req.version)?;
     let wanted = match (&req.filename, &req.platform) {
         (Some(f), None) => Wanted::File(f),
         (None, Some(p)) => Wanted::Platform(p),
-        _ => return Err(AccessError::BadRequest("name exactly one of \"filename\" or \"platform\"".into())),
+        _ => return Err(ApiError::BadRequest("name exactly one of \"filename\" or \"platform\"".into())),
     };
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let request = IssueRequest {
@@ -292,7 +332,7 @@ pub(crate) async fn create_download(
     };
     let granted = downloads::issue(&s, &request).await?;
     let response = (StatusCode::CREATED, Json(DownloadView::from(&granted.issued))).into_response();
-    Ok(with_fields(response, quota::ratelimit_fields(&granted.usage, granted.now)))
+    Ok(with_fields(response, ratelimit_fields(&granted.usage, granted.now)))
 }
 
 /// Add `RateLimit-Policy` and `RateLimit` to a response.
@@ -338,9 +378,9 @@ pub(crate) async fn usage(
     let view = UsageView {
         customer: customer.id.clone(),
         active_downloads: active,
-        limits: usage.iter().map(|u| u.view(q.artifact.as_deref())).collect(),
+        limits: usage.iter().map(|u| quota_view::of_usage(u, q.artifact.as_deref())).collect(),
     };
-    Ok(with_fields(Json(view).into_response(), quota::ratelimit_fields(&usage, now)))
+    Ok(with_fields(Json(view).into_response(), ratelimit_fields(&usage, now)))
 }
 
 /// The newest release and a URL for its file.
@@ -378,7 +418,7 @@ pub(crate) async fn upgrade(
 ) -> AccessResult {
     let product = product_path(p)?;
     let q = query(q)?;
-    let from = parse_version(q.from.as_deref().ok_or_else(|| AccessError::BadRequest("from is required".into()))?)?;
+    let from = parse_version(q.from.as_deref().ok_or_else(|| ApiError::BadRequest("from is required".into()))?)?;
     let constraint = q.constraint.as_deref().map(parse_constraint).transpose()?;
     let request = UpgradeRequest {
         customer: &caller.customer,
@@ -394,5 +434,5 @@ pub(crate) async fn upgrade(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let view = UpgradeView { release: ReleaseView::from(&newest), download: DownloadView::from(&granted.issued) };
-    Ok(with_fields(Json(view).into_response(), quota::ratelimit_fields(&granted.usage, granted.now)))
+    Ok(with_fields(Json(view).into_response(), ratelimit_fields(&granted.usage, granted.now)))
 }

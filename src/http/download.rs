@@ -19,19 +19,13 @@ use super::conditional::{self, Precondition, RangeDecision};
 use super::problem::from_download;
 use super::{PeerAddr, client_ip};
 use crate::catalog::Artifact;
-use crate::downloads::{self, DeliverRequest, Delivered, DownloadError, Origin, RedeemRequest};
+use crate::downloads::{self, DeliverRequest, Delivered, DownloadError, RedeemRequest};
 use crate::services::Services;
 use crate::storage::ObjectMeta;
 
 impl IntoResponse for DownloadError {
     fn into_response(self) -> axum::response::Response {
-        let problem = from_download(&self);
-        match self.origin() {
-            // The detail of a storage failure goes to the log, never to the client.
-            Origin::Storage => tracing::warn!(code = problem.code, error = %self, "download failed in storage"),
-            Origin::Client => tracing::info!(code = problem.code, reason = %self, "download refused"),
-        }
-        problem.into_response()
+        from_download(&self).logged("data_plane", &self)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod download;
 pub mod health;
 pub mod openapi;
 pub mod problem;
+pub mod quota_view;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -10,14 +10,18 @@ use crate::catalog::CatalogError;
 use crate::catalog::store::StoreError;
 use crate::downloads::DownloadError;
 use crate::entitlement::access::AccessError;
-use crate::quota::{Exceeded, LimitView, Scope};
+use crate::errors::{Classified, ErrorKind};
+use crate::quota::{Exceeded, Scope};
 use crate::storage::StorageError;
+use crate::uploads::UploadError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// A problem body. `code` is the stable machine code clients switch on; `type`
 /// is derived from it. `detail` is for people and never carries internal error
-/// text (that goes to the log).
+/// text (that goes to the log). Extension members (RFC 9457 §3.2) sit beside
+/// them: a `quota_exceeded` problem carries `quota`, the limit that refused
+/// (a `LimitView`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
@@ -27,11 +31,18 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// `quota_exceeded` only: the limit that refused the download.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quota: Option<LimitView>,
+    /// Extension members, by name.
+    #[serde(flatten)]
+    #[schema(schema_with = extension_members)]
+    pub extensions: std::collections::BTreeMap<&'static str, serde_json::Value>,
     #[serde(skip)]
     headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The extension members a problem may carry, for the API description:
+/// `quota` (`quota_exceeded` only) is the limit that refused the download.
+fn extension_members() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new().property("quota", utoipa::openapi::Ref::from_schema_name("LimitView")).build()
 }
 
 impl Problem {
@@ -42,9 +53,24 @@ impl Problem {
             status: status.as_u16(),
             code,
             detail: None,
-            quota: None,
+            extensions: Default::default(),
             headers: Vec::new(),
         }
+    }
+
+    /// The problem for a domain error: its code, the status its kind maps to
+    /// ([`status_for`]) and that status's title. The caller adds the detail.
+    pub fn of(e: &dyn Classified) -> Self {
+        let status = status_for(e.kind(), e.code());
+        Self::new(status, e.code(), title_of(status))
+    }
+
+    /// An extension member; a value that does not serialise is left out.
+    pub fn with_extension(mut self, name: &'static str, value: impl Serialize) -> Self {
+        if let Ok(v) = serde_json::to_value(value) {
+            self.extensions.insert(name, v);
+        }
+        self
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -93,86 +119,97 @@ impl IntoResponse for Problem {
 #[derive(Debug, Clone, Copy)]
 pub struct ProblemCode(pub &'static str);
 
+/// The status a domain error is answered with: its kind's
+/// ([`ErrorKind::status`]), except for the few protocol answers HTTP has a
+/// more precise status for.
+pub fn status_for(kind: ErrorKind, code: &str) -> StatusCode {
+    let status = match code {
+        "precondition_failed" => 412,
+        "payload_too_large" => 413,
+        "range_not_satisfiable" => 416,
+        "upload_expired" => 410,
+        "invalid_field" | "checksum_mismatch" | "size_mismatch" => 422,
+        "direct_upload_unsupported" => 501,
+        "storage_full" => 507,
+        _ => kind.status(),
+    };
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// RFC 9110's name of a status, for a problem's `title`.
+fn title_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        507 => "Insufficient Storage",
+        _ => "Internal Server Error",
+    }
+}
+
+/// `Retry-After: 5` on answers that a retry shortly may turn around.
+fn retry_soon(p: Problem) -> Problem {
+    p.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+}
+
 /// The problem for a catalog failure; shared by the admin and customer APIs.
 pub fn from_catalog(e: &CatalogError) -> Problem {
+    let p = Problem::of(e);
     match e {
-        CatalogError::Invalid { field, reason } => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Unprocessable Content")
-                .with_detail(format!("{field}: {reason}"))
-        }
-        CatalogError::Missing { kind, id } => {
-            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No {kind} {id:?}."))
-        }
-        CatalogError::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(d.clone()),
+        CatalogError::Invalid { field, reason } => p.with_detail(format!("{field}: {reason}")),
+        CatalogError::Missing { kind, id } => p.with_detail(format!("No {kind} {id:?}.")),
+        CatalogError::Conflict(d) => p.with_detail(d.clone()),
         CatalogError::Store(StoreError::Unavailable(_)) => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Service Unavailable")
-                .with_detail("The state store is not reachable; try again shortly.")
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            retry_soon(p.with_detail("The state store is not reachable; try again shortly."))
         }
-        CatalogError::Store(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+        CatalogError::Store(_) => p,
     }
 }
 
 /// The problem for a blob-storage failure. Unreachable or overloaded storage is
 /// worth a retry (503); a storage answer we cannot use is a bad gateway (502).
 pub fn from_storage(e: &StorageError) -> Problem {
+    let p = Problem::of(e);
     match e {
-        StorageError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found")
-            .with_detail("There is no such file in storage."),
-        StorageError::ChecksumMismatch { expected, actual } => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch", "Unprocessable Content").with_detail(
-                format!("The upload's SHA-256 is {actual}, not the announced {expected}; nothing was stored."),
-            )
-        }
-        StorageError::Body(_) => Problem::new(StatusCode::BAD_REQUEST, "upload_incomplete", "Bad Request")
-            .with_detail("The upload's body did not arrive whole; nothing was stored."),
+        StorageError::NotFound => p.with_detail("There is no such file in storage."),
+        StorageError::ChecksumMismatch { expected, actual } => p.with_detail(format!(
+            "The upload's SHA-256 is {actual}, not the announced {expected}; nothing was stored."
+        )),
+        StorageError::Body(_) => p.with_detail("The upload's body did not arrive whole; nothing was stored."),
         StorageError::TooLarge(max) => {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Content Too Large")
-                .with_detail(format!("Uploads are limited to {max} bytes here; nothing was stored."))
+            p.with_detail(format!("Uploads are limited to {max} bytes here; nothing was stored."))
         }
-        StorageError::Io(io)
-            if matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
-        {
-            Problem::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", "Insufficient Storage")
-                .with_detail("The storage has no room for this file; nothing was stored.")
+        _ if e.code() == "storage_full" => p.with_detail("The storage has no room for this file; nothing was stored."),
+        _ => {
+            let p = p.with_detail("The file cannot be read from storage right now; try again shortly.");
+            if e.kind() == ErrorKind::Unavailable { retry_soon(p) } else { p }
         }
-        StorageError::Unavailable(_) | StorageError::Timeout(_) | StorageError::Changed => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "Service Unavailable")
-                .with_detail("The file cannot be read from storage right now; try again shortly.")
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-        }
-        _ => Problem::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "Bad Gateway")
-            .with_detail("The file cannot be read from storage right now; try again shortly."),
     }
 }
 
 /// The problem for a refused customer request or grant; shared by the customer
 /// API and the data plane.
 pub fn from_access(e: &AccessError) -> Problem {
+    let p = Problem::of(e);
     match e {
-        AccessError::Denied(d) => {
-            Problem::new(StatusCode::FORBIDDEN, d.code(), "Forbidden").with_detail(format!("{d}."))
+        AccessError::Denied(d) => p.with_detail(format!("{d}.")),
+        AccessError::AddressNotAllowed(_) => {
+            p.with_detail("Downloads are not allowed from this network address for this customer.")
         }
-        AccessError::AddressNotAllowed(_) => Problem::new(StatusCode::FORBIDDEN, "address_not_allowed", "Forbidden")
-            .with_detail("Downloads are not allowed from this network address for this customer."),
-        AccessError::UnknownGrant => Problem::new(StatusCode::FORBIDDEN, "unknown_grant", "Forbidden")
-            .with_detail("This URL's grant is unknown; ask for a new download URL."),
-        AccessError::NotFound(what) => {
-            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail(format!("No such {what}."))
-        }
-        AccessError::Ambiguous(d) => {
-            Problem::new(StatusCode::CONFLICT, "ambiguous_artifact", "Conflict").with_detail(d.clone())
-        }
-        AccessError::BadRequest(d) => {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Bad Request").with_detail(d.clone())
-        }
-        AccessError::InvalidVersion(_) => {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_version", "Bad Request").with_detail(e.to_string())
-        }
-        AccessError::InvalidConstraint(_) => {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid_constraint", "Bad Request").with_detail(e.to_string())
-        }
-        AccessError::Sign(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+        AccessError::UnknownGrant => p.with_detail("This URL's grant is unknown; ask for a new download URL."),
+        AccessError::NotFound(what) => p.with_detail(format!("No such {what}.")),
+        AccessError::Ambiguous(d) => p.with_detail(d.clone()),
+        AccessError::Sign(_) => p,
         AccessError::Catalog(c) => from_catalog(c),
         AccessError::Quota(q) => quota_exceeded(q),
     }
@@ -180,32 +217,49 @@ pub fn from_access(e: &AccessError) -> Problem {
 
 /// The problem for a refused or failed download URL (the data plane).
 pub fn from_download(e: &DownloadError) -> Problem {
+    let p = Problem::of(e);
     match e {
-        DownloadError::BadPath => Problem::new(StatusCode::BAD_REQUEST, "invalid_path", "Bad Request")
-            .with_detail("Download paths look like /d/{product}/{version}/{filename}."),
-        DownloadError::Token(e) => {
-            Problem::new(StatusCode::FORBIDDEN, e.code(), "Forbidden").with_detail(e.to_string())
-        }
-        DownloadError::NotFound => {
-            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found").with_detail("There is no such file.")
-        }
-        DownloadError::PreconditionFailed => {
-            Problem::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "Precondition Failed")
-        }
+        DownloadError::BadPath => p.with_detail("Download paths look like /d/{product}/{version}/{filename}."),
+        DownloadError::Token(t) => p.with_detail(t.to_string()),
+        DownloadError::NotFound => p.with_detail("There is no such file."),
+        DownloadError::PreconditionFailed => p,
         DownloadError::RangeNotSatisfiable { size } => {
-            let mut p =
-                Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range Not Satisfiable")
-                    .with_detail(format!("The file is {size} bytes long."));
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                p = p.with_header(header::CONTENT_RANGE, v);
+            let p = p.with_detail(format!("The file is {size} bytes long."));
+            match HeaderValue::from_str(&format!("bytes */{size}")) {
+                Ok(v) => p.with_header(header::CONTENT_RANGE, v),
+                Err(_) => p,
             }
-            p
         }
-        DownloadError::Storage(e) => from_storage(e),
-        DownloadError::Access(e) => from_access(e),
+        DownloadError::Storage(s) => from_storage(s),
+        DownloadError::Access(a) => from_access(a),
         DownloadError::RateLimited(wait) => rate_limited(*wait),
-        DownloadError::ArtifactChanged => Problem::new(StatusCode::BAD_GATEWAY, "artifact_changed", "Bad Gateway")
-            .with_detail("The file in storage does not match the registered artifact."),
+        DownloadError::ArtifactChanged => p.with_detail("The file in storage does not match the registered artifact."),
+    }
+}
+
+/// The problem for a refused or failed upload.
+pub fn from_upload(e: &UploadError) -> Problem {
+    let p = Problem::of(e);
+    match e {
+        UploadError::NotFound(what) => p.with_detail(format!("No such {what}.")),
+        UploadError::DirectUploadUnsupported => p.with_detail(
+            "This gateway stores files in a local directory, which takes no presigned uploads; PUT the file to \
+             .../artifacts/{filename} instead.",
+        ),
+        UploadError::Expired(f) => p.with_detail(format!(
+            "The upload URLs for {f} have expired; the upload was abandoned. Ask for a new plan."
+        )),
+        UploadError::Incomplete(d) => p.with_detail(d.clone()),
+        UploadError::SizeMismatch { declared, actual } => {
+            p.with_detail(format!("Storage holds {actual} bytes, not the declared {declared}; nothing was kept."))
+        }
+        // Registering an object that is not there is the request's fault.
+        UploadError::Storage(StorageError::NotFound) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
+                .with_detail("There is no object at this storage key; put the file into storage first.")
+        }
+        UploadError::Storage(s) => from_storage(s),
+        UploadError::Catalog(c) => from_catalog(c),
     }
 }
 
@@ -244,7 +298,7 @@ pub fn quota_exceeded(e: &Exceeded) -> Problem {
                 Scope::Entitlement(id) => format!(" under entitlement {id}"),
             }
         ));
-    p.quota = Some(e.view());
+    p = p.with_extension("quota", super::quota_view::of_exceeded(e));
     if let Some(secs) = e.retry_after {
         p = p.with_header(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -347,5 +401,64 @@ mod tests {
         for e in [DownloadError::NotFound, DownloadError::BadPath, DownloadError::ArtifactChanged] {
             assert_eq!(e.denial(), None, "{e:?}");
         }
+    }
+
+    /// Every domain error keeps the status and code it was answered with
+    /// before the kinds existed; the kind mapping is the only way to them.
+    #[test]
+    fn domain_errors_map_to_their_statuses() {
+        use crate::catalog::store::StoreError;
+        let cases: Vec<(Problem, u16, &str)> = vec![
+            (from_catalog(&CatalogError::Invalid { field: "f", reason: "r".into() }), 422, "invalid_field"),
+            (from_catalog(&CatalogError::Missing { kind: "release", id: "x".into() }), 404, "not_found"),
+            (from_catalog(&CatalogError::Conflict("c".into())), 409, "conflict"),
+            (from_catalog(&CatalogError::Store(StoreError::Unavailable("secret".into()))), 503, "store_unavailable"),
+            (from_catalog(&CatalogError::Store(StoreError::Internal("secret".into()))), 500, "internal"),
+            (from_storage(&StorageError::NotFound), 404, "not_found"),
+            (from_storage(&StorageError::TooLarge(5)), 413, "payload_too_large"),
+            (from_storage(&StorageError::Body("secret".into())), 400, "upload_incomplete"),
+            (
+                from_storage(&StorageError::ChecksumMismatch { expected: "a".into(), actual: "b".into() }),
+                422,
+                "checksum_mismatch",
+            ),
+            (from_storage(&StorageError::Io(std::io::ErrorKind::StorageFull.into())), 507, "storage_full"),
+            (from_storage(&StorageError::Io(std::io::ErrorKind::Other.into())), 502, "upstream_unavailable"),
+            (from_storage(&StorageError::Timeout("secret")), 503, "upstream_unavailable"),
+            (from_upload(&UploadError::Expired("f".into())), 410, "upload_expired"),
+            (from_upload(&UploadError::Incomplete("d".into())), 409, "upload_incomplete"),
+            (from_upload(&UploadError::SizeMismatch { declared: 1, actual: 2 }), 422, "size_mismatch"),
+            (from_upload(&UploadError::DirectUploadUnsupported), 501, "direct_upload_unsupported"),
+            (from_upload(&UploadError::Storage(StorageError::NotFound)), 422, "object_not_found"),
+            (from_upload(&UploadError::NotFound("release")), 404, "not_found"),
+            (from_access(&AccessError::Ambiguous("d".into())), 409, "ambiguous_artifact"),
+            (from_access(&AccessError::NotFound("artifact")), 404, "not_found"),
+            (from_download(&DownloadError::ArtifactChanged), 502, "artifact_changed"),
+            (from_download(&DownloadError::RateLimited(std::time::Duration::from_secs(2))), 429, "rate_limited"),
+        ];
+        for (p, status, code) in cases {
+            assert_eq!((p.status, p.code), (status, code), "{p:?}");
+            assert_eq!(p.title, title_of(p.status()), "{p:?}");
+            assert!(!p.detail.unwrap_or_default().contains("secret"), "{code}");
+        }
+        let retry = from_storage(&StorageError::Unavailable("x".into())).into_response();
+        assert_eq!(retry.headers()[header::RETRY_AFTER], "5");
+        assert!(
+            !from_storage(&StorageError::Upstream("x".into()))
+                .into_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER)
+        );
+    }
+
+    #[tokio::test]
+    async fn extension_members_sit_beside_the_standard_ones() {
+        let r = Problem::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "Too Many Requests")
+            .with_extension("quota", serde_json::json!({ "limit": 3 }))
+            .into_response();
+        let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["quota"]["limit"], 3);
+        assert_eq!(v["code"], "quota_exceeded");
     }
 }

@@ -38,15 +38,12 @@ pub mod leases;
 use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 pub use leases::{LeaseGuard, Leases};
 
 pub use crate::quota_limits::{Limit, LimitKind, Quota};
 
 use crate::catalog::store::StoreError;
-use crate::catalog::{Artifact, Customer, Entitlement, Grant, Timestamp};
+use crate::catalog::{Artifact, Customer, Entitlement, Grant};
 
 /// Over whose downloads a limit is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,52 +306,6 @@ impl Initiation {
     }
 }
 
-/// One limit as clients see it: in `GET /v1/usage`, and in a
-/// `quota_exceeded` problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct LimitView {
-    pub name: LimitKind,
-    /// `customer`: counted over all of the customer's downloads;
-    /// `entitlement`: over the downloads under `entitlement`.
-    pub scope: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entitlement: Option<String>,
-    /// For `downloads_per_artifact`: `product/version/filename`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub artifact: Option<String>,
-    pub limit: u64,
-    pub used: u64,
-    pub remaining: u64,
-    /// When the period's counter starts again from zero (period limits).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resets_at: Option<Timestamp>,
-}
-
-impl LimitView {
-    pub fn new(applied: &Applied, used: u64, resets_at: Option<u64>, artifact: Option<&str>) -> Self {
-        let (scope, entitlement) = match &applied.scope {
-            Scope::Customer => ("customer", None),
-            Scope::Entitlement(e) => ("entitlement", Some(e.clone())),
-        };
-        Self {
-            name: applied.kind,
-            scope,
-            entitlement,
-            artifact: artifact.filter(|_| applied.kind == LimitKind::DownloadsPerArtifact).map(str::to_owned),
-            limit: applied.limit,
-            used,
-            remaining: applied.limit.saturating_sub(used),
-            resets_at: resets_at.map(Timestamp),
-        }
-    }
-}
-
-impl Exceeded {
-    pub fn view(&self) -> LimitView {
-        LimitView::new(&self.limit, self.used, self.resets_at, None)
-    }
-}
-
 /// Usage against one limit, for `GET /v1/usage` and the `RateLimit` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
@@ -362,12 +313,6 @@ pub struct Usage {
     pub used: u64,
     /// When the counter resets (period limits), Unix seconds.
     pub resets_at: Option<u64>,
-}
-
-impl Usage {
-    pub fn view(&self, artifact: Option<&str>) -> LimitView {
-        LimitView::new(&self.limit, self.used, self.resets_at, artifact)
-    }
 }
 
 /// What `limits` have used, and how many downloads the customer is streaming
@@ -425,48 +370,6 @@ pub fn first_exceeded(usage: &[Usage], size: u64, now: u64) -> Option<Exceeded> 
             resets_at: u.resets_at,
         })
     })
-}
-
-/// The `RateLimit-Policy` and `RateLimit` field values (IETF httpapi
-/// draft-ietf-httpapi-ratelimit-headers-10) for `usage`: one policy per
-/// limit, named after it (`"downloads_per_day"`, or
-/// `"downloads_per_day.<entitlement>"` for an entitlement's own), with its
-/// quota `q`, window `w` and quota unit `qu` (bytes are `content-bytes`,
-/// concurrency `concurrent-requests`, downloads the default `requests`);
-/// `RateLimit` says what `r`emains and in how many seconds `t` it resets.
-/// Per-artifact limits have no window and are left out. `None` when no limit
-/// applies.
-pub fn ratelimit_fields(usage: &[Usage], now: u64) -> Option<(String, String)> {
-    let periods = Periods::at(now);
-    let (mut policy, mut current) = (Vec::new(), Vec::new());
-    for u in usage {
-        let name = match &u.limit.scope {
-            Scope::Customer => u.limit.kind.as_str().to_owned(),
-            Scope::Entitlement(e) => format!("{}.{e}", u.limit.kind),
-        };
-        let (window, unit) = match u.limit.kind {
-            LimitKind::DownloadsPerDay => (Some(86_400), None),
-            LimitKind::DownloadsPerMonth => (Some(periods.month_len), None),
-            LimitKind::BytesPerDay => (Some(86_400), Some("content-bytes")),
-            LimitKind::BytesPerMonth => (Some(periods.month_len), Some("content-bytes")),
-            LimitKind::ConcurrentDownloads => (None, Some("concurrent-requests")),
-            LimitKind::DownloadsPerArtifact => continue,
-        };
-        let mut p = format!("\"{name}\";q={}", u.limit.limit);
-        if let Some(unit) = unit {
-            p.push_str(&format!(";qu=\"{unit}\""));
-        }
-        if let Some(w) = window {
-            p.push_str(&format!(";w={w}"));
-        }
-        policy.push(p);
-        let mut c = format!("\"{name}\";r={}", u.limit.limit.saturating_sub(u.used));
-        if let Some(at) = u.resets_at {
-            c.push_str(&format!(";t={}", at.saturating_sub(now)));
-        }
-        current.push(c);
-    }
-    (!policy.is_empty()).then(|| (policy.join(", "), current.join(", ")))
 }
 
 /// The quota side of the state store.

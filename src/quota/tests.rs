@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::{CustomerStatus, EntitlementStatus, License};
+use crate::catalog::{CustomerStatus, EntitlementStatus, License, Timestamp};
 
 /// 2026-11-24T13:00:00Z
 const NOW: u64 = 1_795_525_200;
@@ -74,34 +74,6 @@ fn a_file_larger_than_the_period_allows_has_no_retry_after() {
     assert_eq!((e.used, e.retry_after), (0, None));
     let usage = [Usage { used: 60, ..usage[0].clone() }];
     assert_eq!(first_exceeded(&usage, 50, NOW).unwrap().retry_after, Some(10));
-}
-
-#[test]
-fn ratelimit_fields_follow_the_draft() {
-    let usage = [
-        Usage {
-            limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: Scope::Customer },
-            used: 2,
-            resets_at: Some(NOW + 100),
-        },
-        Usage {
-            limit: Applied { kind: LimitKind::BytesPerMonth, limit: 1000, scope: Scope::Entitlement("e1".into()) },
-            used: 1500,
-            resets_at: Some(NOW + 200),
-        },
-        Usage {
-            limit: Applied { kind: LimitKind::ConcurrentDownloads, limit: 2, scope: Scope::Customer },
-            used: 1,
-            resets_at: None,
-        },
-    ];
-    let (policy, current) = ratelimit_fields(&usage, NOW).unwrap();
-    assert_eq!(
-        policy,
-        r#""downloads_per_day";q=5;w=86400, "bytes_per_month.e1";q=1000;qu="content-bytes";w=2592000, "concurrent_downloads";q=2;qu="concurrent-requests""#
-    );
-    assert_eq!(current, r#""downloads_per_day";r=3;t=100, "bytes_per_month.e1";r=0;t=200, "concurrent_downloads";r=1"#);
-    assert_eq!(ratelimit_fields(&[], NOW), None);
 }
 
 #[test]

@@ -98,6 +98,16 @@ impl TokenError {
     }
 }
 
+impl crate::errors::Classified for TokenError {
+    fn kind(&self) -> crate::errors::ErrorKind {
+        crate::errors::ErrorKind::Denied
+    }
+
+    fn code(&self) -> &'static str {
+        TokenError::code(self)
+    }
+}
+
 /// What a request presents for verification.
 #[derive(Debug, Clone, Copy)]
 pub struct Presented<'a> {

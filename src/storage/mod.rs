@@ -17,6 +17,7 @@ use futures_util::Stream;
 pub use stream::{StreamEnd, guarded};
 
 use crate::config::{Config, StorageBackend};
+use crate::errors::{Classified, ErrorKind};
 
 /// A stream of object bytes. An `Err` item means the object could not be read to
 /// the end: the consumer must treat the transfer as failed.
@@ -320,6 +321,36 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> 
         StorageBackend::Local => Arc::new(local::LocalStore::open(&config.blob_root())?),
         StorageBackend::S3 => Arc::new(s3::S3Store::from_config(config).await?),
     })
+}
+
+impl Classified for StorageError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::NotFound => ErrorKind::NotFound,
+            StorageError::Io(io) if is_full(io) => ErrorKind::Unavailable,
+            StorageError::Changed | StorageError::Timeout(_) | StorageError::Unavailable(_) => ErrorKind::Unavailable,
+            StorageError::Upstream(_) | StorageError::Truncated { .. } | StorageError::Io(_) => ErrorKind::Upstream,
+            StorageError::ChecksumMismatch { .. } | StorageError::Body(_) | StorageError::TooLarge(_) => {
+                ErrorKind::Invalid
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StorageError::NotFound => "not_found",
+            StorageError::Io(io) if is_full(io) => "storage_full",
+            StorageError::ChecksumMismatch { .. } => "checksum_mismatch",
+            StorageError::Body(_) => "upload_incomplete",
+            StorageError::TooLarge(_) => "payload_too_large",
+            _ => "upstream_unavailable",
+        }
+    }
+}
+
+/// The disk (or the account's quota on it) is full.
+fn is_full(io: &std::io::Error) -> bool {
+    matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 #[cfg(test)]

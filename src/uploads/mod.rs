@@ -14,6 +14,7 @@ use semver::Version;
 use crate::catalog::artifacts::{artifact_key, check_filename};
 use crate::catalog::store::Written;
 use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PLATFORM_ANY, Release, ReleaseStatus};
+use crate::errors::{Classified, ErrorKind};
 use crate::events::{Detail, Subject};
 use crate::services::Services;
 use crate::storage::{self, ByteStream, ObjectKey, StorageError};
@@ -39,6 +40,30 @@ pub enum UploadError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+}
+
+impl Classified for UploadError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            UploadError::NotFound(_) | UploadError::Expired(_) => ErrorKind::NotFound,
+            UploadError::DirectUploadUnsupported | UploadError::SizeMismatch { .. } => ErrorKind::Invalid,
+            UploadError::Incomplete(_) => ErrorKind::Conflict,
+            UploadError::Storage(e) => e.kind(),
+            UploadError::Catalog(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            UploadError::NotFound(_) => "not_found",
+            UploadError::Expired(_) => "upload_expired",
+            UploadError::DirectUploadUnsupported => "direct_upload_unsupported",
+            UploadError::SizeMismatch { .. } => "size_mismatch",
+            UploadError::Incomplete(_) => "upload_incomplete",
+            UploadError::Storage(e) => e.code(),
+            UploadError::Catalog(e) => e.code(),
+        }
+    }
 }
 
 impl From<crate::catalog::store::StoreError> for UploadError {
