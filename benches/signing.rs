@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, Scope};
+use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, UrlScope};
 
 const NOW: u64 = 1_800_000_000;
 const PATH: &str = "/d/app/1.4.2/app-1.4.2-linux-x86_64.tar.gz";
@@ -22,7 +22,7 @@ fn ring() -> KeyRing {
 
 fn claims() -> Claims {
     Claims {
-        scope: Scope::Path(PATH.into()),
+        scope: UrlScope::Path(PATH.into()),
         expires: NOW + 900,
         not_before: None,
         customer: Some("acme-corp".into()),
@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
 
     let encoded_path = "/d/app/1.4.2/Setup%20App%20%C3%A9.exe";
     let mut c2 = claims.clone();
-    c2.scope = Scope::Path(encoded_path.into());
+    c2.scope = UrlScope::Path(encoded_path.into());
     let query2 = ring.sign(&c2).unwrap_or_default();
     let needs_norm = "/d/app/1.4.2/Setup%20App%20%c3%a9.exe";
     let presented2 = Presented { path: needs_norm, query: &query2, client_ip: None, now: NOW, skew: 30 };

@@ -250,7 +250,7 @@ impl Gateway {
             // Webhook deliveries, a worker per endpoint.
             self.webhooks.clone().and_then(|settings| {
                 match webhooks::Deliverer::new(
-                    svc.catalog.store().clone(),
+                    svc.catalog.records().clone(),
                     svc.event_log.clone(),
                     settings,
                     svc.clock.clone(),

@@ -145,12 +145,12 @@ async fn token_failures_are_403_with_codes(backend: Backend) {
         assert_eq!(r.code(), code, "{url}");
     }
     // A prefix token used outside its prefix.
-    let prefix = gw.signed_with(KEY, |c| c.scope = tollgate::signing::Scope::Prefix("/d/app/9.9/".into()));
+    let prefix = gw.signed_with(KEY, |c| c.scope = tollgate::signing::UrlScope::Prefix("/d/app/9.9/".into()));
     let query = prefix.split_once('?').unwrap().1;
     let r = get(gw.public, &format!("/d/{KEY}?{query}")).await;
     assert_eq!(r.code(), "wrong_path");
     // ...and inside it.
-    let inside = gw.signed_with(KEY, |c| c.scope = tollgate::signing::Scope::Prefix("/d/app/1.4.2/".into()));
+    let inside = gw.signed_with(KEY, |c| c.scope = tollgate::signing::UrlScope::Prefix("/d/app/1.4.2/".into()));
     let query = inside.split_once('?').unwrap().1;
     assert_eq!(get(gw.public, &format!("/d/{KEY}?{query}")).await.status, 200);
     // A URL bound to the loopback network works from loopback.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::{StoreKind as Backend, second_handle, store_fixture as fixture, test_grant};
 use tollgate::catalog::{Artifact, Grant};
 use tollgate::quota::QuotaStore;
-use tollgate::quota::{self, Applied, Initiation, LeaseStep, LimitKind, Outcome, Scope, Settings};
+use tollgate::quota::{self, Applied, Initiation, LeaseStep, LimitKind, Outcome, QuotaScope, Settings};
 
 // Multi-threaded, so that racing initiations really run at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -65,7 +65,7 @@ fn artifact(size: u64) -> Artifact {
 }
 
 fn limit(kind: LimitKind, limit: u64) -> Applied {
-    Applied { kind, limit, scope: Scope::Customer }
+    Applied { kind, limit, scope: QuotaScope::Customer }
 }
 
 fn plan(n: usize, limits: &[Applied], now: u64) -> Initiation {
@@ -161,7 +161,7 @@ async fn leases_limit_concurrency_and_free_their_slots(b: Backend) {
 async fn usage_reads_what_was_counted(b: Backend) {
     let f = fixture(b).await;
     let s = f.db.quotas.as_ref();
-    let trial = Scope::Entitlement("trial".into());
+    let trial = QuotaScope::Entitlement("trial".into());
     let limits = [
         Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: trial.clone() },
         limit(LimitKind::DownloadsPerMonth, 50),
@@ -210,9 +210,9 @@ async fn the_script_is_reloaded_after_noscript() {
 fn a_plan_counts_both_scopes_and_limits_the_one_in_force() {
     let s = settings();
     let limits = vec![
-        Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: Scope::Entitlement("trial".into()) },
-        Applied { kind: LimitKind::BytesPerMonth, limit: 100, scope: Scope::Customer },
-        Applied { kind: LimitKind::ConcurrentDownloads, limit: 1, scope: Scope::Customer },
+        Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: QuotaScope::Entitlement("trial".into()) },
+        Applied { kind: LimitKind::BytesPerMonth, limit: 100, scope: QuotaScope::Customer },
+        Applied { kind: LimitKind::ConcurrentDownloads, limit: 1, scope: QuotaScope::Customer },
     ];
     let plan = quota::plan(&grant(0, "trial"), &artifact(40), &limits, &s, NOW);
     let limited: Vec<(&str, &str, u64, u64)> = plan

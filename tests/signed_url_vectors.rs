@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, RawToken, Scope, canonical_path, decode_key};
+use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, RawToken, UrlScope, canonical_path, decode_key};
 
 #[test]
 fn documented_vectors_reproduce_byte_for_byte() {
@@ -26,8 +26,8 @@ fn documented_vectors_reproduce_byte_for_byte() {
         let text = |k: &str| vector[k].as_str().map(str::to_owned);
         let claims = Claims {
             scope: match text("pfx") {
-                Some(p) => Scope::Prefix(p),
-                None => Scope::Path(request_path.into()),
+                Some(p) => UrlScope::Prefix(p),
+                None => UrlScope::Path(request_path.into()),
             },
             expires: vector["exp"].as_u64().unwrap(),
             not_before: vector["nbf"].as_u64(),

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, Scope, encode_path};
+use tollgate::signing::{Claims, KeyMaterial, KeyRing, Presented, UrlScope, encode_path};
 
 const NOW: u64 = 1_800_000_000;
 const RUNNER: &str = r#"
@@ -30,7 +30,7 @@ console.log(JSON.stringify(out));
 
 fn claims(path: &str) -> Claims {
     Claims {
-        scope: Scope::Path(encode_path(path).into_owned()),
+        scope: UrlScope::Path(encode_path(path).into_owned()),
         expires: NOW + 600,
         not_before: None,
         customer: Some("acme".into()),
@@ -91,7 +91,7 @@ fn javascript_reference_verifier_agrees_with_rust() {
     cases.push((early, None, NOW + 70, "ok"));
 
     let mut c = claims("");
-    c.scope = Scope::Prefix("/d/app/1.4.2/".into());
+    c.scope = UrlScope::Prefix("/d/app/1.4.2/".into());
     let q = ring.sign(&c).unwrap();
     cases.push((format!("https://x/d/app/1.4.2/other.zip?{q}"), None, NOW, "ok"));
     cases.push((format!("https://x/d/app/1.4.20/app.zip?{q}"), None, NOW, "wrong_path"));

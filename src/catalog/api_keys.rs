@@ -114,7 +114,7 @@ impl CatalogRepo {
             last_used_at: None,
             revoked_at: None,
         };
-        put_json(self.store().as_ref(), Kind::ApiKey, &format!("{customer}/{id}"), &key).await?;
+        put_json(self.records().as_ref(), Kind::ApiKey, &format!("{customer}/{id}"), &key).await?;
         Ok((key, text))
     }
 
@@ -125,12 +125,12 @@ impl CatalogRepo {
     /// Revoke a key (the record stays, for audit). Revoking twice is a no-op.
     pub async fn revoke_api_key(&self, customer: &str, id: &str, now: Timestamp) -> Result<ApiKey, CatalogError> {
         let store_key = format!("{customer}/{id}");
-        let mut key: ApiKey = get_json(self.store().as_ref(), Kind::ApiKey, &store_key)
+        let mut key: ApiKey = get_json(self.records().as_ref(), Kind::ApiKey, &store_key)
             .await?
             .ok_or_else(|| CatalogError::Missing { kind: "api key", id: id.to_owned() })?;
         if key.revoked_at.is_none() {
             key.revoked_at = Some(now);
-            put_json(self.store().as_ref(), Kind::ApiKey, &store_key, &key).await?;
+            put_json(self.records().as_ref(), Kind::ApiKey, &store_key, &key).await?;
         }
         Ok(key)
     }
@@ -142,7 +142,7 @@ impl CatalogRepo {
             return Ok(None);
         };
         let store_key = format!("{customer}/{id}");
-        let Some(mut key) = get_json::<ApiKey>(self.store().as_ref(), Kind::ApiKey, &store_key).await? else {
+        let Some(mut key) = get_json::<ApiKey>(self.records().as_ref(), Kind::ApiKey, &store_key).await? else {
             return Ok(None);
         };
         let presented = digest_hex(text);
@@ -153,7 +153,7 @@ impl CatalogRepo {
         }
         if key.last_used_at.is_none_or(|t| now.0 >= t.0 + LAST_USED_GRANULARITY) {
             key.last_used_at = Some(now);
-            put_json(self.store().as_ref(), Kind::ApiKey, &store_key, &key).await?;
+            put_json(self.records().as_ref(), Kind::ApiKey, &store_key, &key).await?;
         }
         Ok(Some(key))
     }

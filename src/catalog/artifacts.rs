@@ -57,7 +57,7 @@ impl CatalogRepo {
             return Err(CatalogError::Missing { kind: "release", id: format!("{}/{}", a.product, a.version) });
         }
         let key = artifact_key(&a.product, &a.version, &a.filename);
-        Ok(put_json(self.store().as_ref(), Kind::Artifact, &key, a).await?)
+        Ok(put_json(self.records().as_ref(), Kind::Artifact, &key, a).await?)
     }
 
     pub async fn artifact(
@@ -66,7 +66,7 @@ impl CatalogRepo {
         version: &Version,
         filename: &str,
     ) -> Result<Option<Artifact>, CatalogError> {
-        Ok(get_json(self.store().as_ref(), Kind::Artifact, &artifact_key(product, version, filename)).await?)
+        Ok(get_json(self.records().as_ref(), Kind::Artifact, &artifact_key(product, version, filename)).await?)
     }
 
     /// The artifacts of one release, by file name.
@@ -88,13 +88,13 @@ impl CatalogRepo {
         version: &Version,
         filename: &str,
     ) -> Result<bool, CatalogError> {
-        Ok(self.store().delete(Kind::Artifact, &artifact_key(product, version, filename)).await?)
+        Ok(self.records().delete(Kind::Artifact, &artifact_key(product, version, filename)).await?)
     }
 
     /// Record a planned direct upload (replacing an earlier plan for the file).
     pub async fn put_upload(&self, u: &PendingUpload) -> Result<Written, CatalogError> {
         let key = artifact_key(&u.product, &u.version, &u.filename);
-        Ok(put_json(self.store().as_ref(), Kind::Upload, &key, u).await?)
+        Ok(put_json(self.records().as_ref(), Kind::Upload, &key, u).await?)
     }
 
     pub async fn upload(
@@ -103,7 +103,7 @@ impl CatalogRepo {
         version: &Version,
         filename: &str,
     ) -> Result<Option<PendingUpload>, CatalogError> {
-        Ok(get_json(self.store().as_ref(), Kind::Upload, &artifact_key(product, version, filename)).await?)
+        Ok(get_json(self.records().as_ref(), Kind::Upload, &artifact_key(product, version, filename)).await?)
     }
 
     /// The pending uploads of one release, by file name.
@@ -117,7 +117,7 @@ impl CatalogRepo {
     }
 
     pub async fn delete_upload(&self, product: &str, version: &Version, filename: &str) -> Result<bool, CatalogError> {
-        Ok(self.store().delete(Kind::Upload, &artifact_key(product, version, filename)).await?)
+        Ok(self.records().delete(Kind::Upload, &artifact_key(product, version, filename)).await?)
     }
 }
 

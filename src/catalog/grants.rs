@@ -66,7 +66,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 impl CatalogRepo {
     pub async fn put_grant(&self, g: &Grant) -> Result<(), CatalogError> {
-        put_json(self.store().as_ref(), Kind::Grant, &format!("{}/{}", g.customer, g.id), g).await?;
+        put_json(self.records().as_ref(), Kind::Grant, &format!("{}/{}", g.customer, g.id), g).await?;
         Ok(())
     }
 
@@ -75,7 +75,7 @@ impl CatalogRepo {
     /// start may have had past the expiry). Walks every grant a page at a
     /// time; returns how many were deleted.
     pub async fn purge_grants(&self, now: u64, usable_after_expiry: u64) -> Result<usize, CatalogError> {
-        let store = self.store().as_ref();
+        let store = self.records().as_ref();
         let mut after: Option<String> = None;
         let mut purged = 0;
         loop {
@@ -119,7 +119,7 @@ impl CatalogRepo {
             (Kind::Artifact, artifact_key(product, version, filename)),
         ];
         let asked: Vec<(Kind, &str)> = keys.iter().map(|(k, key)| (*k, key.as_str())).collect();
-        let got = self.store().get_many(&asked).await?;
+        let got = self.records().get_many(&asked).await?;
         let [g, c, e, r, a]: [Option<Vec<u8>>; 5] = got.try_into().map_err(|_| {
             CatalogError::Store(StoreError::Internal("the store answered a different number of records".into()))
         })?;

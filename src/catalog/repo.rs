@@ -103,7 +103,7 @@ impl CatalogRepo {
         Self { store }
     }
 
-    pub fn store(&self) -> &Arc<dyn RecordStore> {
+    pub fn records(&self) -> &Arc<dyn RecordStore> {
         &self.store
     }
 

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::signing::{Claims, Presented, RawToken, Scope, canonical_path, encode_path, signed_url};
+use crate::signing::{Claims, Presented, RawToken, UrlScope, canonical_path, encode_path, signed_url};
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
@@ -56,7 +56,7 @@ pub struct VerifyArgs {
 pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<()> {
     let (keys, _) = crate::app::load_key_ring(config)?;
     let path = download_path(&args.path);
-    let scope = if args.prefix { Scope::Prefix(path) } else { Scope::Path(path) };
+    let scope = if args.prefix { UrlScope::Prefix(path) } else { UrlScope::Path(path) };
     let now = SystemClock.now_unix();
     let ttl = args.ttl.map_or(config.signing.default_ttl, Duration::from);
     let client_net = args.cidr.as_deref().map(parse_cidr).transpose()?;

@@ -259,7 +259,7 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
     if g.started_at.is_none() {
         let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
         let plan = quota::plan(g, &c.artifact, &limits, settings, now);
-        let backend = svc.catalog.store().backend();
+        let backend = svc.catalog.records().backend();
         match svc.metrics.time_store(backend, "quota_initiate", svc.quotas.initiate(&plan)).await {
             Ok(Outcome::Started) => {
                 tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");

@@ -27,7 +27,7 @@ pub async fn usage(svc: &Services, customer: &Customer, artifact: Option<&str>) 
     for e in svc.catalog.entitlements_of(&customer.id).await? {
         if !e.quota.is_empty() {
             let own = quota::limits_for(defaults, customer, Some(&e));
-            limits.extend(own.into_iter().filter(|a| a.scope != quota::Scope::Customer));
+            limits.extend(own.into_iter().filter(|a| a.scope != quota::QuotaScope::Customer));
         }
     }
     let (usage, active) = quota::usage(svc.quotas.as_ref(), &customer.id, &limits, artifact, now).await?;

@@ -15,7 +15,7 @@ use crate::catalog::{
     Timestamp,
 };
 use crate::errors::{Classified, ErrorKind};
-use crate::signing::{Claims, KeyRing, Scope, SignError, canonical_ip, encode_path, signed_url};
+use crate::signing::{Claims, KeyRing, SignError, UrlScope, canonical_ip, encode_path, signed_url};
 
 /// Why a customer request or a grant was refused.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +272,7 @@ impl Issuer<'_> {
         };
         let path = download_path(&artifact);
         let claims = Claims {
-            scope: Scope::Path(path.clone()),
+            scope: UrlScope::Path(path.clone()),
             expires: grant.expires_at.0,
             not_before: None,
             customer: Some(customer.id.clone()),

@@ -57,7 +57,7 @@ pub(crate) async fn put_webhook(
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(invalid("url", "must be an http:// or https:// URL with a host"));
     }
-    let store = s.catalog.store();
+    let store = s.catalog.records();
     let existing = webhooks::endpoint_of(store.as_ref(), &id).await.map_err(CatalogError::from)?;
     let created = existing.is_none();
     let endpoint = match existing {
@@ -86,14 +86,14 @@ pub(crate) async fn put_webhook(
 
 #[utoipa::path(get, path = "/admin/v1/webhooks", tag = "admin", responses((status = 200, body = Items<EndpointView>)))]
 pub(crate) async fn list_webhooks(State(s): State<Arc<Services>>) -> AdminResult {
-    let all = webhooks::all_endpoints(s.catalog.store().as_ref()).await.map_err(CatalogError::from)?;
+    let all = webhooks::all_endpoints(s.catalog.records().as_ref()).await.map_err(CatalogError::from)?;
     Ok(Json(Items { items: all.iter().map(|e| e.view(false)).collect() }).into_response())
 }
 
 #[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = EndpointView)))]
 pub(crate) async fn get_webhook(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     let id = path(p)?;
-    let e = webhooks::endpoint_of(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?;
+    let e = webhooks::endpoint_of(s.catalog.records().as_ref(), &id).await.map_err(CatalogError::from)?;
     e.map(|e| Json(e.view(false)).into_response()).ok_or_else(|| AdminError::NotFound("webhook".into()))
 }
 
@@ -104,7 +104,7 @@ pub(crate) async fn delete_webhook(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let id = path(p)?;
-    let store = s.catalog.store();
+    let store = s.catalog.records();
     let Some(endpoint) = webhooks::endpoint_of(store.as_ref(), &id).await.map_err(CatalogError::from)? else {
         return deleted(false, "webhook");
     };
@@ -117,7 +117,7 @@ pub(crate) async fn delete_webhook(
 }
 
 async fn remove_dead_letters(s: &Services, id: &str) -> Result<(), AdminError> {
-    let store = s.catalog.store();
+    let store = s.catalog.records();
     loop {
         let page = store.list(Kind::DeadLetter, &format!("{id}/"), None, crate::catalog::store::MAX_PAGE).await;
         let page = page.map_err(CatalogError::from)?;
@@ -141,7 +141,7 @@ pub(crate) async fn list_dead_letters(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let id = path(p)?;
-    if webhooks::endpoint_of(s.catalog.store().as_ref(), &id).await.map_err(CatalogError::from)?.is_none() {
+    if webhooks::endpoint_of(s.catalog.records().as_ref(), &id).await.map_err(CatalogError::from)?.is_none() {
         return Err(AdminError::NotFound("webhook".into()));
     }
     Ok(Json(Items { items: dead_letters_of(&s, &id).await? }).into_response())

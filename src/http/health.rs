@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The gateway can do its job: its blob storage and its state store answer.
 pub async fn readyz(State(state): State<Arc<Services>>) -> Response {
-    let store = state.catalog.store();
+    let store = state.catalog.records();
     let (storage_check, store_check) = tokio::join!(state.storage.check(), store.ping());
     let failed = match (storage_check, store_check) {
         (Ok(()), Ok(())) => {

@@ -11,7 +11,7 @@ use crate::catalog::store::StoreError;
 use crate::downloads::DownloadError;
 use crate::entitlement::access::AccessError;
 use crate::errors::{Classified, ErrorKind};
-use crate::quota::{Exceeded, Scope};
+use crate::quota::{Exceeded, QuotaScope};
 use crate::storage::StorageError;
 use crate::uploads::UploadError;
 
@@ -294,8 +294,8 @@ pub fn quota_exceeded(e: &Exceeded) -> Problem {
             e.used,
             e.limit.limit,
             match &e.limit.scope {
-                Scope::Customer => String::new(),
-                Scope::Entitlement(id) => format!(" under entitlement {id}"),
+                QuotaScope::Customer => String::new(),
+                QuotaScope::Entitlement(id) => format!(" under entitlement {id}"),
             }
         ));
     p = p.with_extension("quota", super::quota_view::of_exceeded(e));
@@ -380,7 +380,7 @@ mod tests {
         use crate::quota::{Applied, LimitKind};
         use crate::signing::TokenError;
         let exceeded = Exceeded {
-            limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 1, scope: Scope::Customer },
+            limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 1, scope: QuotaScope::Customer },
             used: 1,
             retry_after: None,
             resets_at: None,

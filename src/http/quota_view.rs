@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::catalog::Timestamp;
-use crate::quota::{Applied, Exceeded, LimitKind, Periods, Scope, Usage};
+use crate::quota::{Applied, Exceeded, LimitKind, Periods, QuotaScope, Usage};
 
 /// One limit as clients see it: in `GET /v1/usage`, and in a
 /// `quota_exceeded` problem.
@@ -37,8 +37,8 @@ pub struct LimitView {
 impl LimitView {
     pub fn new(applied: &Applied, used: u64, resets_at: Option<u64>, artifact: Option<&str>) -> Self {
         let (scope, entitlement) = match &applied.scope {
-            Scope::Customer => ("customer", None),
-            Scope::Entitlement(e) => ("entitlement", Some(e.clone())),
+            QuotaScope::Customer => ("customer", None),
+            QuotaScope::Entitlement(e) => ("entitlement", Some(e.clone())),
         };
         Self {
             name: applied.kind,
@@ -77,8 +77,8 @@ pub fn ratelimit_fields(usage: &[Usage], now: u64) -> Option<(String, String)> {
     let (mut policy, mut current) = (Vec::new(), Vec::new());
     for u in usage {
         let name = match &u.limit.scope {
-            Scope::Customer => u.limit.kind.as_str().to_owned(),
-            Scope::Entitlement(e) => format!("{}.{e}", u.limit.kind),
+            QuotaScope::Customer => u.limit.kind.as_str().to_owned(),
+            QuotaScope::Entitlement(e) => format!("{}.{e}", u.limit.kind),
         };
         let (window, unit) = match u.limit.kind {
             LimitKind::DownloadsPerDay => (Some(86_400), None),
@@ -115,17 +115,21 @@ mod tests {
     fn ratelimit_fields_follow_the_draft() {
         let usage = [
             Usage {
-                limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: Scope::Customer },
+                limit: Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: QuotaScope::Customer },
                 used: 2,
                 resets_at: Some(NOW + 100),
             },
             Usage {
-                limit: Applied { kind: LimitKind::BytesPerMonth, limit: 1000, scope: Scope::Entitlement("e1".into()) },
+                limit: Applied {
+                    kind: LimitKind::BytesPerMonth,
+                    limit: 1000,
+                    scope: QuotaScope::Entitlement("e1".into()),
+                },
                 used: 1500,
                 resets_at: Some(NOW + 200),
             },
             Usage {
-                limit: Applied { kind: LimitKind::ConcurrentDownloads, limit: 2, scope: Scope::Customer },
+                limit: Applied { kind: LimitKind::ConcurrentDownloads, limit: 2, scope: QuotaScope::Customer },
                 used: 1,
                 resets_at: None,
             },

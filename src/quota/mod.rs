@@ -47,7 +47,7 @@ use crate::catalog::{Artifact, Customer, Entitlement, Grant};
 
 /// Over whose downloads a limit is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub enum QuotaScope {
     Customer,
     Entitlement(String),
 }
@@ -57,7 +57,7 @@ pub enum Scope {
 pub struct Applied {
     pub kind: LimitKind,
     pub limit: u64,
-    pub scope: Scope,
+    pub scope: QuotaScope,
 }
 
 /// The limits in force for downloads under `entitlement` (or, without one,
@@ -67,8 +67,10 @@ pub fn limits_for(defaults: &Quota, customer: &Customer, entitlement: Option<&En
         .iter()
         .filter_map(|&kind| {
             let (limit, scope) = match entitlement.and_then(|e| e.quota.get(kind).map(|l| (l, e))) {
-                Some((l, e)) => (l, Scope::Entitlement(e.id.clone())),
-                None => (customer.quota.get(kind).or(defaults.get(kind)).unwrap_or(Limit::Unlimited), Scope::Customer),
+                Some((l, e)) => (l, QuotaScope::Entitlement(e.id.clone())),
+                None => {
+                    (customer.quota.get(kind).or(defaults.get(kind)).unwrap_or(Limit::Unlimited), QuotaScope::Customer)
+                }
             };
             limit.value().map(|limit| Applied { kind, limit, scope })
         })
@@ -198,8 +200,8 @@ fn entitlement_field(prefix: &str, entitlement: &str) -> String {
 
 /// The two scopes every download counts in: the customer's, and its
 /// entitlement's.
-fn scopes(entitlement: &str) -> [Scope; 2] {
-    [Scope::Customer, Scope::Entitlement(entitlement.to_owned())]
+fn scopes(entitlement: &str) -> [QuotaScope; 2] {
+    [QuotaScope::Customer, QuotaScope::Entitlement(entitlement.to_owned())]
 }
 
 /// The lease sets a stream of `grant` holds its lease in.
@@ -208,16 +210,16 @@ pub fn lease_sets(grant: &Grant) -> Vec<String> {
 }
 
 /// The lease set of a scope.
-pub fn lease_set(scope: &Scope) -> String {
+pub fn lease_set(scope: &QuotaScope) -> String {
     match scope {
-        Scope::Customer => "l".to_owned(),
-        Scope::Entitlement(e) => entitlement_field("l", e),
+        QuotaScope::Customer => "l".to_owned(),
+        QuotaScope::Entitlement(e) => entitlement_field("l", e),
     }
 }
 
 /// The counter behind `kind` in `scope` (none for concurrency, which is
 /// leases).
-pub fn counter(kind: LimitKind, scope: &Scope, periods: &Periods, now: u64, artifact: &str) -> Option<Counter> {
+pub fn counter(kind: LimitKind, scope: &QuotaScope, periods: &Periods, now: u64, artifact: &str) -> Option<Counter> {
     let day = || (format!("d:{}", periods.day), Some(periods.day_ends - now + KEEP_AFTER_PERIOD));
     let month = || (format!("m:{}", periods.month), Some(periods.month_ends - now + KEEP_AFTER_PERIOD));
     let ((bucket, ttl), base) = match kind {
@@ -229,9 +231,9 @@ pub fn counter(kind: LimitKind, scope: &Scope, periods: &Periods, now: u64, arti
         LimitKind::ConcurrentDownloads => return None,
     };
     let field = match scope {
-        Scope::Customer => base,
+        QuotaScope::Customer => base,
         // `:` is not allowed in ids, so scoped fields never collide.
-        Scope::Entitlement(e) => format!("e:{e}:{base}"),
+        QuotaScope::Entitlement(e) => format!("e:{e}:{base}"),
     };
     Some(Counter { bucket, field, ttl })
 }
@@ -252,7 +254,7 @@ pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &S
     let scopes = scopes(&grant.entitlement);
     let mut steps = Vec::new();
     let mut meaning = Vec::new();
-    let limit_of = |kind, scope: &Scope| limits.iter().find(|a| a.kind == kind && a.scope == *scope).cloned();
+    let limit_of = |kind, scope: &QuotaScope| limits.iter().find(|a| a.kind == kind && a.scope == *scope).cloned();
     for kind in LimitKind::ALL {
         let add = match kind {
             LimitKind::BytesPerDay | LimitKind::BytesPerMonth => artifact.size,
@@ -328,7 +330,7 @@ pub async fn usage(
     let periods = Periods::at(now);
     let mut counters = Vec::new();
     // The customer's own lease set first: the active download count.
-    let mut sets = vec![lease_set(&Scope::Customer)];
+    let mut sets = vec![lease_set(&QuotaScope::Customer)];
     let mut wanted = Vec::new();
     for a in limits {
         if a.kind == LimitKind::ConcurrentDownloads {

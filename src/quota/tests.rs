@@ -51,21 +51,21 @@ fn limits_come_from_the_entitlement_then_the_customer_then_the_default() {
     assert_eq!(
         limits_for(&defaults, &c, None),
         vec![
-            Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: Scope::Customer },
-            Applied { kind: LimitKind::BytesPerDay, limit: 1000, scope: Scope::Customer },
+            Applied { kind: LimitKind::DownloadsPerDay, limit: 5, scope: QuotaScope::Customer },
+            Applied { kind: LimitKind::BytesPerDay, limit: 1000, scope: QuotaScope::Customer },
         ]
     );
     // "unlimited" on the entitlement lifts the default for its downloads.
     assert_eq!(
         limits_for(&defaults, &c, Some(&e)),
-        vec![Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: Scope::Entitlement("trial".into()) }]
+        vec![Applied { kind: LimitKind::DownloadsPerDay, limit: 2, scope: QuotaScope::Entitlement("trial".into()) }]
     );
 }
 
 #[test]
 fn a_file_larger_than_the_period_allows_has_no_retry_after() {
     let usage = [Usage {
-        limit: Applied { kind: LimitKind::BytesPerDay, limit: 100, scope: Scope::Customer },
+        limit: Applied { kind: LimitKind::BytesPerDay, limit: 100, scope: QuotaScope::Customer },
         used: 0,
         resets_at: Some(NOW + 10),
     }];

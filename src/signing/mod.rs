@@ -19,7 +19,7 @@ pub use keyring::{GENERATED_KEY_BYTES, KeyMaterial, KeyRing, KeyRingError, MIN_K
 /// What a URL may be used for; what [`KeyRing::sign`] binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
-    pub scope: Scope,
+    pub scope: UrlScope,
     /// Unix seconds; the URL is refused from this instant on (less clock skew).
     pub expires: u64,
     /// Unix seconds; the URL is refused before this instant (less clock skew).
@@ -32,7 +32,7 @@ pub struct Claims {
 
 /// The paths a token is good for. Both hold canonical, percent-encoded paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub enum UrlScope {
     /// Exactly this path.
     Path(String),
     /// Every path that starts with this one; it ends in `/`, so `/d/app/1.2/`
@@ -40,10 +40,10 @@ pub enum Scope {
     Prefix(String),
 }
 
-impl Scope {
+impl UrlScope {
     pub fn as_str(&self) -> &str {
         match self {
-            Scope::Path(p) | Scope::Prefix(p) => p,
+            UrlScope::Path(p) | UrlScope::Prefix(p) => p,
         }
     }
 }
@@ -139,8 +139,8 @@ impl KeyRing {
     /// Mint the query string (without `?`) for `claims`, signed by the active key.
     pub fn sign(&self, claims: &Claims) -> Result<String, SignError> {
         let (path, pfx) = match &claims.scope {
-            Scope::Path(p) => (p.as_str(), None),
-            Scope::Prefix(p) => {
+            UrlScope::Path(p) => (p.as_str(), None),
+            UrlScope::Prefix(p) => {
                 if !p.ends_with('/') {
                     return Err(SignError::PrefixWithoutSlash);
                 }

@@ -15,7 +15,7 @@ fn ring() -> KeyRing {
 
 fn claims(path: &str) -> Claims {
     Claims {
-        scope: Scope::Path(path.into()),
+        scope: UrlScope::Path(path.into()),
         expires: NOW + 900,
         not_before: None,
         customer: Some("acme".into()),
@@ -110,13 +110,13 @@ fn not_before_honours_skew() {
 #[test]
 fn prefix_tokens_cover_only_their_subtree() {
     let mut c = claims("");
-    c.scope = Scope::Prefix("/d/app/1.2/".into());
+    c.scope = UrlScope::Prefix("/d/app/1.2/".into());
     let q = ring().sign(&c).unwrap();
     assert!(ring().verify(&presented("/d/app/1.2/a.zip", &q)).is_ok());
     assert!(ring().verify(&presented("/d/app/1.2/sub/b.zip", &q)).is_ok());
     let err = ring().verify(&presented("/d/app/1.2.3/a.zip", &q)).unwrap_err();
     assert_eq!(err.code(), "wrong_path");
-    c.scope = Scope::Prefix("/d/app/1.2".into());
+    c.scope = UrlScope::Prefix("/d/app/1.2".into());
     assert_eq!(ring().sign(&c), Err(SignError::PrefixWithoutSlash));
 }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use serde_json::{Value, json};
 use tollgate::config::{Config, S3Config, Secret, StorageBackend};
 use tollgate::db::Db;
-use tollgate::signing::{Claims, KeyRing, Scope, encode_path};
+use tollgate::signing::{Claims, KeyRing, UrlScope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
 mod s3;
@@ -419,7 +419,7 @@ impl Gateway {
         let path = encode_path(&format!("/d/{key}")).into_owned();
         let now = tollgate::clock::unix_seconds(std::time::SystemTime::now());
         let mut claims = Claims {
-            scope: Scope::Path(path.clone()),
+            scope: UrlScope::Path(path.clone()),
             expires: now + 900,
             not_before: None,
             // Like `tollgate sign`: no grant, so no catalog re-check.
