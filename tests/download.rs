@@ -166,6 +166,9 @@ async fn missing_files_and_bad_paths(backend: Backend) {
         let r = get(gw.public, &format!("{path}?exp=1&kid=k1&sig=x")).await;
         assert_eq!((r.status, r.code().as_str()), (400, "invalid_path"), "{path}");
     }
+    // The bare prefix is a path of the data plane too, and as bad as the rest.
+    let r = get(gw.public, "/d/").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_path"), "/d/");
     let r = get(gw.public, "/nothing-here").await;
     assert_eq!((r.status, r.code().as_str()), (404, "not_found"));
     let r = request(gw.public, "POST", &gw.signed(KEY), &[]).await;

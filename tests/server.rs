@@ -211,3 +211,129 @@ async fn admin_listener_serves_health_and_readiness() {
     // The data plane is not on the admin listener.
     assert_eq!(common::get(gw.admin, &gw.signed(KEY)).await.status, 404);
 }
+
+/// `GET /healthz` on a fresh connection, within `limit`.
+async fn healthz_within(addr: std::net::SocketAddr, limit: Duration) -> Option<u16> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
+        tokio::spawn(conn);
+        Some(sender.send_request(get_request("/healthz")).await.ok()?.status().as_u16())
+    };
+    tokio::time::timeout(limit, attempt).await.ok().flatten()
+}
+
+/// Sockets that connect and send nothing (or only part of the HTTP/2
+/// preface) must not keep their connection slots: with every slot of both
+/// listeners taken by them, a real client gets through once the
+/// first-request timeout has passed.
+#[tokio::test]
+async fn silent_connections_cannot_hold_every_slot() {
+    let blobs = Blobs::new(Backend::Local).await;
+    let mut config = blobs.config();
+    config.server.max_connections = 3;
+    config.server.header_read_timeout = Duration::from_millis(500);
+    let gw = Gateway::start(&config).await;
+    let mut silent = Vec::new();
+    for addr in [gw.public, gw.admin] {
+        for i in 0..3 {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            if i == 0 {
+                // Half of the HTTP/2 preface, then nothing.
+                tcp.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+            }
+            silent.push(tcp);
+        }
+    }
+    for addr in [gw.public, gw.admin] {
+        assert_eq!(healthz_within(addr, Duration::from_secs(10)).await, Some(200), "{addr} stayed blocked");
+    }
+    for mut tcp in silent {
+        let mut buf = Vec::new();
+        within("a silent socket being closed", tcp.read_to_end(&mut buf)).await.ok();
+    }
+}
+
+/// An HTTP/2 connection that keeps no stream open is closed after
+/// `idle_timeout`, though its client answers every ping.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let blobs = Blobs::new(Backend::Local).await;
+    let mut config = blobs.config();
+    config.server.idle_timeout = Duration::from_millis(700);
+    let gw = Gateway::start(&config).await;
+    let tcp = TcpStream::connect(gw.public).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder().uri("http://localhost/healthz").body(Empty::<Bytes>::new()).unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    let started = std::time::Instant::now();
+    within("the server closing the idle connection", conn).await.unwrap().ok();
+    assert!(started.elapsed() >= Duration::from_millis(500), "closed too early: {:?}", started.elapsed());
+}
+
+/// A download in flight is not idle: a response body that takes longer than
+/// `idle_timeout` to stream is not cut.
+#[tokio::test]
+async fn a_slow_download_is_not_idle() {
+    let blobs = Blobs::new(Backend::Local).await;
+    let bytes = test_bytes(8 * 1024 * 1024);
+    blobs.put(KEY, &bytes).await;
+    let mut config = blobs.config();
+    config.server.idle_timeout = Duration::from_millis(300);
+    let gw = Gateway::start(&config).await;
+    let response = common::send(gw.public, "GET", &gw.signed(KEY), &[]).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    while let Some(frame) = body.frame().await {
+        got.extend_from_slice(&frame.unwrap().into_data().unwrap_or_default());
+        if got.len() < 1024 * 1024 {
+            // Read slowly at first: the whole body takes well past idle_timeout.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(sha256_hex(&got), sha256_hex(&bytes));
+}
+
+/// One address cannot take more than `max_connections_per_address` of the
+/// slots; other clients are still served, and a closed connection gives its
+/// place back.
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let blobs = Blobs::new(Backend::Local).await;
+    let mut config = blobs.config();
+    config.server.max_connections = 10;
+    config.server.max_connections_per_address = 2;
+    let gw = Gateway::start(&config).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(gw.public).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        let conn = tokio::spawn(conn);
+        assert_eq!(sender.send_request(get_request("/healthz")).await.unwrap().status(), 200);
+        held.push((sender, conn));
+    }
+    // The third from the same address is closed without an answer.
+    let mut third = TcpStream::connect(gw.public).await.unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    within("the third connection being closed", third.read_to_end(&mut buf)).await.ok();
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // Giving one back lets the next one in.
+    let (sender, conn) = held.pop().unwrap();
+    drop(sender);
+    within("the client's connection closing", conn).await.unwrap().unwrap();
+    let mut ok = None;
+    for _ in 0..50 {
+        ok = healthz_within(gw.public, Duration::from_secs(2)).await;
+        if ok.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ok, Some(200));
+}

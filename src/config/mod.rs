@@ -24,7 +24,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
@@ -231,9 +233,17 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Connections served at once; further clients wait in the accept queue.
     pub max_connections: usize,
-    /// Time a client has to send a complete request head.
+    /// Connections one client address may hold at once (0: no cap); trusted
+    /// proxies are exempt. Beyond it, new connections are closed at once.
+    pub max_connections_per_address: usize,
+    /// Time a client has to start its first request on a new connection, and
+    /// to send a complete request head.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1.1 keep-alive, HTTP/2 without streams).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
     /// A response write that makes no progress for this long cuts the
     /// connection. Progress resets it, so slow but live downloads never hit it.
     #[serde(with = "duration")]
@@ -255,7 +265,9 @@ impl Default for ServerConfig {
             listen: parse_addr(DEFAULT_LISTEN),
             public_url: DEFAULT_PUBLIC_URL.into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_idle_timeout: DEFAULT_WRITE_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             http2: true,
@@ -547,6 +559,7 @@ impl Config {
         }
         for (key, d) in [
             ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
             ("server.write_idle_timeout", s.write_idle_timeout),
             ("storage.connect_timeout", self.storage.connect_timeout),
             ("storage.first_byte_timeout", self.storage.first_byte_timeout),

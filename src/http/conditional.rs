@@ -72,7 +72,9 @@ pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -
 
 /// Parse one `bytes=` range against an object of `size` bytes.
 pub fn parse_range(spec: &str, size: u64) -> RangeDecision {
-    let Some(set) = spec.trim().strip_prefix("bytes=") else {
+    // The range unit is case-insensitive (RFC 9110 §14.1).
+    let spec = spec.trim();
+    let Some(set) = spec.get(..6).filter(|unit| unit.eq_ignore_ascii_case("bytes=")).map(|_| &spec[6..]) else {
         return RangeDecision::Full;
     };
     if set.contains(',') {
@@ -233,6 +235,9 @@ mod tests {
             ("items=0-1", RangeDecision::Full),
             ("bytes=-", RangeDecision::Full),
             ("bytes=+1-2", RangeDecision::Full),
+            ("BYTES=0-5", range(0, 6)),
+            ("Bytes=-10", range(990, 10)),
+            ("bytés=0-5", RangeDecision::Full),
         ];
         for (spec, want) in cases {
             assert_eq!(parse_range(spec, 1000), want, "{spec}");

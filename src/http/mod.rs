@@ -27,6 +27,7 @@ use ipnet::IpNet;
 
 pub use crate::server::PeerAddr;
 use crate::services::Services;
+use crate::signing::canonical_ip;
 
 /// A whole (unpaged) listing: `{"items": [...]}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -46,6 +47,7 @@ pub fn bearer(request: &axum::extract::Request) -> Option<&str> {
 pub fn public_router(state: Arc<Services>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/d/", get(download::download))
         .route("/d/{*path}", get(download::download))
         .merge(customer_api::routes(state.clone()));
     with_common_layers(routes, state)
@@ -107,7 +109,12 @@ pub async fn metrics(axum::extract::State(state): axum::extract::State<Arc<Servi
 /// trusted proxy, and then read from the right, skipping trusted hops.
 // SECURITY: anyone can send X-Forwarded-For; believing it from an untrusted peer
 // would let a client pick the address that IP-bound URLs are checked against.
+// SECURITY: a dual-stack listener sees IPv4 clients as IPv4-mapped IPv6
+// addresses; unmapped, they would match no IPv4 trusted proxy, CIDR binding
+// or allow-list, and would key rate limits apart from the same client over
+// IPv4. Every address returned here is canonical.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical_ip(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -121,7 +128,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(canonical_ip) {
             Ok(ip) => {
                 client = ip;
                 if !is_trusted(&ip) {
@@ -152,5 +159,17 @@ mod tests {
         assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
         h.insert("x-forwarded-for", HeaderValue::from_static("junk, 10.0.0.9"));
         assert_eq!(client_ip(lb, &h, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("::ffff:203.0.113.5"));
+        // A balancer on loopback, seen by a dual-stack listener.
+        let mapped_lb: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(mapped_lb, &h, &trusted), "203.0.113.5".parse::<IpAddr>().unwrap());
+        let mapped_client: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(client_ip(mapped_client, &HeaderMap::new(), &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -1,6 +1,7 @@
 //! Listeners: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, per-phase
 //! timeouts and graceful shutdown.
 
+mod guard;
 mod io;
 pub mod tls;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +21,8 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 pub use io::WriteIdleTimeout;
+
+use guard::{Activity, PerAddress};
 
 use crate::config::ServerConfig;
 
@@ -31,7 +35,15 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 pub struct ServeOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_connections: usize,
+    /// Connections one client address may hold (0: no cap).
+    pub max_connections_per_address: usize,
+    /// Peers exempt from the per-address cap (trusted load balancers).
+    pub uncapped: Vec<ipnet::IpNet>,
+    /// Time a new connection has to start its first request (and a client
+    /// to send a request head).
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     pub write_idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub http2: bool,
@@ -47,7 +59,10 @@ impl ServeOptions {
         Ok(Self {
             tls,
             max_connections: server.max_connections,
+            max_connections_per_address: server.max_connections_per_address,
+            uncapped: server.trusted_proxies.clone(),
             header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
             write_idle_timeout: server.write_idle_timeout,
             shutdown_grace: server.shutdown_grace,
             http2: server.http2,
@@ -73,6 +88,7 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
     let graceful = GracefulShutdown::new();
     let (cut_tx, cut_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let per_address = PerAddress::new(opts.max_connections_per_address, opts.uncapped.clone());
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -99,6 +115,10 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
                 }
             },
         };
+        let Some(address_slot) = per_address.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection closed: its address holds its share of the connections already");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let conn = Connection {
             router: router.clone(),
@@ -109,7 +129,7 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
             opts: opts.clone(),
         };
         tokio::spawn(async move {
-            let _permit = permit;
+            let _places = (permit, address_slot);
             conn.run(tcp).await;
         });
     }
@@ -154,9 +174,22 @@ impl Connection {
     {
         let Connection { router, builder, peer, watcher, mut cut, opts } = self;
         let io = TokioIo::new(WriteIdleTimeout::new(io, opts.write_idle_timeout));
+        let activity = Activity::new();
+        let tracker = activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer);
-            router.clone().oneshot(request)
+            // In flight from here until the response body is done.
+            let in_flight = tracker.begin();
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _held = &in_flight;
+                        frame
+                    }))
+                }))
+            }
         });
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::select! {
@@ -167,6 +200,12 @@ impl Connection {
             }
             _ = cut.wait_for(|cut| *cut) => {
                 tracing::debug!(peer = %peer.0, "connection cut at the end of the shutdown grace period");
+            }
+            // SECURITY: a connection that sends nothing, dribbles the HTTP/2
+            // preface, or keeps an HTTP/2 connection without streams alive
+            // with pings would otherwise hold its slot forever.
+            () = activity.expired(opts.header_read_timeout, opts.idle_timeout) => {
+                tracing::debug!(peer = %peer.0, "idle connection closed");
             }
         }
     }
