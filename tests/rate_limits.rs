@@ -108,3 +108,29 @@ async fn zero_turns_a_limit_off() {
         assert_eq!(a.customer(&acme, "GET", "/v1/entitlements", None).await.status, 200);
     }
 }
+
+/// Refusals of a well-signed URL (here: a suspended customer's) count against
+/// the address like bad credentials: past the budget they are `429
+/// rate_limited`, and only the refusals answered as such are recorded as
+/// `download.denied`, so hammering an old link cannot flood the event log.
+#[tokio::test]
+async fn refusals_of_signed_urls_are_limited_and_recorded_within_the_budget() {
+    let (a, acme, _) = gateway(|l| {
+        l.bad_credentials_per_minute = 1;
+        l.bad_credentials_burst = 3;
+    })
+    .await;
+    let url = download_target(&a, &acme).await;
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(get(a.gw.public, &url).await.code());
+    }
+    assert_eq!(codes.iter().filter(|c| *c == "customer_suspended").count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| *c == "rate_limited").count(), 17, "{codes:?}");
+    a.gw.state.events.flush().await;
+    let r = a.call("GET", "/admin/v1/events?type=download.denied&limit=100", None).await;
+    let items = Admin::json(&r)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items.iter().all(|e| e["data"]["reason"] == "customer_suspended"), "{items:?}");
+}

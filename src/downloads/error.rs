@@ -83,10 +83,4 @@ impl DownloadError {
             _ => None,
         }
     }
-
-    /// A URL or grant that is not (or no longer) good: what a guesser
-    /// produces, counted against the client's address.
-    pub(super) fn is_refused_credential(&self) -> bool {
-        matches!(self, DownloadError::Token(_) | DownloadError::Access(AccessError::UnknownGrant))
-    }
 }

@@ -96,7 +96,7 @@ pub async fn redeem(svc: &Services, req: &RedeemRequest<'_>) -> Result<Redemptio
     match open(svc, req, &mut known).await {
         Ok(r) => Ok(r),
         Err(e) => {
-            let e = count_refused_credential(svc, req.client, e);
+            let e = count_refusal(svc, req.client, e);
             if req.fetch {
                 record_denial(svc, known.subject, known.grant, known.client, &e).await;
             }
@@ -189,6 +189,7 @@ impl Redemption {
             Some(c) => match start(svc, c, now).await {
                 Ok(s) => s,
                 Err(e) => {
+                    let e = count_refusal(svc, client, e);
                     record_denial(svc, subject, grant, client, &e).await;
                     return Err(e);
                 }
@@ -314,10 +315,15 @@ async fn recheck(
     Ok(recheck_grant(&svc.catalog, customer, grant, product, &version, filename, client).await?)
 }
 
-/// A refused token or grant counts against the client's address; past the
-/// limit the answer is `429` (one map lookup) instead of the refusal.
-fn count_refused_credential(svc: &Services, client: IpAddr, e: DownloadError) -> DownloadError {
-    if !e.is_refused_credential() {
+/// A refusal — a bad token, an unknown grant, or a good URL the rules or the
+/// quota refuse — counts against the client's address; past the limit the
+/// answer is `429 rate_limited` (one map lookup) instead of the refusal, and
+/// is not recorded as a denial.
+// SECURITY: a guesser pays for each guess, and a client hammering a URL that
+// is refused (a suspended customer's, say) cannot flood the event log, its
+// reports and the webhooks with one `download.denied` per request.
+fn count_refusal(svc: &Services, client: IpAddr, e: DownloadError) -> DownloadError {
+    if e.denial().is_none() {
         return e;
     }
     match svc.limits.refused_credential(client) {

@@ -113,16 +113,13 @@ pub struct PutRequest {
 /// Take a file in (streamed or registered), measure it, and record it.
 pub async fn put(svc: &Services, req: PutRequest) -> Result<(Written, Artifact), UploadError> {
     let PutRequest { product, version, filename, platform, content_type, force, source } = req;
-    check_filename(&filename)?;
+    let FileFacts { platform, content_type } = file_facts(&filename, platform, content_type)?;
     // An upload goes to the release's own place, never to a key another
     // release's (published) file may use.
     let storage_key = match &source {
         Source::Body { .. } => None,
         Source::Existing { storage_key } => storage_key.clone(),
     };
-    let platform = platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
-    crate::catalog::repo::check_id("platform", &platform)?;
-    let content_type = content_type_for(&filename, content_type)?;
     // Fail before the (possibly long) transfer: a body announced larger than
     // storage takes, a missing release, a direct upload of the same file
     // under way, or a published file replaced without saying so.
@@ -219,8 +216,28 @@ pub fn changing_needs_force(release: &Release, force: bool, change: &str) -> Res
     .into())
 }
 
+/// A file's platform and media type, as it will be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    pub platform: String,
+    pub content_type: String,
+}
+
+/// Check a file's name, and its platform (default `any`) and media type
+/// (default: guessed from the name) as given.
+pub fn file_facts(
+    filename: &str,
+    platform: Option<String>,
+    content_type: Option<String>,
+) -> Result<FileFacts, UploadError> {
+    check_filename(filename)?;
+    let platform = platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
+    crate::catalog::repo::check_id("platform", &platform)?;
+    Ok(FileFacts { content_type: content_type_for(filename, content_type)?, platform })
+}
+
 /// The media type given, checked, or guessed from the file name.
-pub fn content_type_for(filename: &str, given: Option<String>) -> Result<String, UploadError> {
+fn content_type_for(filename: &str, given: Option<String>) -> Result<String, UploadError> {
     match given {
         Some(ct) if ct.contains('/') && http::HeaderValue::from_str(&ct).is_ok() => Ok(ct),
         Some(ct) => Err(CatalogError::Invalid {
