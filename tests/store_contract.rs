@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{StoreKind as Backend, store_fixture as fixture};
-use tollgate::catalog::store::{Kind, RecordStore, StoreError, Written, get_json, put_json};
+use tollgate::catalog::store::{CasOutcome, Expect, Kind, RecordStore, StoreError, Written, get_json, put_json};
 
 backend_suite!(
     sqlite = super::Backend::Sqlite, redis = super::Backend::Redis, redis_cluster = super::Backend::RedisCluster;
@@ -20,6 +20,8 @@ backend_suite!(
     paging_survives_concurrent_writes,
     json_helpers_round_trip_and_detect_corruption,
     ping_answers,
+    put_if_is_a_compare_and_set_on_the_revision,
+    racing_read_modify_writes_lose_nothing,
 );
 
 async fn put_reports_created_updated_unchanged(b: Backend) {
@@ -201,4 +203,83 @@ async fn redis_cluster_spreads_kinds_over_nodes() {
     let got = s.get_many(&asked).await.unwrap();
     let expected: Vec<Option<Vec<u8>>> = kinds.iter().map(|k| Some(k.as_str().as_bytes().to_vec())).collect();
     assert_eq!(got, expected);
+}
+
+async fn put_if_is_a_compare_and_set_on_the_revision(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.db.records.as_ref();
+    let written = |written, revision| CasOutcome::Written { written, revision };
+    assert_eq!(s.get_versioned(Kind::Customer, "acme").await.unwrap(), None);
+    // Absent: only a first write passes.
+    assert_eq!(s.put_if(Kind::Customer, "acme", b"v1", Expect::Absent).await.unwrap(), written(Written::Created, 1));
+    assert_eq!(s.put_if(Kind::Customer, "acme", b"v9", Expect::Absent).await.unwrap(), CasOutcome::Conflict);
+    let v = s.get_versioned(Kind::Customer, "acme").await.unwrap().unwrap();
+    assert_eq!((v.value.as_slice(), v.revision), (&b"v1"[..], 1));
+    // The revision read: passes once, and moves on.
+    assert_eq!(
+        s.put_if(Kind::Customer, "acme", b"v2", Expect::Revision(1)).await.unwrap(),
+        written(Written::Updated, 2)
+    );
+    assert_eq!(s.put_if(Kind::Customer, "acme", b"v3", Expect::Revision(1)).await.unwrap(), CasOutcome::Conflict);
+    assert_eq!(s.get(Kind::Customer, "acme").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    // The same value again changes nothing, not even the revision.
+    assert_eq!(
+        s.put_if(Kind::Customer, "acme", b"v2", Expect::Revision(2)).await.unwrap(),
+        written(Written::Unchanged, 2)
+    );
+    // An unconditional write moves the revision too, so a stale holder fails.
+    assert_eq!(s.put(Kind::Customer, "acme", b"v4").await.unwrap(), Written::Updated);
+    assert_eq!(s.put_if(Kind::Customer, "acme", b"v5", Expect::Revision(2)).await.unwrap(), CasOutcome::Conflict);
+    let v = s.get_versioned(Kind::Customer, "acme").await.unwrap().unwrap();
+    assert!(v.revision > 2, "{v:?}");
+    // Written records are listed like any other; a deleted one is absent again.
+    assert_eq!(s.list(Kind::Customer, "", None, 10).await.unwrap().len(), 1);
+    assert!(s.delete(Kind::Customer, "acme").await.unwrap());
+    assert_eq!(
+        s.put_if(Kind::Customer, "acme", b"v6", Expect::Revision(v.revision)).await.unwrap(),
+        CasOutcome::Conflict
+    );
+    assert!(matches!(
+        s.put_if(Kind::Customer, "acme", b"v6", Expect::Absent).await.unwrap(),
+        CasOutcome::Written { written: Written::Created, .. }
+    ));
+    assert!(s.put_if(Kind::Customer, "", b"x", Expect::Absent).await.is_err());
+}
+
+/// Eight writers each add 25 to one counter by read-modify-write with
+/// compare-and-set, two store handles (processes) among them: every increment
+/// lands, none is lost to a stale read.
+async fn racing_read_modify_writes_lose_nothing(b: Backend) {
+    let f = fixture(b).await;
+    let handles = [f.db.records.clone(), common::second_handle(&f).await.records];
+    handles[0].put(Kind::Product, "counter", b"0").await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let s = handles[w % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0u32;
+            for _ in 0..25 {
+                loop {
+                    let v = s.get_versioned(Kind::Product, "counter").await.unwrap().unwrap();
+                    let n: u64 = String::from_utf8(v.value).unwrap().parse().unwrap();
+                    let next = (n + 1).to_string();
+                    match s
+                        .put_if(Kind::Product, "counter", next.as_bytes(), Expect::Revision(v.revision))
+                        .await
+                        .unwrap()
+                    {
+                        CasOutcome::Written { .. } => break,
+                        CasOutcome::Conflict => conflicts += 1,
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await.unwrap();
+    }
+    let total = handles[0].get(Kind::Product, "counter").await.unwrap().unwrap();
+    assert_eq!(String::from_utf8(total).unwrap(), "200", "every increment lands ({conflicts} conflicts retried)");
 }

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::model::Timestamp;
 use super::repo::{CatalogError, CatalogRepo, check_id};
-use super::store::{Kind, StoreError, get_json, put_json};
+use super::store::{Kind, StoreError, put_json};
 
 pub const KEY_PREFIX: &str = "tg_";
 const ID_HEX: usize = 16;
@@ -123,16 +123,18 @@ impl CatalogRepo {
     }
 
     /// Revoke a key (the record stays, for audit). Revoking twice is a no-op.
+    /// A compare-and-set: a revocation is never undone by a write racing it
+    /// (the authentication's `last_used_at`, say).
     pub async fn revoke_api_key(&self, customer: &str, id: &str, now: Timestamp) -> Result<ApiKey, CatalogError> {
         let store_key = format!("{customer}/{id}");
-        let mut key: ApiKey = get_json(self.records().as_ref(), Kind::ApiKey, &store_key)
-            .await?
-            .ok_or_else(|| CatalogError::Missing { kind: "api key", id: id.to_owned() })?;
-        if key.revoked_at.is_none() {
-            key.revoked_at = Some(now);
-            put_json(self.records().as_ref(), Kind::ApiKey, &store_key, &key).await?;
-        }
-        Ok(key)
+        let missing = || CatalogError::Missing { kind: "api key", id: id.to_owned() };
+        let updated = self
+            .update::<ApiKey, _>(Kind::ApiKey, &store_key, |current| {
+                let key = current.ok_or_else(missing)?;
+                Ok(key.revoked_at.is_none().then(|| ApiKey { revoked_at: Some(now), ..key.clone() }))
+            })
+            .await?;
+        updated.map(|u| u.record).ok_or_else(missing)
     }
 
     /// The live key `text` is, if any: well-formed, known, digest equal
@@ -141,21 +143,23 @@ impl CatalogRepo {
         let Some((customer, id)) = parse_key(text) else {
             return Ok(None);
         };
-        let store_key = format!("{customer}/{id}");
-        let Some(mut key) = get_json::<ApiKey>(self.records().as_ref(), Kind::ApiKey, &store_key).await? else {
-            return Ok(None);
-        };
         let presented = digest_hex(text);
         // SECURITY: constant-time digest comparison; a revoked key is refused
         // exactly like an unknown one.
-        if !bool::from(presented.as_bytes().ct_eq(key.sha256.as_bytes())) || key.revoked_at.is_some() {
-            return Ok(None);
-        }
-        if key.last_used_at.is_none_or(|t| now.0 >= t.0 + LAST_USED_GRANULARITY) {
-            key.last_used_at = Some(now);
-            put_json(self.records().as_ref(), Kind::ApiKey, &store_key, &key).await?;
-        }
-        Ok(Some(key))
+        let live =
+            |key: &ApiKey| bool::from(presented.as_bytes().ct_eq(key.sha256.as_bytes())) && key.revoked_at.is_none();
+        // The use is bookkeeping: written only onto the record as it is now
+        // (a compare-and-set), so it can never bring back a key revoked since
+        // it was read; after a conflict the key is judged again.
+        let updated = self
+            .update::<ApiKey, _>(Kind::ApiKey, &format!("{customer}/{id}"), |current| {
+                Ok(current
+                    .filter(|k| live(k))
+                    .filter(|k| k.last_used_at.is_none_or(|t| now.0 >= t.0 + LAST_USED_GRANULARITY))
+                    .map(|k| ApiKey { last_used_at: Some(now), ..k.clone() }))
+            })
+            .await?;
+        Ok(updated.map(|u| u.record).filter(live))
     }
 }
 

@@ -10,7 +10,7 @@ use semver::Version;
 use super::artifacts::artifact_key;
 use super::model::{Artifact, Customer, Entitlement, Grant, Release};
 use super::repo::{CatalogError, CatalogRepo};
-use super::store::{Kind, MAX_PAGE, StoreError, put_json};
+use super::store::{Kind, MAX_PAGE, StoreError, decode_json, put_json};
 
 /// Hex digits of randomness at the start of a grant id (96 bits).
 const RANDOM_HEX: usize = 24;
@@ -57,11 +57,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
     bytes: Option<Vec<u8>>,
 ) -> Result<Option<T>, StoreError> {
-    bytes.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| StoreError::Corrupt {
-        kind,
-        key: key.to_owned(),
-        detail: e.to_string(),
-    })
+    bytes.map(|b| decode_json(kind, key, &b)).transpose()
 }
 
 impl CatalogRepo {

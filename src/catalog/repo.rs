@@ -15,7 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::model::{Customer, Entitlement, Product, Release, ReleaseStatus, Timestamp};
-use super::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, get_json, put_json};
+use super::store::{
+    CasOutcome, Expect, Kind, MAX_PAGE, RecordStore, StoreError, Written, decode_json, get_json, put_json,
+};
 use crate::errors::{Classified, ErrorKind};
 
 /// Page size when the caller gives none.
@@ -98,7 +100,55 @@ fn release_key(product: &str, version: &Version) -> String {
     format!("{product}/{version}")
 }
 
+/// How often a read-modify-write runs again when another writer changed the
+/// record between its read and its write.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// A record after [`CatalogRepo::update`]: as stored now, and whether this
+/// update wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated<T> {
+    pub record: T,
+    pub written: Written,
+    pub revision: u64,
+}
+
 impl CatalogRepo {
+    /// Read-modify-write one record as a compare-and-set on its revision.
+    /// `change` sees the record as stored (`None`: there is none) and returns
+    /// the record to store, or `None` to leave it as it is. When another
+    /// writer changed the record in between, `change` runs again on the newer
+    /// one, so no update is ever lost and no decision is taken on a stale
+    /// read. `Ok(None)`: there was no record and none was written.
+    pub(crate) async fn update<T, F>(
+        &self,
+        kind: Kind,
+        key: &str,
+        mut change: F,
+    ) -> Result<Option<Updated<T>>, CatalogError>
+    where
+        T: Serialize + DeserializeOwned + Sync,
+        F: FnMut(Option<&T>) -> Result<Option<T>, CatalogError>,
+    {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (current, expect) = match self.store.get_versioned(kind, key).await? {
+                None => (None, Expect::Absent),
+                Some(v) => (Some((decode_json::<T>(kind, key, &v.value)?, v.revision)), Expect::Revision(v.revision)),
+            };
+            let Some(next) = change(current.as_ref().map(|(record, _)| record))? else {
+                return Ok(current.map(|(record, revision)| Updated { record, written: Written::Unchanged, revision }));
+            };
+            let bytes = serde_json::to_vec(&next).map_err(|e| StoreError::Internal(e.to_string()))?;
+            match self.store.put_if(kind, key, &bytes, expect).await? {
+                CasOutcome::Written { written, revision } => {
+                    return Ok(Some(Updated { record: next, written, revision }));
+                }
+                CasOutcome::Conflict => continue,
+            }
+        }
+        Err(CatalogError::Conflict(format!("{kind} {key:?} kept changing during this update; try again")))
+    }
+
     pub fn new(store: Arc<dyn RecordStore>) -> Self {
         Self { store }
     }
@@ -230,29 +280,32 @@ impl CatalogRepo {
         now: Timestamp,
     ) -> Result<Release, CatalogError> {
         let key = release_key(product, version);
-        let mut r: Release = self.require(Kind::Release, "release", &key).await?;
-        match (action, r.status) {
-            (ReleaseAction::Publish { backdated_to }, ReleaseStatus::Draft) => {
-                r.status = ReleaseStatus::Published;
-                r.published_at = Some(backdated_to.unwrap_or(now));
-            }
-            (ReleaseAction::Publish { .. }, ReleaseStatus::Published)
-            | (ReleaseAction::Yank, ReleaseStatus::Yanked)
-            | (ReleaseAction::Restore, ReleaseStatus::Published) => return Ok(r),
-            (ReleaseAction::Yank, ReleaseStatus::Published) => r.status = ReleaseStatus::Yanked,
-            (ReleaseAction::Restore, ReleaseStatus::Yanked) => r.status = ReleaseStatus::Published,
-            (ReleaseAction::Publish { .. }, ReleaseStatus::Yanked) => {
-                return Err(CatalogError::Conflict(format!("release {key} is yanked; restore it instead")));
-            }
-            (ReleaseAction::Yank | ReleaseAction::Restore, ReleaseStatus::Draft) => {
-                return Err(CatalogError::Conflict(format!("release {key} is a draft; publish it first")));
-            }
-        }
-        put_json(self.store.as_ref(), Kind::Release, &key, &r).await?;
-        Ok(r)
+        let missing = || CatalogError::Missing { kind: "release", id: key.clone() };
+        let updated = self
+            .update::<Release, _>(Kind::Release, &key, |current| {
+                let mut r = current.ok_or_else(missing)?.clone();
+                lifecycle_step(&mut r, action, now, &key)
+            })
+            .await?;
+        updated.map(|u| u.record).ok_or_else(missing)
     }
 
     // Customers.
+
+    /// Create or change a customer as a read-modify-write: `change` gets the
+    /// customer as stored (if any) and returns it as it is to be. A change
+    /// racing another (a rename and a suspension, say) is made on top of it,
+    /// never on a stale read.
+    pub async fn update_customer(
+        &self,
+        id: &str,
+        mut change: impl FnMut(Option<&Customer>) -> Customer,
+    ) -> Result<(Written, Customer), CatalogError> {
+        check_id("id", id)?;
+        let updated = self.update::<Customer, _>(Kind::Customer, id, |current| Ok(Some(change(current)))).await?;
+        let u = updated.ok_or_else(|| StoreError::Internal("a customer write stored nothing".into()))?;
+        Ok((u.written, u.record))
+    }
 
     pub async fn put_customer(&self, c: &Customer) -> Result<Written, CatalogError> {
         check_id("id", &c.id)?;
@@ -327,4 +380,32 @@ impl CatalogRepo {
     pub async fn delete_entitlement(&self, customer: &str, id: &str) -> Result<bool, CatalogError> {
         Ok(self.store.delete(Kind::Entitlement, &format!("{customer}/{id}")).await?)
     }
+}
+
+/// One lifecycle step on `r`: the release to store, `None` when the step
+/// already happened, or why it makes no sense from `r`'s state.
+fn lifecycle_step(
+    r: &mut Release,
+    action: ReleaseAction,
+    now: Timestamp,
+    key: &str,
+) -> Result<Option<Release>, CatalogError> {
+    match (action, r.status) {
+        (ReleaseAction::Publish { backdated_to }, ReleaseStatus::Draft) => {
+            r.status = ReleaseStatus::Published;
+            r.published_at = Some(backdated_to.unwrap_or(now));
+        }
+        (ReleaseAction::Publish { .. }, ReleaseStatus::Published)
+        | (ReleaseAction::Yank, ReleaseStatus::Yanked)
+        | (ReleaseAction::Restore, ReleaseStatus::Published) => return Ok(None),
+        (ReleaseAction::Yank, ReleaseStatus::Published) => r.status = ReleaseStatus::Yanked,
+        (ReleaseAction::Restore, ReleaseStatus::Yanked) => r.status = ReleaseStatus::Published,
+        (ReleaseAction::Publish { .. }, ReleaseStatus::Yanked) => {
+            return Err(CatalogError::Conflict(format!("release {key} is yanked; restore it instead")));
+        }
+        (ReleaseAction::Yank | ReleaseAction::Restore, ReleaseStatus::Draft) => {
+            return Err(CatalogError::Conflict(format!("release {key} is a draft; publish it first")));
+        }
+    }
+    Ok(Some(r.clone()))
 }

@@ -67,6 +67,33 @@ pub enum Written {
     Unchanged,
 }
 
+/// A record with its revision: `1` when first written (`0` for a record
+/// written before revisions existed), higher after every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub revision: u64,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No record at the key.
+    Absent,
+    /// The record, at exactly this revision.
+    Revision(u64),
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The expectation held: the value is stored (or was already the same)
+    /// at `revision`.
+    Written { written: Written, revision: u64 },
+    /// The record is not what was expected: nothing was written.
+    Conflict,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or did not answer: worth retrying.
@@ -93,6 +120,15 @@ pub trait RecordStore: Send + Sync + fmt::Debug {
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError>;
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A record with its revision, for a read-modify-write ([`RecordStore::put_if`]).
+    async fn get_versioned(&self, kind: Kind, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Write `value` only if the record is as `expect`ed, atomically (a
+    /// compare-and-set on its revision). Writing the value it already holds
+    /// changes nothing, not even the revision. Unconditional writes
+    /// ([`RecordStore::put`]) move the revision too.
+    async fn put_if(&self, kind: Kind, key: &str, value: &[u8], expect: Expect) -> Result<CasOutcome, StoreError>;
 
     /// Several records, of any kinds, in one round trip; answers in the order
     /// asked. The data plane's per-download re-check is one of these.
@@ -135,14 +171,12 @@ pub async fn get_json<T: DeserializeOwned>(
     kind: Kind,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
-    match store.get(kind, key).await? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
-            kind,
-            key: key.to_owned(),
-            detail: e.to_string(),
-        }),
-    }
+    store.get(kind, key).await?.map(|bytes| decode_json(kind, key, &bytes)).transpose()
+}
+
+/// A stored JSON document as `T`; one that does not decode is `Corrupt`.
+pub fn decode_json<T: DeserializeOwned>(kind: Kind, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { kind, key: key.to_owned(), detail: e.to_string() })
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {

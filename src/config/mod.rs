@@ -236,8 +236,8 @@ pub struct ServerConfig {
     /// Connections one client address may hold at once (0: no cap); trusted
     /// proxies are exempt. Beyond it, new connections are closed at once.
     pub max_connections_per_address: usize,
-    /// Time a client has to start its first request on a new connection, and
-    /// to send a complete request head.
+    /// Time a new connection has to deliver its first complete request head,
+    /// and any client to send a request head.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::store::{Kind, RecordStore, StoreError, Written};
+use crate::catalog::store::{CasOutcome, Expect, Kind, RecordStore, StoreError, Versioned, Written};
 use crate::metrics::Metrics;
 
 /// Wraps the configured engine's record store.
@@ -30,6 +30,14 @@ impl RecordStore for Timed {
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.metrics.time_store(self.backend(), "get", self.inner.get(kind, key)).await
+    }
+
+    async fn get_versioned(&self, kind: Kind, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.metrics.time_store(self.backend(), "get", self.inner.get_versioned(kind, key)).await
+    }
+
+    async fn put_if(&self, kind: Kind, key: &str, value: &[u8], expect: Expect) -> Result<CasOutcome, StoreError> {
+        self.metrics.time_store(self.backend(), "put_if", self.inner.put_if(kind, key, value, expect)).await
     }
 
     async fn get_many(&self, items: &[(Kind, &str)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

@@ -11,6 +11,7 @@ use super::{Delivery, DownloadError};
 use crate::catalog::store::StoreError;
 use crate::catalog::{Grant, Timestamp};
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
+use crate::errors::{Classified, ErrorKind};
 use crate::events::{Detail, Subject};
 use crate::quota::{self, LeaseGuard, Outcome};
 use crate::services::Services;
@@ -315,15 +316,16 @@ async fn recheck(
     Ok(recheck_grant(&svc.catalog, customer, grant, product, &version, filename, client).await?)
 }
 
-/// A refusal — a bad token, an unknown grant, or a good URL the rules or the
-/// quota refuse — counts against the client's address; past the limit the
+/// A `403` refusal — a bad token, an unknown grant, or a well-signed URL the
+/// rules refuse — counts against the client's address; past the limit the
 /// answer is `429 rate_limited` (one map lookup) instead of the refusal, and
-/// is not recorded as a denial.
+/// is not recorded as a denial. `quota_exceeded` is not counted: it carries
+/// its own `Retry-After`, which download managers honour.
 // SECURITY: a guesser pays for each guess, and a client hammering a URL that
 // is refused (a suspended customer's, say) cannot flood the event log, its
 // reports and the webhooks with one `download.denied` per request.
 fn count_refusal(svc: &Services, client: IpAddr, e: DownloadError) -> DownloadError {
-    if e.denial().is_none() {
+    if e.kind() != ErrorKind::Denied {
         return e;
     }
     match svc.limits.refused_credential(client) {

@@ -396,15 +396,19 @@ pub(crate) async fn put_customer(
 ) -> AdminResult {
     let id = path(p)?;
     let b: CustomerBody = body(&raw)?;
-    let current = s.catalog.customer(&id).await?;
-    let customer = Customer {
-        status: b.status.or(current.as_ref().map(|c| c.status)).unwrap_or(CustomerStatus::Active),
-        allowed_cidrs: b.allowed_cidrs.or(current.as_ref().map(|c| c.allowed_cidrs.clone())).unwrap_or_default(),
-        quota: b.quota.or(current.map(|c| c.quota)).unwrap_or_default(),
-        id,
-        name: b.name,
-    };
-    Ok(written(s.catalog.put_customer(&customer).await?, &customer))
+    // Fields left out keep their stored values: merged onto the record as it
+    // is at the write (a compare-and-set), never onto a stale read.
+    let (w, customer) = s
+        .catalog
+        .update_customer(&id, |current| Customer {
+            status: b.status.or(current.map(|c| c.status)).unwrap_or(CustomerStatus::Active),
+            allowed_cidrs: b.allowed_cidrs.clone().or(current.map(|c| c.allowed_cidrs.clone())).unwrap_or_default(),
+            quota: b.quota.or(current.map(|c| c.quota)).unwrap_or_default(),
+            id: id.clone(),
+            name: b.name.clone(),
+        })
+        .await?;
+    Ok(written(w, &customer))
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]

@@ -64,29 +64,9 @@ pub(crate) async fn put_artifact(
     let (product, v, filename) = path(p)?;
     let version = version(&v)?;
     let q = query(q)?;
-    let source = match q.source.as_deref() {
-        None => {
-            // An upload goes to the release's own place, never to a key
-            // another release's (published) file may use.
-            if q.storage_key.is_some() {
-                return Err(AdminError::BadRequest(
-                    "storage_key is only for source=existing; uploads go to \
-                     {product}/{version}/{filename}"
-                        .into(),
-                ));
-            }
-            Source::Body {
-                expected_sha256: announced_sha256(&headers)?,
-                length: content_length(&headers),
-                stream: upload_stream(body, s.uploads.idle_timeout),
-            }
-        }
-        Some("existing") => {
-            if !axum::body::to_bytes(body, 0).await.is_ok_and(|b| b.is_empty()) {
-                return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
-            }
-            Source::Existing { storage_key: q.storage_key }
-        }
+    let upload = match q.source.as_deref() {
+        None => true,
+        Some("existing") => false,
         Some(other) => return Err(AdminError::BadRequest(format!("source={other:?}: only \"existing\" is known"))),
     };
     let request = PutRequest {
@@ -96,9 +76,24 @@ pub(crate) async fn put_artifact(
         platform: q.platform,
         content_type: q.content_type,
         force: q.force == Some(true),
-        source,
+        upload,
+        storage_key: q.storage_key,
+        length: content_length(&headers),
     };
-    let (w, artifact) = uploads::put(&s, request).await?;
+    // Everything that can fail before a byte is read fails first.
+    let checked = uploads::check(&s, request).await?;
+    let source = if upload {
+        Source::Body {
+            expected_sha256: announced_sha256(&headers)?,
+            stream: upload_stream(body, s.uploads.idle_timeout),
+        }
+    } else {
+        if !axum::body::to_bytes(body, 0).await.is_ok_and(|b| b.is_empty()) {
+            return Err(AdminError::BadRequest("registering an existing object takes no request body".into()));
+        }
+        Source::Existing
+    };
+    let (w, artifact) = uploads::put(&s, checked, source).await?;
     Ok(written(w, &artifact))
 }
 

@@ -241,6 +241,7 @@ pub fn from_download(e: &DownloadError) -> Problem {
 pub fn from_upload(e: &UploadError) -> Problem {
     let p = Problem::of(e);
     match e {
+        UploadError::BadRequest(d) => p.with_detail(d.clone()),
         UploadError::NotFound(what) => p.with_detail(format!("No such {what}.")),
         UploadError::DirectUploadUnsupported => p.with_detail(
             "This gateway stores files in a local directory, which takes no presigned uploads; PUT the file to \

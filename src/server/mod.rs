@@ -14,10 +14,9 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 pub use io::WriteIdleTimeout;
@@ -39,8 +38,8 @@ pub struct ServeOptions {
     pub max_connections_per_address: usize,
     /// Peers exempt from the per-address cap (trusted load balancers).
     pub uncapped: Vec<ipnet::IpNet>,
-    /// Time a new connection has to start its first request (and a client
-    /// to send a request head).
+    /// Time a new connection has to deliver its first complete request head
+    /// (and any client to send a request head).
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
@@ -85,7 +84,10 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
         builder = builder.http1_only();
     }
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    // Each connection task holds a sender; the receiver sees the channel
+    // close when the last one ends.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let (cut_tx, cut_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(opts.max_connections));
     let per_address = PerAddress::new(opts.max_connections_per_address, opts.uncapped.clone());
@@ -124,19 +126,24 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
             router: router.clone(),
             builder: builder.clone(),
             peer: PeerAddr(peer),
-            watcher: graceful.watcher(),
+            stop: stop_rx.clone(),
             cut: cut_rx.clone(),
             opts: opts.clone(),
         };
+        let alive = alive.clone();
         tokio::spawn(async move {
-            let _places = (permit, address_slot);
+            let _places = (permit, address_slot, alive);
             conn.run(tcp).await;
         });
     }
 
     drop(listener);
-    tracing::info!(addr = ?local, open = graceful.count(), "stopped accepting; draining connections");
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await.is_err() {
+    // Every connection finishes its current response and closes.
+    let _ = stop_tx.send(true);
+    let open = alive.strong_count() - 1;
+    drop(alive);
+    tracing::info!(addr = ?local, open, "stopped accepting; draining connections");
+    if tokio::time::timeout(opts.shutdown_grace, all_closed.recv()).await.is_err() {
         tracing::warn!(addr = ?local, grace = ?opts.shutdown_grace, "grace period over; cutting remaining connections");
         let _ = cut_tx.send(true);
     } else {
@@ -148,7 +155,9 @@ struct Connection {
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     peer: PeerAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Becomes true at shutdown: finish the current response, then close.
+    stop: watch::Receiver<bool>,
+    /// Becomes true when the shutdown grace is over: close now.
     cut: watch::Receiver<bool>,
     opts: ServeOptions,
 }
@@ -172,7 +181,7 @@ impl Connection {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { router, builder, peer, watcher, mut cut, opts } = self;
+        let Connection { router, builder, peer, mut stop, mut cut, opts } = self;
         let io = TokioIo::new(WriteIdleTimeout::new(io, opts.write_idle_timeout));
         let activity = Activity::new();
         let tracker = activity.clone();
@@ -192,20 +201,35 @@ impl Connection {
             }
         });
         let conn = builder.serve_connection_with_upgrades(io, service);
-        tokio::select! {
-            result = watcher.watch(conn) => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %peer.0, error = %e, "connection ended with an error");
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %peer.0, error = %e, "connection ended with an error");
+                    }
+                    return;
                 }
-            }
-            _ = cut.wait_for(|cut| *cut) => {
-                tracing::debug!(peer = %peer.0, "connection cut at the end of the shutdown grace period");
-            }
-            // SECURITY: a connection that sends nothing, dribbles the HTTP/2
-            // preface, or keeps an HTTP/2 connection without streams alive
-            // with pings would otherwise hold its slot forever.
-            () = activity.expired(opts.header_read_timeout, opts.idle_timeout) => {
-                tracing::debug!(peer = %peer.0, "idle connection closed");
+                _ = stop.wait_for(|stop| *stop), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                // SECURITY: a connection that sends nothing, dribbles the
+                // HTTP/2 preface, or keeps an HTTP/2 connection without
+                // streams alive with pings would otherwise hold its slot
+                // forever. Closed gracefully: the tail of a response hyper
+                // still holds is written out first (a client that stops
+                // reading is cut by the write-idle timeout).
+                () = activity.expired(opts.header_read_timeout, opts.idle_timeout), if !closing => {
+                    tracing::debug!(peer = %peer.0, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = cut.wait_for(|cut| *cut) => {
+                    tracing::debug!(peer = %peer.0, "connection cut at the end of the shutdown grace period");
+                    return;
+                }
             }
         }
     }

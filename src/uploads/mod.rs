@@ -22,6 +22,9 @@ use crate::storage::{self, ByteStream, ObjectKey, StorageError};
 /// Why an upload (or an artifact's removal) was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
+    /// The request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The storage backend cannot hand out presigned upload requests.
@@ -45,6 +48,7 @@ pub enum UploadError {
 impl Classified for UploadError {
     fn kind(&self) -> ErrorKind {
         match self {
+            UploadError::BadRequest(_) => ErrorKind::Invalid,
             UploadError::NotFound(_) | UploadError::Expired(_) => ErrorKind::NotFound,
             UploadError::DirectUploadUnsupported | UploadError::SizeMismatch { .. } => ErrorKind::Invalid,
             UploadError::Incomplete(_) => ErrorKind::Conflict,
@@ -55,6 +59,7 @@ impl Classified for UploadError {
 
     fn code(&self) -> &'static str {
         match self {
+            UploadError::BadRequest(_) => "invalid_request",
             UploadError::NotFound(_) => "not_found",
             UploadError::Expired(_) => "upload_expired",
             UploadError::DirectUploadUnsupported => "direct_upload_unsupported",
@@ -76,27 +81,24 @@ impl From<crate::catalog::store::StoreError> for UploadError {
 pub enum Source {
     /// Streamed through the gateway; `expected_sha256` is what the uploader
     /// announced (hex), checked before anything is visible.
-    Body { stream: ByteStream, expected_sha256: Option<String>, length: Option<u64> },
-    /// An object already in storage, at `storage_key` (default: the
-    /// release's own place).
-    Existing { storage_key: Option<String> },
+    Body { stream: ByteStream, expected_sha256: Option<String> },
+    /// The object already in storage at the checked request's key.
+    Existing,
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Body { expected_sha256, length, .. } => f
-                .debug_struct("Body")
-                .field("expected_sha256", expected_sha256)
-                .field("length", length)
-                .finish_non_exhaustive(),
-            Source::Existing { storage_key } => f.debug_struct("Existing").field("storage_key", storage_key).finish(),
+            Source::Body { expected_sha256, .. } => {
+                f.debug_struct("Body").field("expected_sha256", expected_sha256).finish_non_exhaustive()
+            }
+            Source::Existing => f.write_str("Existing"),
         }
     }
 }
 
 /// A file to record as an artifact of `product@version`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PutRequest {
     pub product: String,
     pub version: Version,
@@ -107,58 +109,90 @@ pub struct PutRequest {
     pub content_type: Option<String>,
     /// Replace a file of a published or yanked release.
     pub force: bool,
-    pub source: Source,
+    /// The bytes come with the request (an upload), rather than being in
+    /// storage already (a registration).
+    pub upload: bool,
+    /// Registrations only: where the object is (default: the release's own
+    /// place, `{product}/{version}/{filename}`).
+    pub storage_key: Option<String>,
+    /// An upload's announced length, if any.
+    pub length: Option<u64>,
 }
 
-/// Take a file in (streamed or registered), measure it, and record it.
-pub async fn put(svc: &Services, req: PutRequest) -> Result<(Written, Artifact), UploadError> {
-    let PutRequest { product, version, filename, platform, content_type, force, source } = req;
-    let FileFacts { platform, content_type } = file_facts(&filename, platform, content_type)?;
-    // An upload goes to the release's own place, never to a key another
-    // release's (published) file may use.
-    let storage_key = match &source {
-        Source::Body { .. } => None,
-        Source::Existing { storage_key } => storage_key.clone(),
-    };
-    // Fail before the (possibly long) transfer: a body announced larger than
-    // storage takes, a missing release, a direct upload of the same file
-    // under way, or a published file replaced without saying so.
-    if let (Some(max), Source::Body { length: Some(len), .. }) = (svc.storage.max_upload_size(), &source)
-        && *len > max
+/// A request that passed every check that can be made before a byte is read.
+#[derive(Debug)]
+pub struct Checked {
+    request: PutRequest,
+    facts: FileFacts,
+    key: ObjectKey,
+}
+
+/// Check a request before the (possibly long) transfer: the names, a body
+/// announced larger than storage takes, a missing release, a direct upload
+/// of the same file under way, or a published file replaced without saying
+/// so.
+pub async fn check(svc: &Services, request: PutRequest) -> Result<Checked, UploadError> {
+    check_filename(&request.filename)?;
+    // SECURITY: an upload goes to the release's own place, never to a key
+    // another release's (published) file may use.
+    if request.upload && request.storage_key.is_some() {
+        return Err(UploadError::BadRequest(
+            "storage_key is only for source=existing; uploads go to {product}/{version}/{filename}".into(),
+        ));
+    }
+    let facts = file_facts(&request.filename, request.platform.clone(), request.content_type.clone())?;
+    if let (Some(max), Some(len)) = (svc.storage.max_upload_size(), request.length)
+        && request.upload
+        && len > max
     {
         return Err(StorageError::TooLarge(max).into());
     }
-    let release = svc.catalog.release(&product, &version).await?.ok_or(UploadError::NotFound("release"))?;
-    if svc.catalog.upload(&product, &version, &filename).await?.is_some() {
+    let PutRequest { product, version, filename, .. } = &request;
+    let release = svc.catalog.release(product, version).await?.ok_or(UploadError::NotFound("release"))?;
+    if svc.catalog.upload(product, version, filename).await?.is_some() {
         return Err(CatalogError::Conflict(format!(
             "a direct upload of {filename} is pending; complete it or delete it first"
         ))
         .into());
     }
-    let uploading = matches!(source, Source::Body { .. });
-    if uploading && svc.catalog.artifact(&product, &version, &filename).await?.is_some() {
-        changing_needs_force(&release, force, &format!("replacing {filename}"))?;
+    if request.upload
+        && !may_change(&release, request.force)
+        && svc.catalog.artifact(product, version, filename).await?.is_some()
+    {
+        return Err(CatalogError::Conflict(format!(
+            "{filename} is already a file of the {:?} release {version}; replacing it changes what customers \
+             download: add force=true",
+            release.status
+        ))
+        .into());
     }
-    let storage_key = storage_key.unwrap_or_else(|| artifact_key(&product, &version, &filename));
+    let storage_key = request.storage_key.clone().unwrap_or_else(|| artifact_key(product, version, filename));
     let key = ObjectKey::parse(&storage_key)
         .map_err(|e| CatalogError::Invalid { field: "storage_key", reason: e.to_string() })?;
-    let idle = svc.uploads.idle_timeout;
+    Ok(Checked { request, facts, key })
+}
+
+/// Take a checked file in (streamed or registered), measure it, and record it.
+pub async fn put(svc: &Services, checked: Checked, source: Source) -> Result<(Written, Artifact), UploadError> {
+    let Checked { request, facts, key } = checked;
+    let PutRequest { product, version, filename, upload, .. } = request;
     let (meta, sha256) = match source {
-        Source::Body { stream, expected_sha256, .. } => {
-            let stored = svc.storage.put(&key, stream, expected_sha256.as_deref(), &content_type).await?;
+        Source::Body { stream, expected_sha256 } if upload => {
+            let stored = svc.storage.put(&key, stream, expected_sha256.as_deref(), &facts.content_type).await?;
             (stored.meta, stored.sha256)
         }
-        Source::Existing { .. } => storage::measure(svc.storage.as_ref(), &key, idle).await?,
+        Source::Existing if !upload => storage::measure(svc.storage.as_ref(), &key, svc.uploads.idle_timeout).await?,
+        _ => return Err(UploadError::BadRequest("the source does not match the checked request".into())),
     };
     let artifact = Artifact {
         product,
         version,
         filename,
-        platform,
+        platform: facts.platform,
         size: meta.size,
         sha256,
-        content_type: Some(content_type),
-        storage_key,
+        content_type: Some(facts.content_type),
+        storage_key: key.as_str().to_owned(),
         etag: Some(meta.etag),
         status: ArtifactStatus::Ready,
     };
@@ -172,7 +206,7 @@ pub async fn put(svc: &Services, req: PutRequest) -> Result<(Written, Artifact),
         Err(e @ CatalogError::Missing { .. }) => {
             // The release was deleted while the bytes were arriving: nothing
             // refers to the new object, so it goes too.
-            if uploading && let Err(d) = svc.storage.delete(&key).await {
+            if upload && let Err(d) = svc.storage.delete(&key).await {
                 tracing::warn!(key = %key, error = %d, "could not remove the upload of a deleted release");
             }
             Err(e.into())
@@ -196,24 +230,23 @@ pub async fn delete(
         direct::abandon(svc, &u).await?;
         return Ok(true);
     }
-    if let Some(release) = svc.catalog.release(product, version).await? {
-        changing_needs_force(&release, force, &format!("deleting {filename}"))?;
+    if let Some(release) = svc.catalog.release(product, version).await?
+        && !may_change(&release, force)
+    {
+        return Err(CatalogError::Conflict(format!(
+            "release {product}/{version} is {}; deleting its artifact needs ?force=true",
+            if release.status == ReleaseStatus::Published { "published" } else { "yanked" }
+        ))
+        .into());
     }
     Ok(svc.catalog.delete_artifact(product, version, filename).await?)
 }
 
 /// Customers may rely on the files of a published (or yanked) release:
-/// changing one needs `force=true`. The one rule for replacing and deleting.
-pub fn changing_needs_force(release: &Release, force: bool, change: &str) -> Result<(), UploadError> {
-    if release.status == ReleaseStatus::Draft || force {
-        return Ok(());
-    }
-    let status = if release.status == ReleaseStatus::Published { "published" } else { "yanked" };
-    Err(CatalogError::Conflict(format!(
-        "release {}/{} is {status}; {change} changes what customers download: add force=true",
-        release.product, release.version
-    ))
-    .into())
+/// changing one (replacing or deleting it) needs `force`. The one rule for
+/// both.
+pub fn may_change(release: &Release, force: bool) -> bool {
+    release.status == ReleaseStatus::Draft || force
 }
 
 /// A file's platform and media type, as it will be recorded.

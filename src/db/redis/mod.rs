@@ -8,11 +8,12 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{tg:<kind>}:r:<key>` | string | the record's JSON |
+//! | `{tg:<kind>}:v:<key>` | string (integer) | the record's revision, for compare-and-set (absent: 0) |
 //! | `{tg:<kind>}:idx` | sorted set, all scores 0 | every key of the kind, for ordered, prefix and cursor listing (`ZRANGEBYLEX`) |
 //!
-//! The hash tag `{tg:<kind>}` keeps a kind's records and index in one slot, so
-//! the `MULTI` that writes both, and the `MGET` that reads a page, are valid on
-//! Redis Cluster too. Only `get_many` spans kinds, hence slots: on a cluster it
+//! The hash tag `{tg:<kind>}` keeps a kind's records, revisions and index in
+//! one slot, so the script that writes all three, and the `MGET` that reads a
+//! page, are valid on Redis Cluster too. Only `get_many` spans kinds, hence slots: on a cluster it
 //! sends its `GET`s concurrently instead of as one pipeline.
 
 mod events;

@@ -1,14 +1,66 @@
-//! Records on Redis: a string per record and a sorted set per kind for
-//! ordered listing (layout in [`super`]).
+//! Records on Redis: a string per record, its revision beside it, and a
+//! sorted set per kind for ordered listing (layout in [`super`]).
 
 use redis::AsyncCommands as _;
+use std::sync::LazyLock;
+
+use redis::Script;
 
 use super::{Conn, RedisDb, store_error};
-use crate::catalog::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, check_key};
+use crate::catalog::store::{
+    CasOutcome, Expect, Kind, MAX_PAGE, RecordStore, StoreError, Versioned, Written, check_key,
+};
+
+/// Every write of a record, conditional or not, in one step: the value, its
+/// revision and its index entry change together or not at all. KEYS: the
+/// record, its revision, the kind's index (one hash slot). ARGV: the value,
+/// the index member, the expectation (`*` any, `absent`, or a revision).
+/// Answers `{outcome, revision}`: -1 conflict, 0 unchanged, 1 created,
+/// 2 updated.
+const WRITE: &str = r"
+local old = redis.call('GET', KEYS[1])
+local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local expect = ARGV[3]
+if expect == 'absent' then
+  if old then return {-1, rev} end
+elseif expect ~= '*' then
+  if (not old) or rev ~= tonumber(expect) then return {-1, rev} end
+end
+if old == ARGV[1] then return {0, rev} end
+redis.call('SET', KEYS[1], ARGV[1])
+local n = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+if old then return {2, n} end
+return {1, n}
+";
+
+/// [`WRITE`], hashed once.
+static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE));
 
 impl RedisDb {
     fn record_key(&self, kind: Kind, key: &str) -> String {
         format!("{{{}:{}}}:r:{}", self.prefix, kind.as_str(), key)
+    }
+
+    fn revision_key(&self, kind: Kind, key: &str) -> String {
+        format!("{{{}:{}}}:v:{}", self.prefix, kind.as_str(), key)
+    }
+
+    /// Run [`WRITE`]; `expect` is `*`, `absent` or a revision.
+    async fn write(&self, kind: Kind, key: &str, value: &[u8], expect: &str) -> Result<(i64, u64), StoreError> {
+        check_key(key)?;
+        let mut conn = self.conn.clone();
+        let (outcome, revision): (i64, u64) = WRITE_SCRIPT
+            .key(self.record_key(kind, key))
+            .key(self.revision_key(kind, key))
+            .key(self.index_key(kind))
+            .arg(value)
+            .arg(key)
+            .arg(expect)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok((outcome, revision))
     }
 
     fn index_key(&self, kind: Kind) -> String {
@@ -23,29 +75,37 @@ impl RecordStore for RedisDb {
     }
 
     async fn put(&self, kind: Kind, key: &str, value: &[u8]) -> Result<Written, StoreError> {
-        check_key(key)?;
+        Ok(match self.write(kind, key, value, "*").await?.0 {
+            1 => Written::Created,
+            0 => Written::Unchanged,
+            _ => Written::Updated,
+        })
+    }
+
+    async fn get_versioned(&self, kind: Kind, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut conn = self.conn.clone();
-        // SET … GET returns the previous value, in the same MULTI as the index
-        // update, so a record is never visible without its index entry.
-        let (old,): (Option<Vec<u8>>,) = redis::pipe()
-            .atomic()
-            .cmd("SET")
+        let (value, revision): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
             .arg(self.record_key(kind, key))
-            .arg(value)
-            .arg("GET")
-            .cmd("ZADD")
-            .arg(self.index_key(kind))
-            .arg(0)
-            .arg(key)
-            .ignore()
+            .arg(self.revision_key(kind, key))
             .query_async(&mut conn)
             .await
             .map_err(store_error)?;
-        Ok(match old {
-            None => Written::Created,
-            Some(v) if v == value => Written::Unchanged,
-            Some(_) => Written::Updated,
-        })
+        Ok(value.map(|value| Versioned { value, revision: revision.unwrap_or(0) }))
+    }
+
+    async fn put_if(&self, kind: Kind, key: &str, value: &[u8], expect: Expect) -> Result<CasOutcome, StoreError> {
+        let expect = match expect {
+            Expect::Absent => "absent".to_owned(),
+            Expect::Revision(r) => r.to_string(),
+        };
+        let (outcome, revision) = self.write(kind, key, value, &expect).await?;
+        let written = match outcome {
+            -1 => return Ok(CasOutcome::Conflict),
+            0 => Written::Unchanged,
+            1 => Written::Created,
+            _ => Written::Updated,
+        };
+        Ok(CasOutcome::Written { written, revision })
     }
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -88,6 +148,8 @@ impl RecordStore for RedisDb {
         let (deleted,): (i64,) = redis::pipe()
             .atomic()
             .del(self.record_key(kind, key))
+            .del(self.revision_key(kind, key))
+            .ignore()
             .zrem(self.index_key(kind), key)
             .ignore()
             .query_async(&mut conn)

@@ -10,6 +10,7 @@
 //!     key        TEXT    NOT NULL,   -- hierarchical key, compared bytewise
 //!     value      BLOB    NOT NULL,   -- JSON document
 //!     updated_at INTEGER NOT NULL,   -- Unix seconds of the last change
+//!     revision   INTEGER NOT NULL,   -- 1 when created, +1 per change (version 4)
 //!     PRIMARY KEY (kind, key)
 //! ) WITHOUT ROWID;
 //! ```
@@ -29,7 +30,7 @@ use rusqlite::Connection;
 
 use crate::catalog::store::StoreError;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Version 3: the event log, its report counters and consumer groups.
 const SCHEMA_V3: &str = "BEGIN;
@@ -175,6 +176,16 @@ impl SqliteDb {
         }
         if version < 3 {
             conn.execute_batch(SCHEMA_V3)?;
+        }
+        if version < 4 {
+            // Every record's revision, for compare-and-set; records written
+            // before start at 1.
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE records ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )?;
         }
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
     }

@@ -1,10 +1,12 @@
 //! Records on SQLite: one `records` table, `(kind, key) → value`, ordered
 //! by key for prefix and cursor listing.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteDb, sqlite_error, to_i64};
-use crate::catalog::store::{Kind, MAX_PAGE, RecordStore, StoreError, Written, check_key};
+use super::{SqliteDb, sqlite_error, to_i64, to_u64};
+use crate::catalog::store::{
+    CasOutcome, Expect, Kind, MAX_PAGE, RecordStore, StoreError, Versioned, Written, check_key,
+};
 use crate::clock::{Clock, SystemClock};
 
 #[async_trait::async_trait]
@@ -31,13 +33,68 @@ impl RecordStore for SqliteDb {
                 None => Written::Created,
             };
             tx.execute(
-                "INSERT INTO records (kind, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                "INSERT INTO records (kind, key, value, updated_at, revision) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (kind, key) DO UPDATE
+                 SET value = excluded.value, updated_at = excluded.updated_at, revision = revision + 1",
                 params![kind.as_str(), key, value, now],
             )
             .map_err(sqlite_error)?;
             tx.commit().map_err(sqlite_error)?;
             Ok(written)
+        })
+        .await
+    }
+
+    async fn get_versioned(&self, kind: Kind, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = key.to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT value, revision FROM records WHERE kind = ?1 AND key = ?2",
+                params![kind.as_str(), key],
+                |r| Ok(Versioned { value: r.get(0)?, revision: to_u64(r.get(1)?) }),
+            )
+            .optional()
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn put_if(&self, kind: Kind, key: &str, value: &[u8], expect: Expect) -> Result<CasOutcome, StoreError> {
+        check_key(key)?;
+        let (key, value) = (key.to_owned(), value.to_vec());
+        let now = to_i64(SystemClock.now_unix());
+        self.with_conn(move |conn| {
+            // IMMEDIATE: the write lock is taken before the read, so the
+            // revision read is the one the write replaces.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let old: Option<(Vec<u8>, i64)> = tx
+                .query_row(
+                    "SELECT value, revision FROM records WHERE kind = ?1 AND key = ?2",
+                    params![kind.as_str(), key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            let revision = match (&old, expect) {
+                (None, Expect::Absent) => 1,
+                (Some((_, rev)), Expect::Revision(want)) if to_u64(*rev) == want => {
+                    if old.as_ref().is_some_and(|(v, _)| *v == value) {
+                        return Ok(CasOutcome::Written { written: Written::Unchanged, revision: want });
+                    }
+                    want + 1
+                }
+                _ => return Ok(CasOutcome::Conflict),
+            };
+            tx.execute(
+                "INSERT INTO records (kind, key, value, updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, key) DO UPDATE
+                 SET value = excluded.value, updated_at = excluded.updated_at, revision = excluded.revision",
+                params![kind.as_str(), key, value, now, to_i64(revision)],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
+            let written = if old.is_some() { Written::Updated } else { Written::Created };
+            Ok(CasOutcome::Written { written, revision })
         })
         .await
     }
