@@ -7,7 +7,8 @@
 #[macro_use]
 mod common;
 
-use common::{Admin, Backend, StoreKind};
+use bytes::Bytes;
+use common::{Admin, Backend, Reply, StoreKind, request_with_body};
 use futures_util::future::join_all;
 use serde_json::json;
 
@@ -16,6 +17,8 @@ backend_suite!(
     a_revocation_is_never_undone_by_racing_authentications,
     a_rename_never_undoes_a_racing_suspension,
     racing_lifecycle_steps_end_in_one_state,
+    if_match_makes_a_sync_safe,
+    two_syncs_with_one_etag_one_wins,
 );
 
 const ROUNDS: usize = 30;
@@ -87,5 +90,81 @@ async fn racing_lifecycle_steps_end_in_one_state(kind: StoreKind) {
             s => panic!("round {round}: yank answered {s}"),
         }
         assert!(r["published_at"].is_string(), "round {round}: {r}");
+    }
+}
+
+/// An admin call with extra headers.
+async fn call_with(a: &Admin, method: &str, path: &str, headers: &[(&str, &str)], body: serde_json::Value) -> Reply {
+    let auth = format!("Bearer {}", a.token);
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    request_with_body(a.gw.admin, method, path, &all, Bytes::from(body.to_string())).await
+}
+
+/// A system of record syncing into the gateway reads the `ETag`, and writes
+/// with `If-Match`: a write made against a revision someone else has since
+/// changed is refused with `412`, and nothing is written; `If-None-Match: *`
+/// only creates. Products, releases, customers and entitlements alike.
+async fn if_match_makes_a_sync_safe(kind: StoreKind) {
+    let a = admin(kind).await;
+    let paths = [
+        ("/admin/v1/products/app", json!({ "name": "App" }), json!({ "name": "App 2" })),
+        ("/admin/v1/products/app/releases/1.0.0", json!({ "channel": "stable" }), json!({ "channel": "beta" })),
+        ("/admin/v1/customers/acme", json!({ "name": "Acme" }), json!({ "name": "Acme 2" })),
+        (
+            "/admin/v1/customers/acme/entitlements/e1",
+            json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" }),
+            json!({ "product": "app", "license": "term", "starts_at": "2020-01-01T00:00:00Z" }),
+        ),
+    ];
+    for (path, first, second) in paths {
+        let created = call_with(&a, "PUT", path, &[("if-none-match", "*")], first.clone()).await;
+        assert_eq!(created.status, 201, "{path}: {created:?}");
+        let tag = created.header("etag").unwrap().to_owned();
+        let again = call_with(&a, "PUT", path, &[("if-none-match", "*")], first.clone()).await;
+        assert_eq!((again.status, again.code().as_str()), (412, "precondition_failed"), "{path}");
+        let read = a.call("GET", path, None).await;
+        assert_eq!(read.header("etag"), Some(tag.as_str()), "{path}");
+        let updated = call_with(&a, "PUT", path, &[("if-match", &tag)], second.clone()).await;
+        assert_eq!(updated.status, 200, "{path}: {updated:?}");
+        let new_tag = updated.header("etag").unwrap().to_owned();
+        assert_ne!(new_tag, tag, "{path}");
+        // The old tag is stale now: refused, and nothing changes.
+        let stale = call_with(&a, "PUT", path, &[("if-match", &tag)], first.clone()).await;
+        assert_eq!((stale.status, stale.code().as_str()), (412, "precondition_failed"), "{path}");
+        let now = a.call("GET", path, None).await;
+        assert_eq!(now.header("etag"), Some(new_tag.as_str()), "{path}");
+        let any = call_with(&a, "PUT", path, &[("if-match", "*")], second.clone()).await;
+        assert_eq!(any.status, 200, "{path}: {any:?}");
+        for bad in ["W/\"1\"", "1", "\"x\""] {
+            let r = call_with(&a, "PUT", path, &[("if-match", bad)], second.clone()).await;
+            assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"), "{path} {bad}");
+        }
+    }
+    let missing =
+        call_with(&a, "PUT", "/admin/v1/customers/nobody", &[("if-match", "*")], json!({ "name": "x" })).await;
+    assert_eq!(missing.status, 412);
+    assert_eq!(a.call("GET", "/admin/v1/customers/nobody", None).await.status, 404, "nothing half-written");
+}
+
+/// Two writers holding the same `ETag` race: one wins, the other gets `412`,
+/// every round.
+async fn two_syncs_with_one_etag_one_wins(kind: StoreKind) {
+    let a = admin(kind).await;
+    for round in 0..ROUNDS {
+        let path = format!("/admin/v1/customers/s{round}");
+        let created = a.call("PUT", &path, Some(json!({ "name": "v0" }))).await;
+        let tag = created.header("etag").unwrap().to_owned();
+        let headers = [("if-match", tag.as_str())];
+        let one = call_with(&a, "PUT", &path, &headers, json!({ "name": "one" }));
+        let two = call_with(&a, "PUT", &path, &headers, json!({ "name": "two", "status": "suspended" }));
+        let (one, two) = tokio::join!(one, two);
+        let mut statuses = [one.status, two.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 412], "round {round}: {one:?} {two:?}");
+        let c = Admin::json(&a.call("GET", &path, None).await);
+        let winner = if one.status == 200 { "one" } else { "two" };
+        assert_eq!(c["name"], winner, "round {round}: the loser wrote nothing");
+        assert_eq!(c["status"] == "suspended", winner == "two", "round {round}: {c}");
     }
 }

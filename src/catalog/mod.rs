@@ -10,4 +10,4 @@ pub mod store;
 
 pub use api_keys::{ApiKey, ApiKeyView};
 pub use model::*;
-pub use repo::{CatalogError, CatalogRepo, Page, ReleaseAction};
+pub use repo::{CatalogError, CatalogRepo, Page, ReleaseAction, Stored, Updated};

@@ -34,6 +34,10 @@ pub enum CatalogError {
     /// The request is valid but contradicts the record's state.
     #[error("{0}")]
     Conflict(String),
+    /// The record is not at the revision the request was made against
+    /// (`If-Match`), or exists when it must not (`If-None-Match: *`).
+    #[error("the record is not at the expected revision")]
+    PreconditionFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,7 +47,7 @@ impl Classified for CatalogError {
         match self {
             CatalogError::Invalid { .. } => ErrorKind::Invalid,
             CatalogError::Missing { .. } => ErrorKind::NotFound,
-            CatalogError::Conflict(_) => ErrorKind::Conflict,
+            CatalogError::Conflict(_) | CatalogError::PreconditionFailed => ErrorKind::Conflict,
             CatalogError::Store(e) => e.kind(),
         }
     }
@@ -53,6 +57,7 @@ impl Classified for CatalogError {
             CatalogError::Invalid { .. } => "invalid_field",
             CatalogError::Missing { .. } => "not_found",
             CatalogError::Conflict(_) => "conflict",
+            CatalogError::PreconditionFailed => "precondition_failed",
             CatalogError::Store(e) => e.code(),
         }
     }
@@ -104,6 +109,13 @@ fn release_key(product: &str, version: &Version) -> String {
 /// record between its read and its write.
 const UPDATE_ATTEMPTS: usize = 16;
 
+/// A record as stored, with its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    pub record: T,
+    pub revision: u64,
+}
+
 /// A record after [`CatalogRepo::update`]: as stored now, and whether this
 /// update wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +132,37 @@ impl CatalogRepo {
     /// writer changed the record in between, `change` runs again on the newer
     /// one, so no update is ever lost and no decision is taken on a stale
     /// read. `Ok(None)`: there was no record and none was written.
+    /// A record with its revision (for an `ETag`).
+    async fn stored<T: DeserializeOwned>(&self, kind: Kind, key: &str) -> Result<Option<Stored<T>>, CatalogError> {
+        match self.store.get_versioned(kind, key).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Stored { record: decode_json(kind, key, &v.value)?, revision: v.revision })),
+        }
+    }
+
     pub(crate) async fn update<T, F>(
         &self,
         kind: Kind,
         key: &str,
+        change: F,
+    ) -> Result<Option<Updated<T>>, CatalogError>
+    where
+        T: Serialize + DeserializeOwned + Sync,
+        F: FnMut(Option<&T>) -> Result<Option<T>, CatalogError>,
+    {
+        self.update_if(kind, key, None, change).await
+    }
+
+    /// [`CatalogRepo::update`] made against a known state of the record
+    /// (`precondition`: an `If-Match` revision, or absent for
+    /// `If-None-Match: *`): when the record is not in that state, or leaves
+    /// it before the write, nothing is written and the answer is
+    /// `PreconditionFailed` (the caller decides again, not this function).
+    pub(crate) async fn update_if<T, F>(
+        &self,
+        kind: Kind,
+        key: &str,
+        precondition: Option<Expect>,
         mut change: F,
     ) -> Result<Option<Updated<T>>, CatalogError>
     where
@@ -135,6 +174,9 @@ impl CatalogRepo {
                 None => (None, Expect::Absent),
                 Some(v) => (Some((decode_json::<T>(kind, key, &v.value)?, v.revision)), Expect::Revision(v.revision)),
             };
+            if precondition.is_some_and(|p| p != expect) {
+                return Err(CatalogError::PreconditionFailed);
+            }
             let Some(next) = change(current.as_ref().map(|(record, _)| record))? else {
                 return Ok(current.map(|(record, revision)| Updated { record, written: Written::Unchanged, revision }));
             };
@@ -143,6 +185,7 @@ impl CatalogRepo {
                 CasOutcome::Written { written, revision } => {
                     return Ok(Some(Updated { record: next, written, revision }));
                 }
+                CasOutcome::Conflict if precondition.is_some() => return Err(CatalogError::PreconditionFailed),
                 CasOutcome::Conflict => continue,
             }
         }
@@ -198,15 +241,29 @@ impl CatalogRepo {
     // Products.
 
     pub async fn put_product(&self, p: &Product) -> Result<Written, CatalogError> {
+        Ok(self.put_product_if(p, None).await?.written)
+    }
+
+    /// Create or replace a product, if the record is as `precondition` says.
+    pub async fn put_product_if(
+        &self,
+        p: &Product,
+        precondition: Option<Expect>,
+    ) -> Result<Updated<Product>, CatalogError> {
         check_id("id", &p.id)?;
         if p.name.trim().is_empty() {
             return Err(CatalogError::Invalid { field: "name", reason: "must not be empty".into() });
         }
-        Ok(put_json(self.store.as_ref(), Kind::Product, &p.id, p).await?)
+        let updated = self.update_if(Kind::Product, &p.id, precondition, |_| Ok(Some(p.clone()))).await?;
+        updated.ok_or_else(|| StoreError::Internal("a product write stored nothing".into()).into())
     }
 
     pub async fn product(&self, id: &str) -> Result<Option<Product>, CatalogError> {
         Ok(get_json(self.store.as_ref(), Kind::Product, id).await?)
+    }
+
+    pub async fn product_stored(&self, id: &str) -> Result<Option<Stored<Product>>, CatalogError> {
+        self.stored(Kind::Product, id).await
     }
 
     pub async fn products(&self, cursor: Option<&str>, limit: Option<usize>) -> Result<Page<Product>, CatalogError> {
@@ -227,14 +284,43 @@ impl CatalogRepo {
     /// `published` without a publication time is stamped with `now`.
     /// Returns the record as stored.
     pub async fn put_release(&self, r: &Release, now: Timestamp) -> Result<(Written, Release), CatalogError> {
-        check_id("product", &r.product)?;
-        self.require::<Product>(Kind::Product, "product", &r.product).await?;
-        let mut r = r.clone();
-        if r.status != ReleaseStatus::Draft && r.published_at.is_none() {
-            r.published_at = Some(now);
-        }
-        let written = put_json(self.store.as_ref(), Kind::Release, &release_key(&r.product, &r.version), &r).await?;
-        Ok((written, r))
+        let u = self.put_release_if(&r.product, &r.version, None, now, |_| r.clone()).await?;
+        Ok((u.written, u.record))
+    }
+
+    /// Create or change a release as a read-modify-write: `build` gets the
+    /// release as stored (if any) and returns it as it is to be (fields a
+    /// request leaves out keep their stored values), if the record is as
+    /// `precondition` says.
+    pub async fn put_release_if(
+        &self,
+        product: &str,
+        version: &Version,
+        precondition: Option<Expect>,
+        now: Timestamp,
+        mut build: impl FnMut(Option<&Release>) -> Release,
+    ) -> Result<Updated<Release>, CatalogError> {
+        check_id("product", product)?;
+        self.require::<Product>(Kind::Product, "product", product).await?;
+        let key = release_key(product, version);
+        let updated = self
+            .update_if::<Release, _>(Kind::Release, &key, precondition, |current| {
+                let mut r = build(current);
+                if r.status != ReleaseStatus::Draft && r.published_at.is_none() {
+                    r.published_at = Some(now);
+                }
+                Ok(Some(r))
+            })
+            .await?;
+        updated.ok_or_else(|| StoreError::Internal("a release write stored nothing".into()).into())
+    }
+
+    pub async fn release_stored(
+        &self,
+        product: &str,
+        version: &Version,
+    ) -> Result<Option<Stored<Release>>, CatalogError> {
+        self.stored(Kind::Release, &release_key(product, version)).await
     }
 
     pub async fn release(&self, product: &str, version: &Version) -> Result<Option<Release>, CatalogError> {
@@ -299,12 +385,18 @@ impl CatalogRepo {
     pub async fn update_customer(
         &self,
         id: &str,
+        precondition: Option<Expect>,
         mut change: impl FnMut(Option<&Customer>) -> Customer,
-    ) -> Result<(Written, Customer), CatalogError> {
+    ) -> Result<Updated<Customer>, CatalogError> {
         check_id("id", id)?;
-        let updated = self.update::<Customer, _>(Kind::Customer, id, |current| Ok(Some(change(current)))).await?;
-        let u = updated.ok_or_else(|| StoreError::Internal("a customer write stored nothing".into()))?;
-        Ok((u.written, u.record))
+        let updated = self
+            .update_if::<Customer, _>(Kind::Customer, id, precondition, |current| Ok(Some(change(current))))
+            .await?;
+        updated.ok_or_else(|| StoreError::Internal("a customer write stored nothing".into()).into())
+    }
+
+    pub async fn customer_stored(&self, id: &str) -> Result<Option<Stored<Customer>>, CatalogError> {
+        self.stored(Kind::Customer, id).await
     }
 
     pub async fn put_customer(&self, c: &Customer) -> Result<Written, CatalogError> {
@@ -334,6 +426,16 @@ impl CatalogRepo {
 
     /// Create or replace an entitlement; its customer and product must exist.
     pub async fn put_entitlement(&self, e: &Entitlement) -> Result<Written, CatalogError> {
+        Ok(self.put_entitlement_if(e, None).await?.written)
+    }
+
+    /// Create or replace an entitlement, if the record is as `precondition`
+    /// says; its customer and product must exist.
+    pub async fn put_entitlement_if(
+        &self,
+        e: &Entitlement,
+        precondition: Option<Expect>,
+    ) -> Result<Updated<Entitlement>, CatalogError> {
         check_id("id", &e.id)?;
         if e.id.len() > super::grants::MAX_ENTITLEMENT_ID {
             return Err(CatalogError::Invalid {
@@ -351,7 +453,16 @@ impl CatalogRepo {
             return Err(CatalogError::Invalid { field: "channels", reason: "must name at least one channel".into() });
         }
         let key = format!("{}/{}", e.customer, e.id);
-        Ok(put_json(self.store.as_ref(), Kind::Entitlement, &key, e).await?)
+        let updated = self.update_if(Kind::Entitlement, &key, precondition, |_| Ok(Some(e.clone()))).await?;
+        updated.ok_or_else(|| StoreError::Internal("an entitlement write stored nothing".into()).into())
+    }
+
+    pub async fn entitlement_stored(
+        &self,
+        customer: &str,
+        id: &str,
+    ) -> Result<Option<Stored<Entitlement>>, CatalogError> {
+        self.stored(Kind::Entitlement, &format!("{customer}/{id}")).await
     }
 
     pub async fn entitlement(&self, customer: &str, id: &str) -> Result<Option<Entitlement>, CatalogError> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,11 +30,12 @@ use super::problem::{Problem, RawBody};
 use super::{admin_events, admin_webhooks};
 use crate::catalog::ApiKeyView;
 use crate::catalog::Page;
-use crate::catalog::store::Written;
+use crate::catalog::store::{Expect, Written};
 use crate::catalog::{
     CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, License, Product,
     Release, ReleaseAction, ReleaseStatus, Timestamp,
 };
+use crate::catalog::{Stored, Updated};
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
 use crate::events::{Change, Detail, Subject};
 use crate::quota::Quota;
@@ -160,8 +161,56 @@ pub(super) fn written<T: Serialize>(w: Written, record: &T) -> Response {
     (status, Json(record)).into_response()
 }
 
-pub(super) fn found<T: Serialize>(record: Option<T>, what: &str) -> AdminResult {
-    record.map(|r| Json(r).into_response()).ok_or_else(|| AdminError::NotFound(what.to_owned()))
+/// The revision of a record as an entity tag: `"<revision>"`.
+fn etag(revision: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// A written record, with its new revision as `ETag`.
+fn written_at<T: Serialize>(u: &Updated<T>) -> Response {
+    let mut r = written(u.written, &u.record);
+    r.headers_mut().insert(header::ETAG, etag(u.revision));
+    r
+}
+
+/// A record as stored, with its revision as `ETag`; `404` when there is none.
+fn found_at<T: Serialize>(stored: Option<Stored<T>>, what: &str) -> AdminResult {
+    let stored = stored.ok_or_else(|| AdminError::NotFound(what.to_owned()))?;
+    let mut r = Json(&stored.record).into_response();
+    r.headers_mut().insert(header::ETAG, etag(stored.revision));
+    Ok(r)
+}
+
+/// What a write expects of the record it replaces: `If-Match: "<revision>"`
+/// (the revision read, from a `GET`'s `ETag`), `If-Match: *` (it exists),
+/// `If-None-Match: *` (it does not). Anything else there is refused.
+async fn precondition<F, Fut, T>(headers: &HeaderMap, current: F) -> Result<Option<Expect>, AdminError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Stored<T>>, CatalogError>>,
+{
+    let text = |name| headers.get(name).map(|v: &HeaderValue| v.to_str().map(str::trim));
+    match (text(header::IF_MATCH), text(header::IF_NONE_MATCH)) {
+        (None, None) => Ok(None),
+        (None, Some(Ok("*"))) => Ok(Some(Expect::Absent)),
+        // Any current record: the one there now, and it must still be there
+        // at the write.
+        (Some(Ok("*")), None) => match current().await? {
+            Some(s) => Ok(Some(Expect::Revision(s.revision))),
+            None => Err(CatalogError::PreconditionFailed.into()),
+        },
+        (Some(Ok(tag)), None) => tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(|r| Some(Expect::Revision(r)))
+            .ok_or_else(|| {
+                AdminError::BadRequest(format!("If-Match: {tag:?} is not an ETag of this API (\"<revision>\")"))
+            }),
+        _ => Err(AdminError::BadRequest(
+            "give If-Match: \"<revision>\" (or *), or If-None-Match: *, not both and nothing else".into(),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -193,21 +242,23 @@ pub(crate) struct ProductBody {
     delivery: Delivery,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let id = path(p)?;
     let b: ProductBody = body(&raw)?;
+    let pre = precondition(&headers, || s.catalog.product_stored(&id)).await?;
     let product = Product { id, name: b.name, delivery: b.delivery };
-    Ok(written(s.catalog.put_product(&product).await?, &product))
+    Ok(written_at(&s.catalog.put_product_if(&product, pre).await?))
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]
 pub(crate) async fn get_product(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
-    found(s.catalog.product(&path(p)?).await?, "product")
+    found_at(s.catalog.product_stored(&path(p)?).await?, "product")
 }
 
 #[utoipa::path(get, path = "/admin/v1/products", tag = "admin", params(ListParams), responses((status = 200, body = Page<Product>)))]
@@ -247,29 +298,34 @@ pub(crate) struct ReleaseBody {
     notes: Option<String>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let (product, v) = path(p)?;
     let b: ReleaseBody = body(&raw)?;
     let version = version(&v)?;
-    let current = s.catalog.release(&product, &version).await?;
-    let release = Release {
-        product,
-        version,
-        channel: b.channel,
-        status: b.status.or(current.as_ref().map(|r| r.status)).unwrap_or(ReleaseStatus::Draft),
-        published_at: b.published_at.or(current.and_then(|r| r.published_at)),
-        critical: b.critical,
-        notes: b.notes,
-    };
+    let pre = precondition(&headers, || s.catalog.release_stored(&product, &version)).await?;
     let now = Timestamp(s.clock.now_unix());
-    // Answer with what was stored (publication time stamped).
-    let (w, stored) = s.catalog.put_release(&release, now).await?;
-    Ok(written(w, &stored))
+    // Fields left out keep their stored values: merged onto the record as it
+    // is at the write (a compare-and-set). The answer is what was stored
+    // (publication time stamped).
+    let stored = s
+        .catalog
+        .put_release_if(&product, &version, pre, now, |current| Release {
+            product: product.clone(),
+            version: version.clone(),
+            channel: b.channel,
+            status: b.status.or(current.map(|r| r.status)).unwrap_or(ReleaseStatus::Draft),
+            published_at: b.published_at.or(current.and_then(|r| r.published_at)),
+            critical: b.critical,
+            notes: b.notes.clone(),
+        })
+        .await?;
+    Ok(written_at(&stored))
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
@@ -278,7 +334,7 @@ pub(crate) async fn get_release(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (product, v) = path(p)?;
-    found(s.catalog.release(&product, &version(&v)?).await?, "release")
+    found_at(s.catalog.release_stored(&product, &version(&v)?).await?, "release")
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id")), params(ListParams), responses((status = 200, body = Page<Release>)))]
@@ -388,19 +444,21 @@ pub(crate) struct CustomerBody {
     quota: Option<Quota>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let id = path(p)?;
     let b: CustomerBody = body(&raw)?;
     // Fields left out keep their stored values: merged onto the record as it
     // is at the write (a compare-and-set), never onto a stale read.
-    let (w, customer) = s
+    let pre = precondition(&headers, || s.catalog.customer_stored(&id)).await?;
+    let updated = s
         .catalog
-        .update_customer(&id, |current| Customer {
+        .update_customer(&id, pre, |current: Option<&Customer>| Customer {
             status: b.status.or(current.map(|c| c.status)).unwrap_or(CustomerStatus::Active),
             allowed_cidrs: b.allowed_cidrs.clone().or(current.map(|c| c.allowed_cidrs.clone())).unwrap_or_default(),
             quota: b.quota.or(current.map(|c| c.quota)).unwrap_or_default(),
@@ -408,7 +466,7 @@ pub(crate) async fn put_customer(
             name: b.name.clone(),
         })
         .await?;
-    Ok(written(w, &customer))
+    Ok(written_at(&updated))
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
@@ -416,7 +474,7 @@ pub(crate) async fn get_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
-    found(s.catalog.customer(&path(p)?).await?, "customer")
+    found_at(s.catalog.customer_stored(&path(p)?).await?, "customer")
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers", tag = "admin", params(ListParams), responses((status = 200, body = Page<Customer>)))]
@@ -466,14 +524,16 @@ fn active_entitlement() -> EntitlementStatus {
     EntitlementStatus::Active
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
     let b: EntitlementBody = body(&raw)?;
+    let pre = precondition(&headers, || s.catalog.entitlement_stored(&customer, &id)).await?;
     let e = Entitlement {
         id,
         customer,
@@ -488,8 +548,8 @@ pub(crate) async fn put_entitlement(
         status: b.status,
         quota: b.quota,
     };
-    let w = s.catalog.put_entitlement(&e).await?;
-    let change = match w {
+    let stored = s.catalog.put_entitlement_if(&e, pre).await?;
+    let change = match stored.written {
         Written::Created => Some(Change::Created),
         Written::Updated => Some(Change::Updated),
         Written::Unchanged => None,
@@ -497,7 +557,7 @@ pub(crate) async fn put_entitlement(
     if let Some(change) = change {
         entitlement_changed(&s, &e.customer, &e.product, &e.id, change).await;
     }
-    Ok(written(w, &e))
+    Ok(written_at(&stored))
 }
 
 async fn entitlement_changed(s: &Services, customer: &str, product: &str, id: &str, change: Change) {
@@ -515,7 +575,7 @@ pub(crate) async fn get_entitlement(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
-    found(s.catalog.entitlement(&customer, &id).await?, "entitlement")
+    found_at(s.catalog.entitlement_stored(&customer, &id).await?, "entitlement")
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<Entitlement>)))]

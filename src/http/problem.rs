@@ -169,6 +169,10 @@ pub fn from_catalog(e: &CatalogError) -> Problem {
         CatalogError::Invalid { field, reason } => p.with_detail(format!("{field}: {reason}")),
         CatalogError::Missing { kind, id } => p.with_detail(format!("No {kind} {id:?}.")),
         CatalogError::Conflict(d) => p.with_detail(d.clone()),
+        CatalogError::PreconditionFailed => p.with_detail(
+            "The record changed since the revision named in If-Match (or exists, with If-None-Match: *); read it \
+             again and decide on what it holds now.",
+        ),
         CatalogError::Store(StoreError::Unavailable(_)) => {
             retry_soon(p.with_detail("The state store is not reachable; try again shortly."))
         }
