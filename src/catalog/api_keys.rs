@@ -188,4 +188,17 @@ mod tests {
             assert_eq!(parse_key(&bad), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any presented key either parses into a customer and a 16-hex id,
+        /// or is not a key; never a panic.
+        #[test]
+        fn any_presented_key_parses_or_is_refused(text in ".{0,120}", shaped in "tg_[ -~]{0,30}_[0-9a-f]{16}_[0-9a-fA-F]{60,68}") {
+            for t in [&text, &shaped] {
+                if let Some((customer, id)) = parse_key(t) {
+                    proptest::prop_assert!(!customer.is_empty() && id.len() == 16);
+                }
+            }
+        }
+    }
 }

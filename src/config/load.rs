@@ -206,4 +206,29 @@ mod tests {
         assert_eq!(one.active_key_id().as_deref(), Some("a"));
         assert_eq!(Config::default().active_key_id().as_deref(), Some("k1"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Any text is a configuration or a named error; never a panic.
+            #[test]
+            fn any_text_loads_or_is_refused(text in "(\\[[a-z._]{1,20}\\]\n|[a-z_.]{1,24} = (\"[ -~]{0,20}\"|[0-9-]{1,12}|true|\\[\\]|\\{\\})\n|.{0,30}\n){0,12}") {
+                let _ = load_from_str(&text);
+            }
+
+            /// Keys of the real schema with values of any type are refused or
+            /// taken; never a panic.
+            #[test]
+            fn known_keys_with_any_values(
+                key in "(server\\.(listen|max_connections|idle_timeout|max_connections_per_address)|downloads\\.(resume_window|quota\\.downloads_per_day)|signing\\.default_ttl|limits\\.address_burst)",
+                value in "(\"[ -~]{0,16}\"|-?[0-9]{1,20}|[0-9]{1,3}\\.[0-9]{1,3}|true|\\[1, \"a\"\\]|\\{ x = 1 \\})",
+            ) {
+                let (table, field) = key.rsplit_once('.').unwrap();
+                let _ = load_from_str(&format!("[{table}]\n{field} = {value}\n"));
+            }
+        }
+    }
 }

@@ -381,4 +381,27 @@ mod tests {
             assert!(object_key_for_path(bad).is_err(), "{bad}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the path, the answer is a key inside the blob root
+            /// or `invalid_path`; never a panic, never `..` or a dot-file.
+            #[test]
+            fn any_path_maps_to_a_safe_key_or_is_refused(rest in ".{0,120}", encoded in "(%[0-9A-Fa-f]{2}|[a-z./]){0,40}") {
+                for path in [format!("/d/{rest}"), format!("/d/{encoded}"), rest.clone()] {
+                    if let Ok(key) = object_key_for_path(&path) {
+                        let segments: Vec<&str> = key.segments().collect();
+                        prop_assert_eq!(segments.len(), 3);
+                        for s in segments {
+                            prop_assert!(!s.is_empty() && !s.starts_with('.') && !s.contains('/') && !s.contains('\\'));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

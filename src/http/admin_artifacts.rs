@@ -293,3 +293,48 @@ pub(crate) async fn complete_upload(
         Completed::Already(artifact) => Ok(Json(artifact).into_response()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn headers(name: &'static str, value: &str) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).ok()?);
+        Some(h)
+    }
+
+    #[test]
+    fn digests_are_read_from_either_header() {
+        let raw = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        for name in ["repr-digest", "content-digest"] {
+            let h = headers(name, &format!("md5=:x:, sha-256=:{b64}:")).unwrap();
+            assert_eq!(announced_sha256(&h).unwrap(), Some(hex::encode(raw)));
+        }
+        let h = headers("x-checksum-sha256", &hex::encode(raw).to_uppercase()).unwrap();
+        assert_eq!(announced_sha256(&h).unwrap(), Some(hex::encode(raw)));
+        assert!(announced_sha256(&headers("repr-digest", "sha-256=:AAAA:").unwrap()).is_err());
+        assert_eq!(announced_sha256(&HeaderMap::new()).unwrap(), None);
+    }
+
+    proptest! {
+        /// Any digest header is read as a 64-digit hex digest or refused as
+        /// `invalid_digest`; never a panic.
+        #[test]
+        fn any_digest_header_is_a_digest_or_refused(value in "[ -~]{0,120}", which in 0usize..3) {
+            let name = ["repr-digest", "content-digest", "x-checksum-sha256"][which];
+            if let Some(h) = headers(name, &value) {
+                match announced_sha256(&h) {
+                    Ok(Some(hex)) => prop_assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())),
+                    Ok(None) | Err(AdminError::InvalidDigest(_)) => {}
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+        }
+    }
+}

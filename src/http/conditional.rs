@@ -304,4 +304,52 @@ mod tests {
         );
         assert_eq!(content_disposition("a\"b.zip"), "attachment; filename=\"a_b.zip\"; filename*=UTF-8''a%22b.zip");
     }
+
+    mod properties {
+        use axum::http::{HeaderMap, HeaderValue, Method, header};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn meta(size: u64) -> ObjectMeta {
+            ObjectMeta {
+                size,
+                last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                etag: "\"abc\"".into(),
+                content_type: None,
+            }
+        }
+
+        proptest! {
+            /// A range the parser accepts lies inside the object, whatever
+            /// the header says.
+            #[test]
+            fn accepted_ranges_lie_inside_the_object(spec in ".{0,40}", digits in "bytes=[0-9]{0,21}-[0-9]{0,21}", size in 0u64..5000) {
+                for s in [&spec, &digits] {
+                    if let RangeDecision::Partial(r) = parse_range(s, size) {
+                        prop_assert!(r.len >= 1 && r.start < size && r.start + r.len <= size, "{} {:?} {}", s, r, size);
+                    }
+                }
+            }
+
+            /// Validators and ranges from any header values decide without
+            /// panicking.
+            #[test]
+            fn any_validator_headers_decide(values in proptest::collection::vec("[ -~]{0,60}", 6), size in 0u64..100) {
+                let mut h = HeaderMap::new();
+                let names = [header::IF_MATCH, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE, header::IF_RANGE, header::RANGE];
+                for (name, v) in names.into_iter().zip(&values) {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        h.insert(name, v);
+                    }
+                }
+                for m in [Method::GET, Method::HEAD] {
+                    let _ = evaluate_preconditions(&h, &m, &meta(size));
+                    if let RangeDecision::Partial(r) = evaluate_range(&h, &m, &meta(size)) {
+                        prop_assert!(r.start + r.len <= size);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -172,4 +172,20 @@ mod tests {
         let mapped_client: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
         assert_eq!(client_ip(mapped_client, &HeaderMap::new(), &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
     }
+
+    proptest::proptest! {
+        /// Any `X-Forwarded-For` from a trusted peer yields an address, never a
+        /// panic; from an untrusted peer it is ignored.
+        #[test]
+        fn any_forwarded_for_yields_an_address(value in "[ -~]{0,200}") {
+            let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert("x-forwarded-for", v);
+            }
+            let _ = client_ip("10.0.0.2".parse().unwrap(), &h, &trusted);
+            let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+            proptest::prop_assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        }
+    }
 }

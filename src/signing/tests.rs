@@ -184,3 +184,45 @@ fn sign_rejects_bad_claims() {
     c.not_before = Some(c.expires);
     assert_eq!(ring().sign(&c), Err(SignError::EmptyWindow));
 }
+
+mod properties {
+    //! Property tests (proptest, stable toolchain): no input panics the token
+    //! parser, and what it accepts is exactly what was signed. `PROPTEST_CASES`
+    //! raises the case count for a longer run (docs/testing.md).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_query_and_path_are_refused_or_verified_never_a_panic(path in ".{0,80}", query in ".{0,200}") {
+            let _ = ring().verify(&presented(&path, &query));
+        }
+
+        #[test]
+        fn token_like_queries_with_any_field_values_never_panic(
+            exp in ".{0,24}", nbf in ".{0,24}", kid in ".{0,12}", cid in ".{0,40}", sig in ".{0,90}", ip in ".{0,50}",
+        ) {
+            let q = format!("exp={exp}&nbf={nbf}&kid={kid}&cid={cid}&gid=g1&ip={ip}&sig={sig}");
+            prop_assert!(ring().verify(&presented("/d/app/1.0/a", &q)).is_err());
+        }
+
+        #[test]
+        fn what_is_signed_verifies_and_any_change_to_it_is_refused(
+            segment in "[A-Za-z0-9._-]{1,20}", flip in 0usize..200,
+        ) {
+            let path = format!("/d/app/1.0/{segment}");
+            let q = ring().sign(&claims(&path)).unwrap();
+            prop_assert!(ring().verify(&presented(&path, &q)).is_ok());
+            // Change one character of the query: refused, whichever it is.
+            let mut bytes = q.clone().into_bytes();
+            let i = flip % bytes.len();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(bytes).unwrap();
+            if changed != q {
+                prop_assert!(ring().verify(&presented(&path, &changed)).is_err());
+            }
+        }
+    }
+}
