@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::{StoreKind as Backend, second_handle, store_fixture as fixture, test_grant};
 use tollgate::catalog::{Artifact, Grant};
 use tollgate::quota::QuotaStore;
-use tollgate::quota::{self, Applied, Initiation, LeaseStep, LimitKind, Outcome, QuotaScope, Settings};
+use tollgate::quota::{self, Acquired, Applied, Initiation, LeaseStep, LimitKind, Outcome, QuotaScope, Settings};
 
 // Multi-threaded, so that racing initiations really run at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,6 +36,7 @@ backend_suite!(
     a_refusal_changes_nothing,
     leases_limit_concurrency_and_free_their_slots,
     usage_reads_what_was_counted,
+    a_resume_takes_its_lease_within_the_limit,
 );
 
 /// 2026-11-24T10:00:00Z
@@ -243,4 +244,40 @@ fn a_plan_counts_both_scopes_and_limits_the_one_in_force() {
     assert_eq!(plan.exceeded(lease, 1, Some(NOW + 42)).unwrap().retry_after, Some(42));
     // Unlimited steps cannot be what refused.
     assert_eq!(plan.exceeded(0, 0, None), None);
+}
+
+/// A resumed grant takes its lease again only where there is room: a set
+/// that holds it already renews it, a full one refuses and writes nothing.
+async fn take(s: &dyn QuotaStore, p: &Initiation, now: u64) -> Acquired {
+    s.acquire_leases("acme", &p.grant, &p.leases, now, now + 60).await.unwrap()
+}
+
+async fn a_resume_takes_its_lease_within_the_limit(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.db.quotas.as_ref();
+    let limits = [limit(LimitKind::ConcurrentDownloads, 1)];
+    let first = plan(1, &limits, NOW);
+    let second = plan(2, &limits, NOW);
+    let sets: Vec<String> = first.leases.iter().map(|l| l.set.clone()).collect();
+    // Both were started once, and both gave their leases back.
+    assert_eq!(initiate(s, &first).await, Outcome::Started);
+    s.release_leases("acme", &first.grant, &sets).await.unwrap();
+    assert_eq!(initiate(s, &second).await, Outcome::Started);
+    s.release_leases("acme", &second.grant, &sets).await.unwrap();
+    // Resumed: the first takes the only slot, the second is refused.
+    assert_eq!(take(s, &first, NOW + 10).await, Acquired::Held);
+    let refused = take(s, &second, NOW + 10).await;
+    let Acquired::Refused { index, used, oldest_lease_expires } = refused else { panic!("{refused:?}") };
+    assert_eq!((used, oldest_lease_expires), (1, Some(NOW + 70)));
+    let e = second.exceeded(second.steps.len() + index, used, oldest_lease_expires).unwrap();
+    assert_eq!(e.limit.kind, LimitKind::ConcurrentDownloads);
+    // The first again (another segment, a renewal): still its slot.
+    assert_eq!(take(s, &first, NOW + 20).await, Acquired::Held);
+    let (_, held) = quota::usage(s, "acme", &limits, None, NOW + 20).await.unwrap();
+    assert_eq!(held, 1, "the refusal wrote nothing");
+    // Past the lease's expiry the slot is free for the second.
+    assert_eq!(take(s, &second, NOW + 81).await, Acquired::Held);
+    // No limit: always taken.
+    let free = plan(3, &[], NOW);
+    assert_eq!(s.acquire_leases("acme", &free.grant, &free.leases, NOW + 82, NOW + 142).await.unwrap(), Acquired::Held);
 }

@@ -23,6 +23,7 @@ backend_suite!(
     a_grant_counts_once_whatever_its_requests,
     the_quota_is_exact_under_concurrency,
     concurrent_downloads_hold_leases,
+    resumes_hold_the_concurrency_limit,
 );
 
 const BIG: usize = 8 << 20;
@@ -399,4 +400,28 @@ async fn curl_resume_and_aria2c_segments_count_once() {
     assert_eq!(used(&a, &key).await, 2);
     let o = curl(&["-o", "/dev/null", "-w", "%{http_code}", &third]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "429");
+}
+
+/// Grants started one after another with a one-byte range, then resumed all
+/// at once and held open: no more streams than `concurrent_downloads`, the
+/// rest refused with `quota_exceeded`; the refused ones never count.
+async fn resumes_hold_the_concurrency_limit(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "concurrent_downloads": 3 })).await;
+    let mut urls = Vec::new();
+    for _ in 0..8 {
+        let u = url(&a, &key, "big.bin").await;
+        assert_eq!(request(a.gw.public, "GET", &u, &[("range", "bytes=0-0")]).await.status, 206);
+        urls.push(u);
+    }
+    assert!(no_active_downloads(&a, &key).await, "the one-byte downloads kept their leases");
+    let resumes = urls.iter().map(|u| send(a.gw.public, "GET", u, &[("range", "bytes=1-")]));
+    let responses = futures_util::future::join_all(resumes).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 206).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    assert_eq!(usage(&a, &key).await["active_downloads"], 3);
+    drop(responses);
+    assert!(no_active_downloads(&a, &key).await, "the resumed downloads' leases were not released");
 }

@@ -257,10 +257,16 @@ struct Started {
 async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, DownloadError> {
     let g = &c.grant;
     let settings = &svc.downloads.quota;
+    let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
+    let plan = quota::plan(g, &c.artifact, &limits, settings, now);
+    let exceeded = |index: usize, used: u64, oldest: Option<u64>| -> DownloadError {
+        match plan.exceeded(index, used, oldest) {
+            Some(e) => AccessError::Quota(e).into(),
+            None => AccessError::from(StoreError::Internal(format!("the store refused unlimited step {index}"))).into(),
+        }
+    };
     let mut initiated = false;
     if g.started_at.is_none() {
-        let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
-        let plan = quota::plan(g, &c.artifact, &limits, settings, now);
         let backend = svc.catalog.records().backend();
         match svc.metrics.time_store(backend, "quota_initiate", svc.quotas.initiate(&plan)).await {
             Ok(Outcome::Started) => {
@@ -272,10 +278,7 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
             // the record learns the start (resumes past expiry need it).
             Ok(Outcome::AlreadyStarted { at }) => record_start(svc, g, at).await,
             Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
-                let exceeded = plan.exceeded(index, used, oldest_lease_expires).ok_or_else(|| {
-                    AccessError::from(StoreError::Internal(format!("the store refused unlimited step {index}")))
-                })?;
-                return Err(AccessError::Quota(exceeded).into());
+                return Err(exceeded(index, used, oldest_lease_expires));
             }
             Err(e @ StoreError::Unavailable(_)) if settings.fail_open => {
                 tracing::warn!(error = %e, "store unavailable: download not counted (fail open)");
@@ -284,8 +287,13 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
             Err(e) => return Err(AccessError::from(e).into()),
         }
     }
-    let lease = svc.leases.hold(&g.customer, &g.id, quota::lease_sets(g), initiated).await;
-    Ok(Started { lease: Some(lease), initiated })
+    // Every stream holds the grant's lease; a resume takes it within the
+    // concurrency limits, like the initiation did.
+    match svc.leases.hold(&g.customer, &g.id, &plan.leases, initiated).await {
+        Ok(lease) => Ok(Started { lease: Some(lease), initiated }),
+        // The lease sets come after the counting steps in the plan.
+        Err(refused) => Err(exceeded(plan.steps.len() + refused.index, refused.used, refused.oldest_lease_expires)),
+    }
 }
 
 /// Write the grant's start into its record. The store's started mark is what

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::QuotaStore;
+use super::{Acquired, LeaseStep, QuotaStore};
 use crate::clock::Clock;
 
 type GrantKey = (String, String);
@@ -28,6 +28,8 @@ pub struct Leases {
 struct Held {
     streams: usize,
     sets: Vec<String>,
+    /// The store holds the lease for this process (taken or initiated).
+    confirmed: bool,
 }
 
 impl Leases {
@@ -45,26 +47,51 @@ impl Leases {
         self.ttl
     }
 
-    /// Hold `grant`'s leases in `sets` while the returned guard lives. The
-    /// initiation wrote the lease to the store; a grant resumed later may have
-    /// had its lease released (or lapsed), so unless `initiated` the first
-    /// stream of it on this process renews it at once.
-    pub async fn hold(self: &Arc<Self>, customer: &str, grant: &str, sets: Vec<String>, initiated: bool) -> LeaseGuard {
+    /// Hold `grant`'s leases while the returned guard lives. The initiation
+    /// wrote the lease to the store (`initiated`). A grant resumed later may
+    /// have had its lease released or lapsed, and the customer may be
+    /// streaming others meanwhile: until this process holds the lease, each
+    /// new stream takes it in the store, within the lease sets' limits
+    /// (`leases`). A full set refuses the stream; a store that cannot be
+    /// reached does not (the stream is served, its lease renewed later).
+    // SECURITY: without the check on resumes, grants started with a one-byte
+    // range and resumed together would stream past `concurrent_downloads`.
+    pub async fn hold(
+        self: &Arc<Self>,
+        customer: &str,
+        grant: &str,
+        leases: &[LeaseStep],
+        initiated: bool,
+    ) -> Result<LeaseGuard, LeaseRefused> {
         let key = (customer.to_owned(), grant.to_owned());
-        let first = {
+        let confirmed = {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-            let h = held.entry(key.clone()).or_insert(Held { streams: 0, sets: sets.clone() });
+            let sets = leases.iter().map(|l| l.set.clone()).collect();
+            let h = held.entry(key.clone()).or_insert(Held { streams: 0, sets, confirmed: false });
             h.streams += 1;
-            h.streams == 1
+            h.confirmed |= initiated;
+            h.confirmed
         };
-        let guard = LeaseGuard { leases: self.clone(), key: Some(key) };
-        if first && !initiated {
-            let now = self.clock.now_unix();
-            if let Err(e) = self.store.renew_leases(customer, grant, &sets, now, self.ttl).await {
-                tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
+        let guard = LeaseGuard { leases: self.clone(), key: Some(key.clone()) };
+        if confirmed {
+            return Ok(guard);
+        }
+        let now = self.clock.now_unix();
+        match self.store.acquire_leases(customer, grant, leases, now, now.saturating_add(self.ttl)).await {
+            Ok(Acquired::Held) => {
+                if let Some(h) = self.held.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key) {
+                    h.confirmed = true;
+                }
+                Ok(guard)
+            }
+            Ok(Acquired::Refused { index, used, oldest_lease_expires }) => {
+                Err(LeaseRefused { index, used, oldest_lease_expires, _guard: guard })
+            }
+            Err(e) => {
+                tracing::warn!(%customer, %grant, error = %e, "could not take a download lease; serving without it");
+                Ok(guard)
             }
         }
-        guard
     }
 
     /// Renew every [`Leases::renew_every`], until the task is dropped.
@@ -121,6 +148,17 @@ impl Leases {
             });
         }
     }
+}
+
+/// A resumed stream the lease sets have no room for: set `index` of the
+/// leases asked for holds `used`, the oldest expiring then.
+#[derive(Debug)]
+pub struct LeaseRefused {
+    pub index: usize,
+    pub used: u64,
+    pub oldest_lease_expires: Option<u64>,
+    /// Released with the refusal: the stream never counted.
+    _guard: LeaseGuard,
 }
 
 /// One stream's hold on its grant's lease.

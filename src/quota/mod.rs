@@ -170,6 +170,15 @@ pub enum Outcome {
     Refused { index: usize, used: u64, oldest_lease_expires: Option<u64> },
 }
 
+/// What [`QuotaStore::acquire_leases`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// Every set holds the grant's lease now.
+    Held,
+    /// Lease set `index` is full: `used` leases, the oldest expiring then.
+    Refused { index: usize, used: u64, oldest_lease_expires: Option<u64> },
+}
+
 /// An initiation refused by a limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("over the {} quota ({used} of {})", .limit.kind, .limit.limit)]
@@ -202,11 +211,6 @@ fn entitlement_field(prefix: &str, entitlement: &str) -> String {
 /// entitlement's.
 fn scopes(entitlement: &str) -> [QuotaScope; 2] {
     [QuotaScope::Customer, QuotaScope::Entitlement(entitlement.to_owned())]
-}
-
-/// The lease sets a stream of `grant` holds its lease in.
-pub fn lease_sets(grant: &Grant) -> Vec<String> {
-    scopes(&grant.entitlement).iter().map(lease_set).collect()
 }
 
 /// The lease set of a scope.
@@ -391,6 +395,19 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         counters: &[Counter],
         lease_sets: &[String],
     ) -> Result<(Vec<u64>, Vec<u64>), StoreError>;
+
+    /// Take `grant`'s leases for a stream of a grant started before (a
+    /// resume): a set that holds the grant already renews it; one that does
+    /// not takes it only if it is below its limit. Atomic: nothing is
+    /// written unless every set takes it. Leases expire at `expires`.
+    async fn acquire_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        leases: &[LeaseStep],
+        now: u64,
+        expires: u64,
+    ) -> Result<Acquired, StoreError>;
 
     /// Extend `grant`'s leases in `sets` to `now + ttl` (re-adding them if
     /// they lapsed).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use semver::Version;
 
 use super::{FileFacts, UploadError, artifact_uploaded, file_facts};
-use crate::catalog::artifacts::{artifact_key, check_sha256};
+use crate::catalog::artifacts::{artifact_key, check_filename, check_sha256};
 use crate::catalog::{Artifact, ArtifactStatus, CatalogError, PendingUpload, Timestamp};
 use crate::services::Services;
 use crate::storage::{self, ObjectKey, StorageError, UploadPlan, UploadedPart};
@@ -50,6 +50,7 @@ pub struct Planned {
 /// previous plan.
 pub async fn plan(svc: &Services, req: PlanRequest) -> Result<Planned, UploadError> {
     let PlanRequest { product, version, filename, platform, content_type, size, sha256 } = req;
+    check_filename(&filename)?;
     let FileFacts { platform, content_type } = file_facts(&filename, platform, content_type)?;
     let sha256 = sha256.to_ascii_lowercase();
     check_sha256(&sha256)?;

@@ -256,14 +256,13 @@ pub struct FileFacts {
     pub content_type: String,
 }
 
-/// Check a file's name, and its platform (default `any`) and media type
-/// (default: guessed from the name) as given.
+/// A file's platform (default `any`) and media type (default: guessed from
+/// its name, which the caller has checked), as given and checked.
 pub fn file_facts(
     filename: &str,
     platform: Option<String>,
     content_type: Option<String>,
 ) -> Result<FileFacts, UploadError> {
-    check_filename(filename)?;
     let platform = platform.unwrap_or_else(|| PLATFORM_ANY.to_owned());
     crate::catalog::repo::check_id("platform", &platform)?;
     Ok(FileFacts { content_type: content_type_for(filename, content_type)?, platform })

@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::{RedisDb, store_error};
 use crate::catalog::store::StoreError;
-use crate::quota::{Counter, Initiation, Outcome, QuotaStore};
+use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore};
 
 /// The initiation script.
 ///
@@ -72,6 +72,30 @@ for j = 1, nl do
 end
 redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
 return {2, now}
+";
+
+/// A resume's leases: KEYS are the lease sets; ARGV now, expiry, grant, then
+/// each set's limit (-1: none). Answers `{1}` when every set holds the grant,
+/// `{0, index, used, oldest_expiry}` (1-based index) when a set without it is
+/// full; then nothing is written.
+const ACQUIRE: &str = r"
+local now, expires, grant = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for j = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[j], '-inf', now)
+  local limit = tonumber(ARGV[3 + j])
+  if limit >= 0 and not redis.call('ZSCORE', KEYS[j], grant) then
+    local held = redis.call('ZCARD', KEYS[j])
+    if held >= limit then
+      local oldest = redis.call('ZRANGE', KEYS[j], 0, 0, 'WITHSCORES')
+      return {0, j, held, tonumber(oldest[2] or now)}
+    end
+  end
+end
+for j = 1, #KEYS do
+  redis.call('ZADD', KEYS[j], expires, grant)
+  redis.call('EXPIRE', KEYS[j], math.max(expires - now, 1))
+end
+return {1}
 ";
 
 impl RedisDb {
@@ -158,6 +182,36 @@ impl QuotaStore for RedisDb {
         let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(store_error)?;
         let (c, l) = values.split_at(counters.len().min(values.len()));
         Ok((c.iter().map(|v| v.unwrap_or(0)).collect(), l.iter().map(|v| v.unwrap_or(0)).collect()))
+    }
+
+    async fn acquire_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        leases: &[LeaseStep],
+        now: u64,
+        expires: u64,
+    ) -> Result<Acquired, StoreError> {
+        let script = Script::new(ACQUIRE);
+        let mut call = script.prepare_invoke();
+        for l in leases {
+            call.key(self.lease_key(customer, &l.set));
+        }
+        call.arg(now).arg(expires).arg(grant);
+        for l in leases {
+            call.arg(limit_arg(l.limit));
+        }
+        let mut conn = self.connection();
+        let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(store_error)?;
+        let n = |i: usize| answer.get(i).copied().and_then(|v| u64::try_from(v).ok());
+        Ok(match answer.first() {
+            Some(1) => Acquired::Held,
+            _ => Acquired::Refused {
+                index: n(1).map_or(0, |j| usize::try_from(j).unwrap_or(1).saturating_sub(1)),
+                used: n(2).unwrap_or(0),
+                oldest_lease_expires: n(3),
+            },
+        })
     }
 
     async fn renew_leases(

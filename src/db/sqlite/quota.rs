@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteDb, sqlite_error, to_i64, to_u64};
 use crate::catalog::store::StoreError;
-use crate::quota::{Counter, Initiation, Outcome, QuotaStore};
+use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore};
 
 /// `expires_at` of a row kept `ttl` seconds from `now`; `None` forever.
 fn expiry(now: u64, ttl: Option<u64>) -> Option<i64> {
@@ -131,6 +131,48 @@ impl QuotaStore for SqliteDb {
             }
             tx.commit().map_err(sqlite_error)?;
             Ok((values, held))
+        })
+        .await
+    }
+
+    async fn acquire_leases(
+        &self,
+        customer: &str,
+        grant: &str,
+        leases: &[LeaseStep],
+        now: u64,
+        expires: u64,
+    ) -> Result<Acquired, StoreError> {
+        let (customer, grant, leases) = (customer.to_owned(), grant.to_owned(), leases.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let now = to_i64(now);
+            tx.execute("DELETE FROM quota_leases WHERE customer = ?1 AND expires_at <= ?2", params![customer, now])
+                .map_err(sqlite_error)?;
+            for (index, l) in leases.iter().enumerate() {
+                let Some(limit) = l.limit else { continue };
+                let (held, oldest, mine): (i64, Option<i64>, i64) = tx
+                    .query_row(
+                        "SELECT COUNT(*), MIN(expires_at), COALESCE(SUM(grant_id = ?3), 0) FROM quota_leases
+                         WHERE customer = ?1 AND lease_set = ?2",
+                        params![customer, l.set, grant],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .map_err(sqlite_error)?;
+                if mine == 0 && to_u64(held) >= limit {
+                    let oldest_lease_expires = oldest.map(to_u64);
+                    return Ok(Acquired::Refused { index, used: to_u64(held), oldest_lease_expires });
+                }
+            }
+            for l in &leases {
+                tx.execute(
+                    "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![customer, l.set, grant, to_i64(expires)],
+                )
+                .map_err(sqlite_error)?;
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(Acquired::Held)
         })
         .await
     }
