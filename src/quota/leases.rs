@@ -79,18 +79,25 @@ impl Leases {
         let now = self.clock.now_unix();
         match self.store.acquire_leases(customer, grant, leases, now, now.saturating_add(self.ttl)).await {
             Ok(Acquired::Held) => {
-                if let Some(h) = self.held.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key) {
-                    h.confirmed = true;
-                }
+                self.confirm(&key);
                 Ok(guard)
             }
             Ok(Acquired::Refused { index, used, oldest_lease_expires }) => {
                 Err(LeaseRefused { index, used, oldest_lease_expires, _guard: guard })
             }
             Err(e) => {
+                // Served without the check; the next renewal writes the lease.
                 tracing::warn!(%customer, %grant, error = %e, "could not take a download lease; serving without it");
+                self.confirm(&key);
                 Ok(guard)
             }
+        }
+    }
+
+    /// Mark `key`'s lease as the store's, for the renewals.
+    fn confirm(&self, key: &GrantKey) {
+        if let Some(h) = self.held.lock().unwrap_or_else(PoisonError::into_inner).get_mut(key) {
+            h.confirmed = true;
         }
     }
 
@@ -107,9 +114,11 @@ impl Leases {
     /// the next round: a stream is never cut for want of a lease.
     pub async fn renew_all(&self) {
         let now = self.clock.now_unix();
+        // Only leases the store granted: renewing one still being asked for
+        // would write it past the limit its request is checked against.
         let held: Vec<(GrantKey, Vec<String>)> = {
             let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-            held.iter().map(|(k, h)| (k.clone(), h.sets.clone())).collect()
+            held.iter().filter(|(_, h)| h.confirmed).map(|(k, h)| (k.clone(), h.sets.clone())).collect()
         };
         let quotas = &self.store;
         for (key, sets) in held {
