@@ -34,7 +34,7 @@ LAYERS = [
     ["storage", "ratelimit", "metrics", "http_client", "server", "telemetry", "admin_tokens"],
     ["config"],
     ["quota_limits", "clock", "signing"],
-    ["errors"],
+    ["errors", "table"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 

@@ -25,6 +25,7 @@
 //!   [`admin_tokens`], [`telemetry`]: infrastructure.
 //! - [`config`], [`quota_limits`], [`clock`]: configuration and plain data.
 //! - [`errors`]: what every domain error says about itself (kind and code).
+//! - [`table`]: structs read only from tables (objects), never from lists.
 
 pub mod admin_tokens;
 pub mod app;
@@ -47,5 +48,6 @@ pub mod server;
 pub mod services;
 pub mod signing;
 pub mod storage;
+pub mod table;
 pub mod telemetry;
 pub mod uploads;

@@ -123,6 +123,15 @@ async fn bad_input_is_a_problem(kind: StoreKind) {
         ("GET", "/admin/v1/products?limit=many", None, 400, "invalid_request"),
         ("GET", "/admin/v1/products?cursor=%25%25", None, 422, "invalid_field"),
         ("PATCH", "/admin/v1/products/app", None, 405, "method_not_allowed"),
+        // Lists are not objects, even where serde would read the fields in order.
+        ("PUT", "/admin/v1/products/app", Some(json!(["App"])), 400, "invalid_request"),
+        (
+            "PUT",
+            "/admin/v1/customers/acme",
+            Some(json!({ "name": "Acme", "quota": [5, 6, 7] })),
+            400,
+            "invalid_request",
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let r = a.call(method, path, body).await;
@@ -130,6 +139,9 @@ async fn bad_input_is_a_problem(kind: StoreKind) {
     }
     let r = a.call("PUT", "/admin/v1/products/app", None).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_request"));
+    // Nothing was written by the refused requests.
+    assert_eq!(a.call("GET", "/admin/v1/products/app", None).await.status, 404);
+    assert_eq!(a.call("GET", "/admin/v1/customers/acme", None).await.status, 404);
 }
 
 #[tokio::test]

@@ -144,6 +144,7 @@ pub struct DownloadsConfig {
     pub on_store_unavailable: FailMode,
     /// Every customer's quota unless the customer or entitlement sets its own;
     /// an absent limit is unlimited.
+    #[serde(deserialize_with = "crate::table::table")]
     pub quota: Quota,
 }
 

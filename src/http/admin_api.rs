@@ -41,6 +41,7 @@ use crate::events::{Change, Detail, Subject};
 use crate::quota::Quota;
 use crate::services::Services;
 use crate::storage::StorageError;
+use crate::table::Table;
 use crate::uploads::UploadError;
 
 /// Every admin route; all of them require an admin token (the check is applied
@@ -146,8 +147,11 @@ pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError
     p.map(|Path(v)| v).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
+/// A JSON request body: an object (never a list standing for one), strictly.
 pub(super) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    serde_json::from_slice(bytes).map_err(|e| AdminError::BadRequest(format!("request body: {e}")))
+    serde_json::from_slice::<Table<T>>(bytes)
+        .map(|Table(t)| t)
+        .map_err(|e| AdminError::BadRequest(format!("request body: {e}")))
 }
 
 pub(super) fn version(v: &str) -> Result<Version, AdminError> {
@@ -440,7 +444,7 @@ pub(crate) struct CustomerBody {
     #[schema(value_type = Option<Vec<String>>)]
     allowed_cidrs: Option<Vec<ipnet::IpNet>>,
     /// Default: the current quota (none for a new customer); `{}` removes it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::table::optional_table")]
     quota: Option<Quota>,
 }
 
@@ -508,7 +512,7 @@ pub(crate) struct EntitlementBody {
     #[serde(default = "active_entitlement")]
     status: EntitlementStatus,
     /// Quotas for downloads under this entitlement; absent fields use the customer's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::table::table")]
     quota: Quota,
 }
 

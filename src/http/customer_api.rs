@@ -30,6 +30,7 @@ use crate::catalog::{
 use crate::downloads::{self, IssueRequest, UpgradeRequest};
 use crate::entitlement::access::{self, AccessError, Downloadable, Filter, Issued, Wanted};
 use crate::services::Services;
+use crate::table::Table;
 
 /// The surface name recorded with refusals.
 const SURFACE: &str = "customer_api";
@@ -313,8 +314,9 @@ pub(crate) async fn create_download(
     headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> AccessResult {
-    let req: DownloadRequest =
-        serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    let req: DownloadRequest = serde_json::from_slice::<Table<DownloadRequest>>(&raw)
+        .map(|Table(r)| r)
+        .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
     let version = parse_version(&req.version)?;
     let wanted = match (&req.filename, &req.platform) {
         (Some(f), None) => Wanted::File(f),
