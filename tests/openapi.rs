@@ -47,8 +47,18 @@ async fn served_without_a_token_and_every_operation_exists() {
             .replace("{entitlement}", "e")
             .replace("{filename}", "f.zip")
             .replace("{key}", "k");
+        // Every `{name}` of the template is a declared path parameter (a
+        // second `params(...)` in a `utoipa::path` replaces the first).
+        let names: Vec<&str> = template.split('{').skip(1).filter_map(|t| t.split('}').next()).collect();
         for method in ["get", "put", "post", "delete"] {
             let Some(op) = item.get(method) else { continue };
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            for name in &names {
+                assert!(declared.contains(name), "{method} {template} does not declare its path parameter {name}");
+            }
             let admin = template.starts_with("/admin/");
             assert!(op["security"].is_array(), "{method} {template} names its credentials");
             let r = if admin {

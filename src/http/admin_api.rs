@@ -341,7 +341,7 @@ pub(crate) async fn get_release(
     found_at(s.catalog.release_stored(&product, &version(&v)?).await?, "release")
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id")), params(ListParams), responses((status = 200, body = Page<Release>)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id"), ListParams), responses((status = 200, body = Page<Release>)))]
 pub(crate) async fn list_releases(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
