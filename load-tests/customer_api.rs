@@ -19,62 +19,16 @@
 #[path = "support.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use serde_json::{Value, json};
-use support::{call, connect, fail, percentile, sign, start_gateway, start_redis};
+use support::{call, connect, fail, percentile, set_up_catalog, sign, start_gateway, start_redis};
 
 /// Hard ceiling on one measured series.
 const SERIES_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Product, published release with one 1 MiB file, customer, entitlement and
-/// an API key; returns the key.
-async fn set_up(dir: &Path, admin: &str) -> String {
-    let blob = dir.join("data/blobs/app/1.0.0/app.tar.gz");
-    std::fs::create_dir_all(blob.parent().unwrap_or(dir)).unwrap_or_else(|e| fail(e.to_string()));
-    std::fs::write(&blob, vec![0x5a; 1024 * 1024]).unwrap_or_else(|e| fail(e.to_string()));
-    let token = std::fs::read_to_string(dir.join("data/secrets/admin-token")).unwrap_or_else(|e| fail(e.to_string()));
-    let auth = format!("Bearer {}", token.trim());
-    let mut s = connect(admin).await;
-    let steps: [(&str, &str, Option<Value>); 6] = [
-        ("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))),
-        ("PUT", "/admin/v1/products/app/releases/1.0.0", Some(json!({ "channel": "stable" }))),
-        (
-            "PUT",
-            "/admin/v1/products/app/releases/1.0.0/artifacts/app.tar.gz?source=existing&platform=linux-x86_64",
-            None,
-        ),
-        ("POST", "/admin/v1/products/app/releases/1.0.0/publish", None),
-        // Limits high enough never to refuse, but all checked on every initiation.
-        (
-            "PUT",
-            "/admin/v1/customers/acme",
-            Some(json!({ "name": "Acme", "quota": {
-                "downloads_per_day": 1_000_000_000u64, "downloads_per_month": 1_000_000_000u64,
-                "bytes_per_day": 1u64 << 60, "downloads_per_artifact": 1_000_000_000u64, "concurrent_downloads": 100_000
-            } })),
-        ),
-        (
-            "PUT",
-            "/admin/v1/customers/acme/entitlements/e1",
-            Some(json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" })),
-        ),
-    ];
-    for (method, path, body) in &steps {
-        let (status, text) = call(&mut s, method, path, Some(("authorization", &auth)), body.as_ref()).await;
-        if status >= 300 {
-            fail(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&text)));
-        }
-    }
-    let (_, text) =
-        call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", Some(("authorization", &auth)), None).await;
-    let created: Value = serde_json::from_slice(&text).unwrap_or_default();
-    created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
-}
 
 /// `n` sequential requests, each checked for `expect`; sorted latencies.
 async fn series(
@@ -120,7 +74,7 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
     };
     let (_gateway, public, admin) = start_gateway(dir.path(), &env);
     runtime.block_on(async {
-        let key = set_up(dir.path(), &admin).await;
+        let key = set_up_catalog(dir.path(), &admin, 1024 * 1024).await;
         let auth = format!("Bearer {key}");
         let mut s = connect(&public).await;
         let ask = json!({ "product": "app", "version": "1.0.0", "platform": "linux-x86_64" });

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -35,7 +35,25 @@ pub fn fail(msg: String) -> ! {
 /// `tollgate serve` in `dir` on free loopback ports, request-rate limits off,
 /// with `env` added; returns the process and the public and admin addresses.
 pub fn start_gateway(dir: &Path, env: &[(&str, &str)]) -> (Gateway, String, String) {
-    let mut child = Command::new(BIN)
+    start_gateway_on(dir, env, None)
+}
+
+/// `program` run on CPU `cpu` only (through `taskset`), when one is given
+/// and the machine has more than one.
+pub fn pinned(program: &str, cpu: Option<usize>) -> Command {
+    match cpu.filter(|_| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)) {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// [`start_gateway`], pinned to `cpu`.
+pub fn start_gateway_on(dir: &Path, env: &[(&str, &str)], cpu: Option<usize>) -> (Gateway, String, String) {
+    let mut child = pinned(BIN, cpu)
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("TOLLGATE_CONFIG")
@@ -163,4 +181,50 @@ pub fn start_redis(dir: &Path) -> Redis {
     }
     drop(redis);
     fail("redis-server did not start".into())
+}
+
+/// Product `app`, published release 1.0.0 with one file `app.tar.gz` of
+/// `size` bytes, customer `acme` (every limit set, none ever reached),
+/// entitlement and an API key; returns the key.
+pub async fn set_up_catalog(dir: &Path, admin: &str, size: usize) -> String {
+    let blob = dir.join("data/blobs/app/1.0.0/app.tar.gz");
+    std::fs::create_dir_all(blob.parent().unwrap_or(dir)).unwrap_or_else(|e| fail(e.to_string()));
+    std::fs::write(&blob, vec![0x5a; size]).unwrap_or_else(|e| fail(e.to_string()));
+    let token = std::fs::read_to_string(dir.join("data/secrets/admin-token")).unwrap_or_else(|e| fail(e.to_string()));
+    let auth = format!("Bearer {}", token.trim());
+    let mut s = connect(admin).await;
+    let steps: [(&str, &str, Option<Value>); 6] = [
+        ("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))),
+        ("PUT", "/admin/v1/products/app/releases/1.0.0", Some(json!({ "channel": "stable" }))),
+        (
+            "PUT",
+            "/admin/v1/products/app/releases/1.0.0/artifacts/app.tar.gz?source=existing&platform=linux-x86_64",
+            None,
+        ),
+        ("POST", "/admin/v1/products/app/releases/1.0.0/publish", None),
+        // Limits high enough never to refuse, but all checked on every initiation.
+        (
+            "PUT",
+            "/admin/v1/customers/acme",
+            Some(json!({ "name": "Acme", "quota": {
+                "downloads_per_day": 1_000_000_000u64, "downloads_per_month": 1_000_000_000u64,
+                "bytes_per_day": 1u64 << 60, "downloads_per_artifact": 1_000_000_000u64, "concurrent_downloads": 100_000
+            } })),
+        ),
+        (
+            "PUT",
+            "/admin/v1/customers/acme/entitlements/e1",
+            Some(json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" })),
+        ),
+    ];
+    for (method, path, body) in &steps {
+        let (status, text) = call(&mut s, method, path, Some(("authorization", &auth)), body.as_ref()).await;
+        if status >= 300 {
+            fail(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&text)));
+        }
+    }
+    let (_, text) =
+        call(&mut s, "POST", "/admin/v1/customers/acme/api-keys", Some(("authorization", &auth)), None).await;
+    let created: Value = serde_json::from_slice(&text).unwrap_or_default();
+    created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
 }

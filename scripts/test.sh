@@ -8,7 +8,8 @@
 # the reference verifier, curl for the end-to-end test, redis-server for the
 # state-store suite, which starts its own servers on free ports, and redis-tools'
 # redis-cli, which forms the test Redis Cluster; aria2c, whose segmented
-# downloads the quota tests count), so it passes on a fresh machine with nothing
+# downloads the quota tests count; nginx and wrk, the reference and the load
+# generator of the side-by-side load test), so it passes on a fresh machine with nothing
 # installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v aria2c >/dev/null 2>&1 || missing+=(aria2)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} from Debian's packages" >&2
   sudo=""
