@@ -111,8 +111,12 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM, which the master passes on to its worker (SIGKILL would
+        // leave the worker running).
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        if self.child.wait().is_err() {
+            let _ = self.child.kill();
+        }
     }
 }
 
@@ -167,6 +171,7 @@ http {{
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| fail(format!("nginx is needed (load-tests/side-by-side.sh installs it): {e}")));
+        support::stop_on_failure(child.id());
         wait_for_port(port, "nginx");
         Nginx { child, port }
     }
@@ -234,7 +239,8 @@ fn print_header() {
 
 fn print_line(l: &Line) {
     let (name, value, ratio) = match &l.reference {
-        Some((name, v)) => (name.as_str(), format!("{v:.0}"), format!("{:.2}", l.ours / v)),
+        Some((name, v)) if *v > 0.0 => (name.as_str(), format!("{v:.0}"), format!("{:.2}", l.ours / v)),
+        Some(_) => ("(not run)", "—".to_owned(), "—".to_owned()),
         None => ("—", "—".to_owned(), "—".to_owned()),
     };
     println!(
@@ -612,10 +618,23 @@ fn main() {
     let build = if cfg!(debug_assertions) { "debug" } else { "optimised" };
     let mode = if plan.full { "full" } else { "smoke (figures mean nothing)" };
     println!("side by side: {build} build, {mode}; servers on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}, loopback");
+    // `SIDE_BY_SIDE_ONLY=data|s3|control` runs one group (the others need
+    // the data plane's files, which are written anyway).
+    let only = std::env::var("SIDE_BY_SIDE_ONLY").unwrap_or_default();
+    let wanted = |group: &str| only.is_empty() || only == group;
     let mut lines = Vec::new();
-    let nginx_small = data_plane(&plan, &dir, &mut lines);
-    through_s3(&plan, &dir, &runtime, &mut lines);
-    control_plane(&plan, &dir, nginx_small, &runtime, &mut lines);
+    let nginx_small = if wanted("data") {
+        data_plane(&plan, &dir, &mut lines)
+    } else {
+        write_object(&dir, "load/1.0/large.bin", plan.large);
+        0.0
+    };
+    if wanted("s3") {
+        through_s3(&plan, &dir, &runtime, &mut lines);
+    }
+    if wanted("control") {
+        control_plane(&plan, &dir, nginx_small, &runtime, &mut lines);
+    }
     print_header();
     for l in &lines {
         print_line(l);

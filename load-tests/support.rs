@@ -27,8 +27,22 @@ impl Drop for Gateway {
     }
 }
 
+/// Server processes to stop if the load test fails (an exit runs no `Drop`).
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Have [`fail`] stop process `pid` (with SIGTERM).
+pub fn stop_on_failure(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push(pid);
+    }
+}
+
 pub fn fail(msg: String) -> ! {
     eprintln!("load test: {msg}");
+    let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
     std::process::exit(1)
 }
 
@@ -68,6 +82,7 @@ pub fn start_gateway_on(dir: &Path, env: &[(&str, &str)], cpu: Option<usize>) ->
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| fail(format!("cannot start {BIN}: {e}")));
+    stop_on_failure(child.id());
     let stderr = child.stderr.take().unwrap_or_else(|| fail("no stderr".into()));
     let mut reader = BufReader::new(stderr);
     let addr_in = |line: &str, marker: &str| {
@@ -171,6 +186,7 @@ pub fn start_redis(dir: &Path) -> Redis {
         .arg(dir)
         .stdout(Stdio::null())
         .spawn()
+        .inspect(|child| stop_on_failure(child.id()))
         .map(|child| Redis(child, port))
         .unwrap_or_else(|e| fail(format!("redis-server is needed (scripts/test.sh installs it): {e}")));
     for _ in 0..100 {

@@ -133,8 +133,11 @@ fn load_config(file: Option<&std::path::Path>, overrides: &[(String, String)]) -
 
 fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log)?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(config.server.blocking_threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gateway = crate::app::Gateway::bind(&config).await?;
         gateway.run(crate::app::shutdown_signal()).await;

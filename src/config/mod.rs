@@ -25,6 +25,10 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_PUBLIC_URL: &str = "http://localhost:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+pub const DEFAULT_WRITE_BUFFER: usize = 16 * 1024;
+/// hyper's floor for its buffer limit.
+pub const MIN_WRITE_BUFFER: usize = 8 * 1024;
+pub const DEFAULT_BLOCKING_THREADS: usize = 64;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -255,6 +259,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Offer HTTP/2 (ALPN `h2` on TLS, prior knowledge on cleartext).
     pub http2: bool,
+    /// Bytes of a response one HTTP/1 connection buffers before the next
+    /// chunk is read from storage (besides the kernel's socket buffer), and
+    /// the largest request head. The memory a slow download holds.
+    pub write_buffer: usize,
+    /// Threads for blocking work (SQLite, file reads that wait for the
+    /// disk): the most the gateway starts, however many clients there are.
+    pub blocking_threads: usize,
     /// Peers whose `X-Forwarded-For` is believed (load balancers, CDN edges).
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<TlsConfig>,
@@ -272,6 +283,8 @@ impl Default for ServerConfig {
             write_idle_timeout: DEFAULT_WRITE_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             http2: true,
+            write_buffer: DEFAULT_WRITE_BUFFER,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
             trusted_proxies: Vec::new(),
             tls: None,
         }
@@ -389,6 +402,22 @@ impl Default for StorageConfig {
 pub struct LocalStorageConfig {
     /// Blob root; defaults to `<data_dir>/blobs`.
     pub root: Option<PathBuf>,
+    /// Where file system calls run (see [`LocalIo`]).
+    pub io: LocalIo,
+}
+
+/// Where the local store's file system calls run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalIo {
+    /// Look-ups (open, `fstat`) and reads of cached bytes on the serving
+    /// thread, as nginx does; a read that would wait for the disk on the
+    /// blocking pool. For local disks.
+    #[default]
+    Inline,
+    /// Every call on the blocking pool: for network file systems, whose
+    /// look-ups can stall for seconds.
+    Threads,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -547,6 +576,12 @@ impl Config {
         }
         if s.max_connections == 0 {
             return fail("server.max_connections", "must be at least 1".into());
+        }
+        if s.write_buffer < MIN_WRITE_BUFFER {
+            return fail("server.write_buffer", format!("must be at least {MIN_WRITE_BUFFER} bytes"));
+        }
+        if s.blocking_threads == 0 {
+            return fail("server.blocking_threads", "must be at least 1".into());
         }
         let l = &self.limits;
         for (key, rate, burst) in [

@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub write_idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub http2: bool,
+    /// hyper's HTTP/1 buffer limit: response bytes queued per connection,
+    /// and the largest request head.
+    pub write_buffer: usize,
 }
 
 impl ServeOptions {
@@ -65,6 +68,7 @@ impl ServeOptions {
             write_idle_timeout: server.write_idle_timeout,
             shutdown_grace: server.shutdown_grace,
             http2: server.http2,
+            write_buffer: server.write_buffer,
         })
     }
 }
@@ -74,7 +78,15 @@ impl ServeOptions {
 pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
     let local = listener.local_addr().ok();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .keep_alive(true)
+        // hyper's default (about 400 KiB) would let each slow download queue
+        // that much; past this, the body is polled again only as the socket
+        // drains.
+        .max_buf_size(opts.write_buffer);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -1,51 +1,272 @@
 //! Blobs in a local directory: `<root>/<key>`.
+//!
+//! Reads cost no thread hop when the file is in the page cache, which is
+//! what makes small files cheap: the look-up (canonical path, open, `fstat`)
+//! runs on the serving thread like nginx's, and each read first asks the
+//! kernel for cached bytes only (`preadv2` with `RWF_NOWAIT`); only a read
+//! that would wait for the disk goes to the blocking pool. `io = "threads"`
+//! puts every call on the blocking pool instead, for file systems whose
+//! look-ups can stall (NFS and other network mounts).
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt as _, TryStreamExt};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::AsyncWriteExt;
 
-use super::{BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ObjectKey, ObjectMeta, StorageError, Stored};
+use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::clock::unix_seconds;
+pub use crate::config::LocalIo;
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     /// Canonical (symlink-free, absolute) root.
-    root: PathBuf,
+    root: Arc<Path>,
+    io: LocalIo,
 }
 
 impl LocalStore {
     /// Use `root`, creating it if needed.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: std::fs::canonicalize(root)? })
+        Ok(Self { root: std::fs::canonicalize(root)?.into(), io: LocalIo::default() })
+    }
+
+    /// Make file system calls the way `io` says.
+    pub fn with_io(self, io: LocalIo) -> Self {
+        Self { io, ..self }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The file behind `key`, resolved through any symlinks.
-    async fn resolve(&self, key: &ObjectKey) -> Result<PathBuf, StorageError> {
-        let mut path = self.root.clone();
-        path.extend(key.segments());
-        let real = match tokio::fs::canonicalize(&path).await {
-            Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(StorageError::Io(e)),
-        };
-        // SECURITY: a symlink under the root may point anywhere; serving its target
-        // would expose arbitrary files. Only targets inside the root are served.
-        // (ObjectKey already refuses `..` and absolute segments.)
-        if !real.starts_with(&self.root) {
-            tracing::warn!(key = %key, "refusing a symlink that leads outside the blob root");
-            return Err(StorageError::NotFound);
+    /// Run a file system call on the serving thread or on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Path) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        match self.io {
+            LocalIo::Inline => f(&self.root),
+            LocalIo::Threads => {
+                let root = self.root.clone();
+                tokio::task::spawn_blocking(move || f(&root))
+                    .await
+                    .map_err(|e| StorageError::Upstream(format!("a file system task failed: {e}")))?
+            }
         }
-        Ok(real)
     }
+}
+
+/// The file behind `key`, resolved through any symlinks.
+fn resolve(root: &Path, key: &ObjectKey) -> Result<PathBuf, StorageError> {
+    let mut path = root.to_path_buf();
+    path.extend(key.segments());
+    let real = match std::fs::canonicalize(&path) {
+        Ok(p) => p,
+        Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+        Err(e) => return Err(StorageError::Io(e)),
+    };
+    // SECURITY: a symlink under the root may point anywhere; serving its target
+    // would expose arbitrary files. Only targets inside the root are served.
+    // (ObjectKey already refuses `..` and absolute segments.)
+    if !real.starts_with(root) {
+        tracing::warn!(key = %key, "refusing a symlink that leads outside the blob root");
+        return Err(StorageError::NotFound);
+    }
+    Ok(real)
+}
+
+/// Open the file behind `key` for reading, with its metadata.
+fn open_for_read(root: &Path, key: &ObjectKey) -> Result<(std::fs::File, ObjectMeta), StorageError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = resolve(root, key)?;
+    // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
+    // for the file since then fail instead of being followed.
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+        Ok(f) => f,
+        Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+        Err(e) => return Err(StorageError::Io(e)),
+    };
+    // Metadata of the open handle: what we stream is exactly this version.
+    let meta = meta_of(&file.metadata()?)?;
+    Ok((file, meta))
+}
+
+/// Reads of a [`FileStream`]: every stream starts at [`MIN_CHUNK`] and
+/// grows to [`MAX_CHUNK`] only once its consumer has kept up for
+/// [`grow_after`] bytes; see [`FileStream::adapt`].
+const MIN_CHUNK: usize = 16 * 1024;
+const MAX_CHUNK: usize = 256 * 1024;
+
+/// Twice the most the kernel may buffer on one socket (`tcp_wmem`'s
+/// maximum, 4 MiB by default): a consumer that took that much quickly is
+/// reading, not just filling its socket buffer.
+fn grow_after() -> u64 {
+    static BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        let max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .unwrap_or(4 << 20);
+        2 * max
+    })
+}
+/// A range this small is read in one go, whatever the pace.
+const ONE_READ: u64 = 64 * 1024;
+/// A consumer back for more within this is keeping up.
+const QUICK: Duration = Duration::from_millis(2);
+
+/// A byte range of an open file, read chunk by chunk.
+struct FileStream {
+    file: Arc<std::fs::File>,
+    pos: u64,
+    end: u64,
+    chunk: usize,
+    /// Bytes the consumer has taken, each chunk quickly, since it last
+    /// made the stream wait.
+    quick: u64,
+    /// `RWF_NOWAIT` is worth trying (the file system has not refused it).
+    nowait: bool,
+    pending: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
+    /// When the last chunk was handed out, and its size.
+    handed: Option<(Instant, usize)>,
+}
+
+impl FileStream {
+    fn new(file: std::fs::File, range: ByteRange, io: LocalIo) -> Self {
+        Self {
+            file: Arc::new(file),
+            pos: range.start,
+            end: range.start + range.len,
+            chunk: MIN_CHUNK,
+            quick: 0,
+            nowait: io == LocalIo::Inline,
+            pending: None,
+            handed: None,
+        }
+    }
+
+    /// Size reads by how fast the consumer takes them. hyper asks for the
+    /// next chunk only once the last one has gone into the socket, so the
+    /// time between chunks is the client's pace. A client that keeps up
+    /// gets large reads (fewer calls); every other client small ones, so
+    /// that a thousand slow downloads do not each hold hundreds of
+    /// kilobytes. Growth waits for [`grow_after`] bytes of quick takes
+    /// because the kernel's socket buffer takes the first megabytes of even
+    /// the slowest client at once.
+    fn adapt(&mut self) {
+        let Some((at, size)) = self.handed else { return };
+        if at.elapsed() < QUICK {
+            self.quick += size as u64;
+            if self.quick >= grow_after() {
+                self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+            }
+        } else {
+            self.quick = 0;
+            self.chunk = MIN_CHUNK;
+        }
+    }
+
+    /// The next read's length.
+    fn next_len(&self) -> usize {
+        let left = self.end - self.pos;
+        if left <= ONE_READ {
+            return usize::try_from(left).unwrap_or(usize::MAX);
+        }
+        usize::try_from(left).unwrap_or(usize::MAX).min(self.chunk)
+    }
+
+    fn hand_out(&mut self, bytes: Bytes) -> Poll<Option<Result<Bytes, StorageError>>> {
+        if bytes.is_empty() {
+            // The file is shorter than when it was opened.
+            return Poll::Ready(Some(Err(StorageError::Changed)));
+        }
+        self.pos += bytes.len() as u64;
+        self.handed = Some((Instant::now(), bytes.len()));
+        Poll::Ready(Some(Ok(bytes)))
+    }
+}
+
+impl Stream for FileStream {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(task) = &mut this.pending {
+            let done = ready!(Pin::new(task).poll(cx));
+            this.pending = None;
+            return match done {
+                Ok(Ok(bytes)) => this.hand_out(bytes),
+                Ok(Err(e)) => Poll::Ready(Some(Err(StorageError::Io(e)))),
+                Err(e) => Poll::Ready(Some(Err(StorageError::Upstream(format!("a file read task failed: {e}"))))),
+            };
+        }
+        if this.pos >= this.end {
+            return Poll::Ready(None);
+        }
+        this.adapt();
+        let len = this.next_len();
+        if this.nowait {
+            match read_cached(&this.file, this.pos, len) {
+                Ok(Some(bytes)) => return this.hand_out(bytes),
+                Ok(None) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::EINVAL) => {
+                    // This file system cannot say what is cached.
+                    this.nowait = false;
+                }
+                Err(e) => return Poll::Ready(Some(Err(StorageError::Io(e)))),
+            }
+        }
+        let (file, pos) = (this.file.clone(), this.pos);
+        let mut task = tokio::task::spawn_blocking(move || read_at(&file, pos, len));
+        // Polled now so that the task's completion wakes this stream.
+        match Pin::new(&mut task).poll(cx) {
+            Poll::Ready(done) => match done {
+                Ok(Ok(bytes)) => this.hand_out(bytes),
+                Ok(Err(e)) => Poll::Ready(Some(Err(StorageError::Io(e)))),
+                Err(e) => Poll::Ready(Some(Err(StorageError::Upstream(format!("a file read task failed: {e}"))))),
+            },
+            Poll::Pending => {
+                this.pending = Some(task);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Up to `len` bytes at `pos`, if the page cache holds them (some of them:
+/// a short read); `None` when reading would wait for the disk.
+fn read_cached(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Option<Bytes>> {
+    let mut buf = BytesMut::zeroed(len);
+    match rustix::io::preadv2(file, &mut [std::io::IoSliceMut::new(&mut buf)], pos, rustix::io::ReadWriteFlags::NOWAIT)
+    {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf.freeze()))
+        }
+        Err(rustix::io::Errno::AGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Up to `len` bytes at `pos`, waiting for the disk if need be.
+fn read_at(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = BytesMut::zeroed(len);
+    let n = loop {
+        match file.read_at(&mut buf, pos) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    buf.truncate(n);
+    Ok(buf.freeze())
 }
 
 /// A temporary file, removed when dropped unless kept.
@@ -73,7 +294,7 @@ impl Drop for TempFile {
 /// cut by a crash left. A live upload writes its file all the time, and one
 /// that stalls is cut after `storage.idle_timeout`, so an old one is dead.
 /// Symlinks are not followed.
-fn sweep_temp_files(root: &Path, age: std::time::Duration) -> std::io::Result<usize> {
+fn sweep_temp_files(root: &Path, age: Duration) -> std::io::Result<usize> {
     let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
     let mut removed = 0;
     let mut dirs = vec![root.to_path_buf()];
@@ -112,7 +333,7 @@ fn meta_of(m: &std::fs::Metadata) -> Result<ObjectMeta, StorageError> {
     let nanos = last_modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     Ok(ObjectMeta {
         size: m.len(),
-        last_modified: std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds(last_modified)),
+        last_modified: std::time::UNIX_EPOCH + Duration::from_secs(unix_seconds(last_modified)),
         // Size and nanosecond mtime: changes whenever the file is replaced.
         etag: format!("\"{:x}-{:x}\"", m.len(), nanos),
         content_type: None,
@@ -126,8 +347,8 @@ impl BlobStore for LocalStore {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError> {
-        let path = self.resolve(key).await?;
-        meta_of(&tokio::fs::metadata(&path).await?)
+        let key = key.clone();
+        self.run(move |root| meta_of(&std::fs::metadata(resolve(root, &key)?)?)).await
     }
 
     async fn get(
@@ -136,19 +357,8 @@ impl BlobStore for LocalStore {
         range: Option<ByteRange>,
         expected: &ObjectMeta,
     ) -> Result<ByteStream, StorageError> {
-        let path = self.resolve(key).await?;
-        let mut options = tokio::fs::OpenOptions::new();
-        options.read(true);
-        // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
-        // for the file since then fail instead of being followed.
-        options.custom_flags(libc::O_NOFOLLOW);
-        let mut file = match options.open(&path).await {
-            Ok(f) => f,
-            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(StorageError::Io(e)),
-        };
-        // Metadata of the open handle: what we stream is exactly this version.
-        let meta = meta_of(&file.metadata().await?)?;
+        let key = key.clone();
+        let (file, meta) = self.run(move |root| open_for_read(root, &key)).await?;
         if meta.etag != expected.etag {
             return Err(StorageError::Changed);
         }
@@ -156,9 +366,7 @@ impl BlobStore for LocalStore {
         if range.len > 0 && range.last() >= meta.size {
             return Err(StorageError::Changed);
         }
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.len);
-        Ok(Box::pin(ReaderStream::with_capacity(reader, CHUNK_SIZE).map_err(StorageError::Io)))
+        Ok(Box::pin(FileStream::new(file, range, self.io)))
     }
 
     async fn put(
@@ -168,7 +376,7 @@ impl BlobStore for LocalStore {
         expected_sha256: Option<&str>,
         _content_type: &str,
     ) -> Result<Stored, StorageError> {
-        let mut dir = self.root.clone();
+        let mut dir = self.root.to_path_buf();
         let segments: Vec<&str> = key.segments().collect();
         dir.extend(&segments[..segments.len() - 1]);
         tokio::fs::create_dir_all(&dir).await?;
@@ -211,7 +419,8 @@ impl BlobStore for LocalStore {
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        let path = match self.resolve(key).await {
+        let resolved = key.clone();
+        let path = match self.run(move |root| resolve(root, &resolved)).await {
             Ok(p) => p,
             Err(StorageError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
@@ -223,8 +432,8 @@ impl BlobStore for LocalStore {
         }
     }
 
-    async fn sweep(&self, age: std::time::Duration) -> Result<usize, StorageError> {
-        let root = self.root.clone();
+    async fn sweep(&self, age: Duration) -> Result<usize, StorageError> {
+        let root = self.root.to_path_buf();
         tokio::task::spawn_blocking(move || sweep_temp_files(&root, age))
             .await
             .map_err(|e| StorageError::Upstream(format!("the sweep task failed: {e}")))?

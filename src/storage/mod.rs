@@ -318,7 +318,9 @@ pub async fn measure(
 /// Build the configured backend.
 pub async fn from_config(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(match config.storage.backend {
-        StorageBackend::Local => Arc::new(local::LocalStore::open(&config.blob_root())?),
+        StorageBackend::Local => {
+            Arc::new(local::LocalStore::open(&config.blob_root())?.with_io(config.storage.local.io))
+        }
         StorageBackend::S3 => Arc::new(s3::S3Store::from_config(config).await?),
     })
 }
