@@ -54,6 +54,7 @@ struct Plan {
     slow_clients: usize,
     slow_secs: u64,
     grants: usize,
+    upload: usize,
 }
 
 /// What one `wrk` run measured.
@@ -596,6 +597,77 @@ async fn presigned_get(endpoint: &str, key: &str) -> String {
         .unwrap_or_else(|e| fail(format!("presign: {e}")))
 }
 
+/// An upload through the gateway to the local store (`PUT` of an artifact
+/// on the admin API, streamed by curl) beside `cp` of the same file to the
+/// same disk followed by `sync` of the copy: the gateway also hashes the
+/// bytes and syncs the file before it answers.
+fn upload(plan: &Plan, dir: &Path, runtime: &tokio::runtime::Runtime, lines: &mut Vec<Line>) {
+    let work = tempfile::tempdir_in(dir).unwrap_or_else(|e| fail(e.to_string()));
+    let source = work.path().join("upload.bin");
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i: usize| (i.wrapping_mul(40_503) >> 7) as u8).collect();
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&source).unwrap_or_else(|e| fail(e.to_string()));
+        for _ in 0..plan.upload >> 20 {
+            f.write_all(&chunk).unwrap_or_else(|e| fail(e.to_string()));
+        }
+    }
+    let (_gateway, _public, admin) = start_gateway_on(work.path(), &LOAD_ENV, Some(SERVER_CPU));
+    let token =
+        std::fs::read_to_string(work.path().join("data/secrets/admin-token")).unwrap_or_else(|e| fail(e.to_string()));
+    let auth = format!("authorization: Bearer {}", token.trim());
+    runtime.block_on(async {
+        let mut s = connect(&admin).await;
+        let bearer = format!("Bearer {}", token.trim());
+        for (path, body) in [
+            ("/admin/v1/products/app", json!({ "name": "App" })),
+            ("/admin/v1/products/app/releases/1.0.0", json!({ "channel": "stable" })),
+        ] {
+            let (status, text) = call(&mut s, "PUT", path, Some(("authorization", &bearer)), Some(&body)).await;
+            if status >= 300 {
+                fail(format!("PUT {path}: {status} {}", String::from_utf8_lossy(&text)));
+            }
+        }
+    });
+    let mut n = 0;
+    let ours = || {
+        n += 1;
+        let url =
+            format!("http://{admin}/admin/v1/products/app/releases/1.0.0/artifacts/app-{n}.bin?platform=linux-x86_64");
+        let t0 = Instant::now();
+        let out = pinned("curl", Some(CLIENT_CPU))
+            .args(["-sS", "-f", "-o", "/dev/null", "-H", &auth, "-H", "Expect:", "-T"])
+            .arg(&source)
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|e| fail(format!("curl is needed: {e}")));
+        if !out.status.success() {
+            fail(format!("upload: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        (plan.upload >> 20) as f64 / t0.elapsed().as_secs_f64()
+    };
+    let target = work.path().join("data/blobs/copy.bin");
+    let theirs = || {
+        let t0 = Instant::now();
+        let copied = Command::new("cp").arg(&source).arg(&target).status();
+        let synced = Command::new("sync").arg(&target).status();
+        if !copied.is_ok_and(|s| s.success()) || !synced.is_ok_and(|s| s.success()) {
+            fail("cp or sync failed".into());
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&target);
+        (plan.upload >> 20) as f64 / secs
+    };
+    let (a, b) = pair(plan.rounds, ours, theirs);
+    lines.push(Line {
+        scenario: format!("{} MiB upload to local disk", plan.upload >> 20),
+        unit: "MiB/s",
+        ours: a,
+        reference: Some(("cp + sync of the copy".into(), b)),
+        goal: "≥ 0.8".into(),
+    });
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `--smoke` asks for the tiny run there too.
     let full = std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--smoke");
@@ -609,16 +681,27 @@ fn main() {
             slow_clients: 1000,
             slow_secs: 15,
             grants: 20_000,
+            upload: 1 << 30,
         }
     } else {
-        Plan { full, secs: 1, rounds: 1, small: 4096, large: 2 << 20, slow_clients: 20, slow_secs: 2, grants: 20 }
+        Plan {
+            full,
+            secs: 1,
+            rounds: 1,
+            small: 4096,
+            large: 2 << 20,
+            slow_clients: 20,
+            slow_secs: 2,
+            grants: 20,
+            upload: 2 << 20,
+        }
     };
     let dir: PathBuf = tempfile::tempdir().map(|d| d.keep()).unwrap_or_else(|e| fail(format!("tempdir: {e}")));
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(e.to_string()));
     let build = if cfg!(debug_assertions) { "debug" } else { "optimised" };
     let mode = if plan.full { "full" } else { "smoke (figures mean nothing)" };
     println!("side by side: {build} build, {mode}; servers on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}, loopback");
-    // `SIDE_BY_SIDE_ONLY=data|s3|control` runs one group (the others need
+    // `SIDE_BY_SIDE_ONLY=data|s3|control|upload` runs one group (the others need
     // the data plane's files, which are written anyway).
     let only = std::env::var("SIDE_BY_SIDE_ONLY").unwrap_or_default();
     let wanted = |group: &str| only.is_empty() || only == group;
@@ -634,6 +717,9 @@ fn main() {
     }
     if wanted("control") {
         control_plane(&plan, &dir, nginx_small, &runtime, &mut lines);
+    }
+    if wanted("upload") {
+        upload(&plan, &dir, &runtime, &mut lines);
     }
     print_header();
     for l in &lines {

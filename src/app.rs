@@ -33,14 +33,35 @@ pub enum KeySource {
     Generated { path: PathBuf, created: bool },
 }
 
-/// Load the key ring. With no keys configured (the embedded default), the key
-/// lives in `<data_dir>/secrets/signing-key-<id>` and is created on first use
-/// with mode 0600.
+/// Load the key ring, creating the embedded default's key on first use (what
+/// `serve` does).
 pub fn load_key_ring(config: &Config) -> anyhow::Result<(KeyRing, KeySource)> {
+    key_ring(config, true)
+}
+
+/// Load the key ring as it is: a missing key of the embedded default is an
+/// error saying where it was looked for (what `sign` and `verify` do: a key
+/// made up on the spot would sign URLs no gateway accepts).
+pub fn existing_key_ring(config: &Config) -> anyhow::Result<(KeyRing, KeySource)> {
+    key_ring(config, false)
+}
+
+/// With no keys configured (the embedded default), the key lives in
+/// `<data_dir>/secrets/signing-key-<id>`, created with mode 0600 when
+/// `create` allows.
+fn key_ring(config: &Config, create: bool) -> anyhow::Result<(KeyRing, KeySource)> {
     let allow = config.allow_world_readable_secrets;
     let active = config.active_key_id().context("signing.active_key: no key can sign")?;
     if config.signing.keys.is_empty() {
         let path = config.default_key_path(&active);
+        if !create && !path.exists() {
+            anyhow::bail!(
+                "no signing key: {} does not exist and signing.keys is empty; run this with the gateway's \
+                 configuration (its data_dir, or --config), or configure signing.keys (`tollgate keygen` makes a key); \
+                 `tollgate serve` creates the embedded default's key on first start",
+                path.display()
+            );
+        }
         let (text, created) = secret::ensure_generated("signing key", &path, allow, || {
             signing::generate_key().map_err(|e| std::io::Error::other(e.to_string()))
         })?;

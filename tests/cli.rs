@@ -84,7 +84,46 @@ fn readme_flow_serve_sign_and_download_with_curl() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(stdout(&bad).contains("INVALID (invalid_signature)"), "{}", stdout(&bad));
 
+    // URLs no gateway could serve are refused, not minted (issue 20, item 10).
+    for args in [
+        &["sign", "app/1.4.2"][..],
+        &["sign", "app/1.4.2/x/app.tar.gz"],
+        &["sign", "app/1.4.2/app-1.4.2.tar.gz", "--ttl", "0s"],
+        &["sign", "app/1.4.2/sub/", "--prefix"],
+        &["sign", "app/1.4.2/app-1.4.2.tar.gz", "--cidr", "::ffff:10.0.0.0/104"],
+    ] {
+        let o = tollgate(dir.path(), args);
+        assert!(!o.status.success() && o.stdout.is_empty(), "{args:?}: {o:?}");
+    }
+    // verify of the largest `exp` the spec allows: explained, not a panic.
+    let far = url.replace("exp=", "exp=9999999999999999999&old=");
+    let o = tollgate(dir.path(), &["verify", &far]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("after the year 9999"), "{}", stdout(&o));
+
     stop(server);
+}
+
+/// Where no key ring is, `sign` and `verify` say so and create none (issue
+/// 20, item 9); a `TOLLGATE_*` variable that is not a setting is warned
+/// about, not fatal (item 8).
+#[test]
+fn sign_and_verify_never_make_up_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["sign", "app/1.0/app.zip"][..], &["verify", "/d/app/1.0/app.zip?exp=1&kid=k1&sig=AAAA"]] {
+        let o = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TOLLGATE_CONFIG")
+            .env("TOLLGATE_BUILD_ID", "42")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && o.stdout.is_empty(), "{args:?}: {o:?}");
+        assert!(err.contains("no signing key") && err.contains("signing-key-k1"), "{err}");
+        assert!(err.contains("TOLLGATE_BUILD_ID is not a configuration setting"), "{err}");
+        assert!(!dir.path().join("data/secrets").exists(), "a key was created");
+    }
 }
 
 /// The README's quickstart block, run by bash as written against `tollgate

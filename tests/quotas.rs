@@ -308,8 +308,9 @@ async fn fail_open_serves_grant_urls_on_their_signature() {
     assert_eq!(r.status, 503);
 }
 
-/// Two gateways — this test's and a `tollgate serve` child process — share
-/// one Redis; 500 first downloads race across both at a quota of 100.
+/// Two gateways (`tollgate serve` child processes) share one Redis with this
+/// test's, which mints the URLs; 500 first downloads race across the two at a
+/// quota of 100.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_on_one_redis_never_pass_the_quota() {
     let redis = RedisServer::start().await;
@@ -328,16 +329,20 @@ async fn two_gateways_on_one_redis_never_pass_the_quota() {
         ("TOLLGATE_LIMITS__ADDRESS_PER_SECOND", "0"),
         ("TOLLGATE_LIMITS__BAD_CREDENTIALS_PER_MINUTE", "0"),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let (_other, _admin, log) = serve_with_admin(dir.path(), &env);
-    let other: std::net::SocketAddr =
-        log.iter().find_map(|l| common::listener_addr(l, "public listener ready")).unwrap().parse().unwrap();
+    // Two child processes serve the downloads, so that neither shares its
+    // threads with this test's clients and the race between them is fair.
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_one, _admin1, log1) = serve_with_admin(dir1.path(), &env);
+    let (_two, _admin2, log2) = serve_with_admin(dir2.path(), &env);
+    let public = |log: &[String]| -> std::net::SocketAddr {
+        log.iter().find_map(|l| common::listener_addr(l, "public listener ready")).unwrap().parse().unwrap()
+    };
 
     let mut urls = Vec::new();
     for _ in 0..500 {
         urls.push(url(&a, &key, "app.tar.gz").await);
     }
-    let gateways = [a.gw.public, other];
+    let gateways = [public(&log1), public(&log2)];
     let tasks: Vec<_> = urls
         .into_iter()
         .enumerate()

@@ -19,9 +19,10 @@ pub struct ApiArgs {
     /// Admin API address. Default: http://<admin.listen> from the configuration.
     #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
     url: Option<String>,
-    /// File holding the admin token. Default: $TOLLGATE_ADMIN_TOKEN, else the
-    /// embedded default's generated token file.
-    #[arg(long, value_name = "FILE")]
+    /// File holding the admin token (also $TOLLGATE_ADMIN_TOKEN_FILE).
+    /// Default: $TOLLGATE_ADMIN_TOKEN, which holds the token itself, else
+    /// the embedded default's generated token file.
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
 }
 
@@ -487,7 +488,11 @@ pub fn endpoint(config: &Config, args: &ApiArgs) -> anyhow::Result<(String, Stri
     } else {
         let file = config.default_admin_token_path();
         secret::read_secret_file("admin token", &file, config.allow_world_readable_secrets).with_context(|| {
-            format!("no admin token: set TOLLGATE_ADMIN_TOKEN or --token-file (tried {})", file.display())
+            format!(
+                "no admin token: set TOLLGATE_ADMIN_TOKEN (the token), TOLLGATE_ADMIN_TOKEN_FILE or --token-file \
+                 (a file holding it) (tried {})",
+                file.display()
+            )
         })?
     };
     Ok((url, token.expose().trim().to_owned()))

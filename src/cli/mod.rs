@@ -128,6 +128,9 @@ fn parse_sets(sets: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 fn load_config(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    for name in config::unmapped_env(std::env::vars()) {
+        eprintln!("warning: {name} is not a configuration setting; ignored");
+    }
     Ok(config::load(file, std::env::vars(), overrides)?)
 }
 

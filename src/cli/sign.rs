@@ -54,12 +54,14 @@ pub struct VerifyArgs {
 }
 
 pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<()> {
-    let (keys, _) = crate::app::load_key_ring(config)?;
     let path = download_path(&args.path);
+    check_scope(&path, args.prefix)?;
+    let ttl = args.ttl.map_or(config.signing.default_ttl, Duration::from);
+    anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least one second: the URL would have expired already");
+    let client_net = args.cidr.as_deref().map(parse_cidr).transpose()?;
+    let (keys, _) = crate::app::existing_key_ring(config)?;
     let scope = if args.prefix { UrlScope::Prefix(path) } else { UrlScope::Path(path) };
     let now = SystemClock.now_unix();
-    let ttl = args.ttl.map_or(config.signing.default_ttl, Duration::from);
-    let client_net = args.cidr.as_deref().map(parse_cidr).transpose()?;
     let claims = Claims {
         scope,
         expires: now.saturating_add(ttl.as_secs().max(1)),
@@ -84,10 +86,46 @@ fn download_path(input: &str) -> String {
     encode_path(&full).into_owned()
 }
 
+/// Refuse what no gateway would ever serve: a file path must name
+/// `/d/{product}/{version}/{filename}`; a prefix must end in `/` and stop
+/// at the product or the version (a file's path has exactly three segments,
+/// so a deeper prefix matches nothing).
+fn check_scope(path: &str, prefix: bool) -> anyhow::Result<()> {
+    if !prefix {
+        crate::downloads::object_key_for_path(path).map_err(|_| {
+            anyhow::anyhow!("{path:?} is not a downloadable path: use {{product}}/{{version}}/{{filename}}")
+        })?;
+        return Ok(());
+    }
+    let inner = path.strip_prefix("/d/").and_then(|p| p.strip_suffix('/'));
+    let depth = inner.map(|p| p.split('/').collect::<Vec<_>>());
+    match depth {
+        Some(segments) if (1..=2).contains(&segments.len()) && segments.iter().all(|s| !s.is_empty()) => {
+            let mut probe = segments.clone();
+            probe.resize(3, "probe");
+            crate::downloads::object_key_for_path(&format!("/d/{}", probe.join("/")))
+                .map(|_| ())
+                .map_err(|_| anyhow::anyhow!("--prefix {path:?} holds a segment no file path can have"))
+        }
+        _ => anyhow::bail!(
+            "--prefix {path:?} matches no file: use {{product}}/ or {{product}}/{{version}}/ (ending in '/')"
+        ),
+    }
+}
+
 fn parse_cidr(s: &str) -> anyhow::Result<IpNet> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .with_context(|| format!("--cidr {s:?} is neither a network nor an address"))
+        .with_context(|| format!("--cidr {s:?} is neither a network nor an address"))?;
+    // Clients' IPv4-mapped addresses are compared as IPv4, so a mapped
+    // network would never match.
+    if let IpNet::V6(v6) = net
+        && v6.addr().to_ipv4_mapped().is_some()
+    {
+        anyhow::bail!("--cidr {s:?} is an IPv4-mapped network: write it as IPv4");
+    }
+    Ok(net)
 }
 
 /// Split a URL into its path and query; the scheme and host are not signed.
@@ -103,8 +141,16 @@ fn split_url(url: &str) -> (&str, &str) {
     after_scheme.split_once('?').unwrap_or((after_scheme, ""))
 }
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
 fn describe_time(t: u64, now: u64) -> String {
-    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t));
+    // The spec allows 19 digits; a date past year 9999 cannot be written
+    // (nor, on some systems, held by the clock).
+    let when = match UNIX_EPOCH.checked_add(Duration::from_secs(t)) {
+        Some(at) if t <= LAST_RFC3339_SECOND => humantime::format_rfc3339_seconds(at).to_string(),
+        _ => "after the year 9999".to_owned(),
+    };
     let rel = if t >= now {
         format!("in {}", humantime::format_duration(Duration::from_secs(t - now)))
     } else {
@@ -115,7 +161,7 @@ fn describe_time(t: u64, now: u64) -> String {
 
 #[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub fn verify(config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (keys, _) = crate::app::load_key_ring(config)?;
+    let (keys, _) = crate::app::existing_key_ring(config)?;
     let now = args.at.unwrap_or_else(|| SystemClock.now_unix());
     let (path, query) = split_url(&args.url);
     println!("path:        {path}");
@@ -173,5 +219,34 @@ mod tests {
         assert_eq!(split_url("http://h"), ("/", ""));
         assert!(parse_cidr("10.0.0.1").is_ok());
         assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("2001:db8::/32").is_ok());
+        assert!(parse_cidr("::ffff:10.0.0.1").is_err());
+        assert!(parse_cidr("::ffff:10.0.0.0/104").is_err());
+    }
+
+    #[test]
+    fn only_servable_scopes_are_signed() {
+        for ok in ["app/1.0/x.zip", "/d/app/1.0/My App.dmg"] {
+            assert!(check_scope(&download_path(ok), false).is_ok(), "{ok}");
+        }
+        for bad in ["app/1.0", "app/1.0/x/y.zip", "app//x.zip", "app/../x/y", "app/1.0/.hidden"] {
+            assert!(check_scope(&download_path(bad), false).is_err(), "{bad}");
+        }
+        for ok in ["app/", "app/1.0/", "/d/app/1.0/"] {
+            assert!(check_scope(&download_path(ok), true).is_ok(), "{ok}");
+        }
+        for bad in ["app", "app/1.0", "app/1.0/sub/", "/d/", "app//", "../"] {
+            assert!(check_scope(&download_path(bad), true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn any_timestamp_the_spec_allows_is_described() {
+        for t in [0, 1, LAST_RFC3339_SECOND, LAST_RFC3339_SECOND + 1, 9_999_999_999_999_999_999, u64::MAX] {
+            let text = describe_time(t, 1_800_000_000);
+            assert!(text.starts_with(&t.to_string()), "{text}");
+        }
+        assert!(describe_time(LAST_RFC3339_SECOND + 1, 0).contains("after the year 9999"));
+        assert!(describe_time(0, 0).contains("1970-01-01T00:00:00Z"));
     }
 }

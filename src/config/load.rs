@@ -16,7 +16,8 @@ pub const ENV_PREFIX: &str = "TOLLGATE_";
 
 /// `TOLLGATE_` variables that are not configuration keys: the config file's
 /// path, and the admin CLI's address and token.
-const ENV_NOT_KEYS: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_ADMIN_URL", "TOLLGATE_ADMIN_TOKEN"];
+const ENV_NOT_KEYS: &[&str] =
+    &["TOLLGATE_CONFIG", "TOLLGATE_ADMIN_URL", "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_ADMIN_TOKEN_FILE"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -61,25 +62,80 @@ fn load_layers(
     let mut tree: Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
+    let sections = sections();
     let mut env: Vec<(String, String)> =
-        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str())).collect();
+        env.into_iter().filter(|(k, _)| env_key(k).is_some_and(|dotted| maps_to_config(&dotted, &sections))).collect();
     env.sort();
+    // Which layer set each key, to blame the right one for a bad value.
+    let mut set_by: Vec<(String, String)> = Vec::new();
     for (name, value) in &env {
-        let dotted = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        let dotted = env_key(name).unwrap_or_default();
         set(&mut tree, &dotted, value).map_err(|message| ConfigError::Parse { origin: name.clone(), message })?;
+        set_by.push((dotted, name.clone()));
     }
     for (key, value) in overrides {
         set(&mut tree, key, value).map_err(|message| ConfigError::Parse { origin: format!("--set {key}"), message })?;
+        set_by.push((key.clone(), format!("--set {key}")));
     }
     let config: Config = serde_path_to_error::deserialize(Value::Table(tree)).map_err(|e| {
         let path = e.path().to_string();
+        // The last layer that set this key or a table around it.
+        let blamed = set_by
+            .iter()
+            .rev()
+            .find(|(key, _)| {
+                path == *key || path.starts_with(&format!("{key}.")) || key.starts_with(&format!("{path}."))
+            })
+            .map_or(origin, |(_, by)| by.as_str());
         ConfigError::Parse {
-            origin: origin.to_owned(),
+            origin: blamed.to_owned(),
             message: if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) },
         }
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// The dotted configuration key a `TOLLGATE_*` variable names
+/// (`TOLLGATE_SERVER__LISTEN` → `server.listen`); `None` for variables that
+/// are not configuration (`TOLLGATE_CONFIG`, the CLI's own).
+fn env_key(name: &str) -> Option<String> {
+    if ENV_NOT_KEYS.contains(&name) {
+        return None;
+    }
+    Some(name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase().replace("__", "."))
+}
+
+/// The configuration's top-level keys (`server`, `data_dir`, …).
+fn sections() -> Vec<String> {
+    match Value::try_from(Config::default()) {
+        Ok(Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A variable maps to configuration when its first segment is a top-level
+/// key. Others (`TOLLGATE_BUILD_ID` in a CI job) are not ours: they are
+/// ignored, and [`unmapped_env`] lists them for a warning. A mistyped key
+/// inside a known table (`TOLLGATE_SERVER__LISTN`) is still an error.
+fn maps_to_config(dotted: &str, sections: &[String]) -> bool {
+    let first = dotted.split('.').next().unwrap_or_default();
+    sections.iter().any(|s| s == first)
+}
+
+/// The `TOLLGATE_*` variables of `env` that configuration ignores, for the
+/// CLI to warn about.
+pub fn unmapped_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let sections = sections();
+    let mut names: Vec<String> = env
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let dotted = env_key(&k)?;
+            (!maps_to_config(&dotted, &sections)).then_some(k)
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Set a dotted key in the tree. The value is read as a TOML value when it is one
@@ -147,8 +203,35 @@ mod tests {
     fn unknown_keys_are_errors_in_every_layer() {
         let err = load_from_str("[server]\nlisten_on = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("server") && err.contains("listen_on"), "{err}");
-        let err = load_layers("", "f", env(&[("TOLLGATE_SERVR__LISTEN", "x")]), &[]).unwrap_err().to_string();
-        assert!(err.contains("servr"), "{err}");
+        let err = load_layers("", "f", env(&[("TOLLGATE_SERVER__LISTN", "x")]), &[]).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn variables_that_are_not_settings_are_ignored_and_listed() {
+        // A CI job's TOLLGATE_BUILD_ID, or a typo in the table's name: not
+        // configuration, so no command fails on it; the CLI warns.
+        let vars =
+            env(&[("TOLLGATE_BUILD_ID", "42"), ("TOLLGATE_SERVR__LISTEN", "x"), ("TOLLGATE_ADMIN_TOKEN_FILE", "/t")]);
+        let c = load_layers("", "f", vars.clone(), &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(unmapped_env(vars), ["TOLLGATE_BUILD_ID", "TOLLGATE_SERVR__LISTEN"]);
+        assert!(unmapped_env(env(&[("TOLLGATE_SERVER__LISTEN", "x"), ("TOLLGATE_CONFIG", "f")])).is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_is_blamed_on_the_layer_that_set_it() {
+        let file = "[server]\nlisten = \"127.0.0.1:1\"\n";
+        let err = load_layers(file, "tollgate.toml", env(&[("TOLLGATE_SERVER__MAX_CONNECTIONS", "many")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("TOLLGATE_SERVER__MAX_CONNECTIONS:"), "{err}");
+        let sets = [("downloads.resume_window".to_owned(), "soon".to_owned())];
+        let err = load_layers(file, "tollgate.toml", env(&[]), &sets).unwrap_err().to_string();
+        assert!(err.starts_with("--set downloads.resume_window:"), "{err}");
+        let err =
+            load_layers("[server]\nmax_connections = \"x\"\n", "tollgate.toml", env(&[]), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("tollgate.toml:"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use crate::quota_limits::Quota;
 use serde::{Deserialize, Serialize};
 
-pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
+pub use load::{ConfigError, ENV_PREFIX, load, load_from_str, unmapped_env};
 pub use secret::Secret;
 
 pub const DEFAULT_DATA_DIR: &str = "./data";

@@ -468,6 +468,33 @@ pub struct Effects {
     pub adopted: Option<(String, String, bool, u64)>,
 }
 
+/// The counter changes of many events, summed: what one append applies
+/// (one upsert per cell, however many events of the batch touch it).
+#[derive(Debug, Default)]
+pub struct MergedEffects {
+    /// (day, dimension, group value, metric) → amount
+    pub add: std::collections::BTreeMap<(String, Dimension, String, String), u64>,
+    /// (day, dimension, group value, customer)
+    pub seen: std::collections::BTreeSet<(String, Dimension, String, String)>,
+    /// (`product/version`, customer, first initiated?) → the earliest ms
+    pub adopted: std::collections::BTreeMap<(String, String, bool), u64>,
+}
+
+impl MergedEffects {
+    pub fn push(&mut self, fx: Effects) {
+        for (dimension, value, metric, n) in fx.add {
+            *self.add.entry((fx.day.clone(), dimension, value, metric)).or_default() += n;
+        }
+        for (dimension, value, customer) in fx.seen {
+            self.seen.insert((fx.day.clone(), dimension, value, customer));
+        }
+        if let Some((release, customer, initiated, at)) = fx.adopted {
+            let first = self.adopted.entry((release, customer, initiated)).or_insert(at);
+            *first = (*first).min(at);
+        }
+    }
+}
+
 /// Metric names in counter cells.
 pub mod metric {
     pub const INITIATED: &str = "initiated";

@@ -27,6 +27,10 @@ use crate::metrics::{DownloadEnd, Metrics};
 
 /// Events appended to the store in one call, at most.
 const BATCH: usize = 256;
+/// How long the writer waits for more events once one has come, so that
+/// under load one write carries many (one SQLite transaction, one Redis
+/// script) instead of one each.
+const LINGER: Duration = Duration::from_millis(2);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -211,6 +215,7 @@ impl Writer {
                 // Every sender is gone: nothing more can arrive.
                 return;
             }
+            self.linger(&mut buf).await;
             let mut answers = Vec::new();
             let mut stop = None;
             let events = self.sequence(buf.drain(..), &mut answers, &mut stop);
@@ -236,6 +241,24 @@ impl Writer {
             }
             for a in answers {
                 let _ = a.send(());
+            }
+        }
+    }
+
+    /// Gather more events into `buf`, for at most [`LINGER`] and up to
+    /// [`BATCH`]; a flush or stop request ends the wait at once.
+    async fn linger(&mut self, buf: &mut Vec<Msg>) {
+        let control = |m: &Msg| !matches!(m, Msg::Event(_));
+        if buf.iter().any(control) {
+            return;
+        }
+        let until = tokio::time::Instant::now() + LINGER;
+        while buf.len() < BATCH {
+            let before = buf.len();
+            match tokio::time::timeout_at(until, self.rx.recv_many(buf, BATCH - before)).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if buf[before..].iter().any(control) => return,
+                Ok(_) => {}
             }
         }
     }

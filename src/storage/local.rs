@@ -27,6 +27,8 @@ pub use crate::config::LocalIo;
 pub struct LocalStore {
     /// Canonical (symlink-free, absolute) root.
     root: Arc<Path>,
+    /// The root, open: keys are opened beneath it.
+    dir: Arc<std::fs::File>,
     io: LocalIo,
 }
 
@@ -34,7 +36,9 @@ impl LocalStore {
     /// Use `root`, creating it if needed.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
-        Ok(Self { root: std::fs::canonicalize(root)?.into(), io: LocalIo::default() })
+        let root = std::fs::canonicalize(root)?;
+        let dir = Arc::new(std::fs::File::open(&root)?);
+        Ok(Self { root: root.into(), dir, io: LocalIo::default() })
     }
 
     /// Make file system calls the way `io` says.
@@ -49,13 +53,13 @@ impl LocalStore {
     /// Run a file system call on the serving thread or on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Path) -> Result<T, StorageError> + Send + 'static,
+        f: impl FnOnce(&Path, &std::fs::File) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         match self.io {
-            LocalIo::Inline => f(&self.root),
+            LocalIo::Inline => f(&self.root, &self.dir),
             LocalIo::Threads => {
-                let root = self.root.clone();
-                tokio::task::spawn_blocking(move || f(&root))
+                let (root, dir) = (self.root.clone(), self.dir.clone());
+                tokio::task::spawn_blocking(move || f(&root, &dir))
                     .await
                     .map_err(|e| StorageError::Upstream(format!("a file system task failed: {e}")))?
             }
@@ -83,19 +87,55 @@ fn resolve(root: &Path, key: &ObjectKey) -> Result<PathBuf, StorageError> {
 }
 
 /// Open the file behind `key` for reading, with its metadata.
-fn open_for_read(root: &Path, key: &ObjectKey) -> Result<(std::fs::File, ObjectMeta), StorageError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let path = resolve(root, key)?;
-    // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
-    // for the file since then fail instead of being followed.
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
-        Ok(f) => f,
-        Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-        Err(e) => return Err(StorageError::Io(e)),
+fn open_for_read(
+    root: &Path,
+    dir: &std::fs::File,
+    key: &ObjectKey,
+) -> Result<(std::fs::File, ObjectMeta), StorageError> {
+    let file = match open_beneath(dir, key) {
+        Ok(Some(f)) => f,
+        Ok(None) => open_resolved(root, key)?,
+        Err(e) => return Err(e),
     };
     // Metadata of the open handle: what we stream is exactly this version.
     let meta = meta_of(&file.metadata()?)?;
     Ok((file, meta))
+}
+
+/// The file behind `key`, opened in one call that the kernel confines to the
+/// blob root (`openat2` with `RESOLVE_BENEATH`): symlinks are followed only
+/// while they stay beneath it. `None` when that call cannot decide — a
+/// kernel without `openat2`, an absolute symlink, a rename racing the
+/// look-up — and the slower [`open_resolved`] must.
+fn open_beneath(dir: &std::fs::File, key: &ObjectKey) -> Result<Option<std::fs::File>, StorageError> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rustix::fs::openat2(
+        dir,
+        key.as_str(),
+        flags,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(Some(std::fs::File::from(fd))),
+        Err(Errno::NOENT | Errno::NOTDIR) => Err(StorageError::NotFound),
+        Err(Errno::XDEV | Errno::NOSYS | Errno::AGAIN | Errno::LOOP | Errno::PERM) => Ok(None),
+        Err(e) => Err(StorageError::Io(e.into())),
+    }
+}
+
+/// The file behind `key`, by its canonical path.
+fn open_resolved(root: &Path, key: &ObjectKey) -> Result<std::fs::File, StorageError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = resolve(root, key)?;
+    // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
+    // for the file since then fail instead of being followed.
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+        Ok(f) => Ok(f),
+        Err(e) if is_not_found(&e) => Err(StorageError::NotFound),
+        Err(e) => Err(StorageError::Io(e)),
+    }
 }
 
 /// Reads of a [`FileStream`]: every stream starts at [`MIN_CHUNK`] and
@@ -348,7 +388,7 @@ impl BlobStore for LocalStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError> {
         let key = key.clone();
-        self.run(move |root| meta_of(&std::fs::metadata(resolve(root, &key)?)?)).await
+        self.run(move |root, dir| Ok(open_for_read(root, dir, &key)?.1)).await
     }
 
     async fn get(
@@ -358,7 +398,7 @@ impl BlobStore for LocalStore {
         expected: &ObjectMeta,
     ) -> Result<ByteStream, StorageError> {
         let key = key.clone();
-        let (file, meta) = self.run(move |root| open_for_read(root, &key)).await?;
+        let (file, meta) = self.run(move |root, dir| open_for_read(root, dir, &key)).await?;
         if meta.etag != expected.etag {
             return Err(StorageError::Changed);
         }
@@ -420,7 +460,7 @@ impl BlobStore for LocalStore {
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
         let resolved = key.clone();
-        let path = match self.run(move |root| resolve(root, &resolved)).await {
+        let path = match self.run(move |root, _| resolve(root, &resolved)).await {
             Ok(p) => p,
             Err(StorageError::NotFound) => return Ok(()),
             Err(e) => return Err(e),

@@ -19,23 +19,23 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_i
 use super::{SqliteDb, sqlite_error, to_i64, to_u64};
 use crate::catalog::store::StoreError;
 use crate::events::{
-    Adoption, Cell, Days, Dimension, Effects, Event, EventLog, Filter, LogPage, Retention, Seen, Sequenced,
+    Adoption, Cell, Days, Dimension, Event, EventLog, Filter, LogPage, MergedEffects, Retention, Seen, Sequenced,
 };
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-/// Apply one event's counter changes inside the append's transaction.
-fn apply(tx: &Transaction<'_>, fx: &Effects) -> Result<(), StoreError> {
+/// Apply a batch's counter changes inside the append's transaction.
+fn apply(tx: &Transaction<'_>, fx: &MergedEffects) -> Result<(), StoreError> {
     let mut add = tx
         .prepare_cached(
             "INSERT INTO report_counts (day, dimension, value, metric, n) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (day, dimension, value, metric) DO UPDATE SET n = n + excluded.n",
         )
         .map_err(sqlite_error)?;
-    for (dimension, value, metric, n) in &fx.add {
-        add.execute(params![fx.day, dimension.as_str(), value, metric, to_i64(*n)]).map_err(sqlite_error)?;
+    for ((day, dimension, value, metric), n) in &fx.add {
+        add.execute(params![day, dimension.as_str(), value, metric, to_i64(*n)]).map_err(sqlite_error)?;
     }
     let mut seen = tx
         .prepare_cached(
@@ -43,10 +43,10 @@ fn apply(tx: &Transaction<'_>, fx: &Effects) -> Result<(), StoreError> {
              ON CONFLICT DO NOTHING",
         )
         .map_err(sqlite_error)?;
-    for (dimension, value, customer) in &fx.seen {
-        seen.execute(params![fx.day, dimension.as_str(), value, customer]).map_err(sqlite_error)?;
+    for (day, dimension, value, customer) in &fx.seen {
+        seen.execute(params![day, dimension.as_str(), value, customer]).map_err(sqlite_error)?;
     }
-    if let Some((release, customer, initiated, at)) = &fx.adopted {
+    for ((release, customer, initiated), at) in &fx.adopted {
         let column = if *initiated { "first_initiated" } else { "first_completed" };
         tx.prepare_cached(&format!(
             "INSERT INTO adoption (release, customer, {column}) VALUES (?1, ?2, ?3)
@@ -62,6 +62,7 @@ fn apply(tx: &Transaction<'_>, fx: &Effects) -> Result<(), StoreError> {
 fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreError> {
     let tx = conn.transaction().map_err(sqlite_error)?;
     let mut marks: HashMap<String, u64> = HashMap::new();
+    let mut effects = MergedEffects::default();
     let mut new = 0;
     for s in events {
         let mark = match marks.get(&s.writer) {
@@ -91,10 +92,11 @@ fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreErr
             .execute(params![e.id, to_i64(e.at), e.event_type().as_str(), e.subject.customer, e.subject.product, body])
             .map_err(sqlite_error)?;
         if inserted == 1 {
-            apply(&tx, &crate::events::effects(e))?;
+            effects.push(crate::events::effects(e));
             new += 1;
         }
     }
+    apply(&tx, &effects)?;
     for (writer, seq) in &marks {
         tx.execute(
             "INSERT INTO event_writers (writer, seq) VALUES (?1, ?2)
