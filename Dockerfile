@@ -4,16 +4,20 @@
 # is reviewed, not built, there.)
 
 FROM rust:1.95-slim-bookworm AS build
+# jemalloc (the binary's allocator) is built from C with make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so that source changes do not rebuild them.
+# .cargo/config.toml carries jemalloc's settings, baked in when it is built.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 # Cargo.toml names bench targets by path, so placeholders must exist for them.
 RUN mkdir -p src benches load-tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && echo 'fn main() {}' > benches/signing.rs \
- && echo 'fn main() {}' > load-tests/data_plane.rs \
- && echo 'fn main() {}' > load-tests/customer_api.rs \
- && echo 'fn main() {}' > load-tests/uploads.rs \
+ && for b in data_plane customer_api uploads events side_by_side; do echo 'fn main() {}' > load-tests/$b.rs; done \
  && cargo build --release --locked \
  && rm -rf src benches load-tests
 COPY src ./src

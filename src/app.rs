@@ -24,6 +24,9 @@ use crate::services::{DownloadPolicy, Services, UploadPolicy};
 use crate::signing::{self, KeyMaterial, KeyRing};
 use crate::{db, storage, uploads};
 
+/// hyper's HTTP/1 buffer limit on the admin listener (its default).
+const ADMIN_BUFFER: usize = 8192 + 4096 * 100;
+
 /// Where the signing keys came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -214,7 +217,10 @@ impl Gateway {
     /// Bind both listeners around existing state (tests bring their own clock).
     pub async fn bind_with_state(config: &Config, state: Arc<Services>) -> anyhow::Result<Self> {
         let public_opts = ServeOptions::from_config(&config.server)?;
-        let admin_opts = ServeOptions { tls: None, ..public_opts.clone() };
+        // The admin listener takes uploads and serves no slow downloads:
+        // hyper's own buffer limit (about 400 KiB) lets it read a body in
+        // large reads.
+        let admin_opts = ServeOptions { tls: None, write_buffer: ADMIN_BUFFER, ..public_opts.clone() };
         let public = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::clock::unix_seconds;
@@ -309,6 +308,16 @@ fn read_at(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Bytes>
     Ok(buf.freeze())
 }
 
+/// Bytes of an upload hashed and written to its file at once.
+const WRITE_SIZE: usize = 1024 * 1024;
+
+/// An upload's file and the digest of what was written to it, handed to the
+/// blocking pool and back.
+struct BlockWriter {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
 /// A temporary file, removed when dropped unless kept.
 struct TempFile(Option<PathBuf>);
 
@@ -435,13 +444,44 @@ impl BlobStore for LocalStore {
         let temp = TempFile(Some(dir.join(format!(".upload-{}", hex::encode(random)))));
         let mut options = tokio::fs::OpenOptions::new();
         options.write(true).create_new(true).custom_flags(libc::O_NOFOLLOW);
-        let mut file = options.open(temp.path()).await?;
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+        let file = options.open(temp.path()).await?.into_std().await;
+        // Chunks arrive as the network gives them (often 16 KiB). A mebibyte
+        // at a time is hashed and written on the blocking pool while the next
+        // one arrives, so receiving and hashing use two cores when there are
+        // two (SHA-256 is most of an upload's CPU).
+        let mut writer = Some(BlockWriter { file, hasher: Sha256::new() });
+        let mut in_flight: Option<tokio::task::JoinHandle<std::io::Result<BlockWriter>>> = None;
+        let mut pending = BytesMut::with_capacity(WRITE_SIZE);
+        loop {
+            let next = body.next().await.transpose()?;
+            if let Some(chunk) = &next {
+                pending.extend_from_slice(chunk);
+                if pending.len() < WRITE_SIZE {
+                    continue;
+                }
+            }
+            let mut w = match in_flight.take() {
+                Some(task) => {
+                    task.await.map_err(|e| StorageError::Upstream(format!("an upload write failed: {e}")))??
+                }
+                None => writer.take().ok_or_else(|| StorageError::Upstream("the upload writer is gone".into()))?,
+            };
+            let block = pending.split().freeze();
+            in_flight = Some(tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                w.hasher.update(&block);
+                w.file.write_all(&block)?;
+                Ok(w)
+            }));
+            if next.is_none() {
+                break;
+            }
         }
+        let BlockWriter { file, hasher } = match in_flight {
+            Some(task) => task.await.map_err(|e| StorageError::Upstream(format!("an upload write failed: {e}")))??,
+            None => writer.take().ok_or_else(|| StorageError::Upstream("the upload writer is gone".into()))?,
+        };
+        let file = tokio::fs::File::from_std(file);
         file.sync_all().await?;
         // What this upload wrote (a rename keeps it), not whatever a
         // concurrent upload of the same key may put there next.

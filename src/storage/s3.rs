@@ -74,6 +74,10 @@ impl S3Store {
             // along. Uploads carry our own SHA-256 check, so a checksum is
             // sent only when an operation requires one.
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            // Nor does it need the SDK's CRC of every download: the bytes were
+            // verified (SHA-256) when they were stored, and each response's
+            // length is checked as it streams.
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
             .build();
         Ok(Self {
             client: Client::from_conf(conf),
