@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use serde_json::{Value, json};
-use support::{call, connect, fail, percentile, set_up_catalog, sign, start_gateway, start_redis};
+use support::{CLIENTS, call, connect, fail, first_gets, percentile, set_up_catalog, sign, start_gateway, start_redis};
 
 /// Hard ceiling on one measured series.
 const SERIES_DEADLINE: Duration = Duration::from_secs(60);
@@ -102,40 +102,12 @@ fn run(backend: &str, n: usize, runtime: &tokio::runtime::Runtime) {
             let url = issued["url"].as_str().unwrap_or_else(|| fail("no url".into()));
             grants.push(url[url.find("/d/").unwrap_or_else(|| fail("odd url".into()))..].to_owned());
         }
-        let first = initiations(&public, &grants).await;
-        let again = initiations(&public, &grants).await;
+        let first = first_gets(&public, &grants).await;
+        let again = first_gets(&public, &grants).await;
         for (what, secs) in [("first GET (initiation)", first), ("GET again (already started)", again)] {
             println!("{backend:<8} {what:<34} {n:>6} {CLIENTS} clients: {:>8.0} per s", n as f64 / secs);
         }
     });
-}
-
-/// Concurrent clients in the initiation series.
-const CLIENTS: usize = 16;
-
-/// GET `bytes=0-0` of every target, spread over [`CLIENTS`] keep-alive
-/// connections at once; the seconds it took.
-async fn initiations(public: &str, targets: &[String]) -> f64 {
-    let t0 = Instant::now();
-    let tasks: Vec<_> = targets
-        .chunks(targets.len().div_ceil(CLIENTS).max(1))
-        .map(|chunk| {
-            let (public, chunk) = (public.to_owned(), chunk.to_vec());
-            tokio::spawn(async move {
-                let mut s = connect(&public).await;
-                for t in &chunk {
-                    let (status, text) = call(&mut s, "GET", t, Some(("range", "bytes=0-0")), None).await;
-                    if status != 206 {
-                        fail(format!("GET {t}: {status} {}", String::from_utf8_lossy(&text)));
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap_or_else(|e| fail(e.to_string()));
-    }
-    t0.elapsed().as_secs_f64()
 }
 
 fn main() {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use md5::Digest as _;
 use serde_json::{Value, json};
-use support::{Gateway, call, connect, fail, pinned, set_up_catalog, sign, start_gateway_on, start_redis};
+use support::{Gateway, call, connect, fail, first_gets, pinned, set_up_catalog, sign, start_gateway_on, start_redis};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The servers' CPU; the load generators run on [`CLIENT_CPU`].
@@ -458,31 +458,6 @@ async fn mint(public: &str, key: &str, n: usize) -> (f64, Vec<String>) {
     (n as f64 / t0.elapsed().as_secs_f64(), urls)
 }
 
-/// The first `GET` (`bytes=0-0`) of every grant from 16 connections; the rate.
-async fn initiate(public: &str, urls: &[String]) -> f64 {
-    const CLIENTS: usize = 16;
-    let t0 = Instant::now();
-    let tasks: Vec<_> = urls
-        .chunks(urls.len().div_ceil(CLIENTS).max(1))
-        .map(|chunk| {
-            let (public, chunk) = (public.to_owned(), chunk.to_vec());
-            tokio::spawn(async move {
-                let mut s = connect(&public).await;
-                for t in &chunk {
-                    let (status, text) = call(&mut s, "GET", t, Some(("range", "bytes=0-0")), None).await;
-                    if status != 206 {
-                        fail(format!("GET {t}: {status} {}", String::from_utf8_lossy(&text)));
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap_or_else(|e| fail(e.to_string()));
-    }
-    urls.len() as f64 / t0.elapsed().as_secs_f64()
-}
-
 /// `redis-benchmark` of one-`INCR` `EVAL`s, 16 connections, from [`CLIENT_CPU`].
 fn redis_eval_rate(port: u16, n: usize) -> f64 {
     let out = pinned("redis-benchmark", Some(CLIENT_CPU))
@@ -528,7 +503,7 @@ fn control_plane(plan: &Plan, dir: &Path, nginx_small: f64, runtime: &tokio::run
             reference: None,
             goal: if backend == "sqlite" { "≥ 5,000/s".into() } else { "≥ 10,000/s".into() },
         });
-        let initiations = runtime.block_on(initiate(&public, &urls));
+        let initiations = urls.len() as f64 / runtime.block_on(first_gets(&public, &urls));
         let reference =
             redis.as_ref().map(|r| ("redis-benchmark EVAL".to_owned(), redis_eval_rate(r.1, plan.grants * 10)));
         lines.push(Line {

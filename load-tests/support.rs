@@ -244,3 +244,32 @@ pub async fn set_up_catalog(dir: &Path, admin: &str, size: usize) -> String {
     let created: Value = serde_json::from_slice(&text).unwrap_or_default();
     created["key"].as_str().unwrap_or_else(|| fail("no API key".into())).to_owned()
 }
+
+/// Concurrent clients of [`first_gets`].
+pub const CLIENTS: usize = 16;
+
+/// `GET` `bytes=0-0` of every target (each answered `206`), spread over
+/// [`CLIENTS`] keep-alive connections at once; the seconds it took. For
+/// fresh grant URLs, each is the grant's initiation.
+pub async fn first_gets(public: &str, targets: &[String]) -> f64 {
+    let t0 = std::time::Instant::now();
+    let tasks: Vec<_> = targets
+        .chunks(targets.len().div_ceil(CLIENTS).max(1))
+        .map(|chunk| {
+            let (public, chunk) = (public.to_owned(), chunk.to_vec());
+            tokio::spawn(async move {
+                let mut s = connect(&public).await;
+                for t in &chunk {
+                    let (status, text) = call(&mut s, "GET", t, Some(("range", "bytes=0-0")), None).await;
+                    if status != 206 {
+                        fail(format!("GET {t}: {status} {}", String::from_utf8_lossy(&text)));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| fail(e.to_string()));
+    }
+    t0.elapsed().as_secs_f64()
+}

@@ -109,7 +109,10 @@ fn open_for_read(
 fn open_beneath(dir: &std::fs::File, key: &ObjectKey) -> Result<Option<std::fs::File>, StorageError> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     use rustix::io::Errno;
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+    // SECURITY: NONBLOCK, so that a FIFO planted under the root fails the
+    // regular-file check below instead of blocking this thread until a
+    // writer comes (reads of regular files ignore it).
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     match rustix::fs::openat2(
         dir,
         key.as_str(),
@@ -130,7 +133,8 @@ fn open_resolved(root: &Path, key: &ObjectKey) -> Result<std::fs::File, StorageE
     let path = resolve(root, key)?;
     // SECURITY: the path is canonical; O_NOFOLLOW makes a symlink swapped in
     // for the file since then fail instead of being followed.
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+    // NONBLOCK: as in `open_beneath`, a FIFO must not block the open.
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path) {
         Ok(f) => Ok(f),
         Err(e) if is_not_found(&e) => Err(StorageError::NotFound),
         Err(e) => Err(StorageError::Io(e)),
@@ -535,6 +539,33 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+
+    /// A FIFO or a directory where a file should be is not served, and
+    /// opening it does not wait for a writer (the look-up runs on the
+    /// serving thread).
+    #[test]
+    fn only_regular_files_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("app/1.0");
+        std::fs::create_dir_all(sub.join("dir.bin")).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(sub.join("fifo.bin")).status().unwrap();
+        assert!(made.success());
+        for io in [LocalIo::Inline, LocalIo::Threads] {
+            for name in ["fifo.bin", "dir.bin", "missing.bin"] {
+                let store = LocalStore::open(dir.path()).unwrap().with_io(io);
+                let key = ObjectKey::parse(&format!("app/1.0/{name}")).unwrap();
+                // On a thread of its own: an open that blocks fails the test
+                // instead of hanging it.
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let _ = tx.send(rt.block_on(store.head(&key)).map(|_| ()).map_err(|e| e.to_string()));
+                });
+                let head = rx.recv_timeout(Duration::from_secs(5));
+                assert_eq!(head, Ok(Err(StorageError::NotFound.to_string())), "{io:?} {name}");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn the_sweep_removes_old_temporary_files_only() {
