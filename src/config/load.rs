@@ -261,11 +261,23 @@ mod tests {
                 "signing.active_key",
             ),
             ("[log]\nlevel = \"[[\"", "log.level"),
+            ("[log]\nlevel = \"verbose\"", "log.level"),
+            ("[log]\nlevel = \"tollgate=debug,loud\"", "log.level"),
             ("[admin]\nlisten = \"0.0.0.0:8080\"", "admin.listen"),
         ];
         for (doc, key) in cases {
             let err = load_from_str(doc).unwrap_err().to_string();
             assert!(err.starts_with(key), "{doc:?} gave {err:?}, expected it to name {key}");
+        }
+    }
+
+    #[test]
+    fn log_filters_with_levels_are_accepted() {
+        for level in
+            ["info", "WARN", "tollgate=debug,info", "warn,tollgate::app=info", "off", "tollgate[request]=debug"]
+        {
+            let doc = format!("[log]\nlevel = {level:?}\n");
+            assert!(load_from_str(&doc).is_ok(), "{level}");
         }
     }
 

@@ -693,6 +693,20 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail("log.level", format!("{:?} is not a valid filter", self.log.level));
         }
+        // A bare word is read as a target name with every level on, which
+        // turns everything else off: `level = "verbose"` would silence the log.
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        for directive in self.log.level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            if !directive.contains(['=', '[']) && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+                return fail(
+                    "log.level",
+                    format!(
+                        "{directive:?} is not a level (trace, debug, info, warn, error, off); \
+                         for one module write module=level"
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
