@@ -160,6 +160,7 @@ fn grow_after() -> u64 {
         2 * max
     })
 }
+
 /// A range this small is read in one go, whatever the pace.
 const ONE_READ: u64 = 64 * 1024;
 /// A consumer back for more within this is keeping up.
@@ -241,44 +242,36 @@ impl Stream for FileStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(task) = &mut this.pending {
-            let done = ready!(Pin::new(task).poll(cx));
-            this.pending = None;
-            return match done {
-                Ok(Ok(bytes)) => this.hand_out(bytes),
-                Ok(Err(e)) => Poll::Ready(Some(Err(StorageError::Io(e)))),
-                Err(e) => Poll::Ready(Some(Err(StorageError::Upstream(format!("a file read task failed: {e}"))))),
-            };
-        }
-        if this.pos >= this.end {
-            return Poll::Ready(None);
-        }
-        this.adapt();
-        let len = this.next_len();
-        if this.nowait {
-            match read_cached(&this.file, this.pos, len) {
-                Ok(Some(bytes)) => return this.hand_out(bytes),
-                Ok(None) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::EINVAL) => {
-                    // This file system cannot say what is cached.
-                    this.nowait = false;
+        loop {
+            if let Some(task) = &mut this.pending {
+                let done = ready!(Pin::new(task).poll(cx));
+                this.pending = None;
+                return match done {
+                    Ok(Ok(bytes)) => this.hand_out(bytes),
+                    Ok(Err(e)) => Poll::Ready(Some(Err(StorageError::Io(e)))),
+                    Err(e) => Poll::Ready(Some(Err(StorageError::Upstream(format!("a file read task failed: {e}"))))),
+                };
+            }
+            if this.pos >= this.end {
+                return Poll::Ready(None);
+            }
+            this.adapt();
+            let len = this.next_len();
+            if this.nowait {
+                match read_cached(&this.file, this.pos, len) {
+                    Ok(Some(bytes)) => return this.hand_out(bytes),
+                    Ok(None) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::EINVAL) => {
+                        // This file system cannot say what is cached.
+                        this.nowait = false;
+                    }
+                    Err(e) => return Poll::Ready(Some(Err(StorageError::Io(e)))),
                 }
-                Err(e) => return Poll::Ready(Some(Err(StorageError::Io(e)))),
             }
-        }
-        let (file, pos) = (this.file.clone(), this.pos);
-        let mut task = tokio::task::spawn_blocking(move || read_at(&file, pos, len));
-        // Polled now so that the task's completion wakes this stream.
-        match Pin::new(&mut task).poll(cx) {
-            Poll::Ready(done) => match done {
-                Ok(Ok(bytes)) => this.hand_out(bytes),
-                Ok(Err(e)) => Poll::Ready(Some(Err(StorageError::Io(e)))),
-                Err(e) => Poll::Ready(Some(Err(StorageError::Upstream(format!("a file read task failed: {e}"))))),
-            },
-            Poll::Pending => {
-                this.pending = Some(task);
-                Poll::Pending
-            }
+            let (file, pos) = (this.file.clone(), this.pos);
+            // Polled at once, by the next turn of the loop, so that the
+            // task's completion wakes this stream.
+            this.pending = Some(tokio::task::spawn_blocking(move || read_at(&file, pos, len)));
         }
     }
 }
@@ -320,6 +313,13 @@ const WRITE_SIZE: usize = 1024 * 1024;
 struct BlockWriter {
     file: std::fs::File,
     hasher: Sha256,
+}
+
+impl BlockWriter {
+    /// The writer back from the blocking pool, once its last block is written.
+    async fn settle(task: tokio::task::JoinHandle<std::io::Result<Self>>) -> Result<Self, StorageError> {
+        Ok(task.await.map_err(|e| StorageError::Upstream(format!("an upload write failed: {e}")))??)
+    }
 }
 
 /// A temporary file, removed when dropped unless kept.
@@ -453,8 +453,7 @@ impl BlobStore for LocalStore {
         // at a time is hashed and written on the blocking pool while the next
         // one arrives, so receiving and hashing use two cores when there are
         // two (SHA-256 is most of an upload's CPU).
-        let mut writer = Some(BlockWriter { file, hasher: Sha256::new() });
-        let mut in_flight: Option<tokio::task::JoinHandle<std::io::Result<BlockWriter>>> = None;
+        let mut writer = tokio::task::spawn_blocking(move || Ok(BlockWriter { file, hasher: Sha256::new() }));
         let mut pending = BytesMut::with_capacity(WRITE_SIZE);
         loop {
             let next = body.next().await.transpose()?;
@@ -464,27 +463,19 @@ impl BlobStore for LocalStore {
                     continue;
                 }
             }
-            let mut w = match in_flight.take() {
-                Some(task) => {
-                    task.await.map_err(|e| StorageError::Upstream(format!("an upload write failed: {e}")))??
-                }
-                None => writer.take().ok_or_else(|| StorageError::Upstream("the upload writer is gone".into()))?,
-            };
+            let mut w = BlockWriter::settle(writer).await?;
             let block = pending.split().freeze();
-            in_flight = Some(tokio::task::spawn_blocking(move || {
+            writer = tokio::task::spawn_blocking(move || {
                 use std::io::Write as _;
                 w.hasher.update(&block);
                 w.file.write_all(&block)?;
                 Ok(w)
-            }));
+            });
             if next.is_none() {
                 break;
             }
         }
-        let BlockWriter { file, hasher } = match in_flight {
-            Some(task) => task.await.map_err(|e| StorageError::Upstream(format!("an upload write failed: {e}")))??,
-            None => writer.take().ok_or_else(|| StorageError::Upstream("the upload writer is gone".into()))?,
-        };
+        let BlockWriter { file, hasher } = BlockWriter::settle(writer).await?;
         let file = tokio::fs::File::from_std(file);
         file.sync_all().await?;
         // What this upload wrote (a rename keeps it), not whatever a
