@@ -154,6 +154,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
                 .map_or(std::time::Duration::from_secs(6 * 3600), |s3| s3.upload_url_ttl),
             idle_timeout: config.storage.idle_timeout,
         },
+        readiness_timeout: config.server.readiness_timeout,
         leases,
         metrics,
         events,

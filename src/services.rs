@@ -70,6 +70,8 @@ pub struct Services {
     pub trusted_proxies: Vec<IpNet>,
     pub downloads: DownloadPolicy,
     pub uploads: UploadPolicy,
+    /// The longest a readiness check waits for the dependencies.
+    pub readiness_timeout: Duration,
 }
 
 impl Services {

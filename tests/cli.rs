@@ -161,8 +161,11 @@ fn run_quickstart(dir: &Path, extra_env: &[(&str, &str)]) -> String {
 
 fn check_quickstart_output(dir: &Path, out: &str) {
     let build = b"pretend this is a build\n";
-    assert_eq!(std::fs::read(dir.join("app-linux.tar.gz")).unwrap(), build, "the download is the build");
-    assert!(out.contains(&format!("{}  app-linux.tar.gz", sha256_hex(build))), "{out}");
+    assert_eq!(std::fs::read(dir.join("app-linux.tar.gz")).unwrap(), build, "the build is left as it was");
+    assert_eq!(std::fs::read(dir.join("downloads/app-linux.tar.gz")).unwrap(), build, "the download is the build");
+    let digest = sha256_hex(build);
+    assert!(out.contains(&format!("{digest}  app-linux.tar.gz")), "{out}");
+    assert!(out.contains(&format!("{digest}  downloads/app-linux.tar.gz")), "{out}");
     assert!(out.contains("\"version\":\"1.4.2\""), "the listing shows the release: {out}");
     // The refusals, in the order the quickstart provokes them.
     let codes: Vec<&str> = out

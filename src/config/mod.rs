@@ -39,6 +39,9 @@ pub const DEFAULT_KEY_ID: &str = "k1";
 pub const DEFAULT_STORAGE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STORAGE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STORAGE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STORAGE_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STORAGE_UPLOAD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tg";
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -257,6 +260,10 @@ pub struct ServerConfig {
     /// at most this long, then cut what remains.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// The longest `/readyz` takes: a dependency that has not answered by
+    /// then counts as down (set the load balancer's check timeout above it).
+    #[serde(with = "duration")]
+    pub readiness_timeout: Duration,
     /// Offer HTTP/2 (ALPN `h2` on TLS, prior knowledge on cleartext).
     pub http2: bool,
     /// Bytes of a response one HTTP/1 connection buffers before the next
@@ -282,6 +289,7 @@ impl Default for ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_idle_timeout: DEFAULT_WRITE_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
             http2: true,
             write_buffer: DEFAULT_WRITE_BUFFER,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
@@ -380,6 +388,16 @@ pub struct StorageConfig {
     /// Longest wait for the next chunk of an object being streamed.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// The whole of one storage request, retries included: a `HEAD`, the
+    /// response head of a `GET`, a listing, a delete (S3).
+    #[serde(with = "duration")]
+    pub operation_timeout: Duration,
+    /// The whole of one upload request, retries included, each attempt
+    /// alike: a part or a small object sent through the gateway, and
+    /// `CompleteMultipartUpload`, which S3 may take minutes to answer for a
+    /// large object (S3).
+    #[serde(with = "duration")]
+    pub upload_timeout: Duration,
     pub local: LocalStorageConfig,
     pub s3: Option<S3Config>,
 }
@@ -391,6 +409,8 @@ impl Default for StorageConfig {
             connect_timeout: DEFAULT_STORAGE_CONNECT_TIMEOUT,
             first_byte_timeout: DEFAULT_STORAGE_FIRST_BYTE_TIMEOUT,
             idle_timeout: DEFAULT_STORAGE_IDLE_TIMEOUT,
+            operation_timeout: DEFAULT_STORAGE_OPERATION_TIMEOUT,
+            upload_timeout: DEFAULT_STORAGE_UPLOAD_TIMEOUT,
             local: LocalStorageConfig::default(),
             s3: None,
         }
@@ -600,6 +620,9 @@ impl Config {
             ("storage.connect_timeout", self.storage.connect_timeout),
             ("storage.first_byte_timeout", self.storage.first_byte_timeout),
             ("storage.idle_timeout", self.storage.idle_timeout),
+            ("storage.operation_timeout", self.storage.operation_timeout),
+            ("storage.upload_timeout", self.storage.upload_timeout),
+            ("server.readiness_timeout", s.readiness_timeout),
             ("signing.default_ttl", self.signing.default_ttl),
             ("downloads.resume_window", self.downloads.resume_window),
         ] {

@@ -16,10 +16,24 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The gateway can do its job: its blob storage and its state store answer.
+/// The gateway can do its job: its blob storage and its state store answer,
+/// both within `server.readiness_timeout` (a dependency that hangs is down;
+/// the check never hangs with it).
 pub async fn readyz(State(state): State<Arc<Services>>) -> Response {
     let store = state.catalog.records();
-    let (storage_check, store_check) = tokio::join!(state.storage.check(), store.ping());
+    let deadline = state.readiness_timeout;
+    let timed_out = || format!("no answer within {deadline:?} (server.readiness_timeout)");
+    let (storage_check, store_check) = tokio::join!(
+        async {
+            tokio::time::timeout(deadline, state.storage.check())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| e.to_string())
+        },
+        async {
+            tokio::time::timeout(deadline, store.ping()).await.map_err(|_| timed_out())?.map_err(|e| e.to_string())
+        },
+    );
     let failed = match (storage_check, store_check) {
         (Ok(()), Ok(())) => {
             let body = json!({ "status": "ready", "storage": state.storage.backend(), "store": store.backend() });

@@ -27,6 +27,10 @@ pub struct S3Store {
     prefix: String,
     part_size: usize,
     parts_in_flight: usize,
+    /// Timeouts of the requests that send bytes up (parts, small objects)
+    /// and of `CompleteMultipartUpload`: `storage.upload_timeout` for each
+    /// attempt and for the whole.
+    upload_timeouts: TimeoutConfig,
 }
 
 /// S3's limit on the parts of one multipart upload.
@@ -42,9 +46,20 @@ impl S3Store {
     /// static credentials or the standard AWS credential chain.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let s3 = config.storage.s3.as_ref().context("storage.s3 is not configured")?;
+        let st = &config.storage;
+        // Each attempt waits `first_byte_timeout` for an answer; the whole
+        // operation, retries included, `operation_timeout`: a frozen server
+        // costs a client one deadline, not one per attempt.
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(config.storage.connect_timeout)
-            .read_timeout(config.storage.first_byte_timeout)
+            .connect_timeout(st.connect_timeout)
+            .read_timeout(st.first_byte_timeout)
+            .operation_timeout(st.operation_timeout)
+            .build();
+        let upload_timeouts = TimeoutConfig::builder()
+            .connect_timeout(st.connect_timeout)
+            .read_timeout(st.upload_timeout)
+            .operation_attempt_timeout(st.upload_timeout)
+            .operation_timeout(st.upload_timeout)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(s3.region.clone()))
@@ -78,6 +93,10 @@ impl S3Store {
             // verified (SHA-256) when they were stored, and each response's
             // length is checked as it streams.
             .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            // A stalled body is cut by `storage.idle_timeout` (the download
+            // and measuring streams are guarded by it), not by the SDK's own
+            // protection, whose grace period is not the configured one.
+            .stalled_stream_protection(aws_sdk_s3::config::StalledStreamProtectionConfig::disabled())
             .build();
         Ok(Self {
             client: Client::from_conf(conf),
@@ -85,7 +104,14 @@ impl S3Store {
             prefix: s3.prefix.clone(),
             part_size: usize::try_from(s3.part_size).unwrap_or(usize::MAX),
             parts_in_flight: s3.parts_in_flight.max(1),
+            upload_timeouts,
         })
+    }
+
+    /// The configuration override that gives an upload request
+    /// `storage.upload_timeout`.
+    fn upload_override(&self) -> aws_sdk_s3::config::Builder {
+        upload_override(&self.upload_timeouts)
     }
 
     fn object_key(&self, key: &ObjectKey) -> String {
@@ -125,6 +151,10 @@ impl S3Store {
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
     }
+}
+
+fn upload_override(timeouts: &TimeoutConfig) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts.clone())
 }
 
 /// A presigned request as a step of a plan.
@@ -285,6 +315,8 @@ impl BlobStore for S3Store {
                     .key(&object)
                     .content_type(content_type)
                     .body(SdkByteStream::from(Bytes::from(buf)))
+                    .customize()
+                    .config_override(self.upload_override())
                     .send()
                     .await
                     .map_err(classify)?;
@@ -305,6 +337,8 @@ impl BlobStore for S3Store {
                     .key(&object)
                     .upload_id(&m.upload_id)
                     .multipart_upload(done)
+                    .customize()
+                    .config_override(self.upload_override())
                     .send()
                     .await
                     .map_err(classify)?;
@@ -416,6 +450,8 @@ impl BlobStore for S3Store {
             .key(&object)
             .upload_id(upload_id)
             .multipart_upload(done)
+            .customize()
+            .config_override(self.upload_override())
             .send()
             .await
             .map_err(classify)?;
@@ -496,6 +532,8 @@ struct Multipart {
     in_flight: JoinSet<Result<CompletedPart, StorageError>>,
     done: Vec<CompletedPart>,
     completed: bool,
+    /// `storage.upload_timeout`, for each part.
+    timeouts: TimeoutConfig,
 }
 
 impl S3Store {
@@ -526,6 +564,7 @@ impl S3Store {
             in_flight: JoinSet::new(),
             done: Vec::new(),
             completed: false,
+            timeouts: self.upload_timeouts.clone(),
         })
     }
 }
@@ -548,7 +587,9 @@ impl Multipart {
             .key(&self.key)
             .upload_id(&self.upload_id)
             .part_number(number)
-            .body(SdkByteStream::from(part));
+            .body(SdkByteStream::from(part))
+            .customize()
+            .config_override(upload_override(&self.timeouts));
         self.in_flight.spawn(async move {
             let out = req.send().await.map_err(classify)?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build())
