@@ -3,11 +3,14 @@
 //! that freezes, as a `SIGSTOP`ped server would) and a Redis stopped and
 //! restarted. What clients see must be bounded by the configured deadlines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, Blobs, Gateway, StallProxy, get, request, test_bytes};
+use common::stall::StallProxy;
+use common::{Admin, Backend, Blobs, Gateway, RedisServer, get, request, test_bytes};
 use http_body_util::BodyExt as _;
 use tollgate::config::Config;
 use tollgate::storage::{ObjectKey, UploadedPart};
@@ -142,4 +145,71 @@ fn split_url(url: &str) -> (std::net::SocketAddr, String) {
     let rest = url.strip_prefix("http://").unwrap();
     let slash = rest.find('/').unwrap();
     (rest[..slash].parse().unwrap(), rest[slash..].to_owned())
+}
+
+/// Item 3: the gateway starts while Redis is down: not ready, store requests
+/// refused `503 store_unavailable`, operator URLs served; once Redis is up it
+/// becomes ready by itself, with no restart.
+#[tokio::test]
+async fn the_gateway_starts_without_redis_and_recovers_when_it_comes() {
+    let mut redis = RedisServer::start().await;
+    redis.kill();
+    let started = Instant::now();
+    let a = Admin::on_redis(&redis, |c| c.server.readiness_timeout = Duration::from_secs(1)).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "start-up waited {:?} for Redis", started.elapsed());
+    let r = get(a.gw.admin, "/readyz").await;
+    assert_eq!((r.status, r.code().as_str()), (503, "not_ready"), "{r:?}");
+    let r = a.call("GET", "/admin/v1/customers", None).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "store_unavailable"), "{r:?}");
+    a.blobs.put(KEY, &test_bytes(1000)).await;
+    let r = get(a.gw.public, &a.gw.signed(KEY)).await;
+    assert_eq!(r.status, 200, "an operator URL needs no store: {r:?}");
+
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(a.gw.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready 15 s after Redis came up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = a.call("GET", "/admin/v1/customers", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// Item 4: the first requests after a Redis restart are served: a command
+/// that finds its pooled connection dead is sent once more on a new one.
+#[tokio::test]
+async fn requests_right_after_a_redis_restart_are_served() {
+    let mut redis = common::durable_redis().await;
+    let a = Admin::on_redis(&redis, |_| {}).await;
+    common::release(&a, "1.0.0", "stable", &[("app.tar.gz", "any")], "2026-01-01T00:00:00Z").await;
+    let key = common::customer(&a, "acme", serde_json::json!({})).await;
+    for round in 0..3 {
+        redis.kill();
+        redis.restart().await;
+        let r = a.call("GET", "/admin/v1/customers/acme", None).await;
+        assert_eq!(r.status, 200, "round {round}, admin: {r:?}");
+        let r = a.customer(&key, "GET", "/v1/usage", None).await;
+        assert_eq!(r.status, 200, "round {round}, customer: {r:?}");
+    }
+}
+
+/// Item 14: a Redis that would lose the gateway's state (eviction on, no
+/// AOF) is named at start-up, in the log, before the listeners are ready.
+#[tokio::test]
+async fn a_redis_that_would_lose_state_is_warned_about() {
+    let risky = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).await;
+    let safe = RedisServer::start_with(&["--appendonly", "yes", "--maxmemory-policy", "noeviction"]).await;
+    for (redis, warned) in [(&risky, true), (&safe, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = redis.url();
+        let env = [
+            ("TOLLGATE_SERVER__LISTEN", "127.0.0.1:0"),
+            ("TOLLGATE_STORE__BACKEND", "redis"),
+            ("TOLLGATE_STORE__REDIS__URL", url.as_str()),
+        ];
+        let (_server, _admin, log) = common::serve_with_admin(dir.path(), &env);
+        let log = log.concat();
+        assert_eq!(log.contains("maxmemory-policy is allkeys-lru"), warned, "{log}");
+        assert_eq!(log.contains("appendonly is off"), warned, "{log}");
+    }
 }

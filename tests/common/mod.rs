@@ -25,9 +25,8 @@ use tollgate::signing::{Claims, KeyRing, UrlScope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
 mod s3;
-mod stall;
+pub mod stall;
 pub use s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
-pub use stall::StallProxy;
 
 /// Instantiate each listed `async fn(backend)` as a test per backend:
 /// `backend_suite!(local = super::Backend::Local, s3 = super::Backend::S3; a, b)`
