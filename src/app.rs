@@ -153,6 +153,11 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
                 .as_ref()
                 .map_or(std::time::Duration::from_secs(6 * 3600), |s3| s3.upload_url_ttl),
             idle_timeout: config.storage.idle_timeout,
+            abandon_idle_for: config
+                .storage
+                .s3
+                .as_ref()
+                .map_or(std::time::Duration::from_secs(30 * 60), |s3| s3.abandon_uploads_idle_for),
         },
         readiness_timeout: config.server.readiness_timeout,
         leases,

@@ -43,6 +43,8 @@ pub struct UploadPolicy {
     /// Longest wait for the next chunk of an upload (or of a file read back
     /// to measure it) before it is given up.
     pub idle_timeout: Duration,
+    /// A direct upload that has received nothing for this long is abandoned.
+    pub abandon_idle_for: Duration,
 }
 
 /// Everything a request needs; shared by all requests.

@@ -404,7 +404,10 @@ async fn direct_uploads_of_other_bytes_leave_nothing() {
 async fn expired_direct_uploads_are_abandoned() {
     let clock = tollgate::clock::ManualClock::new(1_900_000_000);
     let a = Admin::start_clocked_on(clock.clone(), Backend::S3, |c| {
-        c.storage.s3.as_mut().unwrap().part_size = PART;
+        let s3 = c.storage.s3.as_mut().unwrap();
+        s3.part_size = PART;
+        // The idle rule (next test) would take `swept` first.
+        s3.abandon_uploads_idle_for = Duration::from_secs(86_400);
     })
     .await;
     draft(&a, "1.0.0").await;
@@ -427,4 +430,71 @@ async fn expired_direct_uploads_are_abandoned() {
     nothing_left(&a, "app/1.0.0/swept.bin");
     let r = a.call("GET", ARTIFACTS, None).await;
     assert_eq!(Admin::json(&r)["items"], json!([]));
+}
+
+/// A plan nobody sends anything to (a crashed CI job's) is abandoned once it
+/// has received nothing for `storage.s3.abandon_uploads_idle_for`, hours
+/// before its URLs expire; one whose parts keep arriving is left alone.
+#[tokio::test]
+async fn idle_direct_uploads_are_abandoned_long_before_their_urls_expire() {
+    // The gateway's clock starts at the real time: the parts' times are
+    // storage's (s3s-fs's file times), and the rule compares the two.
+    let clock = tollgate::clock::ManualClock::new(tollgate::clock::unix_seconds(std::time::SystemTime::now()));
+    let a = Admin::start_clocked_on(clock.clone(), Backend::S3, |c| {
+        let s3 = c.storage.s3.as_mut().unwrap();
+        s3.part_size = PART;
+        s3.upload_url_ttl = Duration::from_secs(6 * 3600);
+        s3.abandon_uploads_idle_for = Duration::from_secs(30 * 60);
+    })
+    .await;
+    draft(&a, "1.0.0").await;
+    let data = test_bytes(LARGE);
+    let sweep = || tollgate::uploads::direct::sweep(&a.gw.state, 3600);
+    // Crashed after one part; never sent anything; single-PUT plan never sent.
+    let crashed = Admin::json(&plan(&a, "crashed.bin", &data).await);
+    send_part(&crashed["plan"]["parts"][0], &data).await;
+    Admin::json(&plan(&a, "silent.bin", &data).await);
+    Admin::json(&plan(&a, "small.bin", &test_bytes(1000)).await);
+    // Alive: parts keep arriving (its second comes 20 minutes in).
+    let alive = Admin::json(&plan(&a, "alive.bin", &data).await);
+    send_part(&alive["plan"]["parts"][0], &data).await;
+
+    clock.advance(20 * 60);
+    assert_eq!(sweep().await, 0, "nothing is idle for 30 minutes yet");
+    // The live upload's second part arrives 20 minutes in, by the gateway's
+    // clock; storage's clock (the part files' times) is moved to match.
+    send_part(&alive["plan"]["parts"][1], &data).await;
+    let id = |t: &serde_json::Value| t["plan"]["upload_id"].as_str().unwrap().to_owned();
+    let s3_root = a.blobs.s3.as_ref().unwrap().root.path().to_owned();
+    let later = std::time::SystemTime::now() + Duration::from_secs(20 * 60);
+    let alive_parts: Vec<_> =
+        walk(&s3_root).into_iter().filter(|f| f.to_string_lossy().contains(&id(&alive))).collect();
+    assert!(!alive_parts.is_empty());
+    for f in &alive_parts {
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(later).unwrap();
+    }
+
+    clock.advance(15 * 60);
+    assert_eq!(sweep().await, 3, "35 minutes without a byte: the three idle plans go, the live one stays");
+    let left = leftovers(&a, "app/1.0.0/crashed.bin");
+    assert!(left.iter().all(|f| !f.contains(&id(&crashed))), "the crashed upload's part is gone: {left:?}");
+    assert!(left.iter().any(|f| f.contains(&id(&alive))), "the live upload keeps its parts: {left:?}");
+    let r = a.call("GET", ARTIFACTS, None).await;
+    let items = Admin::json(&r)["items"].clone();
+    let names: Vec<&str> = items.as_array().unwrap().iter().map(|i| i["filename"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alive.bin"], "{r:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

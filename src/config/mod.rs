@@ -473,10 +473,20 @@ pub struct S3Config {
     /// abandoned and its parts removed.
     #[serde(default = "default_upload_url_ttl", with = "duration")]
     pub upload_url_ttl: Duration,
+    /// A direct upload plan that has received nothing for this long (no part
+    /// newer, by storage's own times, and made longer ago) is abandoned by
+    /// the sweep, long before its URLs expire: what a crashed CI job leaves.
+    /// Must exceed the time a client takes to send one part.
+    #[serde(default = "default_abandon_uploads_idle_for", with = "duration")]
+    pub abandon_uploads_idle_for: Duration,
 }
 
 fn default_upload_url_ttl() -> Duration {
     Duration::from_secs(6 * 3600)
+}
+
+fn default_abandon_uploads_idle_for() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 fn default_region() -> String {
@@ -662,6 +672,9 @@ impl Config {
             }
             if s3.upload_url_ttl < Duration::from_secs(60) || s3.upload_url_ttl > Duration::from_secs(7 * 86_400) {
                 return fail("storage.s3.upload_url_ttl", "must be between 1m and 7d".into());
+            }
+            if s3.abandon_uploads_idle_for < Duration::from_secs(60) {
+                return fail("storage.s3.abandon_uploads_idle_for", "must be at least 1m".into());
             }
         }
         if s.listen == self.admin.listen && s.listen.port() != 0 {

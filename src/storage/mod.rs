@@ -277,6 +277,18 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// When a planned direct upload last received bytes, by storage's own
+    /// clock: its newest part (multipart), or the object (a single `PUT`);
+    /// `None` while nothing has arrived. `NotFound`: the multipart upload is
+    /// gone (completed or aborted).
+    async fn upload_activity(
+        &self,
+        _key: &ObjectKey,
+        _upload_id: Option<&str>,
+    ) -> Result<Option<SystemTime>, StorageError> {
+        Ok(None)
+    }
+
     /// Remove what crashed uploads left behind that is older than `age`; how
     /// many were removed.
     async fn sweep(&self, _age: std::time::Duration) -> Result<usize, StorageError> {

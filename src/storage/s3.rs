@@ -458,6 +458,43 @@ impl BlobStore for S3Store {
         Ok(())
     }
 
+    async fn upload_activity(
+        &self,
+        key: &ObjectKey,
+        upload_id: Option<&str>,
+    ) -> Result<Option<SystemTime>, StorageError> {
+        let Some(upload_id) = upload_id else {
+            return match self.head(key).await {
+                Ok(meta) => Ok(Some(meta.last_modified)),
+                Err(StorageError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            };
+        };
+        let object = self.object_key(key);
+        let mut newest: Option<SystemTime> = None;
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(&object)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for p in out.parts() {
+                let at = to_system_time(p.last_modified.as_ref());
+                newest = Some(newest.map_or(at, |n| n.max(at)));
+            }
+            match out.next_part_number_marker {
+                Some(next) if out.is_truncated == Some(true) => marker = Some(next),
+                _ => return Ok(newest),
+            }
+        }
+    }
+
     async fn abort_upload(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StorageError> {
         let sent = self
             .client

@@ -213,8 +213,9 @@ pub async fn abandon(svc: &Services, u: &PendingUpload) -> Result<(), UploadErro
 }
 
 /// Abandon the direct uploads whose plans expired more than `grace` seconds
-/// ago, and remove what crashed streaming uploads left in storage. Returns
-/// how many uploads were abandoned.
+/// ago, or that have received nothing for `uploads.abandon_idle_for` (a
+/// crashed client's), and remove what crashed streaming uploads left in
+/// storage. Returns how many uploads were abandoned.
 pub async fn sweep(svc: &Services, grace: u64) -> usize {
     let now = svc.clock.now_unix();
     let mut abandoned = 0;
@@ -222,11 +223,21 @@ pub async fn sweep(svc: &Services, grace: u64) -> usize {
         Ok(uploads) => {
             // One being completed is left alone for a day (its verification
             // reads the whole file).
-            let idle = |u: &&PendingUpload| u.completing_since.is_none_or(|t| t.0.saturating_add(86_400) < now);
-            for u in uploads.iter().filter(|u| u.expires_at.0.saturating_add(grace) < now).filter(idle) {
+            let completing = |u: &PendingUpload| u.completing_since.is_some_and(|t| t.0.saturating_add(86_400) >= now);
+            for u in uploads.iter().filter(|u| !completing(u)) {
+                let why = if u.expires_at.0.saturating_add(grace) < now {
+                    "its URLs expired"
+                } else if idle(svc, u, now).await {
+                    "it received nothing for storage.s3.abandon_uploads_idle_for"
+                } else {
+                    continue;
+                };
                 match abandon(svc, u).await {
-                    Ok(()) => abandoned += 1,
-                    Err(e) => tracing::warn!(file = %u.storage_key, error = %e, "could not abandon an expired upload"),
+                    Ok(()) => {
+                        abandoned += 1;
+                        tracing::info!(file = %u.storage_key, reason = why, "direct upload abandoned");
+                    }
+                    Err(e) => tracing::warn!(file = %u.storage_key, error = %e, "could not abandon a direct upload"),
                 }
             }
         }
@@ -243,14 +254,36 @@ pub async fn sweep(svc: &Services, grace: u64) -> usize {
     abandoned
 }
 
-/// The upload sweep, every [`SWEEP_EVERY`], until the task is dropped.
+/// Whether a direct upload has received nothing for the configured idle
+/// time: neither the plan nor its newest part (by storage's clock) is that
+/// recent. A multipart upload storage no longer knows is idle; storage that
+/// cannot say is given the benefit of the doubt.
+async fn idle(svc: &Services, u: &PendingUpload, now: u64) -> bool {
+    let limit = svc.uploads.abandon_idle_for.as_secs();
+    if u.created_at.0.saturating_add(limit) >= now {
+        return false;
+    }
+    let Ok(key) = upload_key(u) else { return false };
+    let last = match svc.storage.upload_activity(&key, u.upload_id.as_deref()).await {
+        Ok(at) => at.map_or(0, crate::clock::unix_seconds),
+        Err(StorageError::NotFound) => 0,
+        Err(e) => {
+            tracing::warn!(file = %u.storage_key, error = %e, "could not read a direct upload's parts");
+            return false;
+        }
+    };
+    last.saturating_add(limit) < now
+}
+
+/// The upload sweep, every [`SWEEP_EVERY`] (or a third of the idle limit
+/// when that is shorter), until the task is dropped.
 pub async fn sweep_worker(svc: std::sync::Arc<Services>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut tick = tokio::time::interval(SWEEP_EVERY.min(svc.uploads.abandon_idle_for / 3));
     loop {
         tick.tick().await;
         let n = sweep(&svc, SWEEP_GRACE_SECS).await;
         if n > 0 {
-            tracing::info!(abandoned = n, "expired direct uploads abandoned");
+            tracing::info!(abandoned = n, "direct uploads abandoned");
         }
     }
 }

@@ -67,6 +67,7 @@ impl S3Server {
             part_size: tollgate::config::MIN_PART_SIZE,
             parts_in_flight: 2,
             upload_url_ttl: Duration::from_secs(3600),
+            abandon_uploads_idle_for: Duration::from_secs(30 * 60),
         }
     }
 }
