@@ -28,7 +28,7 @@ LAYERS = [
     ["http", "db"],
     ["downloads", "uploads"],
     ["services"],
-    ["entitlement", "events"],
+    ["entitlement", "events", "cuts"],
     ["quota"],
     ["catalog"],
     ["storage", "ratelimit", "metrics", "http_client", "server", "telemetry", "admin_tokens"],

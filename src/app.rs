@@ -22,7 +22,7 @@ use crate::ratelimit::RateLimits;
 use crate::server::{self, ServeOptions};
 use crate::services::{DownloadPolicy, Services, UploadPolicy};
 use crate::signing::{self, KeyMaterial, KeyRing};
-use crate::{db, storage, uploads};
+use crate::{cuts, db, storage, uploads};
 
 /// hyper's HTTP/1 buffer limit on the admin listener (its default).
 const ADMIN_BUFFER: usize = 8192 + 4096 * 100;
@@ -131,6 +131,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         clock,
         trusted_proxies: config.server.trusted_proxies.clone(),
         active_downloads: DownloadGauge::default(),
+        streams: Arc::default(),
         limits: Arc::new(RateLimits::from_config(&config.limits)),
         downloads: DownloadPolicy {
             urls: UrlPolicy {
@@ -280,6 +281,8 @@ impl Gateway {
             Some(tokio::spawn(grants::purge_worker(svc.catalog.clone(), svc.clock.clone(), usable_after_expiry))),
             Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
             Some(tokio::spawn(events::trim_worker(svc.event_log.clone(), svc.clock.clone(), self.retention))),
+            // Operators' orders to cut running downloads, from every replica.
+            Some(tokio::spawn(cuts::follow(svc.catalog.records().clone(), svc.streams.clone(), svc.clock.clone()))),
             // Webhook deliveries, a worker per endpoint.
             self.webhooks.clone().and_then(|settings| {
                 match webhooks::Deliverer::new(

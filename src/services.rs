@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use crate::admin_tokens::AdminTokens;
 use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
+use crate::cuts::Streams;
 use crate::entitlement::access::UrlPolicy;
 use crate::events::{Detail, Event, EventLog, Recorder, Subject};
 use crate::metrics::{DownloadGauge, Metrics};
@@ -66,6 +67,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The number of response bodies being streamed right now.
     pub active_downloads: DownloadGauge,
+    /// The download streams running here, for operators' cut orders.
+    pub streams: Arc<Streams>,
     pub limits: Arc<RateLimits>,
     pub admin_tokens: AdminTokens,
     /// Peers whose `X-Forwarded-For` is believed.

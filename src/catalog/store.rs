@@ -34,6 +34,9 @@ pub enum Kind {
     Webhook,
     /// An event a webhook endpoint never accepted: `<endpoint>/<event id>`.
     DeadLetter,
+    /// An order to cut running downloads ([`crate::cuts`]): `release/<product>/<version>`
+    /// or `customer/<id>`.
+    Cut,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Upload => "upload",
             Kind::Webhook => "webhook",
             Kind::DeadLetter => "dead_letter",
+            Kind::Cut => "cut",
         }
     }
 }

@@ -39,13 +39,13 @@ enum AdminCommand {
     /// Products: put, get, list, delete.
     #[command(subcommand)]
     Product(ProductCmd),
-    /// Releases: put, get, list, delete, publish, yank, restore, eligible.
+    /// Releases: put, get, list, delete, publish, yank, restore, cut-downloads, eligible.
     #[command(subcommand)]
     Release(ReleaseCmd),
     /// Artifacts: register an object already in storage; get, list, delete.
     #[command(subcommand)]
     Artifact(ArtifactCmd),
-    /// Customers: put, get, list.
+    /// Customers: put, get, list, cut-downloads.
     #[command(subcommand)]
     Customer(CustomerCmd),
     /// Create or replace an entitlement of a customer.
@@ -129,17 +129,13 @@ enum ReleaseCmd {
         #[arg(long)]
         notes: Option<String>,
     },
-    Get {
-        product: String,
-        version: String,
-    },
-    List {
-        product: String,
-    },
-    Delete {
-        product: String,
-        version: String,
-    },
+    /// Show a release.
+    Get { product: String, version: String },
+    /// List a product's releases, newest first.
+    List { product: String },
+    /// Delete a release that has no files left.
+    Delete { product: String, version: String },
+    /// Publish a draft: customers entitled to it can download it.
     Publish {
         product: String,
         version: String,
@@ -147,19 +143,16 @@ enum ReleaseCmd {
         #[arg(long, value_name = "TIME")]
         backdated_to: Option<String>,
     },
-    Yank {
-        product: String,
-        version: String,
-    },
-    Restore {
-        product: String,
-        version: String,
-    },
+    /// Withdraw a published release: new downloads and resumes are refused
+    /// (running ones finish unless cut with `cut-downloads`).
+    Yank { product: String, version: String },
+    /// Publish a yanked release again.
+    Restore { product: String, version: String },
+    /// Cut the release's running downloads, on every gateway sharing the
+    /// state store (yank it first, or clients' resumes are served again).
+    CutDownloads { product: String, version: String },
     /// The customers a release reaches, before or after publishing.
-    Eligible {
-        product: String,
-        version: String,
-    },
+    Eligible { product: String, version: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -221,10 +214,14 @@ enum CustomerCmd {
         #[arg(long = "quota", value_name = "LIMIT=N", value_parser = parse_limit)]
         quota: Vec<(String, Value)>,
     },
-    Get {
-        id: String,
-    },
+    /// Show a customer.
+    Get { id: String },
+    /// List the customers.
     List,
+    /// Cut the customer's running downloads, on every gateway sharing the
+    /// state store (suspend it first, or its clients' resumes are served
+    /// again).
+    CutDownloads { id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -373,6 +370,9 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             ReleaseCmd::Restore { product, version } => {
                 call("POST", format!("{}/restore", release_path(product, version)), None)
             }
+            ReleaseCmd::CutDownloads { product, version } => {
+                call("POST", format!("{}/cut-downloads", release_path(product, version)), None)
+            }
             ReleaseCmd::Eligible { product, version } => {
                 call("GET", format!("{}/eligible-customers", release_path(product, version)), None)
             }
@@ -411,6 +411,9 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             }
             CustomerCmd::Get { id } => call("GET", format!("/admin/v1/customers/{}", seg(id)), None),
             CustomerCmd::List => call("GET", "/admin/v1/customers".into(), None),
+            CustomerCmd::CutDownloads { id } => {
+                call("POST", format!("/admin/v1/customers/{}/cut-downloads", seg(id)), None)
+            }
         },
         AdminCommand::Entitle(e) => {
             let mut body = json!({

@@ -10,6 +10,7 @@ use super::completion::Completion;
 use super::{Delivery, DownloadError};
 use crate::catalog::store::StoreError;
 use crate::catalog::{Grant, Timestamp};
+use crate::cuts;
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
 use crate::errors::{Classified, ErrorKind};
 use crate::events::{Detail, Subject};
@@ -236,10 +237,20 @@ impl Redemption {
                         return Err(e.into());
                     }
                 };
+                let stream = svc.streams.watch(stream, running(&completion.subject), svc.clock.now_millis());
                 let idle = svc.downloads.idle_timeout;
                 Ok(Delivered::Proxy(Some(storage::guarded(stream, length, idle, completion))))
             }
         }
+    }
+}
+
+/// What a stream is a download of, for cut orders.
+fn running(subject: &Subject) -> cuts::Running {
+    cuts::Running {
+        customer: subject.customer.clone(),
+        product: subject.product.clone().unwrap_or_default(),
+        version: subject.version.clone().unwrap_or_default(),
     }
 }
 

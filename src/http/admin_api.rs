@@ -58,6 +58,7 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
         .route("/admin/v1/products/{product}/releases/{version}/publish", post(publish_release))
         .route("/admin/v1/products/{product}/releases/{version}/yank", post(yank_release))
         .route("/admin/v1/products/{product}/releases/{version}/restore", post(restore_release))
+        .route("/admin/v1/products/{product}/releases/{version}/cut-downloads", post(cut_release_downloads))
         .route("/admin/v1/products/{product}/releases/{version}/eligible-customers", get(eligible_customers))
         .route("/admin/v1/products/{product}/releases/{version}/artifacts", get(list_artifacts).post(plan_upload))
         .route(
@@ -67,6 +68,7 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
         .route("/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/complete", post(complete_upload))
         .route("/admin/v1/customers", get(list_customers))
         .route("/admin/v1/customers/{customer}", get(get_customer).put(put_customer))
+        .route("/admin/v1/customers/{customer}/cut-downloads", post(cut_customer_downloads))
         .route("/admin/v1/customers/{customer}/entitlements", get(list_entitlements))
         .route(
             "/admin/v1/customers/{customer}/entitlements/{entitlement}",
@@ -427,6 +429,54 @@ pub(crate) async fn restore_release(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     lifecycle(&s, p, ReleaseAction::Restore).await
+}
+
+// Cutting running downloads.
+
+/// What an order to cut running downloads did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CutAnswer {
+    /// The order as stored: `scope` (`release` with `product` and `version`,
+    /// or `customer` with `customer`) and `at_ms` (Unix milliseconds). The
+    /// downloads in scope that started before it are cut.
+    #[schema(value_type = Object)]
+    order: crate::cuts::Order,
+    /// Downloads cut on the gateway that took the order; every other gateway
+    /// on the same state store cuts its own within 2 seconds.
+    cut_here: usize,
+}
+
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/cut-downloads", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "the release's running downloads (grant and operator URLs) are cut, here at once and on every replica within 2 s; yank first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such release", body = Problem)))]
+pub(crate) async fn cut_release_downloads(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v) = path(p)?;
+    let version = version(&v)?;
+    if s.catalog.release(&product, &version).await?.is_none() {
+        return Err(AdminError::NotFound("release".into()));
+    }
+    cut(&s, crate::cuts::Scope::Release { product, version: version.to_string() }).await
+}
+
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/cut-downloads", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, description = "the customer's running downloads are cut, here at once and on every replica within 2 s; suspend first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such customer", body = Problem)))]
+pub(crate) async fn cut_customer_downloads(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    let customer = path(p)?;
+    if s.catalog.customer(&customer).await?.is_none() {
+        return Err(AdminError::NotFound("customer".into()));
+    }
+    cut(&s, crate::cuts::Scope::Customer { customer }).await
+}
+
+async fn cut(s: &Services, scope: crate::cuts::Scope) -> AdminResult {
+    let (order, cut_here) = crate::cuts::order(s.catalog.records().as_ref(), &s.streams, s.clock.as_ref(), scope)
+        .await
+        .map_err(CatalogError::from)?;
+    tracing::warn!(order = ?order.scope, cut_here, "running downloads cut by an admin's order");
+    Ok(Json(CutAnswer { order, cut_here }).into_response())
 }
 
 // Customers.

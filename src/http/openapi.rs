@@ -26,6 +26,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_api::list_products, admin_api::get_product, admin_api::put_product, admin_api::delete_product,
         admin_api::list_releases, admin_api::get_release, admin_api::put_release, admin_api::delete_release,
         admin_api::publish_release, admin_api::yank_release, admin_api::restore_release,
+        admin_api::cut_release_downloads, admin_api::cut_customer_downloads,
         admin_api::eligible_customers,
         admin_artifacts::list_artifacts, admin_artifacts::get_artifact, admin_artifacts::put_artifact,
         admin_artifacts::delete_artifact, admin_artifacts::plan_upload, admin_artifacts::complete_upload,

@@ -158,6 +158,9 @@ pub enum StorageError {
     /// An upload larger than the store can take.
     #[error("the upload is larger than {0} bytes")]
     TooLarge(u64),
+    /// A download cut by an operator's order ([`crate::cuts`]).
+    #[error("the download was cut by an operator's order")]
+    Cut,
 }
 
 /// What an upload stored: the object's metadata and its lower-case hex SHA-256.
@@ -342,7 +345,9 @@ impl Classified for StorageError {
         match self {
             StorageError::NotFound => ErrorKind::NotFound,
             StorageError::Io(io) if is_full(io) => ErrorKind::Unavailable,
-            StorageError::Changed | StorageError::Timeout(_) | StorageError::Unavailable(_) => ErrorKind::Unavailable,
+            StorageError::Changed | StorageError::Timeout(_) | StorageError::Unavailable(_) | StorageError::Cut => {
+                ErrorKind::Unavailable
+            }
             StorageError::Upstream(_) | StorageError::Truncated { .. } | StorageError::Io(_) => ErrorKind::Upstream,
             StorageError::ChecksumMismatch { .. } | StorageError::Body(_) | StorageError::TooLarge(_) => {
                 ErrorKind::Invalid
