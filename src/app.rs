@@ -223,7 +223,7 @@ impl Gateway {
 
     /// Bind both listeners around existing state (tests bring their own clock).
     pub async fn bind_with_state(config: &Config, state: Arc<Services>) -> anyhow::Result<Self> {
-        let public_opts = ServeOptions::from_config(&config.server)?;
+        let public_opts = ServeOptions::from_config(&config.server, config.allow_world_readable_secrets)?;
         // The admin listener takes uploads and serves no slow downloads:
         // hyper's own buffer limit (about 400 KiB) lets it read a body in
         // large reads.

@@ -230,6 +230,91 @@ fn bad_configuration_exits_2_and_names_the_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("signing.default_ttl"), "{o:?}");
 }
 
+/// Issue 20, item 11: every mistake of the operator's (a malformed `--set`,
+/// a secret other users can read, a key that is not base64, a TLS private
+/// key other users can read) exits 2 and names what to fix; an OS error is
+/// printed once.
+#[test]
+fn operator_mistakes_exit_2_and_os_errors_print_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let o = tollgate(dir.path(), &["sign", "a/1.0.0/c", "--set", "signing.default_ttl"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("expected KEY=VALUE"), "{o:?}");
+
+    // A signing key file other users can read, then one that is not base64.
+    let key = dir.path().join("k1");
+    std::fs::write(&key, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let toml =
+        format!("[signing]\nactive_key = \"k1\"\n[[signing.keys]]\nid = \"k1\"\nsecret_file = \"{}\"\n", key.display());
+    std::fs::write(dir.path().join("keys.toml"), toml).unwrap();
+    let o = tollgate(dir.path(), &["sign", "a/1.0.0/c", "--config", "keys.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("signing.keys[0].secret"), "{o:?}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key, "not base64 at all!").unwrap();
+    let o = tollgate(dir.path(), &["sign", "a/1.0.0/c", "--config", "keys.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+
+    // A missing configuration file: the OS's reason once, not twice.
+    let o = tollgate(dir.path(), &["sign", "a/1.0.0/c", "--config", "missing.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(stderr(&o).matches("os error 2").count(), 1, "{o:?}");
+
+    // A TLS private key other users can read is refused like any secret.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    let tls_key = dir.path().join("key.pem");
+    std::fs::write(&tls_key, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+    std::fs::write(dir.path().join("tls.toml"), toml).unwrap();
+    // Spawned, not waited on blindly: a gateway that accepted the key would
+    // serve on and the test would hang instead of failing.
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", "tls.toml", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("TOLLGATE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with a TLS private key other users can read");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("server.tls.key_file"), "{o:?}");
+}
+
+/// Issue 20, item 12: `--url` and `--token-file` are taken after the
+/// subcommand too (they were refused there as unexpected arguments).
+#[test]
+fn admin_options_go_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tga_x").unwrap();
+    std::fs::set_permissions(&token, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
+        .unwrap();
+    let token = token.to_str().unwrap();
+    // Nothing listens on port 1: the request fails (3), the arguments parsed.
+    for args in [
+        vec!["admin", "--url", "http://127.0.0.1:1", "--token-file", token, "customer", "list"],
+        vec!["admin", "customer", "list", "--url", "http://127.0.0.1:1", "--token-file", token],
+    ] {
+        let o = tollgate(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("127.0.0.1:1"), "{args:?}: {o:?}");
+    }
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,6 +326,9 @@ fn every_command_has_help() {
         vec!["keygen", "--help"],
         vec!["admin", "--help"],
         vec!["admin", "entitle", "--help"],
+        vec!["admin", "webhook", "put", "--help"],
+        vec!["admin", "release", "cut-downloads", "--help"],
+        vec!["publish", "--help"],
     ] {
         let o = tollgate(dir.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}");

@@ -55,6 +55,15 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// No progress line repeats the one before it (the counts, not the rates).
+fn assert_no_line_twice(err: &str) {
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("hashing") || l.starts_with("uploading")).collect();
+    for pair in lines.windows(2) {
+        let progress = |l: &str| l.split("  ").take(3).collect::<Vec<_>>().join("  ");
+        assert_ne!(progress(pair[0]), progress(pair[1]), "a progress line repeated: {err}");
+    }
+}
+
 /// A customer's download of `file` from release `version`: its SHA-256.
 async fn downloaded(a: &Admin, key: &str, version: &str, file: &str) -> String {
     let r = ask(a, key, json!({ "product": "app", "version": version, "filename": file })).await;
@@ -97,6 +106,15 @@ async fn publish_streams_through_the_gateway_onto_the_local_directory() {
     assert!(err.lines().any(|l| l.starts_with("hashing") && l.contains("100%")), "{err}");
     assert!(err.lines().any(|l| l.starts_with("uploading") && l.contains("100%")), "{err}");
     assert!(!err.contains('\r'), "no terminal redraws in a log: {err:?}");
+    assert_no_line_twice(&err);
+    // A file smaller than one read: its first line is already its last, and
+    // is printed once (issue 20, item 12: it was printed twice).
+    let tiny = write(dir.path(), "tiny.txt", b"tiny");
+    let o = publish(&a, None, &["--product", "app", "--version", "1.4.3", &tiny]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().filter(|l| l.starts_with("hashing")).count(), 1, "{err}");
+    assert_no_line_twice(&err);
 
     let r = a.call("GET", "/admin/v1/products/app/releases/1.4.2", None).await;
     let release = Admin::json(&r);

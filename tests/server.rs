@@ -35,6 +35,9 @@ async fn tls_offers_h2_and_http1_over_alpn() {
     let key_file = blobs.dir.path().join("key.pem");
     std::fs::write(&cert_file, cert.cert.pem()).unwrap();
     std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    // A private key is a secret: other users must not be able to read it.
+    std::fs::set_permissions(&key_file, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
+        .unwrap();
     let mut config = blobs.config();
     config.server.tls = Some(tollgate::config::TlsConfig { cert_file, key_file });
     let gw = Gateway::start(&config).await;

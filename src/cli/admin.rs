@@ -17,12 +17,12 @@ use crate::signing::encode_segment;
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
     /// Admin API address. Default: http://<admin.listen> from the configuration.
-    #[arg(long, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
     url: Option<String>,
     /// File holding the admin token (also $TOLLGATE_ADMIN_TOKEN_FILE).
     /// Default: $TOLLGATE_ADMIN_TOKEN, which holds the token itself, else
     /// the embedded default's generated token file.
-    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
 }
 
@@ -73,7 +73,8 @@ enum WebhookCmd {
     /// replace one.
     Put {
         id: String,
-        #[arg(long)]
+        /// Where the events are POSTed (a positional argument: `--url` is the
+        /// admin API's address).
         url: String,
         /// Event types to deliver (repeatable); none: all.
         #[arg(long = "type", value_name = "TYPE")]
@@ -618,7 +619,7 @@ mod tests {
         assert_eq!(c.path, "/admin/v1/reports/downloads?group_by=release&from=2026-11-01&format=csv");
         let c = to_call(&parse(&["adoption", "app", "1.0.0"]), now);
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/adoption");
-        let c = to_call(&parse(&["webhook", "put", "ops", "--url", "https://h/x", "--type", "download.denied"]), now);
+        let c = to_call(&parse(&["webhook", "put", "ops", "https://h/x", "--type", "download.denied"]), now);
         assert_eq!(
             c,
             call(

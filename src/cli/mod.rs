@@ -74,10 +74,44 @@ pub fn run() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tollgate: {e:#}");
-            ExitCode::from(if e.is::<config::ConfigError>() { 2 } else { 3 })
+            eprintln!("tollgate: {}", message(&e));
+            ExitCode::from(if is_usage_or_configuration(&e) { 2 } else { 3 })
         }
     }
+}
+
+/// A malformed argument that clap's own parsing does not catch.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Whether any error in the chain is the operator's to fix in the command
+/// line or the configuration (a bad setting, secret or key): exit 2, not 3.
+fn is_usage_or_configuration(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<config::ConfigError>()
+            || c.is::<config::secret::SecretError>()
+            || c.is::<crate::signing::KeyRingError>()
+            || c.is::<UsageError>()
+    })
+}
+
+/// The error and its causes on one line, each once: an error whose own text
+/// already ends with its cause's (`cannot read …: No such file or directory`)
+/// does not repeat it.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -121,7 +155,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 fn parse_sets(sets: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     sets.iter()
         .map(|s| {
-            let (k, v) = s.split_once('=').with_context(|| format!("--set {s:?}: expected KEY=VALUE"))?;
+            let (k, v) = s.split_once('=').ok_or_else(|| UsageError(format!("--set {s:?}: expected KEY=VALUE")))?;
             Ok((k.trim().to_owned(), v.to_owned()))
         })
         .collect()

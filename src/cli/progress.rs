@@ -18,6 +18,9 @@ struct State {
     done: u64,
     started: Instant,
     last_shown: Option<Instant>,
+    /// The count the last line showed: a plain (non-terminal) final line
+    /// that would repeat it is not written.
+    shown_done: Option<u64>,
 }
 
 /// How often a terminal line is redrawn, and how often a plain line is written.
@@ -34,7 +37,7 @@ impl Progress {
             label: label.into(),
             total,
             tty,
-            state: Mutex::new(State { done: 0, started: Instant::now(), last_shown: None }),
+            state: Mutex::new(State { done: 0, started: Instant::now(), last_shown: None, shown_done: None }),
         }
     }
 
@@ -45,7 +48,7 @@ impl Progress {
         let every = if self.tty { TTY_EVERY } else { PLAIN_EVERY };
         if s.last_shown.is_none_or(|t| t.elapsed() >= every) {
             s.last_shown = Some(Instant::now());
-            self.show(&s, false);
+            self.show(&mut s, false);
         }
     }
 
@@ -57,11 +60,15 @@ impl Progress {
 
     /// The final line.
     pub fn finish(&self) {
-        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.show(&s, true);
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.tty && s.shown_done == Some(s.done) {
+            return;
+        }
+        self.show(&mut s, true);
     }
 
-    fn show(&self, s: &State, last: bool) {
+    fn show(&self, s: &mut State, last: bool) {
+        s.shown_done = Some(s.done);
         let line = render(&self.label, s.done, self.total, s.started.elapsed());
         let mut err = std::io::stderr().lock();
         let _ = if self.tty {

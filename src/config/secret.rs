@@ -42,14 +42,16 @@ pub enum SecretError {
     Both { key: String },
     #[error("{key}: missing; give `{key}` or `{key}_file`")]
     Missing { key: String },
-    #[error("{key}_file: cannot read {path}: {source}")]
+    /// `key` names the file setting (`signing.keys[0].secret_file`,
+    /// `server.tls.key_file`, `--token-file`), here and below.
+    #[error("{key}: cannot read {path}: {source}")]
     Read { key: String, path: String, source: std::io::Error },
     #[error(
-        "{key}_file: {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}` \
+        "{key}: {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}` \
          or set allow_world_readable_secrets = true"
     )]
     WorldReadable { key: String, path: String, mode: u32 },
-    #[error("{key}_file: {path} is empty")]
+    #[error("{key}: {path} is empty")]
     Empty { key: String, path: String },
 }
 
@@ -64,7 +66,7 @@ pub fn resolve(
     match (inline, file) {
         (Some(_), Some(_)) => Err(SecretError::Both { key: key.into() }),
         (Some(s), None) => Ok(s.clone()),
-        (None, Some(path)) => read_secret_file(key, path, allow_world_readable),
+        (None, Some(path)) => read_secret_file(&format!("{key}_file"), path, allow_world_readable),
         (None, None) => Err(SecretError::Missing { key: key.into() }),
     }
 }

@@ -52,10 +52,12 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Options for the public listener, loading TLS material if configured.
-    pub fn from_config(server: &ServerConfig) -> anyhow::Result<Self> {
+    /// Options for the public listener, loading TLS material if configured
+    /// (a private key other users can read is refused unless
+    /// `allow_world_readable`).
+    pub fn from_config(server: &ServerConfig, allow_world_readable: bool) -> anyhow::Result<Self> {
         let tls = match &server.tls {
-            Some(t) => Some(tls::server_config(t, server.http2)?),
+            Some(t) => Some(tls::server_config(t, server.http2, allow_world_readable)?),
             None => None,
         };
         Ok(Self {

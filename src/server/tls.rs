@@ -7,13 +7,19 @@ use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsConfig;
+use crate::config::{TlsConfig, secret};
 
 /// Build a rustls server config from PEM files, offering `h2` over ALPN when
-/// HTTP/2 is on.
-pub fn server_config(tls: &TlsConfig, http2: bool) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// HTTP/2 is on. The private key is a secret: a file other users can read is
+/// refused unless `allow_world_readable` (as for every secret file).
+pub fn server_config(
+    tls: &TlsConfig,
+    http2: bool,
+    allow_world_readable: bool,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let certs = load_certs(&tls.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+    let pem = secret::read_secret_file("server.tls.key_file", &tls.key_file, allow_world_readable)?;
+    let key = PrivateKeyDer::from_pem_slice(pem.expose().as_bytes())
         .with_context(|| format!("server.tls.key_file: no usable private key in {}", tls.key_file.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
