@@ -83,36 +83,34 @@ enum WebhookCmd {
         #[arg(long)]
         disabled: bool,
     },
-    Get {
-        id: String,
-    },
+    /// Show an endpoint (never its secret).
+    Get { id: String },
+    /// List the endpoints.
     List,
-    Delete {
-        id: String,
-    },
+    /// Delete an endpoint and its dead letters.
+    Delete { id: String },
     /// Events the endpoint never accepted.
-    DeadLetters {
-        id: String,
-    },
+    DeadLetters { id: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum ProductCmd {
+    /// Create or replace a product.
     Put {
         id: String,
+        /// The name customers see.
         #[arg(long)]
         name: String,
         /// proxy (default), redirect or edge.
         #[arg(long)]
         delivery: Option<String>,
     },
-    Get {
-        id: String,
-    },
+    /// Show a product.
+    Get { id: String },
+    /// List the products.
     List,
-    Delete {
-        id: String,
-    },
+    /// Delete a product that has no releases left.
+    Delete { id: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -125,8 +123,10 @@ enum ReleaseCmd {
         /// stable, rc, beta, alpha or dev.
         #[arg(long, default_value = "stable")]
         channel: String,
+        /// A critical release (a security fix, say): flagged to customers.
         #[arg(long)]
         critical: bool,
+        /// Release notes (Markdown).
         #[arg(long)]
         notes: Option<String>,
     },
@@ -174,15 +174,12 @@ enum ArtifactCmd {
         #[arg(long)]
         content_type: Option<String>,
     },
-    Get {
-        product: String,
-        version: String,
-        filename: String,
-    },
-    List {
-        product: String,
-        version: String,
-    },
+    /// Show a file of a release.
+    Get { product: String, version: String, filename: String },
+    /// List a release's files.
+    List { product: String, version: String },
+    /// Remove a file from a release (the object stays in storage); a pending
+    /// direct upload is abandoned.
     Delete {
         product: String,
         version: String,
@@ -198,6 +195,7 @@ enum CustomerCmd {
     /// Create or update a customer; a status or networks not given are kept.
     Put {
         id: String,
+        /// The customer's name.
         #[arg(long)]
         name: String,
         /// active or suspended.
@@ -230,6 +228,7 @@ struct EntitleArgs {
     customer: String,
     /// The entitlement's id (your contract or order number, say).
     id: String,
+    /// The product it entitles to.
     #[arg(long)]
     product: String,
     /// perpetual, term, subscription or trial.
@@ -238,6 +237,8 @@ struct EntitleArgs {
     /// RFC 3339; default now.
     #[arg(long, value_name = "TIME")]
     starts_at: Option<String>,
+    /// RFC 3339; the license ends then (no downloads after it); default
+    /// never.
     #[arg(long, value_name = "TIME")]
     expires_at: Option<String>,
     /// Releases published up to this time are covered.
@@ -263,8 +264,11 @@ struct EntitleArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum EntitlementCmd {
+    /// Show an entitlement.
     Get { customer: String, id: String },
+    /// List a customer's entitlements.
     List { customer: String },
+    /// Delete an entitlement.
     Delete { customer: String, id: String },
 }
 
@@ -273,19 +277,17 @@ enum ApiKeyCmd {
     /// Create a key; it is shown this once.
     Create {
         customer: String,
+        /// What the key is for ("acme CI"), shown in listings.
         #[arg(long, default_value = "")]
         name: String,
         /// Print only the key (for `KEY=$(tollgate admin api-key create …)`).
         #[arg(long)]
         key_only: bool,
     },
-    List {
-        customer: String,
-    },
-    Revoke {
-        customer: String,
-        id: String,
-    },
+    /// List a customer's keys (never the keys themselves).
+    List { customer: String },
+    /// Revoke a key: it stops working at once.
+    Revoke { customer: String, id: String },
 }
 
 /// One admin API request.

@@ -16,8 +16,10 @@ pub struct EventsArgs {
     /// entitlement.changed).
     #[arg(long = "type", value_name = "TYPES")]
     pub types: Option<String>,
+    /// Only this customer's events.
     #[arg(long)]
     pub customer: Option<String>,
+    /// Only this product's events.
     #[arg(long)]
     pub product: Option<String>,
     /// Start after this cursor (a `next` printed by an earlier run with

@@ -181,3 +181,38 @@ fn serve(config: Config) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command says what it does and every option what it is for
+    /// (issue 20, item 12: several had an empty line in `--help`).
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(here.clone());
+                }
+                for arg in sub.get_arguments().filter(|a| a.get_long().is_some() && !a.is_hide_set()) {
+                    let builtin = matches!(
+                        arg.get_action(),
+                        clap::ArgAction::Help
+                            | clap::ArgAction::HelpShort
+                            | clap::ArgAction::HelpLong
+                            | clap::ArgAction::Version
+                    );
+                    if arg.get_help().is_none() && !builtin {
+                        missing.push(format!("{here} --{}", arg.get_long().unwrap_or_default()));
+                    }
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "tollgate", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:#?}");
+    }
+}

@@ -26,8 +26,10 @@ use crate::storage::{PlannedPart, UploadPlan, UploadedPart};
 pub struct PublishArgs {
     #[command(flatten)]
     api: ApiArgs,
+    /// The product's id (it must exist).
     #[arg(long)]
     product: String,
+    /// The release's semantic version; a missing release is created.
     #[arg(long)]
     version: String,
     /// The channel of a new release (default stable). An existing release
