@@ -175,6 +175,25 @@ async fn the_gateway_starts_without_redis_and_recovers_when_it_comes() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
+/// Item 3, with `downloads.on_store_unavailable = "open"`: a gateway started
+/// while Redis is down serves a grant URL minted before, on its signature.
+#[tokio::test]
+async fn a_gateway_started_without_redis_serves_grant_urls_when_failing_open() {
+    let mut redis = RedisServer::start().await;
+    let open = |c: &mut Config| c.downloads.on_store_unavailable = tollgate::config::FailMode::Open;
+    let a = Admin::on_redis(&redis, open).await;
+    common::release(&a, "1.0.0", "stable", &[("app.tar.gz", "any")], "2026-01-01T00:00:00Z").await;
+    let key = common::customer(&a, "acme", serde_json::json!({})).await;
+    let grant_url = common::url(&a, &key, "app.tar.gz").await;
+    redis.kill();
+    let mut config = a.blobs.config();
+    open(&mut config);
+    let b = Gateway::start_on_redis(&config, &redis).await;
+    let r = get(b.public, &grant_url).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(get(b.admin, "/readyz").await.status, 503);
+}
+
 /// Item 4: the first requests after a Redis restart are served: a command
 /// that finds its pooled connection dead is sent once more on a new one.
 #[tokio::test]
