@@ -114,7 +114,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         tracing::info!(path = %path.display(), created = *created, "admin token file (Authorization: Bearer <contents>)");
     }
     let d = &config.downloads;
-    let leases = Arc::new(Leases::new(db.quotas.clone(), clock.clone(), d.lease_ttl.as_secs()));
+    let leases = Arc::new(Leases::new(db.quotas.clone(), clock.clone(), d.lease_ttl.as_secs(), events::process_name()));
     let e = &config.events;
     let events = Recorder::start(
         db.events.clone(),

@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, durable_redis, no_rate_limits,
-    release, request, send, serve_with_admin, sha256_hex, target, test_bytes, url,
+    Admin, Backend, Gateway, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, durable_redis,
+    no_rate_limits, release, request, send, serve_with_admin, sha256_hex, target, test_bytes, url,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -369,6 +369,52 @@ async fn two_gateways_on_one_redis_never_pass_the_quota() {
     assert_eq!(ok[0] + ok[1], 98, "{ok:?}");
     assert_eq!(refused, 402);
     assert_eq!(used(&a, &key).await, 100);
+}
+
+/// Issue 14, item 3: a lease is a gateway's hold on a grant, not the grant's.
+/// With `concurrent_downloads = 1`, a one-byte request of a grant on gateway
+/// B, ending, must not release the hold of the same grant's stream running
+/// on gateway A (it did: a second grant then started).
+async fn a_short_request_elsewhere_keeps_a_running_streams_lease(a: &Admin, b: &Gateway) {
+    let key = catalog(a, json!({})).await;
+    set_quota(a, json!({ "concurrent_downloads": 1 })).await;
+    let first = url(a, &key, "big.bin").await;
+    let running = send(a.gw.public, "GET", &first, &[]).await;
+    assert_eq!(running.status(), 200);
+    let mut body = running.into_body();
+    body.frame().await.unwrap().unwrap();
+    let r = request(b.public, "GET", &first, &[("range", "bytes=0-0")]).await;
+    assert_eq!(r.status, 206, "the grant holds the slot already: {r:?}");
+    // B's release is sent when its response has ended; give it time to land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(usage(a, &key).await["active_downloads"], 1);
+    let second = url(a, &key, "big.bin").await;
+    for gateway in [a.gw.public, b.public] {
+        let r = request(gateway, "GET", &second, &[]).await;
+        assert_eq!(quota_refusal(&r)["name"], "concurrent_downloads", "{r:?}");
+    }
+    drop(body);
+    assert!(no_active_downloads(a, &key).await, "the stream's lease was not released");
+    assert_eq!(request(b.public, "GET", &second, &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_per_gateway_on_sqlite() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, no_rate_limits).await;
+    let mut config = a.blobs.config();
+    no_rate_limits(&mut config);
+    let b = Gateway::start(&config).await;
+    a_short_request_elsewhere_keeps_a_running_streams_lease(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_per_gateway_on_redis() {
+    let redis = RedisServer::start().await;
+    let a = Admin::on_redis(&redis, no_rate_limits).await;
+    let mut config = a.blobs.config();
+    no_rate_limits(&mut config);
+    let b = Gateway::start_on_redis(&config, &redis).await;
+    a_short_request_elsewhere_keeps_a_running_streams_lease(&a, &b).await;
 }
 
 /// The issue's own scenario, with real clients: at 2 downloads a day, a curl

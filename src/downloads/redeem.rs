@@ -269,7 +269,9 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
     let g = &c.grant;
     let settings = &svc.downloads.quota;
     let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
-    let plan = quota::plan(g, &c.artifact, &limits, settings, now);
+    let mut plan = quota::plan(g, &c.artifact, &limits, settings, now);
+    // The initiation's lease is this process's hold, as its renewals are.
+    plan.lease_member = svc.leases.member(&g.id);
     let exceeded = |index: usize, used: u64, oldest: Option<u64>| -> DownloadError {
         match plan.exceeded(index, used, oldest) {
             Some(e) => AccessError::Quota(e).into(),

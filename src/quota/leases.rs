@@ -6,6 +6,12 @@
 //! gateway); when its last stream of the grant ends, it drops the lease. A
 //! process that dies, or loses the store, simply stops renewing: the lease
 //! expires and the slot frees itself — nothing leaks.
+//!
+//! A lease is this process's hold on a grant: the lease sets hold one member
+//! per grant and process ([`super::lease_member`]) and count distinct
+//! grants, so a short request of a grant on one gateway, ending, releases
+//! its own hold and never the one of a stream of the same grant running on
+//! another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +27,8 @@ pub struct Leases {
     store: Arc<dyn QuotaStore>,
     clock: Arc<dyn Clock>,
     ttl: u64,
+    /// This process, in its lease members ([`super::lease_member`]).
+    holder: String,
     held: Mutex<HashMap<GrantKey, Held>>,
 }
 
@@ -33,8 +41,15 @@ struct Held {
 }
 
 impl Leases {
-    pub fn new(store: Arc<dyn QuotaStore>, clock: Arc<dyn Clock>, ttl: u64) -> Self {
-        Self { store, clock, ttl: ttl.max(3), held: Mutex::new(HashMap::new()) }
+    /// `holder` names this process (unique among the gateways sharing the
+    /// store, without spaces).
+    pub fn new(store: Arc<dyn QuotaStore>, clock: Arc<dyn Clock>, ttl: u64, holder: String) -> Self {
+        Self { store, clock, ttl: ttl.max(3), holder, held: Mutex::new(HashMap::new()) }
+    }
+
+    /// This process's lease member for `grant`.
+    pub fn member(&self, grant: &str) -> String {
+        super::lease_member(grant, &self.holder)
     }
 
     /// How often [`Leases::renew_all`] must run.
@@ -77,7 +92,8 @@ impl Leases {
             return Ok(guard);
         }
         let now = self.clock.now_unix();
-        match self.store.acquire_leases(customer, grant, leases, now, now.saturating_add(self.ttl)).await {
+        let member = self.member(grant);
+        match self.store.acquire_leases(customer, &member, leases, now, now.saturating_add(self.ttl)).await {
             Ok(Acquired::Held) => {
                 self.confirm(&key);
                 Ok(guard)
@@ -123,14 +139,15 @@ impl Leases {
         let quotas = &self.store;
         for (key, sets) in held {
             let (customer, grant) = (&key.0, &key.1);
-            if let Err(e) = quotas.renew_leases(customer, grant, &sets, now, self.ttl).await {
+            let member = self.member(grant);
+            if let Err(e) = quotas.renew_leases(customer, &member, &sets, now, self.ttl).await {
                 tracing::warn!(%customer, %grant, error = %e, "could not renew a download lease");
                 continue;
             }
             // Its last stream may have ended (and released) meanwhile; the
             // renewal must not bring the lease back.
             let still_held = self.held.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&key);
-            if !still_held && let Err(e) = quotas.release_leases(customer, grant, &sets).await {
+            if !still_held && let Err(e) = quotas.release_leases(customer, &member, &sets).await {
                 tracing::warn!(%customer, %grant, error = %e, "could not release a download lease; it will expire");
             }
         }
@@ -147,11 +164,12 @@ impl Leases {
             held.remove(&key).map(|h| h.sets).unwrap_or_default()
         };
         let store = self.store.clone();
+        let member = self.member(&key.1);
         // Dropped outside a runtime (process exit): the lease expires instead.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let (customer, grant) = key;
-                if let Err(e) = store.release_leases(&customer, &grant, &sets).await {
+                if let Err(e) = store.release_leases(&customer, &member, &sets).await {
                     tracing::warn!(%customer, %grant, error = %e, "could not release a download lease; it will expire");
                 }
             });

@@ -153,6 +153,9 @@ pub struct Initiation {
     pub leases: Vec<LeaseStep>,
     /// The leases' expiry (Unix seconds).
     pub lease_expires: u64,
+    /// What the initiation puts into the lease sets: the grant id, or a
+    /// [`lease_member`] naming the process that streams it too.
+    pub lease_member: String,
     /// What each refusal means: `meaning[i]` belongs to `steps[i]` (or, past
     /// the steps, to `leases[i - steps.len()]`); `None` for count-only steps.
     pub meaning: Vec<Option<Applied>>,
@@ -288,8 +291,23 @@ pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &S
         steps,
         leases,
         lease_expires: now + settings.lease_ttl,
+        lease_member: grant.id.clone(),
         meaning,
     }
+}
+
+/// A lease set's member for `grant` held by `holder` (a process): a grant
+/// streamed by two gateways is in the set twice, once per holder, so that
+/// one gateway releasing its hold leaves the other's. The sets' limits count
+/// distinct grants: the grant id is what comes before the first space (grant
+/// ids have none).
+pub fn lease_member(grant: &str, holder: &str) -> String {
+    format!("{grant} {holder}")
+}
+
+/// The grant of a lease member (a bare grant id is its own).
+pub fn lease_grant(member: &str) -> &str {
+    member.split_once(' ').map_or(member, |(grant, _)| grant)
 }
 
 impl Initiation {
@@ -386,8 +404,8 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
     /// every counter, add the grant to every lease set and mark it started.
     async fn initiate(&self, initiation: &Initiation) -> Result<Outcome, StoreError>;
 
-    /// Current values of `counters` and the number of live leases in each of
-    /// `lease_sets`.
+    /// Current values of `counters` and the number of grants with a live
+    /// lease in each of `lease_sets`.
     async fn read(
         &self,
         customer: &str,
@@ -396,32 +414,34 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
         lease_sets: &[String],
     ) -> Result<(Vec<u64>, Vec<u64>), StoreError>;
 
-    /// Take `grant`'s leases for a stream of a grant started before (a
-    /// resume): a set that holds the grant already renews it; one that does
-    /// not takes it only if it is below its limit. Atomic: nothing is
-    /// written unless every set takes it. Leases expire at `expires`.
+    /// Take leases for a stream of a grant started before (a resume), as
+    /// `member` (a [`lease_member`]): a set that holds the member's grant
+    /// already (under any holder) adds the member; one that does not takes
+    /// it only if its distinct grants are below its limit. Atomic: nothing
+    /// is written unless every set takes it. Leases expire at `expires`.
     async fn acquire_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         leases: &[LeaseStep],
         now: u64,
         expires: u64,
     ) -> Result<Acquired, StoreError>;
 
-    /// Extend `grant`'s leases in `sets` to `now + ttl` (re-adding them if
+    /// Extend `member`'s leases in `sets` to `now + ttl` (re-adding them if
     /// they lapsed).
     async fn renew_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         sets: &[String],
         now: u64,
         ttl: u64,
     ) -> Result<(), StoreError>;
 
-    /// Drop `grant`'s leases in `sets`.
-    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError>;
+    /// Drop `member`'s leases in `sets` (other holders' of the same grant
+    /// stay).
+    async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

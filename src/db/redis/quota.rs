@@ -9,7 +9,7 @@
 //! | `{tg:q:acme}:c:d:2026-11-24` | hash, TTL | the day's counters |
 //! | `{tg:q:acme}:c:m:2026-11` | hash, TTL | the month's counters |
 //! | `{tg:q:acme}:c:a` | hash | per-artifact lifetime counts |
-//! | `{tg:q:acme}:l` / `…:l:<entitlement>` | sorted set | leases: grant → expiry |
+//! | `{tg:q:acme}:l` / `…:l:<entitlement>` | sorted set | leases: `<grant> <holder>` → expiry (a member per grant and gateway; limits count distinct grants) |
 //!
 //! Counter fields: `n` (downloads), `b` (bytes), `<product>/<version>/<file>`
 //! (per artifact), and the same prefixed `e:<entitlement>:` for entitlement
@@ -19,7 +19,28 @@ use redis::Script;
 
 use super::{RedisDb, store_error};
 use crate::catalog::store::StoreError;
-use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore};
+use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore, lease_grant};
+
+/// Lua: `census(key, grant)` — the distinct grants in lease set `key` (its
+/// members are `<grant>` or `<grant> <holder>`) and whether `grant` is one.
+macro_rules! census {
+    () => {
+        r"
+local function census(key, grant)
+  local n, mine, seen = 0, false, {}
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local g = string.match(m, '^[^ ]*')
+    if not seen[g] then
+      seen[g] = true
+      n = n + 1
+    end
+    if g == grant then mine = true end
+  end
+  return n, mine
+end
+"
+    };
+}
 
 /// The initiation script.
 ///
@@ -34,11 +55,16 @@ use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore
 /// (1-based; lease sets follow the steps) refuses (nothing is recorded; lapsed
 /// leases may have been pruned), and `{2, now}` when this is the initiation
 /// (everything recorded; a lease set expires with its newest lease).
-const INITIATE: &str = r"
+const INITIATE: &str = concat!(
+    r"
 local now = tonumber(ARGV[1])
 local started = redis.call('GET', KEYS[1])
 if started then return {1, tonumber(started)} end
-local nc, nl, grant = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local nc, nl, member = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local grant = string.match(member, '^[^ ]*')
+",
+    census!(),
+    r"
 for i = 1, nc do
   local o = 6 + (i - 1) * 4
   local limit = tonumber(ARGV[o + 3])
@@ -52,9 +78,9 @@ for j = 1, nl do
   local key = KEYS[1 + nc + j]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local limit = tonumber(ARGV[lo + j])
-  if limit >= 0 and not redis.call('ZSCORE', key, grant) then
-    local held = redis.call('ZCARD', key)
-    if held >= limit then
+  if limit >= 0 then
+    local held, mine = census(key, grant)
+    if not mine and held >= limit then
       local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
       return {0, nc + j, held, tonumber(oldest[2] or now)}
     end
@@ -67,36 +93,43 @@ for i = 1, nc do
   if ttl > 0 then redis.call('EXPIRE', KEYS[1 + i], ttl) end
 end
 for j = 1, nl do
-  redis.call('ZADD', KEYS[1 + nc + j], ARGV[6], grant)
+  redis.call('ZADD', KEYS[1 + nc + j], ARGV[6], member)
   redis.call('EXPIRE', KEYS[1 + nc + j], math.max(tonumber(ARGV[6]) - now, 1))
 end
 redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
 return {2, now}
-";
+"
+);
 
-/// A resume's leases: KEYS are the lease sets; ARGV now, expiry, grant, then
-/// each set's limit (-1: none). Answers `{1}` when every set holds the grant,
-/// `{0, index, used, oldest_expiry}` (1-based index) when a set without it is
-/// full; then nothing is written.
-const ACQUIRE: &str = r"
-local now, expires, grant = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+/// A resume's leases: KEYS are the lease sets; ARGV now, expiry, the lease
+/// member, then each set's limit (-1: none). Answers `{1}` when every set
+/// took the member, `{0, index, used, oldest_expiry}` (1-based index) when a
+/// set without the member's grant is full; then nothing is written.
+const ACQUIRE: &str = concat!(
+    r"
+local now, expires, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local grant = string.match(member, '^[^ ]*')
+",
+    census!(),
+    r"
 for j = 1, #KEYS do
   redis.call('ZREMRANGEBYSCORE', KEYS[j], '-inf', now)
   local limit = tonumber(ARGV[3 + j])
-  if limit >= 0 and not redis.call('ZSCORE', KEYS[j], grant) then
-    local held = redis.call('ZCARD', KEYS[j])
-    if held >= limit then
+  if limit >= 0 then
+    local held, mine = census(KEYS[j], grant)
+    if not mine and held >= limit then
       local oldest = redis.call('ZRANGE', KEYS[j], 0, 0, 'WITHSCORES')
       return {0, j, held, tonumber(oldest[2] or now)}
     end
   end
 end
 for j = 1, #KEYS do
-  redis.call('ZADD', KEYS[j], expires, grant)
+  redis.call('ZADD', KEYS[j], expires, member)
   redis.call('EXPIRE', KEYS[j], math.max(expires - now, 1))
 end
 return {1}
-";
+"
+);
 
 impl RedisDb {
     fn quota_key(&self, customer: &str, rest: &str) -> String {
@@ -135,7 +168,12 @@ impl QuotaStore for RedisDb {
         for l in &i.leases {
             call.key(self.lease_key(&i.customer, &l.set));
         }
-        call.arg(i.now).arg(i.started_ttl).arg(i.steps.len()).arg(i.leases.len()).arg(&i.grant).arg(i.lease_expires);
+        call.arg(i.now)
+            .arg(i.started_ttl)
+            .arg(i.steps.len())
+            .arg(i.leases.len())
+            .arg(&i.lease_member)
+            .arg(i.lease_expires);
         for s in &i.steps {
             call.arg(&s.counter.field).arg(s.add).arg(limit_arg(s.limit)).arg(s.counter.ttl.unwrap_or(0));
         }
@@ -176,18 +214,32 @@ impl QuotaStore for RedisDb {
             pipe.hget(self.counter_key(customer, c), &c.field);
         }
         for set in lease_sets {
-            pipe.zcount(self.lease_key(customer, set), format!("({now}"), "+inf");
+            pipe.zrangebyscore(self.lease_key(customer, set), format!("({now}"), "+inf");
         }
         let mut conn = self.connection();
-        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(store_error)?;
-        let (c, l) = values.split_at(counters.len().min(values.len()));
-        Ok((c.iter().map(|v| v.unwrap_or(0)).collect(), l.iter().map(|v| v.unwrap_or(0)).collect()))
+        let mut answers: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(store_error)?;
+        let leases = answers.split_off(counters.len().min(answers.len()));
+        let parsed = |e: redis::ParsingError| StoreError::Internal(format!("unexpected answer to a quota read: {e}"));
+        let values = answers
+            .into_iter()
+            .map(|v| <Option<u64> as redis::FromRedisValue>::from_redis_value(v).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(parsed)?;
+        // The grants with a live lease: one grant held by several gateways
+        // (a member each) counts once.
+        let mut held = Vec::with_capacity(leases.len());
+        for v in leases {
+            let members = <Vec<String> as redis::FromRedisValue>::from_redis_value(v).map_err(parsed)?;
+            let grants: std::collections::HashSet<&str> = members.iter().map(|m| lease_grant(m)).collect();
+            held.push(grants.len() as u64);
+        }
+        Ok((values, held))
     }
 
     async fn acquire_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         leases: &[LeaseStep],
         now: u64,
         expires: u64,
@@ -197,7 +249,7 @@ impl QuotaStore for RedisDb {
         for l in leases {
             call.key(self.lease_key(customer, &l.set));
         }
-        call.arg(now).arg(expires).arg(grant);
+        call.arg(now).arg(expires).arg(member);
         for l in leases {
             call.arg(limit_arg(l.limit));
         }
@@ -217,7 +269,7 @@ impl QuotaStore for RedisDb {
     async fn renew_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         sets: &[String],
         now: u64,
         ttl: u64,
@@ -225,7 +277,7 @@ impl QuotaStore for RedisDb {
         let mut pipe = redis::pipe();
         for set in sets {
             let key = self.lease_key(customer, set);
-            pipe.zadd(&key, grant, now + ttl).ignore();
+            pipe.zadd(&key, member, now + ttl).ignore();
             // The set lives as long as its newest lease.
             pipe.expire(&key, i64::try_from(ttl).unwrap_or(i64::MAX)).ignore();
         }
@@ -233,10 +285,10 @@ impl QuotaStore for RedisDb {
         pipe.query_async::<()>(&mut conn).await.map_err(store_error)
     }
 
-    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
+    async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for set in sets {
-            pipe.zrem(self.lease_key(customer, set), grant).ignore();
+            pipe.zrem(self.lease_key(customer, set), member).ignore();
         }
         let mut conn = self.connection();
         pipe.query_async::<()>(&mut conn).await.map_err(store_error)

@@ -4,19 +4,28 @@
 //! Tables (schema version 2, see [`super::SqliteDb::open`]): `quota_counters`
 //! `(customer, bucket, field) → value, expires_at`, `quota_started`
 //! `(customer, grant_id) → started_at, expires_at`, `quota_leases`
-//! `(customer, lease_set, grant_id) → expires_at`. Rows past `expires_at` are
+//! `(customer, lease_set, grant_id) → expires_at`, where `grant_id` holds a
+//! lease member (`<grant> <holder>`: a row per grant and gateway; limits
+//! count distinct grants). Rows past `expires_at` are
 //! treated as absent and deleted by the next initiation of that customer.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteDb, sqlite_error, to_i64, to_u64};
 use crate::catalog::store::StoreError;
-use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore};
+use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore, lease_grant};
 
 /// `expires_at` of a row kept `ttl` seconds from `now`; `None` forever.
 fn expiry(now: u64, ttl: Option<u64>) -> Option<i64> {
     ttl.map(|t| to_i64(now.saturating_add(t)))
 }
+
+/// A lease set's distinct grants (`grant_id` holds a lease member,
+/// `<grant> <holder>`), its oldest expiry, and whether grant `?3` is one.
+const LEASE_CENSUS: &str = "SELECT COUNT(DISTINCT substr(grant_id, 1, instr(grant_id || ' ', ' ') - 1)),
+            MIN(expires_at),
+            COALESCE(SUM(substr(grant_id, 1, instr(grant_id || ' ', ' ') - 1) = ?3), 0)
+     FROM quota_leases WHERE customer = ?1 AND lease_set = ?2";
 
 const LIVE_COUNTER: &str = "SELECT value FROM quota_counters
      WHERE customer = ?1 AND bucket = ?2 AND field = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
@@ -57,12 +66,7 @@ impl QuotaStore for SqliteDb {
             for (j, l) in i.leases.iter().enumerate() {
                 let Some(limit) = l.limit else { continue };
                 let (held, oldest, mine): (i64, Option<i64>, i64) = tx
-                    .query_row(
-                        "SELECT count(*), min(expires_at), count(CASE WHEN grant_id = ?3 THEN 1 END)
-                         FROM quota_leases WHERE customer = ?1 AND lease_set = ?2",
-                        params![customer, l.set, i.grant],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    .query_row(LEASE_CENSUS, params![customer, l.set, i.grant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(sqlite_error)?;
                 if mine == 0 && to_u64(held) >= limit {
                     return Ok(Outcome::Refused {
@@ -84,7 +88,7 @@ impl QuotaStore for SqliteDb {
             for l in &i.leases {
                 tx.execute(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![customer, l.set, i.grant, to_i64(i.lease_expires)],
+                    params![customer, l.set, i.lease_member, to_i64(i.lease_expires)],
                 )
                 .map_err(sqlite_error)?;
             }
@@ -122,7 +126,8 @@ impl QuotaStore for SqliteDb {
             for set in &sets {
                 let n: i64 = tx
                     .query_row(
-                        "SELECT count(*) FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND expires_at > ?3",
+                        "SELECT COUNT(DISTINCT substr(grant_id, 1, instr(grant_id || ' ', ' ') - 1)) FROM quota_leases
+                         WHERE customer = ?1 AND lease_set = ?2 AND expires_at > ?3",
                         params![customer, set, now],
                         |r| r.get(0),
                     )
@@ -138,12 +143,12 @@ impl QuotaStore for SqliteDb {
     async fn acquire_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         leases: &[LeaseStep],
         now: u64,
         expires: u64,
     ) -> Result<Acquired, StoreError> {
-        let (customer, grant, leases) = (customer.to_owned(), grant.to_owned(), leases.to_vec());
+        let (customer, member, leases) = (customer.to_owned(), member.to_owned(), leases.to_vec());
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let now = to_i64(now);
@@ -152,12 +157,9 @@ impl QuotaStore for SqliteDb {
             for (index, l) in leases.iter().enumerate() {
                 let Some(limit) = l.limit else { continue };
                 let (held, oldest, mine): (i64, Option<i64>, i64) = tx
-                    .query_row(
-                        "SELECT COUNT(*), MIN(expires_at), COALESCE(SUM(grant_id = ?3), 0) FROM quota_leases
-                         WHERE customer = ?1 AND lease_set = ?2",
-                        params![customer, l.set, grant],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    .query_row(LEASE_CENSUS, params![customer, l.set, lease_grant(&member)], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
                     .map_err(sqlite_error)?;
                 if mine == 0 && to_u64(held) >= limit {
                     let oldest_lease_expires = oldest.map(to_u64);
@@ -167,7 +169,7 @@ impl QuotaStore for SqliteDb {
             for l in &leases {
                 tx.execute(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![customer, l.set, grant, to_i64(expires)],
+                    params![customer, l.set, member, to_i64(expires)],
                 )
                 .map_err(sqlite_error)?;
             }
@@ -180,19 +182,19 @@ impl QuotaStore for SqliteDb {
     async fn renew_leases(
         &self,
         customer: &str,
-        grant: &str,
+        member: &str,
         sets: &[String],
         now: u64,
         ttl: u64,
     ) -> Result<(), StoreError> {
-        let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
+        let (customer, member, sets) = (customer.to_owned(), member.to_owned(), sets.to_vec());
         let expires = now.saturating_add(ttl);
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
                 tx.execute(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![customer, set, grant, to_i64(expires)],
+                    params![customer, set, member, to_i64(expires)],
                 )
                 .map_err(sqlite_error)?;
             }
@@ -201,14 +203,14 @@ impl QuotaStore for SqliteDb {
         .await
     }
 
-    async fn release_leases(&self, customer: &str, grant: &str, sets: &[String]) -> Result<(), StoreError> {
-        let (customer, grant, sets) = (customer.to_owned(), grant.to_owned(), sets.to_vec());
+    async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError> {
+        let (customer, member, sets) = (customer.to_owned(), member.to_owned(), sets.to_vec());
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
                 tx.execute(
                     "DELETE FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND grant_id = ?3",
-                    params![customer, set, grant],
+                    params![customer, set, member],
                 )
                 .map_err(sqlite_error)?;
             }
