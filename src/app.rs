@@ -143,6 +143,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
                 resume_window: d.resume_window.as_secs(),
                 lease_ttl: leases.ttl(),
                 fail_open: d.on_store_unavailable == FailMode::Open,
+                deliveries_per_grant: d.deliveries_per_grant,
             },
             clock_skew: config.signing.clock_skew.as_secs(),
             idle_timeout: config.storage.idle_timeout,

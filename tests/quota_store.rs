@@ -37,13 +37,21 @@ backend_suite!(
     leases_limit_concurrency_and_free_their_slots,
     usage_reads_what_was_counted,
     a_resume_takes_its_lease_within_the_limit,
+    deliveries_charge_only_what_passes_the_file_size,
+    a_grant_held_by_two_gateways_takes_one_slot,
 );
 
 /// 2026-11-24T10:00:00Z
 const NOW: u64 = 1_795_514_400;
 
 fn settings() -> Settings {
-    Settings { defaults: Default::default(), resume_window: 3600, lease_ttl: 60, fail_open: false }
+    Settings {
+        defaults: Default::default(),
+        resume_window: 3600,
+        lease_ttl: 60,
+        fail_open: false,
+        deliveries_per_grant: 3,
+    }
 }
 
 fn grant(n: usize, entitlement: &str) -> Grant {
@@ -280,4 +288,56 @@ async fn a_resume_takes_its_lease_within_the_limit(b: Backend) {
     // No limit: always taken.
     let free = plan(3, &[], NOW);
     assert_eq!(s.acquire_leases("acme", &free.grant, &free.leases, NOW + 82, NOW + 142).await.unwrap(), Acquired::Held);
+}
+
+/// `record_delivery`: the grant's total grows by what each stream sent; the
+/// byte counters get only what passes the file's size (the initiation
+/// charged the size), exactly, even when streams end at the same time.
+async fn deliveries_charge_only_what_passes_the_file_size(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.db.quotas.clone();
+    let p = plan(1, &[limit(LimitKind::BytesPerDay, 1_000_000)], NOW);
+    assert_eq!(initiate(s.as_ref(), &p).await, Outcome::Started);
+    let bytes = |s: Arc<dyn QuotaStore>, p: Initiation| async move {
+        let (v, _) = s.read("acme", NOW, &p.byte_counters, &[]).await.unwrap();
+        v[0]
+    };
+    assert_eq!(bytes(s.clone(), p.clone()).await, 100, "the initiation charged the size");
+    // 60 + 30: within the size, nothing more charged.
+    assert_eq!(s.record_delivery("acme", &p.delivered, 60, 100, &p.byte_counters, NOW).await.unwrap(), 60);
+    assert_eq!(s.record_delivery("acme", &p.delivered, 30, 100, &p.byte_counters, NOW).await.unwrap(), 90);
+    assert_eq!(bytes(s.clone(), p.clone()).await, 100);
+    // Ten streams of 50 end at once: 590 delivered, 490 past the size.
+    let ends = (0..10).map(|_| {
+        let (s, p) = (s.clone(), p.clone());
+        tokio::spawn(async move { s.record_delivery("acme", &p.delivered, 50, 100, &p.byte_counters, NOW).await })
+    });
+    for end in futures_util::future::join_all(ends).await {
+        end.unwrap().unwrap();
+    }
+    let (delivered, _) = s.read("acme", NOW, std::slice::from_ref(&p.delivered), &[]).await.unwrap();
+    assert_eq!(delivered, [590]);
+    assert_eq!(bytes(s.clone(), p.clone()).await, 100 + 490);
+}
+
+/// Lease members of one grant held by two gateways count as one grant; one
+/// gateway's release leaves the other's hold.
+async fn a_grant_held_by_two_gateways_takes_one_slot(b: Backend) {
+    let f = fixture(b).await;
+    let s = f.db.quotas.as_ref();
+    let limits = [limit(LimitKind::ConcurrentDownloads, 1)];
+    let mut first = plan(1, &limits, NOW);
+    first.lease_member = quota::lease_member(&first.grant, "gw-a");
+    assert_eq!(initiate(s, &first).await, Outcome::Started);
+    let sets: Vec<String> = first.leases.iter().map(|l| l.set.clone()).collect();
+    let on_b = quota::lease_member(&first.grant, "gw-b");
+    let taken = s.acquire_leases("acme", &on_b, &first.leases, NOW + 1, NOW + 61).await.unwrap();
+    assert_eq!(taken, Acquired::Held, "the grant holds the slot already");
+    let (_, held) = s.read("acme", NOW + 1, &[], &sets).await.unwrap();
+    assert_eq!(held[0], 1, "one grant, two holders: one slot");
+    s.release_leases("acme", &on_b, &sets).await.unwrap();
+    let second = plan(2, &limits, NOW + 2);
+    assert!(matches!(initiate(s, &second).await, Outcome::Refused { .. }), "gateway A still holds the grant's slot");
+    s.release_leases("acme", &first.lease_member, &sets).await.unwrap();
+    assert_eq!(initiate(s, &second).await, Outcome::Started);
 }

@@ -24,6 +24,7 @@ backend_suite!(
     the_quota_is_exact_under_concurrency,
     concurrent_downloads_hold_leases,
     resumes_hold_the_concurrency_limit,
+    a_started_grant_delivers_its_file_a_bounded_number_of_times,
 );
 
 const BIG: usize = 8 << 20;
@@ -369,6 +370,51 @@ async fn two_gateways_on_one_redis_never_pass_the_quota() {
     assert_eq!(ok[0] + ok[1], 98, "{ok:?}");
     assert_eq!(refused, 402);
     assert_eq!(used(&a, &key).await, 100);
+}
+
+/// Issue 14, item 3: a started grant is a URL anyone holding it can use for
+/// the resume window. It delivers its file at most `deliveries_per_grant`
+/// times over (then `403 grant_exhausted`), and the bytes it sends beyond
+/// the file's size are charged to the byte quotas (they were not: one URL
+/// delivered a file 20 times to whoever held it, 1× charged).
+async fn a_started_grant_delivers_its_file_a_bounded_number_of_times(kind: StoreKind) {
+    let a = Admin::start_tweaked(kind, Backend::Local, |c| {
+        no_rate_limits(c);
+        c.downloads.deliveries_per_grant = 3;
+    })
+    .await;
+    let key = catalog(&a, json!({})).await;
+    set_quota(&a, json!({ "bytes_per_day": 35_000 })).await;
+    let shared = url(&a, &key, "app.tar.gz").await;
+    for n in 1..=3u64 {
+        let r = request(a.gw.public, "GET", &shared, &[]).await;
+        assert_eq!((r.status, r.bytes().len()), (200, 10_000), "delivery {n}: {r:?}");
+        // Recorded when the stream ends, asynchronously.
+        assert!(eventually_used(&a, &key, "bytes_per_day", n * 10_000).await, "after delivery {n}");
+    }
+    for range in [None, Some("bytes=0-0")] {
+        let headers: Vec<(&str, &str)> = range.map(|r| ("range", r)).into_iter().collect();
+        let r = request(a.gw.public, "GET", &shared, &headers).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "grant_exhausted"), "{range:?}: {r:?}");
+    }
+    assert_eq!(request(a.gw.public, "HEAD", &shared, &[]).await.status, 200, "HEAD delivers nothing");
+    // The bytes sent were charged: 30 000 of 35 000 leaves no room for
+    // another 10 000-byte download.
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    assert_eq!(quota_refusal(&r)["name"], "bytes_per_day", "{r:?}");
+}
+
+/// Wait (bounded) until the customer's `limit` shows `expected` used.
+async fn eventually_used(a: &Admin, key: &str, limit: &str, expected: u64) -> bool {
+    for _ in 0..100 {
+        let u = usage(a, key).await;
+        let used = u["limits"].as_array().unwrap().iter().find(|l| l["name"] == limit).and_then(|l| l["used"].as_u64());
+        if used == Some(expected) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Issue 14, item 3: a lease is a gateway's hold on a grant, not the grant's.

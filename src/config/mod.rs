@@ -50,6 +50,7 @@ pub const DEFAULT_API_KEY_PER_SECOND: u32 = 20;
 pub const DEFAULT_API_KEY_BURST: u32 = 100;
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_DELIVERIES_PER_GRANT: u64 = 3;
 pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
 pub const DEFAULT_ADDRESS_BURST: u32 = 400;
 pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
@@ -149,6 +150,11 @@ pub struct DownloadsConfig {
     /// store_unavailable`). `open`: grant URLs are served on their signature
     /// alone, unchecked and uncounted.
     pub on_store_unavailable: FailMode,
+    /// The most one grant (one download URL) delivers, in multiples of its
+    /// file's size: whole downloads, resumes and ranges added up. Past it
+    /// the URL is refused (`403 grant_exhausted`) and the customer asks for
+    /// a new one, which its quotas count. `0`: no bound.
+    pub deliveries_per_grant: u64,
     /// Every customer's quota unless the customer or entitlement sets its own;
     /// an absent limit is unlimited.
     #[serde(deserialize_with = "crate::table::table")]
@@ -161,6 +167,7 @@ impl Default for DownloadsConfig {
             resume_window: DEFAULT_RESUME_WINDOW,
             lease_ttl: DEFAULT_LEASE_TTL,
             on_store_unavailable: FailMode::Closed,
+            deliveries_per_grant: DEFAULT_DELIVERIES_PER_GRANT,
             quota: Quota::default(),
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::events::{self, Detail, Subject};
 use crate::metrics::DownloadGuard;
-use crate::quota::LeaseGuard;
+use crate::quota::{Counter, LeaseGuard};
 use crate::services::Services;
 use crate::storage::StreamEnd;
 
@@ -21,10 +21,35 @@ pub(super) struct Completion {
     pub(super) started: std::time::Instant,
     pub(super) _gauge: DownloadGuard,
     pub(super) _lease: Option<LeaseGuard>,
+    /// What the bytes sent are recorded against (grant URLs only).
+    pub(super) charge: Option<Charge>,
+}
+
+/// A grant stream's bytes, recorded when it ends: the grant's delivered
+/// total (its bound), and what passes its file's size charged to the byte
+/// quotas (the initiation charged the size).
+#[derive(Debug)]
+pub(super) struct Charge {
+    pub(super) customer: String,
+    pub(super) delivered: Counter,
+    pub(super) size: u64,
+    pub(super) counters: Vec<Counter>,
 }
 
 impl StreamEnd for Completion {
     fn end(&mut self, sent: u64, complete: bool) {
+        if let Some(charge) = self.charge.take()
+            && sent > 0
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (store, now) = (self.services.quotas.clone(), self.services.clock.now_unix());
+            rt.spawn(async move {
+                let Charge { customer, delivered, size, counters } = charge;
+                if let Err(e) = store.record_delivery(&customer, &delivered, sent, size, &counters, now).await {
+                    tracing::warn!(%customer, error = %e, sent, "could not record the bytes a grant delivered");
+                }
+            });
+        }
         let detail = Detail::DownloadCompleted {
             grant: self.grant.take(),
             result: if complete { events::Completion::Complete } else { events::Completion::Aborted },

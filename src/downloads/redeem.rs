@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::completion::Completion;
+use super::completion::{Charge, Completion};
 use super::{Delivery, DownloadError};
 use crate::catalog::store::StoreError;
 use crate::catalog::{Grant, Timestamp};
@@ -187,8 +187,9 @@ impl Redemption {
     /// when the bytes are done, cut, or dropped.
     pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
+        let length = req.range.map_or(meta.size, |r| r.len);
         let started = match &checked {
-            Some(c) => match start(svc, c, now).await {
+            Some(c) => match start(svc, c, now, length).await {
                 Ok(s) => s,
                 Err(e) => {
                     let e = count_refusal(svc, client, e);
@@ -211,7 +212,6 @@ impl Redemption {
             };
             svc.record(subject.clone(), detail).await;
         }
-        let length = req.range.map_or(meta.size, |r| r.len);
         let mut completion = Completion {
             services: svc.clone(),
             subject,
@@ -222,6 +222,7 @@ impl Redemption {
             started: std::time::Instant::now(),
             _gauge: svc.active_downloads.start(),
             _lease: started.lease,
+            charge: started.charge,
         };
         match delivery {
             Delivery::Proxy => {
@@ -262,10 +263,13 @@ struct Started {
     lease: Option<LeaseGuard>,
     /// This request was the grant's initiation, and was counted.
     initiated: bool,
+    /// What the stream's bytes are recorded against when it ends.
+    charge: Option<Charge>,
 }
 
-/// The initiation, when this is the grant's first `GET`, then the lease.
-async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, DownloadError> {
+/// The initiation, when this is the grant's first `GET`; for a grant started
+/// before, the bound on what it delivers; then the lease.
+async fn start(svc: &Services, c: &Checked, now: u64, length: u64) -> Result<Started, DownloadError> {
     let g = &c.grant;
     let settings = &svc.downloads.quota;
     let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
@@ -300,10 +304,35 @@ async fn start(svc: &Services, c: &Checked, now: u64) -> Result<Started, Downloa
             Err(e) => return Err(AccessError::from(e).into()),
         }
     }
+    // SECURITY: a started grant is a URL anyone holding it can use for the
+    // resume window; it delivers at most `deliveries_per_grant` times its
+    // file, whatever the requests (what is sent is recorded as it ends).
+    if !initiated && settings.deliveries_per_grant > 0 {
+        let bound = settings.deliveries_per_grant.saturating_mul(c.artifact.size);
+        match svc.quotas.read(&g.customer, now, std::slice::from_ref(&plan.delivered), &[]).await {
+            Ok((delivered, _)) => {
+                let delivered = delivered.first().copied().unwrap_or(0);
+                if delivered.saturating_add(length) > bound {
+                    return Err(AccessError::GrantExhausted { times: settings.deliveries_per_grant }.into());
+                }
+            }
+            // As for leases: a store that cannot say does not stop a stream.
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(grant = %g.id, error = %e, "could not read what the grant delivered; serving");
+            }
+            Err(e) => return Err(AccessError::from(e).into()),
+        }
+    }
+    let charge = Some(Charge {
+        customer: g.customer.clone(),
+        delivered: plan.delivered.clone(),
+        size: c.artifact.size,
+        counters: plan.byte_counters.clone(),
+    });
     // Every stream holds the grant's lease; a resume takes it within the
     // concurrency limits, like the initiation did.
     match svc.leases.hold(&g.customer, &g.id, &plan.leases, initiated).await {
-        Ok(lease) => Ok(Started { lease: Some(lease), initiated }),
+        Ok(lease) => Ok(Started { lease: Some(lease), initiated, charge }),
         // The lease sets come after the counting steps in the plan.
         Err(refused) => Err(exceeded(plan.steps.len() + refused.index, refused.used, refused.oldest_lease_expires)),
     }

@@ -39,6 +39,10 @@ pub enum AccessError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Quota(#[from] crate::quota::Exceeded),
+    /// The grant has delivered its file `times` times over (whole downloads,
+    /// resumes and ranges added up): its URL is spent.
+    #[error("this download URL has delivered its file {times} times over; ask for a new one")]
+    GrantExhausted { times: u64 },
 }
 
 impl From<StoreError> for AccessError {
@@ -50,7 +54,10 @@ impl From<StoreError> for AccessError {
 impl Classified for AccessError {
     fn kind(&self) -> ErrorKind {
         match self {
-            AccessError::Denied(_) | AccessError::AddressNotAllowed(_) | AccessError::UnknownGrant => ErrorKind::Denied,
+            AccessError::Denied(_)
+            | AccessError::AddressNotAllowed(_)
+            | AccessError::UnknownGrant
+            | AccessError::GrantExhausted { .. } => ErrorKind::Denied,
             AccessError::Quota(_) => ErrorKind::LimitReached,
             AccessError::NotFound(_) => ErrorKind::NotFound,
             AccessError::Ambiguous(_) => ErrorKind::Conflict,
@@ -64,6 +71,7 @@ impl Classified for AccessError {
             AccessError::Denied(d) => d.code(),
             AccessError::AddressNotAllowed(_) => "address_not_allowed",
             AccessError::UnknownGrant => "unknown_grant",
+            AccessError::GrantExhausted { .. } => "grant_exhausted",
             AccessError::Quota(_) => "quota_exceeded",
             AccessError::NotFound(_) => "not_found",
             AccessError::Ambiguous(_) => "ambiguous_artifact",

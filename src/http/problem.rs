@@ -216,6 +216,10 @@ pub fn from_access(e: &AccessError) -> Problem {
         AccessError::Sign(_) => p,
         AccessError::Catalog(c) => from_catalog(c),
         AccessError::Quota(q) => quota_exceeded(q),
+        AccessError::GrantExhausted { times } => p.with_detail(format!(
+            "This URL has delivered its file {times} times over (downloads.deliveries_per_grant); ask for a new \
+             download URL."
+        )),
     }
 }
 

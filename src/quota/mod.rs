@@ -156,6 +156,11 @@ pub struct Initiation {
     /// What the initiation puts into the lease sets: the grant id, or a
     /// [`lease_member`] naming the process that streams it too.
     pub lease_member: String,
+    /// The bytes the grant has delivered (kept as long as its started mark).
+    pub delivered: Counter,
+    /// The byte counters of the steps: what a grant delivers beyond its
+    /// file's size is charged to them as it is sent.
+    pub byte_counters: Vec<Counter>,
     /// What each refusal means: `meaning[i]` belongs to `steps[i]` (or, past
     /// the steps, to `leases[i - steps.len()]`); `None` for count-only steps.
     pub meaning: Vec<Option<Applied>>,
@@ -204,6 +209,9 @@ pub struct Settings {
     pub lease_ttl: u64,
     /// Serve grant URLs on the token alone when the store is down.
     pub fail_open: bool,
+    /// The most a grant delivers, in multiples of its file's size; 0: no
+    /// bound.
+    pub deliveries_per_grant: u64,
 }
 
 fn entitlement_field(prefix: &str, entitlement: &str) -> String {
@@ -261,6 +269,7 @@ pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &S
     let scopes = scopes(&grant.entitlement);
     let mut steps = Vec::new();
     let mut meaning = Vec::new();
+    let mut byte_counters = Vec::new();
     let limit_of = |kind, scope: &QuotaScope| limits.iter().find(|a| a.kind == kind && a.scope == *scope).cloned();
     for kind in LimitKind::ALL {
         let add = match kind {
@@ -269,6 +278,9 @@ pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &S
         };
         for scope in &scopes {
             if let Some(counter) = counter(kind, scope, &periods, now, &artifact_key) {
+                if matches!(kind, LimitKind::BytesPerDay | LimitKind::BytesPerMonth) {
+                    byte_counters.push(counter.clone());
+                }
                 let applied = limit_of(kind, scope);
                 steps.push(Step { counter, add, limit: applied.as_ref().map(|a| a.limit) });
                 meaning.push(applied);
@@ -283,15 +295,18 @@ pub fn plan(grant: &Grant, artifact: &Artifact, limits: &[Applied], settings: &S
     }
     // Marked started for as long as the grant can be used at all.
     let usable_until = grant.expires_at.0.max(now).saturating_add(settings.resume_window);
+    let started_ttl = (usable_until - now).max(1);
     Initiation {
         customer: grant.customer.clone(),
         grant: grant.id.clone(),
         now,
-        started_ttl: (usable_until - now).max(1),
+        started_ttl,
         steps,
         leases,
         lease_expires: now + settings.lease_ttl,
         lease_member: grant.id.clone(),
+        delivered: Counter { bucket: format!("g:{}", grant.id), field: "b".into(), ttl: Some(started_ttl) },
+        byte_counters,
         meaning,
     }
 }
@@ -442,6 +457,21 @@ pub trait QuotaStore: Send + Sync + fmt::Debug {
     /// Drop `member`'s leases in `sets` (other holders' of the same grant
     /// stay).
     async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError>;
+
+    /// Record that a stream of a grant sent `sent` bytes, atomically: add
+    /// them to the grant's `delivered` counter, and add to every counter of
+    /// `charge` what the grant has now delivered beyond `size` (its file's
+    /// size, charged at the initiation) that it had not before. Returns the
+    /// grant's delivered total.
+    async fn record_delivery(
+        &self,
+        customer: &str,
+        delivered: &Counter,
+        sent: u64,
+        size: u64,
+        charge: &[Counter],
+        now: u64,
+    ) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

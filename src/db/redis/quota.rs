@@ -42,6 +42,27 @@ end
     };
 }
 
+/// A stream's bytes: `KEYS[1]` the grant's delivered counter (hash, field
+/// `ARGV[1]`), then the byte counters to charge. `ARGV`: field, `sent`,
+/// `size`, the delivered counter's ttl, then per charged counter its field
+/// and ttl (`0`: keep). Adds `sent`, charges what passed `size` with it;
+/// answers the new total.
+const DELIVER: &str = r"
+local sent, size = tonumber(ARGV[2]), tonumber(ARGV[3])
+local total = redis.call('HINCRBY', KEYS[1], ARGV[1], sent)
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+local before = total - sent
+local extra = math.max(0, total - size) - math.max(0, before - size)
+if extra > 0 then
+  for i = 2, #KEYS do
+    local o = 5 + (i - 2) * 2
+    redis.call('HINCRBY', KEYS[i], ARGV[o], extra)
+    if tonumber(ARGV[o + 1]) > 0 then redis.call('EXPIRE', KEYS[i], ARGV[o + 1]) end
+  end
+end
+return total
+";
+
 /// The initiation script.
 ///
 /// `KEYS[1]` the started mark; `KEYS[2 .. 1+nc]` the counter buckets of the
@@ -283,6 +304,29 @@ impl QuotaStore for RedisDb {
         }
         let mut conn = self.connection();
         pipe.query_async::<()>(&mut conn).await.map_err(store_error)
+    }
+
+    async fn record_delivery(
+        &self,
+        customer: &str,
+        delivered: &Counter,
+        sent: u64,
+        size: u64,
+        charge: &[Counter],
+        _now: u64,
+    ) -> Result<u64, StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(DELIVER));
+        let mut call = SCRIPT.prepare_invoke();
+        call.key(self.counter_key(customer, delivered));
+        for c in charge {
+            call.key(self.counter_key(customer, c));
+        }
+        call.arg(&delivered.field).arg(sent).arg(size).arg(delivered.ttl.unwrap_or(0));
+        for c in charge {
+            call.arg(&c.field).arg(c.ttl.unwrap_or(0));
+        }
+        let mut conn = self.connection();
+        call.invoke_async(&mut conn).await.map_err(store_error)
     }
 
     async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError> {

@@ -203,6 +203,53 @@ impl QuotaStore for SqliteDb {
         .await
     }
 
+    async fn record_delivery(
+        &self,
+        customer: &str,
+        delivered: &Counter,
+        sent: u64,
+        size: u64,
+        charge: &[Counter],
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let (customer, delivered, charge) = (customer.to_owned(), delivered.clone(), charge.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            tx.execute(
+                "DELETE FROM quota_counters WHERE customer = ?1 AND expires_at <= ?2",
+                params![customer, to_i64(now)],
+            )
+            .map_err(sqlite_error)?;
+            let before: i64 = tx
+                .query_row(LIVE_COUNTER, params![customer, delivered.bucket, delivered.field, to_i64(now)], |r| r.get(0))
+                .optional()
+                .map_err(sqlite_error)?
+                .unwrap_or(0);
+            let before = to_u64(before);
+            let total = before.saturating_add(sent);
+            tx.execute(
+                "INSERT OR REPLACE INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![customer, delivered.bucket, delivered.field, to_i64(total), expiry(now, delivered.ttl)],
+            )
+            .map_err(sqlite_error)?;
+            let extra = total.saturating_sub(size) - before.saturating_sub(size);
+            if extra > 0 {
+                for c in &charge {
+                    tx.execute(
+                        "INSERT INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (customer, bucket, field) DO UPDATE
+                         SET value = value + excluded.value, expires_at = excluded.expires_at",
+                        params![customer, c.bucket, c.field, to_i64(extra), expiry(now, c.ttl)],
+                    )
+                    .map_err(sqlite_error)?;
+                }
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(total)
+        })
+        .await
+    }
+
     async fn release_leases(&self, customer: &str, member: &str, sets: &[String]) -> Result<(), StoreError> {
         let (customer, member, sets) = (customer.to_owned(), member.to_owned(), sets.to_vec());
         self.with_conn(move |conn| {
