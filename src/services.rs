@@ -34,6 +34,8 @@ pub struct DownloadPolicy {
     pub clock_skew: u64,
     /// Longest wait for the next chunk from storage before a stream is cut.
     pub idle_timeout: Duration,
+    /// Bind a started grant to its starting client's network.
+    pub bind_started: Option<crate::config::GrantBinding>,
 }
 
 /// How uploads are taken.

@@ -404,6 +404,36 @@ async fn a_started_grant_delivers_its_file_a_bounded_number_of_times(kind: Store
     assert_eq!(quota_refusal(&r)["name"], "bytes_per_day", "{r:?}");
 }
 
+/// Issue 14, item 3, optional: with `downloads.bind_started_grants`, a
+/// started grant is served to its starting client's network (a /24 here)
+/// and refused from any other; unbound by default.
+#[tokio::test]
+async fn a_started_grant_can_be_bound_to_its_first_network() {
+    for bind in [true, false] {
+        let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, |c| {
+            no_rate_limits(c);
+            // The test's requests say where they come from, as a balancer would.
+            c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            if bind {
+                c.downloads.bind_started_grants = Some(tollgate::config::GrantBinding::default());
+            }
+        })
+        .await;
+        let key = catalog(&a, json!({})).await;
+        let u = url(&a, &key, "app.tar.gz").await;
+        let from = |ip: &'static str| [("x-forwarded-for", ip)];
+        assert_eq!(request(a.gw.public, "GET", &u, &from("203.0.113.5")).await.status, 200);
+        let r = request(a.gw.public, "GET", &u, &from("203.0.113.77")).await;
+        assert_eq!(r.status, 200, "the same /24: {r:?}");
+        let r = request(a.gw.public, "GET", &u, &from("198.51.100.7")).await;
+        if bind {
+            assert_eq!((r.status, r.code().as_str()), (403, "grant_bound_elsewhere"), "{r:?}");
+        } else {
+            assert_eq!(r.status, 200, "unbound by default: {r:?}");
+        }
+    }
+}
+
 /// Wait (bounded) until the customer's `limit` shows `expected` used.
 async fn eventually_used(a: &Admin, key: &str, limit: &str, expected: u64) -> bool {
     for _ in 0..100 {

@@ -66,6 +66,30 @@ impl CatalogRepo {
         Ok(())
     }
 
+    /// Record a grant's start, as a compare-and-set on its record: the start
+    /// time when it has none, and `from` (the starting client's network)
+    /// when it has none — so a racing request never moves either. A grant
+    /// whose record is gone stays gone.
+    pub async fn mark_grant_started(
+        &self,
+        g: &Grant,
+        at: super::Timestamp,
+        from: Option<ipnet::IpNet>,
+    ) -> Result<(), CatalogError> {
+        let key = format!("{}/{}", g.customer, g.id);
+        self.update::<Grant, _>(Kind::Grant, &key, |current| {
+            let Some(current) = current else { return Ok(None) };
+            let started_at = current.started_at.or(Some(at));
+            let started_from = current.started_from.or(from);
+            if started_at == current.started_at && started_from == current.started_from {
+                return Ok(None);
+            }
+            Ok(Some(Grant { started_at, started_from, ..current.clone() }))
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Delete the grants no URL can use any more: past their expiry by more
     /// than `usable_after_expiry` (the resume window, plus the clock skew a
     /// start may have had past the expiry). Walks every grant a page at a

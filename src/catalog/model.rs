@@ -311,4 +311,9 @@ pub struct Grant {
     /// The address the URL was asked for from.
     #[schema(value_type = Option<String>)]
     pub requested_from: Option<std::net::IpAddr>,
+    /// With `downloads.bind_started_grants`: the network of the client that
+    /// started the grant; other networks are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub started_from: Option<IpNet>,
 }

@@ -155,6 +155,10 @@ pub struct DownloadsConfig {
     /// the URL is refused (`403 grant_exhausted`) and the customer asks for
     /// a new one, which its quotas count. `0`: no bound.
     pub deliveries_per_grant: u64,
+    /// Bind a started grant to the network of the client that started it:
+    /// later requests from outside it are refused (`403
+    /// grant_bound_elsewhere`). Unset: not bound.
+    pub bind_started_grants: Option<GrantBinding>,
     /// Every customer's quota unless the customer or entitlement sets its own;
     /// an absent limit is unlimited.
     #[serde(deserialize_with = "crate::table::table")]
@@ -168,8 +172,25 @@ impl Default for DownloadsConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             on_store_unavailable: FailMode::Closed,
             deliveries_per_grant: DEFAULT_DELIVERIES_PER_GRANT,
+            bind_started_grants: None,
             quota: Quota::default(),
         }
+    }
+}
+
+/// The network a started grant is bound to: the starting client's address
+/// with this many leading bits (a /24 keeps a home or office NAT's clients
+/// together; a /56 an IPv6 customer's site).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantBinding {
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+impl Default for GrantBinding {
+    fn default() -> Self {
+        Self { ipv4_prefix: 24, ipv6_prefix: 56 }
     }
 }
 
@@ -666,6 +687,11 @@ impl Config {
         }
         if w.timeout.is_zero() || w.first_retry.is_zero() {
             return fail("webhooks.timeout", "timeout and first_retry must be greater than zero".into());
+        }
+        if let Some(b) = &self.downloads.bind_started_grants
+            && (b.ipv4_prefix > 32 || b.ipv6_prefix > 128)
+        {
+            return fail("downloads.bind_started_grants", "ipv4_prefix is at most 32, ipv6_prefix at most 128".into());
         }
         if self.downloads.lease_ttl < Duration::from_secs(3) {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());

@@ -189,7 +189,7 @@ impl Redemption {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
         let length = req.range.map_or(meta.size, |r| r.len);
         let started = match &checked {
-            Some(c) => match start(svc, c, now, length).await {
+            Some(c) => match start(svc, c, now, length, client).await {
                 Ok(s) => s,
                 Err(e) => {
                     let e = count_refusal(svc, client, e);
@@ -269,7 +269,7 @@ struct Started {
 
 /// The initiation, when this is the grant's first `GET`; for a grant started
 /// before, the bound on what it delivers; then the lease.
-async fn start(svc: &Services, c: &Checked, now: u64, length: u64) -> Result<Started, DownloadError> {
+async fn start(svc: &Services, c: &Checked, now: u64, length: u64, client: IpAddr) -> Result<Started, DownloadError> {
     let g = &c.grant;
     let settings = &svc.downloads.quota;
     let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
@@ -282,6 +282,15 @@ async fn start(svc: &Services, c: &Checked, now: u64, length: u64) -> Result<Sta
             None => AccessError::from(StoreError::Internal(format!("the store refused unlimited step {index}"))).into(),
         }
     };
+    // The starting client's network, when started grants are bound to it.
+    let network = svc.downloads.bind_started.and_then(|b| network_of(client, b));
+    // SECURITY: a grant started from one network is refused from others.
+    if let (Some(bound), Some(_)) = (g.started_from, g.started_at)
+        && svc.downloads.bind_started.is_some()
+        && !bound.contains(&client)
+    {
+        return Err(AccessError::GrantBoundElsewhere.into());
+    }
     let mut initiated = false;
     if g.started_at.is_none() {
         let backend = svc.catalog.records().backend();
@@ -289,11 +298,12 @@ async fn start(svc: &Services, c: &Checked, now: u64, length: u64) -> Result<Sta
             Ok(Outcome::Started) => {
                 tracing::info!(product = %g.product, version = %g.version, filename = %g.filename, "download initiated");
                 initiated = true;
-                record_start(svc, g, now).await;
+                record_start(svc, g, now, network).await;
             }
             // Started by a racing request, or its record's update was lost:
-            // the record learns the start (resumes past expiry need it).
-            Ok(Outcome::AlreadyStarted { at }) => record_start(svc, g, at).await,
+            // the record learns the start (resumes past expiry need it); the
+            // network is the initiating request's to write.
+            Ok(Outcome::AlreadyStarted { at }) => record_start(svc, g, at, None).await,
             Ok(Outcome::Refused { index, used, oldest_lease_expires }) => {
                 return Err(exceeded(index, used, oldest_lease_expires));
             }
@@ -342,11 +352,16 @@ async fn start(svc: &Services, c: &Checked, now: u64, length: u64) -> Result<Sta
 /// counts; the record lets later requests skip the quota step and tells
 /// whether an expired URL may still resume. A failure is logged: the next
 /// request repairs it.
-async fn record_start(svc: &Services, g: &Grant, at: u64) {
-    let started = Grant { started_at: Some(Timestamp(at)), ..g.clone() };
-    if let Err(e) = svc.catalog.put_grant(&started).await {
+async fn record_start(svc: &Services, g: &Grant, at: u64, from: Option<ipnet::IpNet>) {
+    if let Err(e) = svc.catalog.mark_grant_started(g, Timestamp(at), from).await {
         tracing::warn!(grant = %g.id, error = %e, "could not record the grant's start");
     }
+}
+
+/// `client`'s network under `binding`'s prefix lengths.
+fn network_of(client: IpAddr, binding: crate::config::GrantBinding) -> Option<ipnet::IpNet> {
+    let prefix = if client.is_ipv4() { binding.ipv4_prefix } else { binding.ipv6_prefix };
+    ipnet::IpNet::new(client, prefix).ok().map(|n| n.trunc())
 }
 
 async fn recheck(

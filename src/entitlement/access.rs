@@ -43,6 +43,10 @@ pub enum AccessError {
     /// resumes and ranges added up): its URL is spent.
     #[error("this download URL has delivered its file {times} times over; ask for a new one")]
     GrantExhausted { times: u64 },
+    /// The grant was started from another network
+    /// (`downloads.bind_started_grants`).
+    #[error("this download URL was started from another network")]
+    GrantBoundElsewhere,
 }
 
 impl From<StoreError> for AccessError {
@@ -57,7 +61,8 @@ impl Classified for AccessError {
             AccessError::Denied(_)
             | AccessError::AddressNotAllowed(_)
             | AccessError::UnknownGrant
-            | AccessError::GrantExhausted { .. } => ErrorKind::Denied,
+            | AccessError::GrantExhausted { .. }
+            | AccessError::GrantBoundElsewhere => ErrorKind::Denied,
             AccessError::Quota(_) => ErrorKind::LimitReached,
             AccessError::NotFound(_) => ErrorKind::NotFound,
             AccessError::Ambiguous(_) => ErrorKind::Conflict,
@@ -72,6 +77,7 @@ impl Classified for AccessError {
             AccessError::AddressNotAllowed(_) => "address_not_allowed",
             AccessError::UnknownGrant => "unknown_grant",
             AccessError::GrantExhausted { .. } => "grant_exhausted",
+            AccessError::GrantBoundElsewhere => "grant_bound_elsewhere",
             AccessError::Quota(_) => "quota_exceeded",
             AccessError::NotFound(_) => "not_found",
             AccessError::Ambiguous(_) => "ambiguous_artifact",
@@ -277,6 +283,7 @@ impl Issuer<'_> {
             expires_at: Timestamp(now.0.saturating_add(self.policy.ttl_secs.max(1))),
             started_at: None,
             requested_from: Some(client),
+            started_from: None,
         };
         let path = download_path(&artifact);
         let claims = Claims {

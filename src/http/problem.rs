@@ -220,6 +220,10 @@ pub fn from_access(e: &AccessError) -> Problem {
             "This URL has delivered its file {times} times over (downloads.deliveries_per_grant); ask for a new \
              download URL."
         )),
+        AccessError::GrantBoundElsewhere => p.with_detail(
+            "This URL's download was started from another network, and stays bound to it; ask for a new download \
+             URL from here.",
+        ),
     }
 }
 

@@ -660,6 +660,7 @@ pub fn test_grant(n: usize, entitlement: &str, issued: u64) -> tollgate::catalog
         expires_at: tollgate::catalog::Timestamp(issued + 900),
         started_at: None,
         requested_from: None,
+        started_from: None,
     }
 }
 
