@@ -38,6 +38,11 @@ pub fn table<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, 
     Table::deserialize(d).map(|Table(t)| t)
 }
 
+/// For a field holding a list of structs: each one a table.
+pub fn tables<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<Table<T>>::deserialize(d).map(|v| v.into_iter().map(|Table(t)| t).collect())
+}
+
 /// The same for an optional struct-valued field (absent or `null`: `None`).
 pub fn optional_table<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     Option::<Table<T>>::deserialize(d).map(|o| o.map(|Table(t)| t))

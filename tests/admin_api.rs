@@ -132,6 +132,14 @@ async fn bad_input_is_a_problem(kind: StoreKind) {
             400,
             "invalid_request",
         ),
+        // Nor inside lists: a part is an object, not `[number, etag]`.
+        (
+            "POST",
+            "/admin/v1/products/app/releases/1.0.0/artifacts/app.zip/complete",
+            Some(json!({ "parts": [[1, "\"etag\""]] })),
+            400,
+            "invalid_request",
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let r = a.call(method, path, body).await;

@@ -270,7 +270,7 @@ pub(crate) async fn plan_upload(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CompleteBody {
     /// Each part's number and `ETag`. Absent: the parts storage holds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::table::tables")]
     parts: Vec<UploadedPart>,
 }
 
