@@ -163,6 +163,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
                 .map_or(std::time::Duration::from_secs(30 * 60), |s3| s3.abandon_uploads_idle_for),
         },
         readiness_timeout: config.server.readiness_timeout,
+        denials: Arc::new(events::denials::Digest::new(config.events.denial_window)),
         leases,
         metrics,
         events,
@@ -283,6 +284,8 @@ impl Gateway {
             Some(tokio::spawn(grants::purge_worker(svc.catalog.clone(), svc.clock.clone(), usable_after_expiry))),
             Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
             Some(tokio::spawn(events::trim_worker(svc.event_log.clone(), svc.clock.clone(), self.retention))),
+            // Repeated denials' summaries, when their windows close.
+            (!svc.denials.window().is_zero()).then(|| tokio::spawn(svc.clone().denial_worker())),
             // Operators' orders to cut running downloads, from every replica.
             Some(tokio::spawn(cuts::follow(svc.catalog.records().clone(), svc.streams.clone(), svc.clock.clone()))),
             // Webhook deliveries, a worker per endpoint.

@@ -16,6 +16,7 @@ use crate::catalog::CatalogRepo;
 use crate::clock::Clock;
 use crate::cuts::Streams;
 use crate::entitlement::access::UrlPolicy;
+use crate::events::denials::Digest;
 use crate::events::{Detail, Event, EventLog, Recorder, Subject};
 use crate::metrics::{DownloadGauge, Metrics};
 use crate::quota::{self, Leases, QuotaStore};
@@ -79,12 +80,40 @@ pub struct Services {
     pub uploads: UploadPolicy,
     /// The longest a readiness check waits for the dependencies.
     pub readiness_timeout: Duration,
+    /// Repeated identical denials, recorded once per window.
+    pub denials: Arc<Digest>,
 }
 
 impl Services {
     /// Record an event at the clock's current time.
     pub async fn record(&self, subject: Subject, detail: Detail) {
         self.events.record(Event::new(self.clock.now_millis(), subject, detail)).await;
+    }
+
+    /// Record a `download.denied`, unless it repeats one recorded within
+    /// `events.denial_window` (then it is counted into that one's summary).
+    pub async fn record_denial(&self, subject: Subject, detail: Detail) {
+        if self.denials.admit(&subject, &detail, self.clock.now_millis()) {
+            self.record(subject, detail).await;
+        }
+    }
+
+    /// Record the summaries of the denial windows that have closed.
+    pub async fn close_denial_windows(&self) {
+        for (subject, detail) in self.denials.close(self.clock.now_millis()) {
+            self.record(subject, detail).await;
+        }
+    }
+
+    /// [`Services::close_denial_windows`] every half window, until dropped.
+    pub async fn denial_worker(self: Arc<Self>) {
+        let every = (self.denials.window() / 2).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.close_denial_windows().await;
+        }
     }
 
     /// The same, without waiting (from a `Drop`).

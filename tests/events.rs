@@ -91,6 +91,7 @@ fn denied(at: u64, customer: Option<&str>, reason: &str) -> Event {
         grant: None,
         client_ip: None,
         surface: "data_plane".into(),
+        count: 1,
     };
     let subject = customer.map(|c| subject(c, "1.0.0")).unwrap_or_default();
     Event::new(at, subject, detail)
@@ -535,6 +536,9 @@ async fn a_redis_outage_loses_and_duplicates_no_event() {
         c.downloads.lease_ttl = Duration::from_secs(3);
         // Grant URLs keep working on their signature while Redis is away.
         c.downloads.on_store_unavailable = tollgate::config::FailMode::Open;
+        // Each forged request is an event here (the aggregation is tested
+        // on its own).
+        c.events.denial_window = Duration::ZERO;
     })
     .await;
     release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
@@ -947,4 +951,51 @@ async fn the_cli_tails_the_log_and_prints_reports() {
     let bad = run(cli(&["events", "--after", "nope"])).await;
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_cursor"));
+}
+
+/// Issue 14, item 4: a client hammering a refused URL writes one event per
+/// window, not one per request; the summary's `count` makes the log, the
+/// report and the metrics still count every refusal.
+#[tokio::test]
+async fn repeated_denials_are_one_event_per_window() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, |c| {
+        no_rate_limits(c);
+        c.events.denial_window = Duration::from_secs(1);
+    })
+    .await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    let key = customer(&a, "acme", json!({})).await;
+    let u = url(&a, &key, "app.tar.gz").await;
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    for _ in 0..50 {
+        let r = request(a.gw.public, "GET", &u, &[]).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"));
+    }
+    let denied = || async {
+        a.gw.state.events.flush().await;
+        events_api(&a, "&type=download.denied", 100).await
+    };
+    let first = denied().await;
+    assert_eq!(first.len(), 1, "the first refusal is recorded at once, the repeats wait: {first:#?}");
+    assert!(first[0]["data"].get("count").is_none(), "a single refusal carries no count: {first:#?}");
+    // The window closes after a second; the summary follows.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = denied().await;
+        if events.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[1]["data"]["count"], 49, "{events:#?}");
+    assert_eq!(events[1]["data"]["reason"], "customer_suspended");
+    // Every refusal counted: the report and the metrics.
+    let r = a.call("GET", "/admin/v1/reports/downloads?group_by=customer", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let rows = Admin::json(&r)["rows"].clone();
+    let acme = rows.as_array().unwrap().iter().find(|row| row["group"] == "acme").cloned().unwrap();
+    assert_eq!(acme["denials"]["customer_suspended"], 50, "{acme:#}");
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "tollgate_downloads_denied_total{reason=\"customer_suspended\"}"), 50);
 }

@@ -50,7 +50,7 @@ pub const DEFAULT_API_KEY_PER_SECOND: u32 = 20;
 pub const DEFAULT_API_KEY_BURST: u32 = 100;
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
-pub const DEFAULT_DELIVERIES_PER_GRANT: u64 = 3;
+pub const DEFAULT_DELIVERIES_PER_GRANT: u64 = 5;
 pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
 pub const DEFAULT_ADDRESS_BURST: u32 = 400;
 pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
@@ -211,6 +211,12 @@ pub struct EventsConfig {
     /// Daily report counters are kept this long.
     #[serde(with = "duration")]
     pub report_retention: Duration,
+    /// A denial repeated (same reason, client address, URL) within this long
+    /// after it was recorded is counted, not recorded: one event with its
+    /// `count` stands for the repeats when the window closes. `0s`: every
+    /// denial is an event.
+    #[serde(with = "duration")]
+    pub denial_window: Duration,
 }
 
 impl Default for EventsConfig {
@@ -221,6 +227,7 @@ impl Default for EventsConfig {
             retention: DEFAULT_EVENT_RETENTION,
             max_events: DEFAULT_EVENT_MAX,
             report_retention: DEFAULT_REPORT_RETENTION,
+            denial_window: Duration::from_secs(60),
         }
     }
 }

@@ -130,8 +130,9 @@ async fn record_denial(svc: &Services, req: &IssueRequest<'_>, e: &AccessError, 
         grant: None,
         client_ip: Some(req.client.to_string()),
         surface: req.surface.to_owned(),
+        count: 1,
     };
-    svc.record(subject, detail).await;
+    svc.record_denial(subject, detail).await;
 }
 
 /// What an installed copy asks: is there something newer for me?

@@ -407,8 +407,9 @@ async fn record_denial(svc: &Services, subject: Subject, grant: Option<String>, 
             grant,
             client_ip: Some(client.to_string()),
             surface: "data_plane".to_owned(),
+            count: 1,
         };
-        svc.record(subject, detail).await;
+        svc.record_denial(subject, detail).await;
     }
 }
 

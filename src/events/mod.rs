@@ -20,6 +20,7 @@
     reason = "utoipa's generated schema code names types defined in this module by a qualified path"
 )]
 
+pub mod denials;
 pub mod recorder;
 pub mod report;
 pub mod webhooks;
@@ -150,6 +151,11 @@ pub enum Detail {
         client_ip: Option<String>,
         /// `customer_api` (asking for a URL) or `data_plane` (using one).
         surface: String,
+        /// How many identical denials this event stands for: 1, or the
+        /// repeats of a denial within `events.denial_window` after it was
+        /// recorded, summed into one event when the window closes.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        count: u64,
     },
     #[serde(rename = "release.published")]
     ReleasePublished { channel: String, critical: bool },
@@ -227,6 +233,15 @@ impl Event {
 pub fn day_of(unix: u64) -> String {
     let text = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string();
     text.get(..10).unwrap_or("1970-01-01").to_owned()
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 mod millis {
@@ -540,7 +555,9 @@ pub fn effects(e: &Event) -> Effects {
             }
             (m, false)
         }
-        Detail::DownloadDenied { reason, .. } => (vec![(format!("{}{reason}", metric::DENIED_PREFIX), 1)], false),
+        Detail::DownloadDenied { reason, count, .. } => {
+            (vec![(format!("{}{reason}", metric::DENIED_PREFIX), *count)], false)
+        }
         _ => return fx,
     };
     for dimension in Dimension::ALL {

@@ -517,7 +517,11 @@ fn count(metrics: &Metrics, e: &Event) {
             };
             metrics.download_ended(*bytes_sent, end);
         }
-        Detail::DownloadDenied { reason, .. } => metrics.download_denied(reason),
+        Detail::DownloadDenied { reason, count, .. } => {
+            for _ in 0..*count {
+                metrics.download_denied(reason);
+            }
+        }
         _ => {}
     }
 }

@@ -53,6 +53,7 @@ fn events_round_trip_as_json_with_type_and_data() {
             grant: None,
             client_ip: Some("192.0.2.1".into()),
             surface: "data_plane".into(),
+            count: 1,
         },
     );
     let json = serde_json::to_value(&denied).unwrap();
@@ -111,6 +112,7 @@ fn effects_count_per_dimension() {
             grant: None,
             client_ip: None,
             surface: "data_plane".into(),
+            count: 1,
         },
     );
     let fx = effects(&anonymous);
