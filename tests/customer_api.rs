@@ -134,7 +134,7 @@ async fn customer_lists_asks_and_downloads(kind: StoreKind) {
 
 async fn a_url_is_rechecked_when_used(kind: StoreKind) {
     // One URL is used many times here: no bound on what its grant delivers.
-    let a = Admin::start_tweaked(kind, common::Backend::Local, |c| c.downloads.deliveries_per_grant = 0).await;
+    let a = Admin::start_tweaked(kind, Backend::Local, |c| c.downloads.deliveries_per_grant = 0).await;
     release(&a, "1.0.0", "stable", &[("app.zip", "any")], "2026-01-01T00:00:00Z").await;
     let key = customer(&a, "acme", json!({})).await;
     let d = Admin::json(&ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.zip" })).await);
