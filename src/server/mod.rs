@@ -1,6 +1,7 @@
 //! Listeners: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2, per-phase
 //! timeouts and graceful shutdown.
 
+mod canned;
 mod guard;
 mod io;
 pub mod tls;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
+pub use canned::ProblemBodies;
 pub use io::WriteIdleTimeout;
 
 use guard::{Activity, PerAddress};
@@ -196,7 +198,8 @@ impl Connection {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Connection { router, builder, peer, mut stop, mut cut, opts } = self;
-        let io = TokioIo::new(WriteIdleTimeout::new(io, opts.write_idle_timeout));
+        // hyper's own refusals (unparseable heads) leave as problems too.
+        let io = TokioIo::new(WriteIdleTimeout::new(ProblemBodies::new(io), opts.write_idle_timeout));
         let activity = Activity::new();
         let tracker = activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
