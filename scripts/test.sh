@@ -9,8 +9,8 @@
 # state-store suite, which starts its own servers on free ports, and redis-tools'
 # redis-cli, which forms the test Redis Cluster; aria2c, whose segmented
 # downloads the quota tests count; nginx and wrk, the reference and the load
-# generator of the side-by-side load test), so it passes on a fresh machine with nothing
-# installed by hand.
+# generator of the side-by-side load test), and schemathesis from PyPI into a
+# virtualenv, so it passes on a fresh machine with nothing installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,8 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v aria2c >/dev/null 2>&1 || missing+=(aria2)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# schemathesis (PyPI) goes into a virtualenv, which needs ensurepip.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} from Debian's packages" >&2
   sudo=""
@@ -32,6 +34,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# schemathesis, pinned, in a virtualenv under target/ (tests/schemathesis.rs
+# runs it against the served OpenAPI document).
+SCHEMATHESIS_VERSION=4.32.5
+venv=target/schemathesis-venv
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "test.sh: installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export TOLLGATE_SCHEMATHESIS="$PWD/$venv/bin/st"
 
 # The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).
 python3 scripts/check-layers.py
