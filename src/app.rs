@@ -148,6 +148,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
             clock_skew: config.signing.clock_skew.as_secs(),
             idle_timeout: config.storage.idle_timeout,
             bind_started: d.bind_started_grants,
+            redirect_ttl: d.redirect_ttl,
         },
         uploads: UploadPolicy {
             url_ttl: config

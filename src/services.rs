@@ -37,6 +37,8 @@ pub struct DownloadPolicy {
     pub idle_timeout: Duration,
     /// Bind a started grant to its starting client's network.
     pub bind_started: Option<crate::config::GrantBinding>,
+    /// Lifetime of the presigned URL a `redirect` delivery answers with.
+    pub redirect_ttl: Duration,
 }
 
 /// How uploads are taken.

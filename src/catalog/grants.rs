@@ -1,14 +1,14 @@
 //! Grants: one per download URL handed out. The grant id embeds the id of the
 //! entitlement that allowed it (`<24 hex>.<entitlement>`), so the data plane
-//! can fetch the grant, the customer, the entitlement, the release and the
-//! artifact in one store round trip ([`CatalogRepo::grant_context`]).
+//! can fetch the grant, the customer, the entitlement, the product, the
+//! release and the artifact in one store round trip ([`CatalogRepo::grant_context`]).
 //!
 //! Key: `{customer}/{grant id}`.
 
 use semver::Version;
 
 use super::artifacts::artifact_key;
-use super::model::{Artifact, Customer, Entitlement, Grant, Release};
+use super::model::{Artifact, Customer, Entitlement, Grant, Product, Release};
 use super::repo::{CatalogError, CatalogRepo};
 use super::store::{Kind, MAX_PAGE, StoreError, decode_json, put_json};
 
@@ -48,6 +48,8 @@ pub struct GrantContext {
     pub grant: Option<Grant>,
     pub customer: Option<Customer>,
     pub entitlement: Option<Entitlement>,
+    /// For its delivery mode.
+    pub product: Option<Product>,
     pub release: Option<Release>,
     pub artifact: Option<Artifact>,
 }
@@ -135,20 +137,22 @@ impl CatalogRepo {
             (Kind::Grant, format!("{customer}/{grant_id}")),
             (Kind::Customer, customer.to_owned()),
             (Kind::Entitlement, format!("{customer}/{entitlement}")),
+            (Kind::Product, product.to_owned()),
             (Kind::Release, format!("{product}/{version}")),
             (Kind::Artifact, artifact_key(product, version, filename)),
         ];
         let asked: Vec<(Kind, &str)> = keys.iter().map(|(k, key)| (*k, key.as_str())).collect();
         let got = self.records().get_many(&asked).await?;
-        let [g, c, e, r, a]: [Option<Vec<u8>>; 5] = got.try_into().map_err(|_| {
+        let [g, c, e, p, r, a]: [Option<Vec<u8>>; 6] = got.try_into().map_err(|_| {
             CatalogError::Store(StoreError::Internal("the store answered a different number of records".into()))
         })?;
         Ok(Some(GrantContext {
             grant: decode(Kind::Grant, &keys[0].1, g)?,
             customer: decode(Kind::Customer, &keys[1].1, c)?,
             entitlement: decode(Kind::Entitlement, &keys[2].1, e)?,
-            release: decode(Kind::Release, &keys[3].1, r)?,
-            artifact: decode(Kind::Artifact, &keys[4].1, a)?,
+            product: decode(Kind::Product, &keys[3].1, p)?,
+            release: decode(Kind::Release, &keys[4].1, r)?,
+            artifact: decode(Kind::Artifact, &keys[5].1, a)?,
         }))
     }
 }

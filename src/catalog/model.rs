@@ -60,8 +60,20 @@ pub enum Delivery {
     Proxy,
     /// The gateway redirects to a short-lived presigned storage URL.
     Redirect,
-    /// A CDN serves the bytes and validates a CDN-native token.
+    /// A CDN serves the bytes and validates a CDN-native token. Not
+    /// available yet: refused on write, served as `proxy` if stored.
     Edge,
+}
+
+impl Delivery {
+    /// The name in records, events and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Proxy => "proxy",
+            Delivery::Redirect => "redirect",
+            Delivery::Edge => "edge",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -101,7 +101,8 @@ enum ProductCmd {
         /// The name customers see.
         #[arg(long)]
         name: String,
-        /// proxy (default), redirect or edge.
+        /// proxy (default: the gateway streams the file) or redirect (a 303
+        /// to a presigned S3 URL; S3 storage only). See docs/delivery.md.
         #[arg(long)]
         delivery: Option<String>,
     },

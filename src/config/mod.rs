@@ -51,6 +51,7 @@ pub const DEFAULT_API_KEY_BURST: u32 = 100;
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DELIVERIES_PER_GRANT: u64 = 5;
+pub const DEFAULT_REDIRECT_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_ADDRESS_PER_SECOND: u32 = 100;
 pub const DEFAULT_ADDRESS_BURST: u32 = 400;
 pub const DEFAULT_BAD_CREDENTIALS_PER_MINUTE: u32 = 60;
@@ -159,6 +160,11 @@ pub struct DownloadsConfig {
     /// later requests from outside it are refused (`403
     /// grant_bound_elsewhere`). Unset: not bound.
     pub bind_started_grants: Option<GrantBinding>,
+    /// In `redirect` delivery: how long the presigned storage URL a grant's
+    /// `GET` is answered with stays valid (1s to 1h). It only has to outlive
+    /// the redirect; a resume gets a fresh one.
+    #[serde(with = "duration")]
+    pub redirect_ttl: Duration,
     /// Every customer's quota unless the customer or entitlement sets its own;
     /// an absent limit is unlimited.
     #[serde(deserialize_with = "crate::table::table")]
@@ -173,6 +179,7 @@ impl Default for DownloadsConfig {
             on_store_unavailable: FailMode::Closed,
             deliveries_per_grant: DEFAULT_DELIVERIES_PER_GRANT,
             bind_started_grants: None,
+            redirect_ttl: DEFAULT_REDIRECT_TTL,
             quota: Quota::default(),
         }
     }
@@ -699,6 +706,9 @@ impl Config {
             && (b.ipv4_prefix > 32 || b.ipv6_prefix > 128)
         {
             return fail("downloads.bind_started_grants", "ipv4_prefix is at most 32, ipv6_prefix at most 128".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.downloads.redirect_ttl) {
+            return fail("downloads.redirect_ttl", "must be 1s to 1h".into());
         }
         if self.downloads.lease_ttl < Duration::from_secs(3) {
             return fail("downloads.lease_ttl", "must be at least 3s (leases are renewed every third of it)".into());

@@ -8,7 +8,9 @@
 //!    object looked up.
 //! 3. [`Redemption::deliver`]: the grant's first `GET` is its initiation
 //!    (counted once, atomically), every stream holds the grant's lease, and
-//!    the bytes are handed to the door in the product's [`Delivery`] mode.
+//!    the bytes are handed to the door in the product's [`Delivery`] mode:
+//!    streamed (`proxy`), or a short-lived presigned storage URL
+//!    (`redirect`).
 //! 4. The completion guard records `download.completed` when the bytes are
 //!    done, cut or dropped.
 //!
@@ -24,23 +26,10 @@ mod usage;
 
 pub use error::DownloadError;
 pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, upgrade};
-pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, object_key_for_path, redeem};
+pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, Redirect, object_key_for_path, redeem};
 pub use usage::{CustomerUsage, usage};
 
-/// How the bytes of a redeemed grant reach the customer. A new mode is a
-/// variant here and an arm in [`Redemption::deliver`] and [`Delivered`];
-/// the checks before it are shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// The gateway streams the bytes from storage.
-    Proxy,
-}
-
-impl Delivery {
-    /// The name recorded in `download.initiated`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Delivery::Proxy => "proxy",
-        }
-    }
-}
+/// How the bytes of a redeemed grant reach the customer: the product's
+/// mode. A new mode is an arm in [`Redemption::deliver`] and a variant of
+/// [`Delivered`]; the checks before it are shared.
+pub use crate::catalog::Delivery;

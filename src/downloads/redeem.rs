@@ -17,7 +17,7 @@ use crate::events::{Detail, Subject};
 use crate::quota::{self, LeaseGuard, Outcome};
 use crate::services::Services;
 use crate::signing::{Presented, TokenError, decode_segment};
-use crate::storage::{self, ByteRange, ByteStream, ObjectKey, ObjectMeta};
+use crate::storage::{self, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError};
 
 /// A download URL as presented.
 #[derive(Debug, Clone, Copy)]
@@ -71,12 +71,25 @@ pub enum Delivered {
     /// The gateway streams these bytes (exactly the range's length; a
     /// failure mid-way fails the stream). `None`: the range is empty.
     Proxy(Option<ByteStream>),
+    /// Storage serves the bytes: the client is sent to a presigned URL.
+    Redirect(Redirect),
+}
+
+/// A presigned storage URL for the grant's file, counted and recorded like a
+/// streamed download's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// Needs no header: everything it takes is in its query.
+    pub location: String,
+    /// Unix seconds after which storage refuses it.
+    pub expires_at: u64,
 }
 
 impl std::fmt::Debug for Delivered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Delivered::Proxy(body) => f.debug_tuple("Proxy").field(&body.as_ref().map(|_| "stream")).finish(),
+            Delivered::Redirect(r) => f.debug_tuple("Redirect").field(r).finish(),
         }
     }
 }
@@ -167,11 +180,12 @@ async fn open(svc: &Services, req: &RedeemRequest<'_>, known: &mut Known) -> Res
     if artifact.is_some_and(|a| a.size != meta.size || a.etag.as_ref().is_some_and(|e| *e != meta.etag)) {
         return Err(DownloadError::ArtifactChanged);
     }
+    let delivery = delivery_for(svc, checked.as_ref());
     Ok(Redemption {
         key,
         meta,
         checked,
-        delivery: Delivery::Proxy,
+        delivery,
         subject: known.subject.clone(),
         grant: known.grant.clone(),
         client: req.client,
@@ -188,6 +202,12 @@ impl Redemption {
     pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
         let length = req.range.map_or(meta.size, |r| r.len);
+        // Presigned before anything is counted: a storage that cannot sign
+        // costs the customer nothing.
+        let redirect = match (delivery, &checked) {
+            (Delivery::Redirect, Some(c)) => Some(presign(svc, &key, &meta, c, now).await?),
+            _ => None,
+        };
         let started = match &checked {
             Some(c) => match start(svc, c, now, length, client).await {
                 Ok(s) => s,
@@ -212,6 +232,10 @@ impl Redemption {
             };
             svc.record(subject.clone(), detail).await;
         }
+        if let Some(redirect) = redirect {
+            redirected(svc, started, length, now).await;
+            return Ok(Delivered::Redirect(redirect));
+        }
         let mut completion = Completion {
             services: svc.clone(),
             subject,
@@ -224,25 +248,76 @@ impl Redemption {
             _lease: started.lease,
             charge: started.charge,
         };
-        match delivery {
-            Delivery::Proxy => {
-                if length == 0 {
-                    storage::StreamEnd::end(&mut completion, 0, true);
-                    return Ok(Delivered::Proxy(None));
-                }
-                let get = svc.storage.get(&key, req.range, &meta);
-                let stream = match svc.metrics.time_storage(svc.storage.backend(), "get", get).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        storage::StreamEnd::end(&mut completion, 0, false);
-                        return Err(e.into());
-                    }
-                };
-                let stream = svc.streams.watch(stream, running(&completion.subject), svc.clock.now_millis());
-                let idle = svc.downloads.idle_timeout;
-                Ok(Delivered::Proxy(Some(storage::guarded(stream, length, idle, completion))))
-            }
+        // Streamed (`proxy`, and `edge` until it exists: see `delivery_for`).
+        if length == 0 {
+            storage::StreamEnd::end(&mut completion, 0, true);
+            return Ok(Delivered::Proxy(None));
         }
+        let get = svc.storage.get(&key, req.range, &meta);
+        let stream = match svc.metrics.time_storage(svc.storage.backend(), "get", get).await {
+            Ok(s) => s,
+            Err(e) => {
+                storage::StreamEnd::end(&mut completion, 0, false);
+                return Err(e.into());
+            }
+        };
+        let stream = svc.streams.watch(stream, running(&completion.subject), svc.clock.now_millis());
+        let idle = svc.downloads.idle_timeout;
+        Ok(Delivered::Proxy(Some(storage::guarded(stream, length, idle, completion))))
+    }
+}
+
+/// The mode a redemption is delivered in: the product's, when this gateway
+/// can. Operator URLs and grants served on their signature alone (the
+/// store down) are streamed; so is a `redirect` product on a storage that
+/// cannot presign (its setting was refused on write, so the storage changed
+/// since) and an `edge` one (not available yet).
+fn delivery_for(svc: &Services, checked: Option<&Checked>) -> Delivery {
+    match checked.map(|c| c.delivery) {
+        Some(Delivery::Redirect) if svc.storage.presigns_downloads() => Delivery::Redirect,
+        Some(Delivery::Redirect) => {
+            tracing::warn!("product set to redirect delivery on storage that cannot presign; streaming instead");
+            Delivery::Proxy
+        }
+        _ => Delivery::Proxy,
+    }
+}
+
+/// A presigned `GET` of the grant's file, named and typed as the gateway
+/// would answer it.
+async fn presign(
+    svc: &Services,
+    key: &ObjectKey,
+    meta: &ObjectMeta,
+    c: &Checked,
+    now: u64,
+) -> Result<Redirect, DownloadError> {
+    let name = c.artifact.filename.as_str();
+    let content_type = c.artifact.content_type.clone().unwrap_or_else(|| storage::naming::content_type(meta, name));
+    let ttl = svc.downloads.redirect_ttl;
+    let presigned = svc.storage.presign_download(key, ttl, name, &content_type).await?;
+    let location = presigned.ok_or_else(|| StorageError::Upstream("this storage cannot presign downloads".into()))?;
+    Ok(Redirect { location, expires_at: now.saturating_add(ttl.as_secs()) })
+}
+
+/// What a redirect leaves behind, since the gateway sees no byte of it: the
+/// bytes asked for are charged at once (to the grant's bound and past the
+/// file's size to the byte quotas, as a stream's are when it ends), and the
+/// grant's lease is held for the presigned URL's lifetime, so that
+/// `concurrent_downloads` counts it while it can be used.
+async fn redirected(svc: &Services, started: Started, length: u64, now: u64) {
+    if let Some(Charge { customer, delivered, size, counters }) = started.charge
+        && length > 0
+        && let Err(e) = svc.quotas.record_delivery(&customer, &delivered, length, size, &counters, now).await
+    {
+        tracing::warn!(%customer, error = %e, length, "could not record the bytes a redirect delivers");
+    }
+    if let Some(lease) = started.lease {
+        let ttl = svc.downloads.redirect_ttl;
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            drop(lease);
+        });
     }
 }
 

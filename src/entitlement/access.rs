@@ -348,7 +348,10 @@ pub async fn recheck_grant(
     let artifact = ctx.artifact.ok_or(AccessError::NotFound("artifact"))?;
     decide(&customer, std::slice::from_ref(&entitlement), &release, &artifact, grant.issued_at)?;
     check_address(&customer, client)?;
-    Ok(Checked { grant, customer, entitlement, artifact })
+    // A release cannot outlive its product (deletion is refused while it has
+    // releases); a missing record is served the default way.
+    let delivery = ctx.product.map(|p| p.delivery).unwrap_or_default();
+    Ok(Checked { grant, customer, entitlement, artifact, delivery })
 }
 
 /// A grant that passed its re-check, with what it was checked against.
@@ -359,6 +362,8 @@ pub struct Checked {
     pub entitlement: Entitlement,
     /// The file to serve.
     pub artifact: Artifact,
+    /// How the product's downloads are delivered.
+    pub delivery: crate::catalog::Delivery,
 }
 
 /// A customer a release reaches, with the platforms it may download.

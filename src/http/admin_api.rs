@@ -101,6 +101,9 @@ pub enum AdminError {
     /// An events cursor this log never handed out.
     #[error("not a cursor of this event log")]
     InvalidCursor,
+    /// A product's delivery mode this gateway cannot serve.
+    #[error("{0}")]
+    DeliveryUnsupported(String),
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error("storage: {0}")]
@@ -125,6 +128,10 @@ impl AdminError {
             }
             AdminError::InvalidCursor => Problem::new(StatusCode::BAD_REQUEST, "invalid_cursor", "Bad Request")
                 .with_detail("`after` must be the `next` of an earlier page of this log."),
+            AdminError::DeliveryUnsupported(d) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "delivery_unsupported", "Unprocessable Content")
+                    .with_detail(d.clone())
+            }
             AdminError::Upload(e) => super::problem::from_upload(e),
             AdminError::Storage(StorageError::NotFound) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "object_not_found", "Unprocessable Content")
@@ -248,7 +255,7 @@ pub(crate) struct ProductBody {
     delivery: Delivery,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -257,9 +264,26 @@ pub(crate) async fn put_product(
 ) -> AdminResult {
     let id = path(p)?;
     let b: ProductBody = body(&raw)?;
+    supported(&s, b.delivery)?;
     let pre = precondition(&headers, || s.catalog.product_stored(&id)).await?;
     let product = Product { id, name: b.name, delivery: b.delivery };
     Ok(written_at(&s.catalog.put_product_if(&product, pre).await?))
+}
+
+/// Refuse a delivery mode this gateway cannot serve: `redirect` needs
+/// storage that presigns (S3), `edge` is not available yet.
+fn supported(s: &Services, delivery: Delivery) -> Result<(), AdminError> {
+    match delivery {
+        Delivery::Proxy => Ok(()),
+        Delivery::Redirect if s.storage.presigns_downloads() => Ok(()),
+        Delivery::Redirect => Err(AdminError::DeliveryUnsupported(format!(
+            "`redirect` sends customers to presigned storage URLs, which {} storage cannot make; use `proxy`, or S3 storage.",
+            s.storage.backend()
+        ))),
+        Delivery::Edge => Err(AdminError::DeliveryUnsupported(
+            "`edge` delivery (CDN-native signed URLs) is not available yet; use `proxy` or `redirect`.".into(),
+        )),
+    }
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]

@@ -157,35 +157,6 @@ fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
     text(headers, name).and_then(|v| httpdate::parse_http_date(v).ok())
 }
 
-/// `Content-Disposition: attachment` with an ASCII `filename` and, for names that
-/// are not plain ASCII, an RFC 6266 / RFC 8187 `filename*`.
-pub fn content_disposition(filename: &str) -> String {
-    let fallback: String = filename
-        .chars()
-        .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' { c } else { '_' })
-        .collect();
-    if fallback == filename {
-        return format!("attachment; filename=\"{fallback}\"");
-    }
-    let encoded = percent_encoding::utf8_percent_encode(filename, ATTR_CHAR_ENCODE);
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
-
-/// RFC 8187 `attr-char` is kept; everything else is percent-encoded.
-const ATTR_CHAR_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -292,17 +263,6 @@ mod tests {
         for (h, want) in cases {
             assert_eq!(evaluate_preconditions(&headers(h), &Method::GET, &m), *want, "{h:?}");
         }
-    }
-
-    #[test]
-    fn content_disposition_forms() {
-        assert_eq!(content_disposition("app-1.0.tar.gz"), "attachment; filename=\"app-1.0.tar.gz\"");
-        assert_eq!(content_disposition("My App.dmg"), "attachment; filename=\"My App.dmg\"");
-        assert_eq!(
-            content_disposition("café «1».zip"),
-            "attachment; filename=\"caf_ _1_.zip\"; filename*=UTF-8''caf%C3%A9%20%C2%AB1%C2%BB.zip"
-        );
-        assert_eq!(content_disposition("a\"b.zip"), "attachment; filename=\"a_b.zip\"; filename*=UTF-8''a%22b.zip");
     }
 
     mod properties {

@@ -21,7 +21,7 @@ use super::{PeerAddr, client_ip};
 use crate::catalog::Artifact;
 use crate::downloads::{self, DeliverRequest, Delivered, DownloadError, RedeemRequest};
 use crate::services::Services;
-use crate::storage::ObjectMeta;
+use crate::storage::{ObjectMeta, naming};
 
 impl IntoResponse for DownloadError {
     fn into_response(self) -> axum::response::Response {
@@ -88,6 +88,7 @@ async fn serve(
         match redemption.deliver(svc, deliver).await? {
             Delivered::Proxy(Some(stream)) => Body::from_stream(stream),
             Delivered::Proxy(None) => Body::empty(),
+            Delivered::Redirect(r) => return Ok(redirect(&r, prefers_no_redirect(headers))),
         }
     } else {
         Body::empty()
@@ -96,6 +97,40 @@ async fn serve(
     *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     *response.headers_mut() = h;
     Ok(response)
+}
+
+/// A `redirect` delivery: `303 See Other` to the presigned storage URL, or,
+/// for a client that asked `Prefer: no-redirect` (a script that wants the
+/// URL, not the bytes), `200` with it in a JSON body. Neither may be
+/// cached: the URL is good for a minute and was counted.
+fn redirect(r: &downloads::Redirect, json: bool) -> axum::response::Response {
+    let expires_at = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.expires_at));
+    let mut response = if json {
+        let body = serde_json::json!({ "url": r.location, "expires_at": r.expires_at });
+        let mut response = axum::Json(body).into_response();
+        response.headers_mut().insert("preference-applied", HeaderValue::from_static("no-redirect"));
+        response
+    } else {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response.headers_mut().insert(header::LOCATION, header_value(&r.location));
+        response
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::EXPIRES, header_value(&expires_at));
+    response
+}
+
+/// Does the request carry the `Prefer: no-redirect` preference (RFC 7240;
+/// several preferences may share the header, each with parameters)?
+fn prefers_no_redirect(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split(';').next())
+        .any(|token| token.trim().eq_ignore_ascii_case("no-redirect"))
 }
 
 /// What the artifact record adds: the digest (RFC 9530 `Repr-Digest`, and the
@@ -115,8 +150,8 @@ fn artifact_headers(h: &mut HeaderMap, a: &Artifact) {
 fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, file_name: &str) {
     validator_headers(h, meta);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_TYPE, header_value(&content_type(meta, file_name)));
-    h.insert(header::CONTENT_DISPOSITION, header_value(&conditional::content_disposition(file_name)));
+    h.insert(header::CONTENT_TYPE, header_value(&naming::content_type(meta, file_name)));
+    h.insert(header::CONTENT_DISPOSITION, header_value(&naming::content_disposition(file_name)));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
@@ -133,15 +168,6 @@ fn not_modified(meta: &ObjectMeta) -> axum::response::Response {
     r
 }
 
-/// Storage's content type unless it is a generic default; else a guess from the
-/// file name; else `application/octet-stream`.
-fn content_type(meta: &ObjectMeta, file_name: &str) -> String {
-    match meta.content_type.as_deref() {
-        Some(ct) if ct != "application/octet-stream" && ct != "binary/octet-stream" => ct.to_owned(),
-        _ => mime_guess::from_path(file_name).first_or_octet_stream().essence_str().to_owned(),
-    }
-}
-
 /// A header value from text we built; anything unrepresentable becomes empty
 /// rather than a panic.
 fn header_value(s: &str) -> HeaderValue {
@@ -153,14 +179,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_type_prefers_specific_storage_types() {
-        let mut m =
-            ObjectMeta { size: 1, last_modified: std::time::UNIX_EPOCH, etag: "\"x\"".into(), content_type: None };
-        assert_eq!(content_type(&m, "a.zip"), "application/zip");
-        assert_eq!(content_type(&m, "a.unknownext"), "application/octet-stream");
-        m.content_type = Some("binary/octet-stream".into());
-        assert_eq!(content_type(&m, "a.zip"), "application/zip");
-        m.content_type = Some("application/x-apple-diskimage".into());
-        assert_eq!(content_type(&m, "a.zip"), "application/x-apple-diskimage");
+    fn the_no_redirect_preference_is_found_among_others() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("prefer", HeaderValue::from_str(v).unwrap());
+            }
+            prefers_no_redirect(&h)
+        };
+        assert!(with(&["no-redirect"]));
+        assert!(with(&["respond-async, No-Redirect"]));
+        assert!(with(&["wait=5", "no-redirect; x=1"]));
+        assert!(!with(&[]));
+        assert!(!with(&["return=minimal"]));
+        assert!(!with(&["no-redirects", "x=no-redirect"]));
+    }
+
+    #[test]
+    fn a_redirect_is_never_cached_and_names_its_expiry() {
+        let r =
+            downloads::Redirect { location: "http://s3.test/b/k?X-Amz-Signature=x".into(), expires_at: 1_700_000_060 };
+        let answer = redirect(&r, false);
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        assert_eq!(answer.headers()[header::LOCATION], "http://s3.test/b/k?X-Amz-Signature=x");
+        assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(answer.headers()[header::EXPIRES], "Tue, 14 Nov 2023 22:14:20 GMT");
+        let answer = redirect(&r, true);
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(answer.headers().get(header::LOCATION).is_none());
+        assert_eq!(answer.headers()["preference-applied"], "no-redirect");
     }
 }

@@ -3,6 +3,7 @@
 //! is ever read whole into memory.
 
 pub mod local;
+pub mod naming;
 pub mod s3;
 mod stream;
 
@@ -260,6 +261,26 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         _content_type: &str,
         _ttl: std::time::Duration,
     ) -> Result<Option<UploadPlan>, StorageError> {
+        Ok(None)
+    }
+
+    /// Can this backend presign downloads ([`BlobStore::presign_download`])?
+    /// What `redirect` delivery needs.
+    fn presigns_downloads(&self) -> bool {
+        false
+    }
+
+    /// A `GET` of `key` presigned for `ttl` that needs no header from the
+    /// client (everything is in the query), whose answer names the file
+    /// `file_name` (`Content-Disposition: attachment`) and carries
+    /// `content_type`. `None`: this backend cannot presign.
+    async fn presign_download(
+        &self,
+        _key: &ObjectKey,
+        _ttl: std::time::Duration,
+        _file_name: &str,
+        _content_type: &str,
+    ) -> Result<Option<String>, StorageError> {
         Ok(None)
     }
 

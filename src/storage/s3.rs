@@ -362,6 +362,34 @@ impl BlobStore for S3Store {
         Some((MAX_PARTS as u64).saturating_mul(self.part_size as u64))
     }
 
+    fn presigns_downloads(&self) -> bool {
+        true
+    }
+
+    async fn presign_download(
+        &self,
+        key: &ObjectKey,
+        ttl: std::time::Duration,
+        file_name: &str,
+        content_type: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let presign = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| StorageError::Upstream(format!("cannot presign for {ttl:?}: {e}")))?;
+        // Query authentication only: download managers drop `Authorization`
+        // on a cross-origin redirect and send no other header we could sign.
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .response_content_disposition(super::naming::content_disposition(file_name))
+            .response_content_type(content_type)
+            .presigned(presign)
+            .await
+            .map_err(classify)?;
+        Ok(Some(req.uri().to_owned()))
+    }
+
     async fn plan_upload(
         &self,
         key: &ObjectKey,
