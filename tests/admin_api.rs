@@ -112,6 +112,11 @@ async fn customers_and_entitlements(kind: StoreKind) {
     assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/entitlements/sub-2026", None).await.status, 404);
 }
 
+const LONG_VERSION: &str = concat!(
+    "/admin/v1/products/app/releases/1.0.0-",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+);
+
 async fn bad_input_is_a_problem(kind: StoreKind) {
     let a = Admin::start(kind).await;
     let cases = [
@@ -122,6 +127,10 @@ async fn bad_input_is_a_problem(kind: StoreKind) {
         ("GET", "/admin/v1/products/app/releases/not-semver", None, 422, "invalid_field"),
         ("GET", "/admin/v1/products?limit=many", None, 400, "invalid_request"),
         ("GET", "/admin/v1/products?cursor=%25%25", None, 422, "invalid_field"),
+        ("GET", "/admin/v1/products?limit=0", None, 422, "invalid_field"),
+        // A version is a path segment and storage key segment: at most 128.
+        ("PUT", LONG_VERSION, Some(json!({ "channel": "stable" })), 422, "invalid_field"),
+        ("GET", "/admin/v1/products?limit=1000", None, 422, "invalid_field"),
         ("PATCH", "/admin/v1/products/app", None, 405, "method_not_allowed"),
         // Lists are not objects, even where serde would read the fields in order.
         ("PUT", "/admin/v1/products/app", Some(json!(["App"])), 400, "invalid_request"),

@@ -105,6 +105,15 @@ async fn products_page_with_opaque_cursors(kind: StoreKind) {
     assert_eq!(ids, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
     let err = repo.products(Some("%%%"), None).await.unwrap_err();
     assert!(matches!(err, CatalogError::Invalid { field: "cursor", .. }));
+    // Any base64url text is a place to start from (here, after "p3" with
+    // its trailing bits set); page sizes are 1 to 999.
+    let page = repo.products(Some("cDN"), Some(10)).await.unwrap();
+    let after: Vec<&str> = page.items.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(after, ["p4", "p5", "p6"]);
+    for limit in [0, 1000] {
+        let err = repo.products(None, Some(limit)).await.unwrap_err();
+        assert!(matches!(err, CatalogError::Invalid { field: "limit", .. }), "{limit}");
+    }
 }
 
 async fn release_lifecycle(kind: StoreKind) {

@@ -101,6 +101,32 @@ pub fn check_id(field: &'static str, id: &str) -> Result<(), CatalogError> {
     }
 }
 
+/// Cursors are written as unpadded base64url and read leniently: trailing
+/// bits need not be zero.
+const CURSOR: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
+
+/// Longest version a release may have, in characters: it is a segment of
+/// download paths and storage keys.
+pub const MAX_VERSION: usize = 128;
+
+/// Versions are semantic versions of at most [`MAX_VERSION`] characters.
+pub fn check_version(version: &Version) -> Result<(), CatalogError> {
+    let len = version.to_string().len();
+    if len > MAX_VERSION {
+        return Err(CatalogError::Invalid {
+            field: "version",
+            reason: format!("{len} characters long; at most {MAX_VERSION}"),
+        });
+    }
+    Ok(())
+}
+
 fn release_key(product: &str, version: &Version) -> String {
     format!("{product}/{version}")
 }
@@ -207,16 +233,18 @@ impl CatalogRepo {
         cursor: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<T>, CatalogError> {
-        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE - 1);
+        let limit = limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..MAX_PAGE).contains(&limit) {
+            return Err(CatalogError::Invalid { field: "limit", reason: format!("must be 1 to {}", MAX_PAGE - 1) });
+        }
+        // A cursor is the last key of the previous page, base64url: any such
+        // text is a position in the listing (one made up is merely a place
+        // to start from; the prefix still bounds what is listed).
         let after = match cursor {
             None => None,
-            Some(c) => {
-                let bytes = URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok());
-                Some(bytes.ok_or_else(|| CatalogError::Invalid {
-                    field: "cursor",
-                    reason: "not a cursor from a previous page".into(),
-                })?)
-            }
+            Some(c) => Some(CURSOR.decode(c).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|_| {
+                CatalogError::Invalid { field: "cursor", reason: "not a cursor from a previous page".into() }
+            })?),
         };
         // One more than asked tells whether another page follows.
         let mut rows = self.store.list(kind, prefix, after.as_deref(), limit + 1).await?;
@@ -301,6 +329,7 @@ impl CatalogRepo {
         mut build: impl FnMut(Option<&Release>) -> Release,
     ) -> Result<Updated<Release>, CatalogError> {
         check_id("product", product)?;
+        check_version(version)?;
         self.require::<Product>(Kind::Product, "product", product).await?;
         let key = release_key(product, version);
         let updated = self

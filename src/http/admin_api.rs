@@ -156,6 +156,11 @@ pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError
     p.map(|Path(v)| v).map_err(|e| AdminError::BadRequest(e.body_text()))
 }
 
+/// An optional JSON request body: absent, empty or `null` is `T`'s default.
+pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, AdminError> {
+    if bytes.trim_ascii() == b"null" || bytes.trim_ascii().is_empty() { Ok(T::default()) } else { body(bytes) }
+}
+
 /// A JSON request body: an object (never a list standing for one), strictly.
 pub(super) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice::<Table<T>>(bytes)
@@ -231,8 +236,10 @@ where
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// `next` of the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 999 (default 100).
+    #[param(minimum = 1, maximum = 999)]
     pub limit: Option<usize>,
 }
 
@@ -247,15 +254,28 @@ pub(super) fn deleted(existed: bool, what: &str) -> AdminResult {
 
 // Products.
 
+/// The delivery modes a product can be set to.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "a schema only: the field is parsed as catalog::Delivery")]
+pub(crate) enum WritableDelivery {
+    Proxy,
+    Redirect,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProductBody {
+    #[schema(pattern = r"\S")]
     name: String,
+    /// Default `proxy`; `redirect` needs S3 storage (`edge` is not
+    /// available yet and refused).
     #[serde(default)]
+    #[schema(value_type = Option<WritableDelivery>)]
     delivery: Delivery,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -286,7 +306,7 @@ fn supported(s: &Services, delivery: Delivery) -> Result<(), AdminError> {
     }
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Product)))]
 pub(crate) async fn get_product(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     found_at(s.catalog.product_stored(&path(p)?).await?, "product")
 }
@@ -300,7 +320,7 @@ pub(crate) async fn list_products(
     Ok(Json(s.catalog.products(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
+#[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
 pub(crate) async fn delete_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -328,7 +348,7 @@ pub(crate) struct ReleaseBody {
     notes: Option<String>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -358,7 +378,7 @@ pub(crate) async fn put_release(
     Ok(written_at(&stored))
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = Release)))]
 pub(crate) async fn get_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -367,7 +387,7 @@ pub(crate) async fn get_release(
     found_at(s.catalog.release_stored(&product, &version(&v)?).await?, "release")
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id"), ListParams), responses((status = 200, body = Page<Release>)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ListParams), responses((status = 200, body = Page<Release>)))]
 pub(crate) async fn list_releases(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -381,7 +401,7 @@ pub(crate) async fn list_releases(
     Ok(Json(s.catalog.releases(&product, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
 pub(crate) async fn delete_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -429,17 +449,17 @@ async fn lifecycle(
     Ok(Json(r).into_response())
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
 pub(crate) async fn publish_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
-    let b: PublishBody = if raw.is_empty() { PublishBody::default() } else { body(&raw)? };
+    let b: PublishBody = optional_body(&raw)?;
     lifecycle(&s, p, ReleaseAction::Publish { backdated_to: b.backdated_to }).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn yank_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -447,7 +467,7 @@ pub(crate) async fn yank_release(
     lifecycle(&s, p, ReleaseAction::Yank).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn restore_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -470,7 +490,7 @@ pub(crate) struct CutAnswer {
     cut_here: usize,
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/cut-downloads", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "the release's running downloads (grant and operator URLs) are cut, here at once and on every replica within 2 s; yank first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such release", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/cut-downloads", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "the release's running downloads (grant and operator URLs) are cut, here at once and on every replica within 2 s; yank first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such release", body = Problem)))]
 pub(crate) async fn cut_release_downloads(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -483,7 +503,7 @@ pub(crate) async fn cut_release_downloads(
     cut(&s, crate::cuts::Scope::Release { product, version: version.to_string() }).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/customers/{customer}/cut-downloads", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, description = "the customer's running downloads are cut, here at once and on every replica within 2 s; suspend first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such customer", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/cut-downloads", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, description = "the customer's running downloads are cut, here at once and on every replica within 2 s; suspend first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such customer", body = Problem)))]
 pub(crate) async fn cut_customer_downloads(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -505,6 +525,19 @@ async fn cut(s: &Services, scope: crate::cuts::Scope) -> AdminResult {
 
 // Customers.
 
+/// A network in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`).
+#[derive(ToSchema)]
+#[schema(
+    pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])/(3[0-2]|[12]?[0-9])$|^([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}/(12[0-8]|1[01][0-9]|[1-9]?[0-9])$"
+)]
+#[allow(dead_code, reason = "a schema only: the field is parsed as ipnet::IpNet")]
+pub(crate) struct Cidr(String);
+
+/// `versions` sent as `null` means any version, as when absent.
+fn null_is_any_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VersionReq, D::Error> {
+    Ok(Option::<VersionReq>::deserialize(d)?.unwrap_or_else(any_version))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CustomerBody {
@@ -515,14 +548,14 @@ pub(crate) struct CustomerBody {
     status: Option<CustomerStatus>,
     /// Default: the current list (none for a new customer); `[]` removes it.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<Cidr>>)]
     allowed_cidrs: Option<Vec<ipnet::IpNet>>,
     /// Default: the current quota (none for a new customer); `{}` removes it.
     #[serde(default, deserialize_with = "crate::table::optional_table")]
     quota: Option<Quota>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -547,7 +580,7 @@ pub(crate) async fn put_customer(
     Ok(written_at(&updated))
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Customer)))]
 pub(crate) async fn get_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -569,6 +602,7 @@ pub(crate) async fn list_customers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EntitlementBody {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     product: String,
     license: License,
     starts_at: Timestamp,
@@ -576,8 +610,9 @@ pub(crate) struct EntitlementBody {
     expires_at: Option<Timestamp>,
     #[serde(default)]
     maintenance_until: Option<Timestamp>,
-    #[serde(default = "any_version")]
-    #[schema(value_type = Option<String>, example = "^2")]
+    /// A semver requirement; default `*`.
+    #[serde(default = "any_version", deserialize_with = "null_is_any_version")]
+    #[schema(value_type = String, example = "^2", pattern = r"^(\*|[\^~=]?(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,2})$")]
     versions: VersionReq,
     #[serde(default = "stable_only")]
     channels: Vec<Channel>,
@@ -602,7 +637,7 @@ fn active_entitlement() -> EntitlementStatus {
     EntitlementStatus::Active
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -647,7 +682,7 @@ async fn entitlement_changed(s: &Services, customer: &str, product: &str, id: &s
     s.record(subject, Detail::EntitlementChanged { entitlement: id.to_owned(), change }).await;
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 200, body = Entitlement)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Entitlement)))]
 pub(crate) async fn get_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -656,7 +691,7 @@ pub(crate) async fn get_entitlement(
     found_at(s.catalog.entitlement_stored(&customer, &id).await?, "entitlement")
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<Entitlement>)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Items<Entitlement>)))]
 pub(crate) async fn list_entitlements(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -668,7 +703,7 @@ pub(crate) async fn list_entitlements(
     Ok(Json(Items { items: s.catalog.entitlements_of(&customer).await? }).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn delete_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -692,20 +727,20 @@ pub(crate) struct ApiKeyBody {
 }
 
 /// `201` with the key text, shown this once and never again.
-#[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
 pub(crate) async fn create_api_key(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let customer = path(p)?;
-    let b: ApiKeyBody = if raw.is_empty() { ApiKeyBody::default() } else { body(&raw)? };
+    let b: ApiKeyBody = optional_body(&raw)?;
     let now = Timestamp(s.clock.now_unix());
     let (key, text) = s.catalog.create_api_key(&customer, &b.name, now).await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { view: ApiKeyView::from(&key), key: text })).into_response())
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<ApiKeyView>)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Items<ApiKeyView>)))]
 pub(crate) async fn list_api_keys(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -718,7 +753,7 @@ pub(crate) async fn list_api_keys(
     Ok(Json(Items { items: keys }).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
 pub(crate) async fn revoke_api_key(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -747,7 +782,7 @@ pub(crate) struct EligibleList {
 
 /// Whom a release reaches: the customers entitled to it as if it were
 /// published now (so a vendor can check a patch's audience before publishing).
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = EligibleList)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = EligibleList)))]
 pub(crate) async fn eligible_customers(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,

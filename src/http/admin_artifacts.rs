@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Items;
-use super::admin_api::{AdminError, AdminResult, body, deleted, path, query, version, written};
+use super::admin_api::{AdminError, AdminResult, body, deleted, optional_body, path, query, version, written};
 use super::problem::{Problem, RawBody};
 use crate::catalog::artifacts::check_sha256;
 use crate::catalog::{Artifact, PendingUpload, Timestamp};
@@ -37,11 +37,14 @@ use crate::uploads::{self, PutRequest, Source};
 pub(crate) struct ArtifactParams {
     /// `existing`: register an object already in storage (no body). Absent:
     /// the body is the file.
+    #[param(pattern = "^existing$")]
     source: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     platform: Option<String>,
     /// Default: `{product}/{version}/{filename}`.
     storage_key: Option<String>,
     /// Default: guessed from the file name.
+    #[param(pattern = r"^[ -~]*/[ -~]*$")]
     content_type: Option<String>,
     /// Replace an existing artifact of a published or yanked release.
     force: Option<bool>,
@@ -53,7 +56,7 @@ pub(crate) struct ArtifactParams {
 /// caller; an upload announcing its digest (`Repr-Digest`/`Content-Digest`
 /// `sha-256=:…:`, or `x-checksum-sha256`) that does not match is refused and
 /// leaves nothing behind.
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name"), ArtifactParams), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file (absent with `source=existing`)"), responses((status = 201, description = "stored and registered", body = Artifact), (status = 200, description = "replaced, or registered again (re-measured)", body = Artifact), (status = 400, description = "`upload_incomplete` (the body was cut), `invalid_digest`", body = Problem), (status = 409, description = "replacing a published release's file without `force=true`", body = Problem), (status = 413, description = "larger than the storage allows", body = Problem), (status = 422, description = "`checksum_mismatch`, no object at the storage key, or an invalid name", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"), ("filename" = String, Path, description = "file name", pattern = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$"), ArtifactParams), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file (absent with `source=existing`)"), responses((status = 201, description = "stored and registered", body = Artifact), (status = 200, description = "replaced, or registered again (re-measured)", body = Artifact), (status = 400, description = "`upload_incomplete` (the body was cut), `invalid_digest`", body = Problem), (status = 409, description = "replacing a published release's file without `force=true`", body = Problem), (status = 413, description = "larger than the storage allows", body = Problem), (status = 422, description = "`checksum_mismatch`, no object at the storage key, or an invalid name", body = Problem)))]
 pub(crate) async fn put_artifact(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
@@ -145,7 +148,7 @@ fn upload_stream(body: Body, idle: std::time::Duration) -> storage::ByteStream {
     }))
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 200, description = "the artifact; `status: pending` for a direct upload not yet completed (size and SHA-256 as declared)", body = Artifact)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"), ("filename" = String, Path, description = "file name", pattern = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$")), responses((status = 200, description = "the artifact; `status: pending` for a direct upload not yet completed (size and SHA-256 as declared)", body = Artifact)))]
 pub(crate) async fn get_artifact(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
@@ -162,7 +165,7 @@ pub(crate) async fn get_artifact(
 }
 
 /// A release's files by name, pending direct uploads included.
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Items<Artifact>)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = Items<Artifact>)))]
 pub(crate) async fn list_artifacts(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -188,7 +191,7 @@ pub(crate) struct DeleteParams {
 
 /// Remove an artifact record, or abandon a pending direct upload (its parts
 /// are aborted and any object it wrote removed).
-#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name"), DeleteParams), responses((status = 204, description = "deleted"), (status = 409, description = "the release is published: needs force=true", body = Problem)))]
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"), ("filename" = String, Path, description = "file name", pattern = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$"), DeleteParams), responses((status = 204, description = "deleted"), (status = 409, description = "the release is published: needs force=true", body = Problem)))]
 pub(crate) async fn delete_artifact(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
@@ -206,14 +209,19 @@ pub(crate) async fn delete_artifact(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DirectUploadBody {
+    #[schema(pattern = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$")]
     filename: String,
     /// Default `any`.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     platform: Option<String>,
     /// Default: guessed from the file name.
+    #[schema(pattern = r"^[ -~]*/[ -~]*$")]
     content_type: Option<String>,
-    /// The file's exact size in bytes.
+    /// The file's exact size in bytes (S3 takes at most 5 TiB).
+    #[schema(maximum = 5_497_558_138_880_u64)]
     size: u64,
     /// The file's SHA-256, hex; checked by the gateway at `complete`.
+    #[schema(pattern = r"^[0-9a-f]{64}$")]
     sha256: String,
 }
 
@@ -236,7 +244,7 @@ pub(crate) struct DirectUpload {
 /// `pending` and cannot be downloaded. Only for new files: an existing one is
 /// replaced with the streaming `PUT`, or deleted first. Planning a file
 /// again abandons the previous plan.
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = DirectUploadBody, responses((status = 201, description = "planned", body = DirectUpload), (status = 409, description = "the release already has this file", body = Problem), (status = 413, description = "larger than S3 takes (5 TiB)", body = Problem), (status = 501, description = "`direct_upload_unsupported`: the storage is a local directory", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), request_body = DirectUploadBody, responses((status = 201, description = "planned", body = DirectUpload), (status = 409, description = "the release already has this file", body = Problem), (status = 413, description = "larger than S3 takes (5 TiB)", body = Problem), (status = 501, description = "`direct_upload_unsupported`: the storage is a local directory", body = Problem)))]
 pub(crate) async fn plan_upload(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -279,7 +287,7 @@ pub(crate) struct CompleteBody {
 /// artifact recorded (and downloadable). A mismatch removes the object and
 /// the plan. Repeating a `complete` that succeeded answers 200 with the
 /// artifact.
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/complete", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), request_body(content = Option<CompleteBody>, description = "optional"), responses((status = 201, description = "verified and recorded", body = Artifact), (status = 200, description = "already completed", body = Artifact), (status = 409, description = "`upload_incomplete`: parts or the object are missing; upload them and complete again", body = Problem), (status = 410, description = "`upload_expired`: abandoned", body = Problem), (status = 422, description = "`checksum_mismatch` or `size_mismatch`: nothing was kept", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/complete", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"), ("filename" = String, Path, description = "file name", pattern = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$")), request_body(content = Option<CompleteBody>, description = "optional"), responses((status = 201, description = "verified and recorded", body = Artifact), (status = 200, description = "already completed", body = Artifact), (status = 409, description = "`upload_incomplete`: parts or the object are missing; upload them and complete again", body = Problem), (status = 410, description = "`upload_expired`: abandoned", body = Problem), (status = 422, description = "`checksum_mismatch` or `size_mismatch`: nothing was kept", body = Problem)))]
 pub(crate) async fn complete_upload(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String, String)>, PathRejection>,
@@ -287,7 +295,7 @@ pub(crate) async fn complete_upload(
 ) -> AdminResult {
     let (product, v, filename) = path(p)?;
     let version = version(&v)?;
-    let b: CompleteBody = if raw.is_empty() { CompleteBody::default() } else { body(&raw)? };
+    let b: CompleteBody = optional_body(&raw)?;
     match direct::complete(&s, &product, &version, &filename, &b.parts).await? {
         Completed::Recorded(artifact) => Ok((StatusCode::CREATED, Json(artifact)).into_response()),
         Completed::Already(artifact) => Ok(Json(artifact).into_response()),
