@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, Reply, StoreKind, artifact_path, curl, customer, no_rate_limits, release, request, sha256_hex,
-    test_bytes, url,
+    Admin, Backend, Reply, StoreKind, aria2c, artifact_path, curl, customer, no_rate_limits, release, request,
+    sha256_hex, test_bytes, url,
 };
 use serde_json::{Value, json};
 use tollgate::config::Config;
@@ -169,12 +169,7 @@ async fn a_redirect_is_counted_at_the_gateway_and_served_by_storage() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
     std::fs::remove_file(&out).unwrap();
-    let o = std::process::Command::new("aria2c")
-        .args(["-x", "8", "-s", "8", "-k", "1M", "--file-allocation=none", "--console-log-level=warn"])
-        .args(["--summary-interval=0", "--allow-overwrite=true", "-d", dir.path().to_str().unwrap(), "-o", "big.bin"])
-        .arg(&full)
-        .output()
-        .expect("`aria2c` is needed for this test; scripts/test.sh installs it");
+    let o = aria2c(dir.path(), "big.bin", &full);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
 

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, Gateway, RedisServer, Reply, StoreKind, artifact_path, ask, curl, customer, durable_redis,
+    Admin, Backend, Gateway, RedisServer, Reply, StoreKind, aria2c, artifact_path, ask, curl, customer, durable_redis,
     no_rate_limits, release, request, send, serve_with_admin, sha256_hex, target, test_bytes, url,
 };
 use http_body_util::BodyExt;
@@ -521,12 +521,7 @@ async fn curl_resume_and_aria2c_segments_count_once() {
     assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
     // The same grant again, in 8 parallel segments.
     std::fs::remove_file(&out).unwrap();
-    let o = std::process::Command::new("aria2c")
-        .args(["-x", "8", "-s", "8", "-k", "1M", "--file-allocation=none", "--console-log-level=warn"])
-        .args(["--summary-interval=0", "--allow-overwrite=true", "-d", dir.path().to_str().unwrap(), "-o", "big.bin"])
-        .arg(&first)
-        .output()
-        .expect("`aria2c` is needed for this test; scripts/test.sh installs it");
+    let o = aria2c(dir.path(), "big.bin", &first);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), want);
     assert_eq!(used(&a, &key).await, 1);

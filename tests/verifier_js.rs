@@ -1,6 +1,10 @@
 //! The JavaScript reference verifier in docs/signed-urls.md, run with node,
-//! agrees with the Rust verifier on URLs the Rust code produced: valid ones and
-//! tampered, expired, early, misplaced and foreign ones.
+//! agrees with the Rust verifier on one shared table of URLs: the Rust code's
+//! own, and tampered, expired, early, misplaced and foreign ones, and every
+//! token-level case where an edge verifier could be looser than the origin
+//! (padded or non-canonical signatures, empty fields, networks in another
+//! spelling, dot segments, bad escapes). Both must give the same answer on
+//! each; the expected one is written beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
@@ -109,6 +113,8 @@ fn javascript_reference_verifier_agrees_with_rust() {
     cases.push((v6.clone(), Some("2001:db9::1"), NOW, "address_not_allowed"));
     cases.push((v6, Some("203.0.113.77"), NOW, "address_not_allowed"));
 
+    cases.extend(edge_cases(&ring, &base));
+
     // The Rust verdicts are what we expect...
     let mut input = Vec::new();
     for (u, ip, now, want) in &cases {
@@ -141,4 +147,73 @@ fn javascript_reference_verifier_agrees_with_rust() {
     for ((u, ip, now, want), got) in cases.iter().zip(&verdicts) {
         assert_eq!(got, want, "node on {u} from {ip:?} at {now}");
     }
+}
+
+/// Cases where a verifier could be looser than the origin: each mutation of a
+/// valid URL and the answer the spec (docs/signed-urls.md) gives.
+fn edge_cases(ring: &KeyRing, base: &str) -> Vec<(String, Option<&'static str>, u64, &'static str)> {
+    let sig = base.split("&sig=").nth(1).unwrap().to_owned();
+    let with_sig = |s: &str| base.replace(&format!("sig={sig}"), &format!("sig={s}"));
+    let mut last = sig.clone().into_bytes();
+    last[42] = if last[42] == b'A' { b'B' } else { last[42] + 1 };
+    let flipped_bits = String::from_utf8(last).unwrap();
+    let standard = sig.replace('-', "+").replace('_', "/");
+    let mut cases = vec![
+        // The signature: one spelling per MAC.
+        (with_sig(&format!("{sig}=")), None, NOW, "malformed_token"),
+        (with_sig(&flipped_bits), None, NOW, "malformed_token"),
+        (with_sig(&sig[..42]), None, NOW, "malformed_token"),
+        (with_sig(&format!("{sig}A")), None, NOW, "malformed_token"),
+        (with_sig(""), None, NOW, "malformed_token"),
+        // Empty fields are not absent ones.
+        (base.replace("cid=acme", "cid="), None, NOW, "malformed_token"),
+        (base.replace("gid=g_42", "gid="), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&nbf=&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("cid=acme", "cid=ac%6De"), None, NOW, "malformed_token"),
+        // Networks: one spelling each.
+        (base.replace("&kid=k2", "&ip=1.2.3.4/99&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=203.0.113.7/24&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=203.0.113.7&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=203.0.113.0/024&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=2001:DB8::/32&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=2001:db8:0:0:0:0:0:0/32&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=::ffff:203.0.113.0/120&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&ip=::ffff:cb00:7100/120&kid=k2"), None, NOW, "malformed_token"),
+        // Prefixes: canonical, ending in '/'.
+        (base.replace("&kid=k2", "&pfx=/d/app&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&pfx=/d/%7e/&kid=k2"), None, NOW, "malformed_token"),
+        (base.replace("&kid=k2", "&pfx=/d/../&kid=k2"), None, NOW, "malformed_token"),
+        // Paths: bad escapes, non-UTF-8 and dot segments are malformed, and
+        // are found before the key is looked up.
+        (base.replace("app.tar.gz", "app%zz.tar.gz"), None, NOW, "malformed_token"),
+        (base.replace("app.tar.gz", "app%4.tar.gz"), None, NOW, "malformed_token"),
+        (base.replace("app.tar.gz", "app%FF.tar.gz"), None, NOW, "malformed_token"),
+        (base.replace("/1.4.2/", "/x/../1.4.2/"), None, NOW, "malformed_token"),
+        (base.replace("/1.4.2/", "/x/%2e%2E/1.4.2/"), None, NOW, "malformed_token"),
+        (base.replace("/1.4.2/", "/./1.4.2/"), None, NOW, "malformed_token"),
+        (base.replace("app.tar.gz", "app%zz.tar.gz").replace("kid=k2", "kid=k9"), None, NOW, "malformed_token"),
+        // Key ids are looked up as they are, never through a prototype.
+        (base.replace("kid=k2", "kid=constructor"), None, NOW, "unknown_key"),
+        (base.replace("kid=k2", "kid=__proto__"), None, NOW, "unknown_key"),
+        // Equivalent spellings of the same URL verify; other names are ignored.
+        (base.replace("app.tar.gz", "app%2Etar%2egz"), None, NOW, "ok"),
+        (format!("{base}&utm=1&utm=2&EXP=3"), None, NOW, "ok"),
+        (base.replace("exp=1800000600", "exp=01800000600"), None, NOW, "invalid_signature"),
+    ];
+    // Parameters in any order.
+    let (head, query) = base.split_once('?').unwrap();
+    let mut fields: Vec<&str> = query.split('&').collect();
+    fields.reverse();
+    cases.push((format!("{head}?{}", fields.join("&")), None, NOW, "ok"));
+    // A compressed IPv6 network, as Rust prints it, with mapped and plain clients.
+    let mut c = claims("/d/app/1.4.2/app.tar.gz");
+    c.client_net = Some("::102:300/120".parse().unwrap());
+    let v6 = format!("https://dl.example.com{}?{}", c.scope.as_str(), ring.sign(&c).unwrap());
+    assert!(v6.contains("ip=::102:300/120"), "{v6}");
+    cases.push((v6.clone(), Some("::102:3ff"), NOW, "ok"));
+    cases.push((v6.clone(), Some("::103:0"), NOW, "address_not_allowed"));
+    cases.push((v6, Some("1.2.3.4"), NOW, "address_not_allowed"));
+    cases
 }

@@ -174,6 +174,14 @@ pub(super) fn version(v: &str) -> Result<Version, AdminError> {
     })
 }
 
+/// `404` unless the customer exists.
+async fn require_customer(s: &Services, customer: &str) -> Result<(), AdminError> {
+    match s.catalog.customer(customer).await? {
+        Some(_) => Ok(()),
+        None => Err(AdminError::NotFound("customer".into())),
+    }
+}
+
 pub(super) fn written<T: Serialize>(w: Written, record: &T) -> Response {
     let status = if w == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(record)).into_response()
@@ -509,9 +517,7 @@ pub(crate) async fn cut_customer_downloads(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let customer = path(p)?;
-    if s.catalog.customer(&customer).await?.is_none() {
-        return Err(AdminError::NotFound("customer".into()));
-    }
+    require_customer(&s, &customer).await?;
     cut(&s, crate::cuts::Scope::Customer { customer }).await
 }
 
@@ -697,9 +703,7 @@ pub(crate) async fn list_entitlements(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let customer = path(p)?;
-    if s.catalog.customer(&customer).await?.is_none() {
-        return Err(AdminError::NotFound("customer".into()));
-    }
+    require_customer(&s, &customer).await?;
     Ok(Json(Items { items: s.catalog.entitlements_of(&customer).await? }).into_response())
 }
 
@@ -746,9 +750,7 @@ pub(crate) async fn list_api_keys(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     let customer = path(p)?;
-    if s.catalog.customer(&customer).await?.is_none() {
-        return Err(AdminError::NotFound("customer".into()));
-    }
+    require_customer(&s, &customer).await?;
     let keys: Vec<ApiKeyView> = s.catalog.api_keys(&customer).await?.iter().map(ApiKeyView::from).collect();
     Ok(Json(Items { items: keys }).into_response())
 }

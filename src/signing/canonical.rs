@@ -29,6 +29,8 @@ pub enum PathError {
     BadEscape,
     #[error("the path does not decode to UTF-8")]
     NotUtf8,
+    #[error("the path has a '.' or '..' segment")]
+    DotSegment,
 }
 
 /// The canonical form of an absolute, percent-encoded request path: every segment
@@ -40,6 +42,12 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::NotAbsolute);
     }
     if raw.bytes().all(is_plain_path_byte) {
+        // SECURITY: one path, one spelling: a URL resolver (a browser, an
+        // edge runtime) removes dot segments before a verifier sees them,
+        // so a token must never name them.
+        if has_dot_segment(raw) {
+            return Err(PathError::DotSegment);
+        }
         return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len() + 8);
@@ -48,9 +56,18 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
             out.push('/');
         }
         let decoded = decode_segment(segment)?;
+        if decoded == "." || decoded == ".." {
+            return Err(PathError::DotSegment);
+        }
         out.push_str(&encode_segment(&decoded));
     }
     Ok(Cow::Owned(out))
+}
+
+/// Does the path hold a `.` or `..` segment, as written (encoded ones are
+/// found when decoding)?
+fn has_dot_segment(raw: &str) -> bool {
+    raw.split('/').any(|s| s == "." || s == "..")
 }
 
 /// Percent-decode one segment strictly: bad escapes and non-UTF-8 are errors.
@@ -146,10 +163,11 @@ impl<'a> RawToken<'a> {
         if self.gid.is_some_and(|v| !is_valid_id(v)) {
             return Err("'gid' is not a valid grant id");
         }
-        if self.ip.is_some_and(|v| {
-            v.is_empty() || !v.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'/'))
-        }) {
-            return Err("'ip' is not a CIDR block");
+        if !is_signature(self.sig) {
+            return Err("'sig' is not 43 characters of unpadded base64url");
+        }
+        if self.ip.is_some_and(|v| network(v).is_none()) {
+            return Err("'ip' is not a network in canonical CIDR form");
         }
         if let Some(pfx) = self.pfx {
             let canonical = canonical_path(pfx).map_err(|_| "'pfx' is not a path")?;
@@ -220,6 +238,27 @@ impl<'a> RawToken<'a> {
     }
 }
 
+/// A signature as written: the 32-byte HMAC in unpadded base64url, which is
+/// 43 characters whose last one carries 4 bits (so its low 2 bits are zero:
+/// one MAC, one spelling).
+fn is_signature(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 43
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+        && b"AEIMQUYcgkosw048".contains(&b[42])
+}
+
+/// The network an `ip` field names, if it is written in its one canonical
+/// form: an address and a prefix length, host bits zero, as Rust and RFC 5952
+/// print it (lower-case, longest run of zero groups as `::`, dotted IPv4 with
+/// no leading zeros, no leading zero in the length), and not an IPv4-mapped
+/// IPv6 network (write the IPv4 one; mapped clients are compared as IPv4).
+pub fn network(s: &str) -> Option<ipnet::IpNet> {
+    let net: ipnet::IpNet = s.parse().ok()?;
+    let mapped = matches!(net, ipnet::IpNet::V6(n) if n.addr().to_ipv4_mapped().is_some());
+    (net == net.trunc() && net.to_string() == s && !mapped).then_some(net)
+}
+
 fn is_timestamp(s: &str) -> bool {
     (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -227,6 +266,9 @@ fn is_timestamp(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signature-shaped value.
+    const SIG: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
     #[test]
     fn canonical_path_borrows_plain_paths() {
@@ -248,19 +290,58 @@ mod tests {
         assert_eq!(canonical_path("/d/%zz"), Err(PathError::BadEscape));
         assert_eq!(canonical_path("/d/%4"), Err(PathError::BadEscape));
         assert_eq!(canonical_path("/d/%ff"), Err(PathError::NotUtf8));
+        for dots in ["/d/../x", "/d/./x", "/d/%2e%2E/x", "/d/%2E/x", "/d/a/..", "/d/a b/../x"] {
+            assert_eq!(canonical_path(dots), Err(PathError::DotSegment), "{dots}");
+        }
+        assert_eq!(canonical_path("/d/.../x").unwrap(), "/d/.../x");
+    }
+
+    #[test]
+    fn networks_have_one_spelling() {
+        for ok in ["10.0.0.0/8", "203.0.113.7/32", "0.0.0.0/0", "2001:db8::/32", "::1/128", "::/0", "::102:300/120"] {
+            assert!(network(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "10.0.0.0",
+            "10.0.0.1/8",
+            "1.2.3.4/99",
+            "1.2.3.4/",
+            "1.2.3.4/024",
+            "010.0.0.0/8",
+            "2001:DB8::/32",
+            "2001:0db8::/32",
+            "2001:db8:0:0:0:0:0:0/32",
+            "::ffff:1.2.3.0/120",
+            "::ffff:102:300/120",
+            "1.2.3.4/32 ",
+        ] {
+            assert!(network(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
     fn query_parsing_requires_fields_and_rejects_duplicates() {
-        assert!(RawToken::from_query("kid=k1&sig=x").is_err());
-        assert!(RawToken::from_query("exp=1&sig=x").is_err());
-        assert!(RawToken::from_query("exp=1&kid=k1").is_err());
-        assert!(RawToken::from_query("exp=1&exp=2&kid=k1&sig=x").is_err());
-        assert!(RawToken::from_query("exp=-1&kid=k1&sig=x").is_err());
-        assert!(RawToken::from_query("exp=1&kid=k%201&sig=x").is_err());
-        assert!(RawToken::from_query("exp=1&kid=k1&sig=x&pfx=/d/a").is_err());
-        assert!(RawToken::from_query("exp=1&kid=k1&sig=x&pfx=/d/%7e/").is_err());
-        let t = RawToken::from_query("utm=1&exp=10&kid=k1&sig=abc&ip=10.0.0.0/8&pfx=/d/a/").unwrap();
+        let q = |s: &str| RawToken::from_query(&s.replace("SIG", SIG)).map(|_| ());
+        assert!(q("kid=k1&sig=SIG").is_err());
+        assert!(q("exp=1&sig=SIG").is_err());
+        assert!(q("exp=1&kid=k1").is_err());
+        assert!(q("exp=1&exp=2&kid=k1&sig=SIG").is_err());
+        assert!(q("exp=-1&kid=k1&sig=SIG").is_err());
+        assert!(q("exp=1&kid=k%201&sig=SIG").is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG&pfx=/d/a").is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG&pfx=/d/%7e/").is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG&cid=").is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG&ip=").is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG&ip=1.2.3.4/99").is_err());
+        // The signature: 43 base64url characters, the last with zero low bits.
+        assert!(q("exp=1&kid=k1&sig=SIG=").is_err());
+        assert!(q("exp=1&kid=k1&sig=abc").is_err());
+        assert!(q(&format!("exp=1&kid=k1&sig={}B", &SIG[..42])).is_err());
+        assert!(q(&format!("exp=1&kid=k1&sig={}+", &SIG[..42])).is_err());
+        assert!(q("exp=1&kid=k1&sig=SIG").is_ok());
+        let query = format!("utm=1&exp=10&kid=k1&sig={SIG}&ip=10.0.0.0/8&pfx=/d/a/");
+        let t = RawToken::from_query(&query).unwrap();
         assert_eq!(t.exp, "10");
         assert_eq!(t.ip, Some("10.0.0.0/8"));
         assert_eq!(t.pfx, Some("/d/a/"));
@@ -276,10 +357,10 @@ mod tests {
             ip: Some("::1/128"),
             pfx: None,
             kid: "k1",
-            sig: "c2ln",
+            sig: SIG,
         };
         let q = t.to_query();
-        assert_eq!(q, "exp=20&nbf=10&cid=acme&ip=::1/128&kid=k1&sig=c2ln");
+        assert_eq!(q, format!("exp=20&nbf=10&cid=acme&ip=::1/128&kid=k1&sig={SIG}"));
         assert_eq!(RawToken::from_query(&q).unwrap(), t);
     }
 

@@ -190,8 +190,8 @@ impl KeyRing {
     /// such a token still allows (a started grant's resumes).
     pub fn verify_with_grace<'q>(&self, p: &Presented<'q>, grace: u64) -> Result<Verified<'q>, TokenError> {
         let token = RawToken::from_query(p.query).map_err(TokenError::Malformed)?;
-        let mut mac = self.mac(token.kid).ok_or_else(|| TokenError::UnknownKey(token.kid.to_owned()))?;
         let path = canonical_path(p.path).map_err(|_| TokenError::Malformed("the path is not a valid URL path"))?;
+        let mut mac = self.mac(token.kid).ok_or_else(|| TokenError::UnknownKey(token.kid.to_owned()))?;
         token.write_canonical(&path, |b| mac.update(b));
         // An undecodable signature is simply a wrong one.
         let sig = URL_SAFE_NO_PAD.decode(token.sig).map_err(|_| TokenError::InvalidSignature)?;
@@ -216,7 +216,7 @@ impl KeyRing {
             return Err(TokenError::Expired { expired_at: expires, now: p.now });
         }
         if let Some(ip) = token.ip {
-            let net = parse_net(ip).ok_or(TokenError::Malformed("'ip' is not a CIDR block"))?;
+            let net = canonical::network(ip).ok_or(TokenError::Malformed("'ip' is not a CIDR block"))?;
             if !p.client_ip.is_some_and(|addr| net.contains(&canonical_ip(addr))) {
                 return Err(TokenError::AddressNotAllowed { allowed: ip.to_owned() });
             }
@@ -243,10 +243,6 @@ pub fn encode_path(path: &str) -> Cow<'_, str> {
 
 fn parse_ts(s: &str) -> Result<u64, TokenError> {
     s.parse().map_err(|_| TokenError::Malformed("a timestamp is out of range"))
-}
-
-fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as seen on dual-stack sockets)

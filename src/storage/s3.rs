@@ -126,7 +126,7 @@ impl S3Store {
     }
 
     /// Every part of an upload as storage holds them, following the pages.
-    async fn stored_parts(&self, object: &str, upload_id: &str) -> Result<Vec<CompletedPart>, StorageError> {
+    async fn listed_parts(&self, object: &str, upload_id: &str) -> Result<Vec<aws_sdk_s3::types::Part>, StorageError> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -140,14 +140,22 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(classify)?;
-            for p in out.parts() {
-                parts.push(CompletedPart::builder().set_part_number(p.part_number).set_e_tag(p.e_tag.clone()).build());
-            }
+            parts.extend_from_slice(out.parts());
             match out.next_part_number_marker {
                 Some(next) if out.is_truncated == Some(true) => marker = Some(next),
-                _ => break,
+                _ => return Ok(parts),
             }
         }
+    }
+
+    /// The parts of an upload, in order, as `CompleteMultipartUpload` takes them.
+    async fn stored_parts(&self, object: &str, upload_id: &str) -> Result<Vec<CompletedPart>, StorageError> {
+        let mut parts: Vec<CompletedPart> = self
+            .listed_parts(object, upload_id)
+            .await?
+            .into_iter()
+            .map(|p| CompletedPart::builder().set_part_number(p.part_number).set_e_tag(p.e_tag).build())
+            .collect();
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
     }
@@ -498,29 +506,8 @@ impl BlobStore for S3Store {
                 Err(e) => Err(e),
             };
         };
-        let object = self.object_key(key);
-        let mut newest: Option<SystemTime> = None;
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(&object)
-                .upload_id(upload_id)
-                .set_part_number_marker(marker.take())
-                .send()
-                .await
-                .map_err(classify)?;
-            for p in out.parts() {
-                let at = to_system_time(p.last_modified.as_ref());
-                newest = Some(newest.map_or(at, |n| n.max(at)));
-            }
-            match out.next_part_number_marker {
-                Some(next) if out.is_truncated == Some(true) => marker = Some(next),
-                _ => return Ok(newest),
-            }
-        }
+        let parts = self.listed_parts(&self.object_key(key), upload_id).await?;
+        Ok(parts.iter().map(|p| to_system_time(p.last_modified.as_ref())).max())
     }
 
     async fn abort_upload(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StorageError> {
