@@ -198,7 +198,9 @@ impl Redemption {
     /// checked and the download counted, atomically, once per grant however
     /// many requests race for it), recorded as `download.initiated`; every
     /// stream of the grant holds its lease; `download.completed` is recorded
-    /// when the bytes are done, cut, or dropped.
+    /// when the bytes are done, cut, or dropped. In `redirect` mode the
+    /// answer is a presigned URL instead of a stream: see `redirected` for
+    /// what stands in for the stream's accounting.
     pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
         let length = req.range.map_or(meta.size, |r| r.len);
