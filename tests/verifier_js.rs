@@ -157,7 +157,8 @@ fn edge_cases(ring: &KeyRing, base: &str) -> Vec<(String, Option<&'static str>, 
     let mut last = sig.clone().into_bytes();
     last[42] = if last[42] == b'A' { b'B' } else { last[42] + 1 };
     let flipped_bits = String::from_utf8(last).unwrap();
-    let standard = sig.replace('-', "+").replace('_', "/");
+    // The standard alphabet's '+' and '/' are not base64url.
+    let (plus, slash) = (format!("+{}", &sig[1..]), format!("/{}", &sig[1..]));
     let mut cases = vec![
         // The signature: one spelling per MAC.
         (with_sig(&format!("{sig}=")), None, NOW, "malformed_token"),
@@ -165,6 +166,8 @@ fn edge_cases(ring: &KeyRing, base: &str) -> Vec<(String, Option<&'static str>, 
         (with_sig(&sig[..42]), None, NOW, "malformed_token"),
         (with_sig(&format!("{sig}A")), None, NOW, "malformed_token"),
         (with_sig(""), None, NOW, "malformed_token"),
+        (with_sig(&plus), None, NOW, "malformed_token"),
+        (with_sig(&slash), None, NOW, "malformed_token"),
         // Empty fields are not absent ones.
         (base.replace("cid=acme", "cid="), None, NOW, "malformed_token"),
         (base.replace("gid=g_42", "gid="), None, NOW, "malformed_token"),

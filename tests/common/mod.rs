@@ -752,7 +752,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
 /// aria2c downloading `url` in 8 parallel segments of 1 MiB into
 /// `dir/name`.
-pub fn aria2c(dir: &std::path::Path, name: &str, url: &str) -> Output {
+pub fn aria2c(dir: &Path, name: &str, url: &str) -> Output {
     Command::new("aria2c")
         .args(["-x", "8", "-s", "8", "-k", "1M", "--file-allocation=none", "--console-log-level=warn"])
         .args(["--summary-interval=0", "--allow-overwrite=true", "-d", dir.to_str().unwrap(), "-o", name])
