@@ -283,7 +283,7 @@ pub(crate) struct ProductBody {
     delivery: Delivery,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -314,7 +314,7 @@ fn supported(s: &Services, delivery: Delivery) -> Result<(), AdminError> {
     }
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Product)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]
 pub(crate) async fn get_product(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     found_at(s.catalog.product_stored(&path(p)?).await?, "product")
 }
@@ -328,7 +328,7 @@ pub(crate) async fn list_products(
     Ok(Json(s.catalog.products(q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
+#[utoipa::path(delete, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 204, description = "deleted"), (status = 409, description = "the product still has releases", body = Problem)))]
 pub(crate) async fn delete_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -356,7 +356,7 @@ pub(crate) struct ReleaseBody {
     notes: Option<String>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -386,7 +386,7 @@ pub(crate) async fn put_release(
     Ok(written_at(&stored))
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = Release)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Release)))]
 pub(crate) async fn get_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -395,7 +395,7 @@ pub(crate) async fn get_release(
     found_at(s.catalog.release_stored(&product, &version(&v)?).await?, "release")
 }
 
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ListParams), responses((status = 200, body = Page<Release>)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases", tag = "admin", params(("product" = String, Path, description = "product id"), ListParams), responses((status = 200, body = Page<Release>)))]
 pub(crate) async fn list_releases(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -409,7 +409,7 @@ pub(crate) async fn list_releases(
     Ok(Json(s.catalog.releases(&product, q.cursor.as_deref(), q.limit).await?).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 204, description = "deleted"), (status = 409, description = "the release still has artifacts", body = Problem)))]
 pub(crate) async fn delete_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -457,7 +457,7 @@ async fn lifecycle(
     Ok(Json(r).into_response())
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]
 pub(crate) async fn publish_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -467,7 +467,7 @@ pub(crate) async fn publish_release(
     lifecycle(&s, p, ReleaseAction::Publish { backdated_to: b.backdated_to }).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/yank", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "yanked (or already was)", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn yank_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -475,7 +475,7 @@ pub(crate) async fn yank_release(
     lifecycle(&s, p, ReleaseAction::Yank).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/restore", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "published again", body = Release), (status = 409, description = "a draft", body = Problem)))]
 pub(crate) async fn restore_release(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -498,7 +498,7 @@ pub(crate) struct CutAnswer {
     cut_here: usize,
 }
 
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/cut-downloads", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, description = "the release's running downloads (grant and operator URLs) are cut, here at once and on every replica within 2 s; yank first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such release", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/cut-downloads", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, description = "the release's running downloads (grant and operator URLs) are cut, here at once and on every replica within 2 s; yank first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such release", body = Problem)))]
 pub(crate) async fn cut_release_downloads(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -511,7 +511,7 @@ pub(crate) async fn cut_release_downloads(
     cut(&s, crate::cuts::Scope::Release { product, version: version.to_string() }).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/customers/{customer}/cut-downloads", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, description = "the customer's running downloads are cut, here at once and on every replica within 2 s; suspend first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such customer", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/cut-downloads", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, description = "the customer's running downloads are cut, here at once and on every replica within 2 s; suspend first, or the clients' resumes are served again", body = CutAnswer), (status = 404, description = "no such customer", body = Problem)))]
 pub(crate) async fn cut_customer_downloads(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -561,7 +561,7 @@ pub(crate) struct CustomerBody {
     quota: Option<Quota>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -586,7 +586,7 @@ pub(crate) async fn put_customer(
     Ok(written_at(&updated))
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Customer)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
 pub(crate) async fn get_customer(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -643,7 +643,7 @@ fn active_entitlement() -> EntitlementStatus {
     EntitlementStatus::Active
 }
 
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), request_body = EntitlementBody, responses((status = 201, description = "created", body = Entitlement), (status = 200, description = "replaced or unchanged", body = Entitlement), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -688,7 +688,7 @@ async fn entitlement_changed(s: &Services, customer: &str, product: &str, id: &s
     s.record(subject, Detail::EntitlementChanged { entitlement: id.to_owned(), change }).await;
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Entitlement)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 200, body = Entitlement)))]
 pub(crate) async fn get_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -697,7 +697,7 @@ pub(crate) async fn get_entitlement(
     found_at(s.catalog.entitlement_stored(&customer, &id).await?, "entitlement")
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Items<Entitlement>)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/entitlements", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<Entitlement>)))]
 pub(crate) async fn list_entitlements(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -707,7 +707,7 @@ pub(crate) async fn list_entitlements(
     Ok(Json(Items { items: s.catalog.entitlements_of(&customer).await? }).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("entitlement" = String, Path, description = "entitlement id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/entitlements/{entitlement}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("entitlement" = String, Path, description = "entitlement id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn delete_entitlement(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -731,7 +731,7 @@ pub(crate) struct ApiKeyBody {
 }
 
 /// `201` with the key text, shown this once and never again.
-#[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body(content = Option<ApiKeyBody>, description = "optional"), responses((status = 201, description = "the key, shown this once", body = CreatedApiKey)))]
 pub(crate) async fn create_api_key(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -744,7 +744,7 @@ pub(crate) async fn create_api_key(
     Ok((StatusCode::CREATED, Json(CreatedApiKey { view: ApiKeyView::from(&key), key: text })).into_response())
 }
 
-#[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Items<ApiKeyView>)))]
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/api-keys", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Items<ApiKeyView>)))]
 pub(crate) async fn list_api_keys(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -755,7 +755,7 @@ pub(crate) async fn list_api_keys(
     Ok(Json(Items { items: keys }).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
 pub(crate) async fn revoke_api_key(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -784,7 +784,7 @@ pub(crate) struct EligibleList {
 
 /// Whom a release reaches: the customers entitled to it as if it were
 /// published now (so a vendor can check a patch's audience before publishing).
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = EligibleList)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/eligible-customers", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = EligibleList)))]
 pub(crate) async fn eligible_customers(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,

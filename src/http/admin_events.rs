@@ -207,7 +207,7 @@ pub(crate) struct AdoptionView {
 
 /// Adoption of a release: for each customer entitled to it, whether they have
 /// downloaded it, from counters kept on write.
-#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/adoption", tag = "admin", params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ("version" = String, Path, description = "semantic version", max_length = 128, pattern = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")), responses((status = 200, body = AdoptionView)))]
+#[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/adoption", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = AdoptionView)))]
 pub(crate) async fn adoption(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,

@@ -44,7 +44,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
 /// Create or replace an endpoint. A new one gets a signing secret, shown in
 /// this answer only, and receives the events recorded from now on; a
 /// replaced one keeps its secret and its place in the log.
-#[utoipa::path(put, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), request_body = WebhookBody, responses((status = 201, description = "created; the answer holds the secret", body = EndpointView), (status = 200, description = "replaced", body = EndpointView)))]
+#[utoipa::path(put, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), request_body = WebhookBody, responses((status = 201, description = "created; the answer holds the secret", body = EndpointView), (status = 200, description = "replaced", body = EndpointView)))]
 pub(crate) async fn put_webhook(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -90,7 +90,7 @@ pub(crate) async fn list_webhooks(State(s): State<Arc<Services>>) -> AdminResult
     Ok(Json(Items { items: all.iter().map(|e| e.view(false)).collect() }).into_response())
 }
 
-#[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = EndpointView)))]
+#[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = EndpointView)))]
 pub(crate) async fn get_webhook(State(s): State<Arc<Services>>, p: Result<Path<String>, PathRejection>) -> AdminResult {
     let id = path(p)?;
     let e = webhooks::endpoint_of(s.catalog.records().as_ref(), &id).await.map_err(CatalogError::from)?;
@@ -98,7 +98,7 @@ pub(crate) async fn get_webhook(State(s): State<Arc<Services>>, p: Result<Path<S
 }
 
 /// Remove an endpoint, its place in the log and its dead letters.
-#[utoipa::path(delete, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/admin/v1/webhooks/{id}", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 204, description = "deleted")))]
 pub(crate) async fn delete_webhook(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -135,7 +135,7 @@ async fn dead_letters_of(s: &Services, id: &str) -> Result<Vec<DeadLetter>, Admi
 }
 
 /// Events the endpoint never accepted, after every attempt, oldest first.
-#[utoipa::path(get, path = "/admin/v1/webhooks/{id}/dead-letters", tag = "admin", params(("id" = String, Path, description = "endpoint id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")), responses((status = 200, body = Items<DeadLetter>)))]
+#[utoipa::path(get, path = "/admin/v1/webhooks/{id}/dead-letters", tag = "admin", params(("id" = String, Path, description = "endpoint id")), responses((status = 200, body = Items<DeadLetter>)))]
 pub(crate) async fn list_dead_letters(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,

@@ -277,7 +277,7 @@ pub(crate) struct ReleasesQuery {
 
 /// `GET /v1/products/{product}/releases`: the releases the caller may download
 /// now, newest first, each with the files it may download.
-#[utoipa::path(get, path = "/v1/products/{product}/releases", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), ReleasesQuery), responses((status = 200, body = Items<ReleaseView>), (status = 403, description = "no entitlement for the product: `not_entitled`", body = Problem)))]
+#[utoipa::path(get, path = "/v1/products/{product}/releases", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ReleasesQuery), responses((status = 200, body = Items<ReleaseView>), (status = 403, description = "no entitlement for the product: `not_entitled`", body = Problem)))]
 pub(crate) async fn list_releases(
     State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,
@@ -414,7 +414,7 @@ pub(crate) struct UpgradeQuery {
 /// `GET /v1/products/{product}/upgrade`: the newest release the caller may
 /// download that is newer than `from` (and within `constraint`), with a URL
 /// for its file for `platform`; `204` when there is none.
-#[utoipa::path(get, path = "/v1/products/{product}/upgrade", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"), UpgradeQuery), responses((status = 200, body = UpgradeView), (status = 204, description = "nothing newer the caller may download"), (status = 400, description = "`invalid_version`, `invalid_constraint`, `invalid_request`", body = Problem)))]
+#[utoipa::path(get, path = "/v1/products/{product}/upgrade", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), UpgradeQuery), responses((status = 200, body = UpgradeView), (status = 204, description = "nothing newer the caller may download"), (status = 400, description = "`invalid_version`, `invalid_constraint`, `invalid_request`", body = Problem)))]
 pub(crate) async fn upgrade(
     State(s): State<Arc<Services>>,
     Extension(caller): Extension<Caller>,

@@ -5,8 +5,9 @@
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
@@ -82,11 +83,42 @@ impl Modify for Conventions {
                     }
                 }
                 op.responses.responses.entry("default".into()).or_insert_with(|| RefOr::T(problem.clone()));
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param {
+                        constrain_path_parameter(param);
+                    }
+                }
                 if admin {
                     op.security = Some(vec![SecurityRequirement::new("admin_token", Vec::<String>::new())]);
                 }
             }
         }
+    }
+}
+
+/// An id: what `catalog::check_id` accepts.
+const ID_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$";
+/// A semantic version (semver 2.0.0, numbers of at most 16 digits).
+const SEMVER_PATTERN: &str = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})(-(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]{0,15}|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+/// A file name: what `catalog::artifacts::check_filename` accepts.
+const FILENAME_PATTERN: &str = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$";
+
+/// Path parameters are named the same on every route; each name has one
+/// rule, stated here once: ids, versions (at most
+/// `catalog::repo::MAX_VERSION` characters) and file names.
+fn constrain_path_parameter(param: &mut Parameter) {
+    if param.parameter_in != ParameterIn::Path {
+        return;
+    }
+    let (pattern, max_length) = match param.name.as_str() {
+        "product" | "customer" | "entitlement" | "id" => (ID_PATTERN, None),
+        "version" => (SEMVER_PATTERN, Some(crate::catalog::repo::MAX_VERSION)),
+        "filename" => (FILENAME_PATTERN, None),
+        _ => return,
+    };
+    if let Some(RefOr::T(Schema::Object(schema))) = &mut param.schema {
+        schema.pattern = Some(pattern.to_owned());
+        schema.max_length = max_length;
     }
 }
 
