@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{
     Admin, Backend, Reply, StoreKind, aria2c, artifact_path, curl, customer, no_rate_limits, release, request,
-    sha256_hex, test_bytes, url,
+    set_quota, sha256_hex, test_bytes, url, used,
 };
 use serde_json::{Value, json};
 use tollgate::config::Config;
@@ -30,18 +30,6 @@ async fn redirect_catalog(a: &Admin) -> String {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(Admin::json(&r)["delivery"], "redirect");
     customer(a, "acme", json!({})).await
-}
-
-async fn set_quota(a: &Admin, quota: Value) {
-    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme", "quota": quota }))).await;
-    assert_eq!(r.status, 200, "{r:?}");
-}
-
-/// Downloads counted against the first limit.
-async fn used(a: &Admin, key: &str) -> u64 {
-    let r = a.customer(key, "GET", "/v1/usage", None).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    Admin::json(&r)["limits"][0]["used"].as_u64().unwrap()
 }
 
 /// The `303` a grant URL's `GET` is answered with, and its `Location`.

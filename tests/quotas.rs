@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::{
     Admin, Backend, Gateway, RedisServer, Reply, StoreKind, aria2c, artifact_path, ask, curl, customer, durable_redis,
-    no_rate_limits, release, request, send, serve_with_admin, sha256_hex, target, test_bytes, url,
+    no_rate_limits, release, request, send, serve_with_admin, set_quota, sha256_hex, target, test_bytes, url, usage,
+    used,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -37,22 +38,6 @@ async fn catalog(a: &Admin, entitlement: Value) -> String {
     let r = a.call("PUT", &artifact_path("1.0.0", "big.bin", "linux"), None).await;
     assert_eq!(r.status, 201, "{r:?}");
     customer(a, "acme", entitlement).await
-}
-
-async fn set_quota(a: &Admin, quota: Value) {
-    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme", "quota": quota }))).await;
-    assert_eq!(r.status, 200, "{r:?}");
-}
-
-async fn usage(a: &Admin, key: &str) -> Value {
-    let r = a.customer(key, "GET", "/v1/usage", None).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    Admin::json(&r)
-}
-
-/// Downloads used against the first limit.
-async fn used(a: &Admin, key: &str) -> u64 {
-    usage(a, key).await["limits"][0]["used"].as_u64().unwrap()
 }
 
 fn quota_refusal(r: &Reply) -> Value {

@@ -33,3 +33,20 @@ pub use usage::{CustomerUsage, usage};
 /// mode. A new mode is an arm in [`Redemption::deliver`] and a variant of
 /// [`Delivered`]; the checks before it are shared.
 pub use crate::catalog::Delivery;
+
+/// Why this gateway cannot serve `delivery`, if it cannot: `redirect`
+/// needs storage that presigns (S3), `edge` is not available yet. The admin
+/// API refuses such a setting; a product stored with one is streamed.
+pub fn unavailable(storage: &dyn crate::storage::BlobStore, delivery: Delivery) -> Option<String> {
+    match delivery {
+        Delivery::Proxy => None,
+        Delivery::Redirect if storage.presigns_downloads() => None,
+        Delivery::Redirect => Some(format!(
+            "`redirect` sends customers to presigned storage URLs, which {} storage cannot make; use `proxy`, or S3 storage.",
+            storage.backend()
+        )),
+        Delivery::Edge => {
+            Some("`edge` delivery (CDN-native signed URLs) is not available yet; use `proxy` or `redirect`.".into())
+        }
+    }
+}

@@ -275,13 +275,13 @@ impl Redemption {
 /// cannot presign (its setting was refused on write, so the storage changed
 /// since) and an `edge` one (not available yet).
 fn delivery_for(svc: &Services, checked: Option<&Checked>) -> Delivery {
-    match checked.map(|c| c.delivery) {
-        Some(Delivery::Redirect) if svc.storage.presigns_downloads() => Delivery::Redirect,
-        Some(Delivery::Redirect) => {
-            tracing::warn!("product set to redirect delivery on storage that cannot presign; streaming instead");
+    let Some(delivery) = checked.map(|c| c.delivery) else { return Delivery::Proxy };
+    match super::unavailable(svc.storage.as_ref(), delivery) {
+        None => delivery,
+        Some(why) => {
+            tracing::warn!(delivery = delivery.as_str(), "streaming instead: {why}");
             Delivery::Proxy
         }
-        _ => Delivery::Proxy,
     }
 }
 
@@ -295,7 +295,7 @@ async fn presign(
     now: u64,
 ) -> Result<Redirect, DownloadError> {
     let name = c.artifact.filename.as_str();
-    let content_type = c.artifact.content_type.clone().unwrap_or_else(|| storage::naming::content_type(meta, name));
+    let content_type = storage::naming::content_type(c.artifact.content_type.as_deref(), meta, name);
     let ttl = svc.downloads.redirect_ttl;
     let presigned = svc.storage.presign_download(key, ttl, name, &content_type).await?;
     let location = presigned.ok_or_else(|| StorageError::Upstream("this storage cannot presign downloads".into()))?;

@@ -158,7 +158,8 @@ pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError
 
 /// An optional JSON request body: absent, empty or `null` is `T`'s default.
 pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, AdminError> {
-    if bytes.trim_ascii() == b"null" || bytes.trim_ascii().is_empty() { Ok(T::default()) } else { body(bytes) }
+    let text = bytes.trim_ascii();
+    if text.is_empty() || text == b"null" { Ok(T::default()) } else { body(bytes) }
 }
 
 /// A JSON request body: an object (never a list standing for one), strictly.
@@ -298,20 +299,10 @@ pub(crate) async fn put_product(
     Ok(written_at(&s.catalog.put_product_if(&product, pre).await?))
 }
 
-/// Refuse a delivery mode this gateway cannot serve: `redirect` needs
-/// storage that presigns (S3), `edge` is not available yet.
+/// Refuse a delivery mode this gateway cannot serve.
 fn supported(s: &Services, delivery: Delivery) -> Result<(), AdminError> {
-    match delivery {
-        Delivery::Proxy => Ok(()),
-        Delivery::Redirect if s.storage.presigns_downloads() => Ok(()),
-        Delivery::Redirect => Err(AdminError::DeliveryUnsupported(format!(
-            "`redirect` sends customers to presigned storage URLs, which {} storage cannot make; use `proxy`, or S3 storage.",
-            s.storage.backend()
-        ))),
-        Delivery::Edge => Err(AdminError::DeliveryUnsupported(
-            "`edge` delivery (CDN-native signed URLs) is not available yet; use `proxy` or `redirect`.".into(),
-        )),
-    }
+    crate::downloads::unavailable(s.storage.as_ref(), delivery)
+        .map_or(Ok(()), |why| Err(AdminError::DeliveryUnsupported(why)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), responses((status = 200, body = Product)))]

@@ -67,7 +67,8 @@ async fn serve(
     };
 
     let mut h = HeaderMap::with_capacity(12);
-    object_headers(&mut h, meta, redemption.file_name());
+    let registered = redemption.checked.as_ref().and_then(|c| c.artifact.content_type.as_deref());
+    object_headers(&mut h, meta, redemption.file_name(), registered);
     if let Some(c) = &redemption.checked {
         artifact_headers(&mut h, &c.artifact);
     }
@@ -134,23 +135,21 @@ fn prefers_no_redirect(headers: &HeaderMap) -> bool {
 }
 
 /// What the artifact record adds: the digest (RFC 9530 `Repr-Digest`, and the
-/// hex form download scripts compare) and its registered content type.
+/// hex form download scripts compare).
 fn artifact_headers(h: &mut HeaderMap, a: &Artifact) {
     if let Ok(raw) = hex::decode(&a.sha256) {
         let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
         h.insert("repr-digest", header_value(&format!("sha-256=:{b64}:")));
         h.insert("x-checksum-sha256", header_value(&a.sha256));
     }
-    if let Some(ct) = &a.content_type {
-        h.insert(header::CONTENT_TYPE, header_value(ct));
-    }
 }
 
-/// Headers every object response carries (200, 206, and most of them on 304).
-fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, file_name: &str) {
+/// Headers every object response carries (200, 206, and most of them on 304);
+/// `registered` is the artifact's content type, if it has one.
+fn object_headers(h: &mut HeaderMap, meta: &ObjectMeta, file_name: &str, registered: Option<&str>) {
     validator_headers(h, meta);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_TYPE, header_value(&naming::content_type(meta, file_name)));
+    h.insert(header::CONTENT_TYPE, header_value(&naming::content_type(registered, meta, file_name)));
     h.insert(header::CONTENT_DISPOSITION, header_value(&naming::content_disposition(file_name)));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }

@@ -33,9 +33,13 @@ const ATTR_CHAR_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'|')
     .remove(b'~');
 
-/// Storage's content type unless it is a generic default; else a guess from the
-/// file name; else `application/octet-stream`.
-pub fn content_type(meta: &ObjectMeta, file_name: &str) -> String {
+/// The type registered with the artifact, if any; else storage's content
+/// type unless it is a generic default; else a guess from the file name;
+/// else `application/octet-stream`.
+pub fn content_type(registered: Option<&str>, meta: &ObjectMeta, file_name: &str) -> String {
+    if let Some(ct) = registered {
+        return ct.to_owned();
+    }
     match meta.content_type.as_deref() {
         Some(ct) if ct != "application/octet-stream" && ct != "binary/octet-stream" => ct.to_owned(),
         _ => mime_guess::from_path(file_name).first_or_octet_stream().essence_str().to_owned(),
@@ -61,11 +65,14 @@ mod tests {
     fn content_type_prefers_specific_storage_types() {
         let mut m =
             ObjectMeta { size: 1, last_modified: std::time::UNIX_EPOCH, etag: "\"x\"".into(), content_type: None };
-        assert_eq!(content_type(&m, "a.zip"), "application/zip");
-        assert_eq!(content_type(&m, "a.unknownext"), "application/octet-stream");
+        assert_eq!(content_type(None, &m, "a.zip"), "application/zip");
+        assert_eq!(content_type(None, &m, "a.unknownext"), "application/octet-stream");
         m.content_type = Some("binary/octet-stream".into());
-        assert_eq!(content_type(&m, "a.zip"), "application/zip");
+        assert_eq!(content_type(None, &m, "a.zip"), "application/zip");
         m.content_type = Some("application/x-apple-diskimage".into());
-        assert_eq!(content_type(&m, "a.zip"), "application/x-apple-diskimage");
+        assert_eq!(content_type(None, &m, "a.zip"), "application/x-apple-diskimage");
+        // The artifact's registered type wins, even a generic one.
+        assert_eq!(content_type(Some("application/gzip"), &m, "a.zip"), "application/gzip");
+        assert_eq!(content_type(Some("application/octet-stream"), &m, "a.zip"), "application/octet-stream");
     }
 }

@@ -729,6 +729,24 @@ pub async fn url(a: &Admin, key: &str, file: &str) -> String {
     target(Admin::json(&r)["url"].as_str().unwrap()).to_owned()
 }
 
+/// Set customer `acme`'s quota (the rest of its record as `customer` made it).
+pub async fn set_quota(a: &Admin, quota: Value) {
+    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme", "quota": quota }))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// `GET /v1/usage` with `key`.
+pub async fn usage(a: &Admin, key: &str) -> Value {
+    let r = a.customer(key, "GET", "/v1/usage", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    Admin::json(&r)
+}
+
+/// Downloads used against the first limit.
+pub async fn used(a: &Admin, key: &str) -> u64 {
+    usage(a, key).await["limits"][0]["used"].as_u64().unwrap()
+}
+
 /// Request-rate limits off, for tests about something else.
 pub fn no_rate_limits(c: &mut Config) {
     c.limits.api_key_per_second = 0;
