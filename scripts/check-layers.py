@@ -31,7 +31,7 @@ LAYERS = [
     ["entitlement", "events", "cuts"],
     ["quota"],
     ["catalog"],
-    ["storage", "ratelimit", "metrics", "http_client", "server", "telemetry", "admin_tokens"],
+    ["storage", "ratelimit", "metrics", "http_client", "server", "telemetry", "admin_tokens", "cdn"],
     ["config"],
     ["quota_limits", "clock", "signing"],
     ["errors", "table"],

@@ -20,6 +20,8 @@
 //! - [`catalog`]: products, releases, artifacts, customers, entitlements,
 //!   grants; the record store trait.
 //! - [`storage`]: blob storage behind one trait (local directory, S3).
+//! - [`cdn`]: CDN-native signed URLs (CloudFront, Cloud CDN, Akamai,
+//!   Cloudflare, Fastly) and the origin's check of the CDN.
 //! - [`signing`]: the native signed-URL format and the key ring.
 //! - [`ratelimit`], [`metrics`], [`server`], [`http_client`],
 //!   [`admin_tokens`], [`telemetry`]: infrastructure.
@@ -30,6 +32,7 @@
 pub mod admin_tokens;
 pub mod app;
 pub mod catalog;
+pub mod cdn;
 pub mod cli;
 pub mod clock;
 pub mod config;

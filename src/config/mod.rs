@@ -3,6 +3,7 @@
 //! Unknown keys are errors; [`Config::validate`] runs at load and names the key
 //! at fault.
 
+pub mod cdn;
 mod duration;
 mod load;
 pub mod secret;
@@ -16,6 +17,7 @@ use ipnet::IpNet;
 use crate::quota_limits::Quota;
 use serde::{Deserialize, Serialize};
 
+pub use cdn::{CdnConfig, CdnHash, CdnKind, CdnProfileConfig, CloudfrontPolicy, TokenPlacement};
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str, unmapped_env};
 pub use secret::Secret;
 
@@ -82,6 +84,8 @@ pub struct Config {
     pub downloads: DownloadsConfig,
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
+    /// CDNs for `edge` delivery.
+    pub cdn: CdnConfig,
     pub log: LogConfig,
 }
 
@@ -99,6 +103,7 @@ impl Default for Config {
             downloads: DownloadsConfig::default(),
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            cdn: CdnConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -731,6 +736,7 @@ impl Config {
             return fail("admin.listen", format!("{} is also server.listen", s.listen));
         }
         self.validate_signing()?;
+        self.cdn.validate().map_err(ConfigError::Invalid)?;
         for (i, t) in self.admin.tokens.iter().enumerate() {
             if !crate::signing::is_valid_id(&t.id) {
                 return fail(&format!("admin.tokens[{i}].id"), "must be 1-128 characters of A-Z a-z 0-9 . _ -".into());
