@@ -121,7 +121,9 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         events::recorder::Settings { queue: e.queue, spill_path: config.spill_path(), retention: retention(config) },
         metrics.clone(),
     );
+    let cdn = crate::cdn::Profiles::load(&config.cdn, config.allow_world_readable_secrets)?;
     Ok(Arc::new(Services {
+        cdn: Arc::new(cdn),
         keys,
         storage,
         catalog: CatalogRepo::new(db.records),

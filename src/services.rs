@@ -84,6 +84,8 @@ pub struct Services {
     pub readiness_timeout: Duration,
     /// Repeated identical denials, recorded once per window.
     pub denials: Arc<Digest>,
+    /// The CDNs `edge` products are delivered through.
+    pub cdn: Arc<crate::cdn::Profiles>,
 }
 
 impl Services {

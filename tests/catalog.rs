@@ -26,7 +26,7 @@ backend_suite!(
 );
 
 fn product(id: &str) -> Product {
-    Product { id: id.into(), name: format!("Product {id}"), delivery: Delivery::Proxy }
+    Product { id: id.into(), name: format!("Product {id}"), delivery: Delivery::Proxy, cdn_profile: None }
 }
 
 fn release(product: &str, v: &str) -> Release {

@@ -130,7 +130,8 @@ async fn json_helpers_round_trip_and_detect_corruption(b: Backend) {
     let product = tollgate::catalog::Product {
         id: "app".into(),
         name: "App".into(),
-        delivery: tollgate::catalog::Delivery::Redirect,
+        delivery: tollgate::catalog::Delivery::Edge,
+        cdn_profile: Some("cf".into()),
     };
     assert_eq!(put_json(s, Kind::Product, "app", &product).await.unwrap(), Written::Created);
     let back: tollgate::catalog::Product = get_json(s, Kind::Product, "app").await.unwrap().unwrap();

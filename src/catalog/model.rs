@@ -60,8 +60,8 @@ pub enum Delivery {
     Proxy,
     /// The gateway redirects to a short-lived presigned storage URL.
     Redirect,
-    /// A CDN serves the bytes and validates a CDN-native token. Not
-    /// available yet: refused on write, served as `proxy` if stored.
+    /// A CDN serves the bytes and validates a CDN-native token: the
+    /// product's `cdn_profile` names the configured CDN.
     Edge,
 }
 
@@ -82,6 +82,9 @@ pub struct Product {
     pub name: String,
     #[serde(default)]
     pub delivery: Delivery,
+    /// The `[[cdn.profiles]]` id an `edge` product's URLs are made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn_profile: Option<String>,
 }
 
 /// Release channels. `stable ⊂ rc ⊂ beta ⊂ alpha`: an entitlement to `beta`

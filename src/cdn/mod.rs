@@ -372,6 +372,11 @@ impl Profiles {
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
     }
+
+    /// Whether `headers` carry some profile's origin secret.
+    pub fn origin_admits(&self, headers: &http::HeaderMap) -> bool {
+        self.profiles.iter().any(|p| p.origin.as_ref().is_some_and(|o| o.admits(headers)))
+    }
 }
 
 /// `name=value` pairs of a raw query, values still escaped.

@@ -101,10 +101,14 @@ enum ProductCmd {
         /// The name customers see.
         #[arg(long)]
         name: String,
-        /// proxy (default: the gateway streams the file) or redirect (a 303
-        /// to a presigned S3 URL; S3 storage only). See docs/delivery.md.
+        /// proxy (default: the gateway streams the file), redirect (a 303
+        /// to a presigned S3 URL; S3 storage only) or edge (customers get
+        /// the CDN's URL; needs --cdn-profile). See docs/delivery.md.
         #[arg(long)]
         delivery: Option<String>,
+        /// For --delivery edge: the [[cdn.profiles]] id of the product's CDN.
+        #[arg(long, value_name = "ID")]
+        cdn_profile: Option<String>,
     },
     /// Show a product.
     Get { id: String },
@@ -345,9 +349,10 @@ pub(super) fn query(pairs: &[(&str, Option<&str>)]) -> String {
 fn to_call(cmd: &AdminCommand, now: &str) -> Call {
     match cmd {
         AdminCommand::Product(c) => match c {
-            ProductCmd::Put { id, name, delivery } => {
+            ProductCmd::Put { id, name, delivery, cdn_profile } => {
                 let mut body = json!({ "name": name });
                 set(&mut body, "delivery", delivery.clone());
+                set(&mut body, "cdn_profile", cdn_profile.clone());
                 call("PUT", format!("/admin/v1/products/{}", seg(id)), Some(body))
             }
             ProductCmd::Get { id } => call("GET", format!("/admin/v1/products/{}", seg(id)), None),

@@ -37,8 +37,12 @@ pub struct SignArgs {
     #[arg(long, value_name = "DELAY")]
     not_before: Option<humantime::Duration>,
     /// Scheme and host of the URL. Default: server.public_url.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "profile")]
     base_url: Option<String>,
+    /// Make the URL in this CDN profile's format ([[cdn.profiles]] id), for
+    /// its base URL, with its active key and lifetime (unless --ttl).
+    #[arg(long, value_name = "ID", conflicts_with = "customer")]
+    profile: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,11 +55,25 @@ pub struct VerifyArgs {
     /// Check as of this Unix time instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
+    /// Check the URL as this CDN profile's format ([[cdn.profiles]] id).
+    /// Without it, a URL with no native token is tried against every
+    /// profile whose token it carries.
+    #[arg(long, value_name = "ID")]
+    profile: Option<String>,
+    /// The request's `Cookie` header, for tokens that travel in cookies.
+    #[arg(long, value_name = "COOKIES")]
+    cookie: Option<String>,
+    /// The token header's value, for Akamai tokens sent in a header.
+    #[arg(long, value_name = "VALUE")]
+    token_header: Option<String>,
 }
 
 pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<()> {
     let path = download_path(&args.path);
     check_scope(&path, args.prefix)?;
+    if let Some(id) = &args.profile {
+        return sign_for_cdn(config, args, id, &path);
+    }
     let ttl = args.ttl.map_or(config.signing.default_ttl, Duration::from);
     anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least one second: the URL would have expired already");
     let client_net = args.cidr.as_deref().map(parse_cidr).transpose()?;
@@ -77,6 +95,86 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<()> {
         println!("{}", signed_url(base, claims.scope.as_str(), &query));
     }
     Ok(())
+}
+
+/// `tollgate sign --profile`: a URL in a CDN's format.
+#[expect(clippy::print_stdout, reason = "the URL is the command's output")]
+fn sign_for_cdn(config: &Config, args: &SignArgs, id: &str, path: &str) -> anyhow::Result<()> {
+    let profile = cdn_profile(config, id)?;
+    let ttl = args.ttl.map_or(profile.lifetime, Duration::from);
+    anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least one second: the URL would have expired already");
+    let now = SystemClock.now_unix();
+    let client = args.cidr.as_deref().map(parse_cidr).transpose()?;
+    // A prefix URL is made for the prefix itself; the path it names must
+    // be one of the files under it.
+    let file = if args.prefix { format!("{path}file") } else { path.to_owned() };
+    let minted = profile
+        .mint(&crate::cdn::Mint {
+            path: &file,
+            prefix: args.prefix.then_some(path),
+            starts: args.not_before.map(|d| now.saturating_add(Duration::from(d).as_secs())),
+            expires: now.saturating_add(ttl.as_secs()),
+            client,
+            session: args.grant.as_deref(),
+        })
+        .map_err(|e| anyhow::anyhow!("profile {id:?} cannot sign this: {e}"))?;
+    let url = if args.prefix { minted.url.replacen(&file, path, 1) } else { minted.url };
+    println!("{url}");
+    for (name, value) in &minted.cookies {
+        println!("Set-Cookie: {name}={value}; Path=/; Secure; HttpOnly");
+    }
+    for (name, value) in &minted.headers {
+        println!("{name}: {value}");
+    }
+    Ok(())
+}
+
+/// One configured CDN profile, its keys loaded.
+fn cdn_profile(config: &Config, id: &str) -> anyhow::Result<crate::cdn::Profile> {
+    let c = config.cdn.profile(id).with_context(|| {
+        let known: Vec<&str> = config.cdn.profiles.iter().map(|p| p.id.as_str()).collect();
+        format!("no CDN profile {id:?} in the configuration (known: {known:?})")
+    })?;
+    Ok(crate::cdn::Profile::load(c, config.allow_world_readable_secrets)?)
+}
+
+/// `tollgate verify` for a CDN's URL: each field the token states, then the
+/// verdict.
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
+fn verify_for_cdn(
+    config: &Config,
+    args: &VerifyArgs,
+    profile: &crate::cdn::Profile,
+    path: &str,
+    query: &str,
+    now: u64,
+) -> ExitCode {
+    let offered = crate::cdn::Offered {
+        path,
+        query,
+        cookies: args.cookie.as_deref(),
+        header: args.token_header.as_deref(),
+        client: args.client_ip,
+        now,
+        skew: config.signing.clock_skew.as_secs(),
+    };
+    println!("path:        {path}");
+    println!("profile:     {} ({}, {})", profile.id, profile.kind.as_str(), profile.base_url);
+    match profile.verify(&offered) {
+        Ok(accepted) => {
+            println!("key id:      {}", accepted.key);
+            println!("expires:     {}", describe_time(accepted.expires, now));
+            for (name, value) in &accepted.fields {
+                println!("{:<12} {value}", format!("{name}:"));
+            }
+            println!("result:      VALID");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("result:      INVALID ({}): {e}", e.code());
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `app/1.0/x.zip` and `/d/app/1.0/x.zip` both mean `/d/app/1.0/x.zip`.
@@ -161,9 +259,27 @@ fn describe_time(t: u64, now: u64) -> String {
 
 #[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub fn verify(config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (keys, _) = crate::app::existing_key_ring(config)?;
     let now = args.at.unwrap_or_else(|| SystemClock.now_unix());
     let (path, query) = split_url(&args.url);
+    if let Some(id) = &args.profile {
+        return Ok(verify_for_cdn(config, args, &cdn_profile(config, id)?, path, query, now));
+    }
+    if RawToken::from_query(query).is_err() && !config.cdn.profiles.is_empty() {
+        let profiles = crate::cdn::Profiles::load(&config.cdn, config.allow_world_readable_secrets)?;
+        let offered = crate::cdn::Offered {
+            path,
+            query,
+            cookies: args.cookie.as_deref(),
+            header: args.token_header.as_deref(),
+            client: args.client_ip,
+            now,
+            skew: 0,
+        };
+        if let Some(profile) = profiles.iter().find(|p| p.offered(&offered)) {
+            return Ok(verify_for_cdn(config, args, profile, path, query, now));
+        }
+    }
+    let (keys, _) = crate::app::existing_key_ring(config)?;
     println!("path:        {path}");
     match RawToken::from_query(query) {
         Err(reason) => println!("token:       unreadable: {reason}"),

@@ -31,6 +31,10 @@ pub enum DownloadError {
     /// digest.
     #[error("the object in storage does not match its artifact record")]
     ArtifactChanged,
+    /// An `edge` product's file asked of the origin by something that is not
+    /// its CDN (no origin secret, or the wrong one).
+    #[error("this file is served through its CDN; the origin answers the CDN only")]
+    OriginAuthRequired,
 }
 
 impl From<StorageError> for DownloadError {
@@ -53,6 +57,7 @@ impl Classified for DownloadError {
             DownloadError::Access(e) => e.kind(),
             DownloadError::RateLimited(_) => ErrorKind::LimitReached,
             DownloadError::ArtifactChanged => ErrorKind::Upstream,
+            DownloadError::OriginAuthRequired => ErrorKind::Denied,
         }
     }
 
@@ -67,6 +72,7 @@ impl Classified for DownloadError {
             DownloadError::Access(e) => e.code(),
             DownloadError::RateLimited(_) => "rate_limited",
             DownloadError::ArtifactChanged => "artifact_changed",
+            DownloadError::OriginAuthRequired => "origin_auth_required",
         }
     }
 }
@@ -80,6 +86,7 @@ impl DownloadError {
         match self {
             DownloadError::Token(e) => Some((e.code(), e.kind().status())),
             DownloadError::Access(a) => a.denial(),
+            DownloadError::OriginAuthRequired => Some(("origin_auth_required", 403)),
             _ => None,
         }
     }

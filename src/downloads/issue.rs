@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use semver::{Version, VersionReq};
 
-use crate::catalog::{Artifact, Channel, Customer, Entitlement, Timestamp};
+use crate::catalog::{Artifact, Channel, Customer, Delivery, Entitlement, Timestamp};
 use crate::entitlement::Denial;
 use crate::entitlement::access::{self, AccessError, Downloadable, Filter, Issued, Issuer, Wanted};
 use crate::events::{Detail, Subject};
@@ -29,7 +29,14 @@ pub struct IssueRequest<'a> {
 /// A grant and its URL, with the quota usage it was judged on.
 #[derive(Debug, Clone)]
 pub struct Granted {
+    /// For an `edge` product, `issued.url` is the CDN's URL.
     pub issued: Issued,
+    /// How the file will be delivered.
+    pub delivery: Delivery,
+    /// Cookies or a header the CDN's token travels in (`edge` profiles
+    /// that put it there), `(name, value)`.
+    pub cookies: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     /// Usage against every limit in force (empty when none applies); for the
     /// `RateLimit` fields.
     pub usage: Vec<Usage>,
@@ -64,10 +71,36 @@ pub async fn issue(svc: &Services, req: &IssueRequest<'_>) -> Result<Granted, Ac
             return Err(e);
         }
     };
+    // The product's delivery mode: an `edge` product is handed to its CDN
+    // now (the gateway may never see the download).
+    let product = svc.catalog.product(req.product).await?;
+    let (delivery, cdn_profile) = product.map(|p| (p.delivery, p.cdn_profile)).unwrap_or_default();
+    let profile = super::edge::profile_for(svc, req.product, delivery, cdn_profile.as_deref());
     let issuer = Issuer { catalog: &svc.catalog, keys: &svc.keys, policy: &svc.downloads.urls };
-    let issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now).await?;
+    let mut issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now).await?;
     tracing::info!(grant = %issued.grant.id, product = %req.product, version = %req.version, "download URL issued");
-    Ok(Granted { issued, usage, now: now.0 })
+    let Some(profile) = profile else {
+        let delivery = if delivery == Delivery::Edge { Delivery::Proxy } else { delivery };
+        return Ok(Granted { issued, delivery, cookies: Vec::new(), headers: Vec::new(), usage, now: now.0 });
+    };
+    match super::edge::hand_over(svc, req, &issued, &entitlement, profile, now.0).await {
+        Ok(minted) => {
+            issued.url = minted.url;
+            issued.grant.expires_at = Timestamp(minted.expires);
+            Ok(Granted {
+                issued,
+                delivery: Delivery::Edge,
+                cookies: minted.cookies,
+                headers: minted.headers,
+                usage,
+                now: now.0,
+            })
+        }
+        Err(e) => {
+            record_denial(svc, req, &e, Some(&issued.artifact)).await;
+            Err(e)
+        }
+    }
 }
 
 /// Refuse a URL the quota would refuse when it is first used (counting

@@ -19,11 +19,13 @@
 //! redirect) calls the same functions.
 
 mod completion;
+mod edge;
 mod error;
 mod issue;
 mod redeem;
 mod usage;
 
+pub use edge::profile_for;
 pub use error::DownloadError;
 pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, upgrade};
 pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, Redirect, object_key_for_path, redeem};
@@ -34,19 +36,29 @@ pub use usage::{CustomerUsage, usage};
 /// [`Delivered`]; the checks before it are shared.
 pub use crate::catalog::Delivery;
 
-/// Why this gateway cannot serve `delivery`, if it cannot: `redirect`
-/// needs storage that presigns (S3), `edge` is not available yet. The admin
-/// API refuses such a setting; a product stored with one is streamed.
-pub fn unavailable(storage: &dyn crate::storage::BlobStore, delivery: Delivery) -> Option<String> {
-    match delivery {
-        Delivery::Proxy => None,
-        Delivery::Redirect if storage.presigns_downloads() => None,
-        Delivery::Redirect => Some(format!(
+/// Why this gateway cannot serve `delivery` (with `cdn_profile`), if it
+/// cannot: `redirect` needs storage that presigns (S3), `edge` a configured
+/// CDN profile. The admin API refuses such a setting; a product stored with
+/// one is streamed.
+pub fn unavailable(svc: &crate::services::Services, delivery: Delivery, cdn_profile: Option<&str>) -> Option<String> {
+    let storage = svc.storage.as_ref();
+    match (delivery, cdn_profile) {
+        (Delivery::Proxy | Delivery::Redirect, Some(_)) => {
+            Some("`cdn_profile` is for `edge` delivery only; leave it out.".into())
+        }
+        (Delivery::Proxy, None) => None,
+        (Delivery::Redirect, None) if storage.presigns_downloads() => None,
+        (Delivery::Redirect, None) => Some(format!(
             "`redirect` sends customers to presigned storage URLs, which {} storage cannot make; use `proxy`, or S3 storage.",
             storage.backend()
         )),
-        Delivery::Edge => {
-            Some("`edge` delivery (CDN-native signed URLs) is not available yet; use `proxy` or `redirect`.".into())
+        (Delivery::Edge, None) => {
+            Some("`edge` delivery needs `cdn_profile`, the id of a [[cdn.profiles]] entry.".into())
         }
+        (Delivery::Edge, Some(id)) if svc.cdn.get(id).is_none() => {
+            let known: Vec<&str> = svc.cdn.iter().map(|p| p.id.as_str()).collect();
+            Some(format!("no CDN profile {id:?} is configured (known: {known:?}); see docs/delivery.md."))
+        }
+        (Delivery::Edge, Some(_)) => None,
     }
 }

@@ -11,6 +11,7 @@ use super::{Delivery, DownloadError};
 use crate::catalog::store::StoreError;
 use crate::catalog::{Grant, Timestamp};
 use crate::cuts;
+use crate::entitlement::Denial;
 use crate::entitlement::access::{AccessError, Checked, recheck_grant};
 use crate::errors::{Classified, ErrorKind};
 use crate::events::{Detail, Subject};
@@ -30,6 +31,9 @@ pub struct RedeemRequest<'a> {
     /// A `GET` (fetches bytes: starts the grant, and a refusal is recorded)
     /// rather than a `HEAD` (a look at an old link is not a download).
     pub fetch: bool,
+    /// The request's headers: an `edge` product's origin checks its CDN's
+    /// secret and token cookies in them.
+    pub headers: Option<&'a http::HeaderMap>,
 }
 
 /// A URL that passed every check, and the object it names.
@@ -123,6 +127,16 @@ pub async fn redeem(svc: &Services, req: &RedeemRequest<'_>) -> Result<Redemptio
 async fn open(svc: &Services, req: &RedeemRequest<'_>, known: &mut Known) -> Result<Redemption, DownloadError> {
     let policy = &svc.downloads;
     let key = object_key_for_path(req.path)?;
+    // Without a native token, an `edge` product's file may be asked by its
+    // CDN (the gateway as origin).
+    let native = crate::cdn::params(req.query).any(|(k, _)| k == "sig" || k == "kid");
+    if !native
+        && !svc.cdn.is_empty()
+        && let Some(headers) = req.headers
+        && let Some(r) = from_edge(svc, req, headers, &key, known).await?
+    {
+        return Ok(r);
+    }
     let presented = Presented {
         path: req.path,
         query: req.query,
@@ -170,6 +184,14 @@ async fn open(svc: &Services, req: &RedeemRequest<'_>, known: &mut Known) -> Res
         },
         None => None,
     };
+    // SECURITY: an `edge` product's origin answers its CDN only, whatever
+    // URL is shown.
+    if let Some(c) = &checked
+        && let Some(headers) = req.headers
+        && let Some(profile) = super::edge::profile_for(svc, &c.artifact.product, c.delivery, c.cdn_profile.as_deref())
+    {
+        super::edge::check_origin(profile, headers)?;
+    }
     let artifact = checked.as_ref().map(|c| &c.artifact);
     known.subject.platform = artifact.map(|a| a.platform.clone());
     let key = match artifact {
@@ -235,7 +257,7 @@ impl Redemption {
             svc.record(subject.clone(), detail).await;
         }
         if let Some(redirect) = redirect {
-            redirected(svc, started, length, now).await;
+            redirected(svc, started, length, svc.downloads.redirect_ttl).await;
             return Ok(Delivered::Redirect(redirect));
         }
         let mut completion = Completion {
@@ -250,7 +272,7 @@ impl Redemption {
             _lease: started.lease,
             charge: started.charge,
         };
-        // Streamed (`proxy`, and `edge` until it exists: see `delivery_for`).
+        // Streamed (`proxy`, and an `edge` file asked by its CDN).
         if length == 0 {
             storage::StreamEnd::end(&mut completion, 0, true);
             return Ok(Delivered::Proxy(None));
@@ -273,10 +295,16 @@ impl Redemption {
 /// can. Operator URLs and grants served on their signature alone (the
 /// store down) are streamed; so is a `redirect` product on a storage that
 /// cannot presign (its setting was refused on write, so the storage changed
-/// since) and an `edge` one (not available yet).
+/// since), and an `edge` product's file asked of the origin by its CDN.
 fn delivery_for(svc: &Services, checked: Option<&Checked>) -> Delivery {
-    let Some(delivery) = checked.map(|c| c.delivery) else { return Delivery::Proxy };
-    match super::unavailable(svc.storage.as_ref(), delivery) {
+    let Some(c) = checked else { return Delivery::Proxy };
+    let delivery = c.delivery;
+    // An `edge` grant asked of the origin (it passed the origin's check) is
+    // streamed: that is what the origin is for.
+    if delivery == Delivery::Edge {
+        return Delivery::Proxy;
+    }
+    match super::unavailable(svc, delivery, c.cdn_profile.as_deref()) {
         None => delivery,
         Some(why) => {
             tracing::warn!(delivery = delivery.as_str(), "streaming instead: {why}");
@@ -302,12 +330,14 @@ async fn presign(
     Ok(Redirect { location, expires_at: now.saturating_add(ttl.as_secs()) })
 }
 
-/// What a redirect leaves behind, since the gateway sees no byte of it: the
-/// bytes asked for are charged at once (to the grant's bound and past the
-/// file's size to the byte quotas, as a stream's are when it ends), and the
-/// grant's lease is held for the presigned URL's lifetime, so that
-/// `concurrent_downloads` counts it while it can be used.
-async fn redirected(svc: &Services, started: Started, length: u64, now: u64) {
+/// What a redirect (or an `edge` URL) leaves behind, since the gateway sees
+/// no byte of it: the bytes asked for are charged at once (to the grant's
+/// bound and past the file's size to the byte quotas, as a stream's are when
+/// it ends), and the grant's lease is held for `hold`, the lifetime of the
+/// URL given out, so that `concurrent_downloads` counts it while it can be
+/// used.
+pub(super) async fn redirected(svc: &Services, started: Started, length: u64, hold: std::time::Duration) {
+    let now = svc.clock.now_unix();
     if let Some(Charge { customer, delivered, size, counters }) = started.charge
         && length > 0
         && let Err(e) = svc.quotas.record_delivery(&customer, &delivered, length, size, &counters, now).await
@@ -315,9 +345,8 @@ async fn redirected(svc: &Services, started: Started, length: u64, now: u64) {
         tracing::warn!(%customer, error = %e, length, "could not record the bytes a redirect delivers");
     }
     if let Some(lease) = started.lease {
-        let ttl = svc.downloads.redirect_ttl;
         tokio::spawn(async move {
-            tokio::time::sleep(ttl).await;
+            tokio::time::sleep(hold).await;
             drop(lease);
         });
     }
@@ -334,19 +363,25 @@ fn running(subject: &Subject) -> cuts::Running {
 
 /// What starting a stream of a grant established.
 #[derive(Debug, Default)]
-struct Started {
+pub(super) struct Started {
     /// The lease this stream holds (none when the store was down and the
     /// grant is served on its signature).
     lease: Option<LeaseGuard>,
     /// This request was the grant's initiation, and was counted.
-    initiated: bool,
+    pub(super) initiated: bool,
     /// What the stream's bytes are recorded against when it ends.
     charge: Option<Charge>,
 }
 
 /// The initiation, when this is the grant's first `GET`; for a grant started
 /// before, the bound on what it delivers; then the lease.
-async fn start(svc: &Services, c: &Checked, now: u64, length: u64, client: IpAddr) -> Result<Started, DownloadError> {
+pub(super) async fn start(
+    svc: &Services,
+    c: &Checked,
+    now: u64,
+    length: u64,
+    client: IpAddr,
+) -> Result<Started, DownloadError> {
     let g = &c.grant;
     let settings = &svc.downloads.quota;
     let limits = quota::limits_for(&settings.defaults, &c.customer, Some(&c.entitlement));
@@ -488,6 +523,68 @@ async fn record_denial(svc: &Services, subject: Subject, grant: Option<String>, 
         };
         svc.record_denial(subject, detail).await;
     }
+}
+
+/// An origin request for an `edge` product's file: the CDN's secret (and,
+/// for an accepted profile, its token) let it in; the release must still be
+/// published. Nothing is counted (the URL was, when it was minted). `None`:
+/// the path's product is not delivered through a CDN.
+async fn from_edge(
+    svc: &Services,
+    req: &RedeemRequest<'_>,
+    headers: &http::HeaderMap,
+    key: &ObjectKey,
+    known: &mut Known,
+) -> Result<Option<Redemption>, DownloadError> {
+    let parts: Vec<&str> = key.segments().collect();
+    let [product, version, filename] = parts.as_slice() else {
+        return Err(DownloadError::BadPath);
+    };
+    let Some(p) = svc.catalog.product(product).await.map_err(AccessError::from)? else {
+        return Ok(None);
+    };
+    let Some(profile) = super::edge::profile_for(svc, &p.id, p.delivery, p.cdn_profile.as_deref()) else {
+        return Ok(None);
+    };
+    let now = svc.clock.now_unix();
+    super::edge::check_origin(profile, headers)?;
+    if profile.accept {
+        let origin = super::edge::OriginRequest { path: req.path, query: req.query, headers, client: req.client };
+        super::edge::check_token(svc, profile, &origin, now)?;
+    }
+    known.subject.product = Some(p.id.clone());
+    known.subject.version = Some((*version).to_owned());
+    known.subject.filename = Some((*filename).to_owned());
+    let version = semver::Version::parse(version).map_err(|_| DownloadError::NotFound)?;
+    let release =
+        svc.catalog.release(&p.id, &version).await.map_err(AccessError::from)?.ok_or(DownloadError::NotFound)?;
+    match release.status {
+        crate::catalog::ReleaseStatus::Published => {}
+        crate::catalog::ReleaseStatus::Yanked => return Err(AccessError::from(Denial::ReleaseYanked).into()),
+        crate::catalog::ReleaseStatus::Draft => return Err(AccessError::from(Denial::ReleaseNotPublished).into()),
+    }
+    let artifact = svc
+        .catalog
+        .artifact(&p.id, &version, filename)
+        .await
+        .map_err(AccessError::from)?
+        .ok_or(DownloadError::NotFound)?;
+    known.subject.platform = Some(artifact.platform.clone());
+    let key = ObjectKey::parse(&artifact.storage_key).map_err(|_| DownloadError::ArtifactChanged)?;
+    let meta = svc.metrics.time_storage(svc.storage.backend(), "head", svc.storage.head(&key)).await?;
+    if artifact.size != meta.size || artifact.etag.as_ref().is_some_and(|e| *e != meta.etag) {
+        return Err(DownloadError::ArtifactChanged);
+    }
+    Ok(Some(Redemption {
+        key,
+        meta,
+        checked: None,
+        delivery: Delivery::Proxy,
+        subject: known.subject.clone(),
+        grant: None,
+        client: req.client,
+        now,
+    }))
 }
 
 /// Split `/d/{product}/{version}/{filename}` into a validated object key.

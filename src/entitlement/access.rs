@@ -35,6 +35,9 @@ pub enum AccessError {
     Ambiguous(String),
     #[error("cannot sign the URL: {0}")]
     Sign(#[from] SignError),
+    /// A CDN profile could not mint a URL.
+    #[error("cannot make the CDN's URL: {0}")]
+    EdgeSign(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -66,7 +69,7 @@ impl Classified for AccessError {
             AccessError::Quota(_) => ErrorKind::LimitReached,
             AccessError::NotFound(_) => ErrorKind::NotFound,
             AccessError::Ambiguous(_) => ErrorKind::Conflict,
-            AccessError::Sign(_) => ErrorKind::Internal,
+            AccessError::Sign(_) | AccessError::EdgeSign(_) => ErrorKind::Internal,
             AccessError::Catalog(e) => e.kind(),
         }
     }
@@ -81,7 +84,7 @@ impl Classified for AccessError {
             AccessError::Quota(_) => "quota_exceeded",
             AccessError::NotFound(_) => "not_found",
             AccessError::Ambiguous(_) => "ambiguous_artifact",
-            AccessError::Sign(_) => "internal",
+            AccessError::Sign(_) | AccessError::EdgeSign(_) => "internal",
             AccessError::Catalog(e) => e.code(),
         }
     }
@@ -350,8 +353,8 @@ pub async fn recheck_grant(
     check_address(&customer, client)?;
     // A release cannot outlive its product (deletion is refused while it has
     // releases); a missing record is served the default way.
-    let delivery = ctx.product.map(|p| p.delivery).unwrap_or_default();
-    Ok(Checked { grant, customer, entitlement, artifact, delivery })
+    let (delivery, cdn_profile) = ctx.product.map(|p| (p.delivery, p.cdn_profile)).unwrap_or_default();
+    Ok(Checked { grant, customer, entitlement, artifact, delivery, cdn_profile })
 }
 
 /// A grant that passed its re-check, with what it was checked against.
@@ -364,6 +367,8 @@ pub struct Checked {
     pub artifact: Artifact,
     /// How the product's downloads are delivered.
     pub delivery: crate::catalog::Delivery,
+    /// The product's CDN, for `edge` delivery.
+    pub cdn_profile: Option<String>,
 }
 
 /// A customer a release reaches, with the platforms it may download.

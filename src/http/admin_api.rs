@@ -270,6 +270,7 @@ pub(super) fn deleted(existed: bool, what: &str) -> AdminResult {
 pub(crate) enum WritableDelivery {
     Proxy,
     Redirect,
+    Edge,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -277,14 +278,18 @@ pub(crate) enum WritableDelivery {
 pub(crate) struct ProductBody {
     #[schema(pattern = r"\S")]
     name: String,
-    /// Default `proxy`; `redirect` needs S3 storage (`edge` is not
-    /// available yet and refused).
+    /// Default `proxy`; `redirect` needs S3 storage; `edge` needs
+    /// `cdn_profile`.
     #[serde(default)]
     #[schema(value_type = Option<WritableDelivery>)]
     delivery: Delivery,
+    /// For `edge`: the id of the `[[cdn.profiles]]` entry whose URLs
+    /// customers are given.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,128}$")]
+    cdn_profile: Option<String>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), or `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), `edge` without a configured `cdn_profile`, or `cdn_profile` without `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
 pub(crate) async fn put_product(
     State(s): State<Arc<Services>>,
     p: Result<Path<String>, PathRejection>,
@@ -293,15 +298,15 @@ pub(crate) async fn put_product(
 ) -> AdminResult {
     let id = path(p)?;
     let b: ProductBody = body(&raw)?;
-    supported(&s, b.delivery)?;
+    supported(&s, b.delivery, b.cdn_profile.as_deref())?;
     let pre = precondition(&headers, || s.catalog.product_stored(&id)).await?;
-    let product = Product { id, name: b.name, delivery: b.delivery };
+    let product = Product { id, name: b.name, delivery: b.delivery, cdn_profile: b.cdn_profile };
     Ok(written_at(&s.catalog.put_product_if(&product, pre).await?))
 }
 
 /// Refuse a delivery mode this gateway cannot serve.
-fn supported(s: &Services, delivery: Delivery) -> Result<(), AdminError> {
-    crate::downloads::unavailable(s.storage.as_ref(), delivery)
+fn supported(s: &Services, delivery: Delivery, cdn_profile: Option<&str>) -> Result<(), AdminError> {
+    crate::downloads::unavailable(s, delivery, cdn_profile)
         .map_or(Ok(()), |why| Err(AdminError::DeliveryUnsupported(why)))
 }
 

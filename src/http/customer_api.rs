@@ -24,10 +24,10 @@ use super::problem::{Problem, RawBody, from_access, from_catalog, rate_limited};
 use super::quota_view::{self, LimitView, ratelimit_fields};
 use super::{Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
-    Artifact, CatalogError, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, PLATFORM_ANY, Release,
-    Timestamp,
+    Artifact, CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, PLATFORM_ANY,
+    Release, Timestamp,
 };
-use crate::downloads::{self, IssueRequest, UpgradeRequest};
+use crate::downloads::{self, Granted, IssueRequest, UpgradeRequest};
 use crate::entitlement::access::{self, AccessError, Downloadable, Filter, Issued, Wanted};
 use crate::services::Services;
 use crate::table::Table;
@@ -242,6 +242,7 @@ impl<'a> From<&'a Downloadable> for ReleaseView<'a> {
 /// The answer to a download request: the URL and what it will deliver.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DownloadView<'a> {
+    /// The gateway's URL; for an `edge` product, the CDN's.
     url: &'a str,
     expires_at: Timestamp,
     grant_id: &'a str,
@@ -249,10 +250,28 @@ pub(crate) struct DownloadView<'a> {
     platform: &'a str,
     size: u64,
     sha256: &'a str,
+    /// `proxy`, `redirect` or `edge`.
+    delivery: Delivery,
+    /// For an `edge` product whose CDN reads its token from cookies: set
+    /// them for the URL's host before fetching it.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Vec<NameValue>)]
+    cookies: &'a [(String, String)],
+    /// For an `edge` product whose CDN reads its token from a header: send
+    /// it with the request.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Vec<NameValue>)]
+    headers: &'a [(String, String)],
 }
 
-impl<'a> From<&'a Issued> for DownloadView<'a> {
-    fn from(i: &'a Issued) -> Self {
+/// A cookie or header, as `[name, value]`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "a schema only: serialized from a (String, String)")]
+pub(crate) struct NameValue(String, String);
+
+impl<'a> From<&'a Granted> for DownloadView<'a> {
+    fn from(g: &'a Granted) -> Self {
+        let i: &Issued = &g.issued;
         Self {
             url: &i.url,
             expires_at: i.grant.expires_at,
@@ -261,6 +280,9 @@ impl<'a> From<&'a Issued> for DownloadView<'a> {
             platform: &i.artifact.platform,
             size: i.artifact.size,
             sha256: &i.artifact.sha256,
+            delivery: g.delivery,
+            cookies: &g.cookies,
+            headers: &g.headers,
         }
     }
 }
@@ -333,7 +355,7 @@ pub(crate) async fn create_download(
         surface: SURFACE,
     };
     let granted = downloads::issue(&s, &request).await?;
-    let response = (StatusCode::CREATED, Json(DownloadView::from(&granted.issued))).into_response();
+    let response = (StatusCode::CREATED, Json(DownloadView::from(&granted))).into_response();
     Ok(with_fields(response, ratelimit_fields(&granted.usage, granted.now)))
 }
 
@@ -440,6 +462,6 @@ pub(crate) async fn upgrade(
     let Some((newest, granted)) = downloads::upgrade(&s, &request).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let view = UpgradeView { release: ReleaseView::from(&newest), download: DownloadView::from(&granted.issued) };
+    let view = UpgradeView { release: ReleaseView::from(&newest), download: DownloadView::from(&granted) };
     Ok(with_fields(Json(view).into_response(), ratelimit_fields(&granted.usage, granted.now)))
 }

@@ -213,7 +213,7 @@ pub fn from_access(e: &AccessError) -> Problem {
         AccessError::UnknownGrant => p.with_detail("This URL's grant is unknown; ask for a new download URL."),
         AccessError::NotFound(what) => p.with_detail(format!("No such {what}.")),
         AccessError::Ambiguous(d) => p.with_detail(d.clone()),
-        AccessError::Sign(_) => p,
+        AccessError::Sign(_) | AccessError::EdgeSign(_) => p,
         AccessError::Catalog(c) => from_catalog(c),
         AccessError::Quota(q) => quota_exceeded(q),
         AccessError::GrantExhausted { times } => p.with_detail(format!(
@@ -246,6 +246,7 @@ pub fn from_download(e: &DownloadError) -> Problem {
         DownloadError::Access(a) => from_access(a),
         DownloadError::RateLimited(wait) => rate_limited(*wait),
         DownloadError::ArtifactChanged => p.with_detail("The file in storage does not match the registered artifact."),
+        DownloadError::OriginAuthRequired => p.with_detail(e.to_string()),
     }
 }
 

@@ -24,6 +24,7 @@ use tollgate::db::Db;
 use tollgate::signing::{Claims, KeyRing, UrlScope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
+pub mod edge;
 mod s3;
 pub mod stall;
 pub use s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
