@@ -43,6 +43,8 @@ fn profile(id: &str, kind: CdnKind, base_url: String, key_id: &str, key: String)
             header: ORIGIN_HEADER.into(),
             secret: Some(Secret::new(ORIGIN_SECRET)),
             secret_file: None,
+            client_certificate: false,
+            client_certificate_sha256: Vec::new(),
         }),
     }
 }
@@ -314,4 +316,93 @@ async fn edge_needs_a_configured_profile() {
     }
     let r = a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App", "cdn_profile": "../x" }))).await;
     assert_eq!(r.status / 100, 4, "{r:?}");
+}
+
+/// A CA and a client certificate it issued (the CDN's), PEM: CA cert,
+/// client cert, client key; and the client certificate's SHA-256.
+fn client_pki() -> (String, String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "CDN origin CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["edge.cdn.example".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    (ca.pem(), client.pem(), client_key.serialize_pem(), sha256_hex(client.der()))
+}
+
+/// Origin authentication by TLS client certificate: the CDN's certificate
+/// (issued by `server.tls.client_ca_file`) opens the origin, a connection
+/// without one is refused with a problem, one from another CA fails the
+/// handshake, and pinning refuses the CA's other certificates. Customers'
+/// connections without a certificate are still served (proxy products).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_can_prove_the_cdn() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = write("server.pem", &server.cert.pem());
+    let key_file = write("server.key", &server.signing_key.serialize_pem());
+    let (ca, client_cert, client_key, fingerprint) = client_pki();
+    let ca_file = write("ca.pem", &ca);
+    let client_cert_file = write("client.pem", &client_cert);
+    let client_key_file = write("client.key", &client_key);
+    let (other_ca, other_cert, other_key, _) = client_pki();
+    drop(other_ca);
+    let other_cert_file = write("other.pem", &other_cert);
+    let other_key_file = write("other.key", &other_key);
+
+    // (pins, whether the CDN's certificate opens the origin)
+    for (pins, opens) in [(vec![], true), (vec![fingerprint.clone()], true), (vec!["ab".repeat(32)], false)] {
+        let (cert_file, key_file, ca_file) = (cert_file.clone(), key_file.clone(), ca_file.clone());
+        let s = setup(move |c| {
+            c.server.tls = Some(tollgate::config::TlsConfig { cert_file, key_file, client_ca_file: Some(ca_file) });
+            let origin = c.cdn.profiles[0].origin.as_mut().unwrap();
+            origin.secret = None;
+            origin.client_certificate = true;
+            origin.client_certificate_sha256 = pins;
+        })
+        .await;
+        let a = &s.a;
+        edge_catalog(a, "cf").await;
+        let url = format!("https://localhost:{}/d/app/1.0.0/app.tar.gz", a.gw.public.port());
+        let server_pem = dir.path().join("server.pem");
+        let body = dir.path().join("body");
+        let get = |identity: Option<(&std::path::Path, &std::path::Path)>| {
+            let mut args = vec!["-s", "--cacert", server_pem.to_str().unwrap(), "-o", body.to_str().unwrap()];
+            args.extend(["-w", "%{http_code}"]);
+            if let Some((cert, key)) = identity {
+                args.extend(["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+            }
+            args.push(&url);
+            let o = curl(&args);
+            let body = std::fs::read(&body).unwrap_or_default();
+            (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), body)
+        };
+        let refused = |(ok, status, body): (bool, String, Vec<u8>)| {
+            assert!(ok);
+            assert_eq!(status, "403");
+            let problem: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["code"], "origin_auth_required", "{problem}");
+        };
+        let (ok, status, body) = get(Some((&client_cert_file, &client_key_file)));
+        if opens {
+            assert_eq!((ok, status.as_str()), (true, "200"));
+            assert_eq!(sha256_hex(&body), sha256_hex(&common::test_bytes(10_000)));
+        } else {
+            refused((ok, status, body));
+        }
+        refused(get(None));
+        let (ok, _, _) = get(Some((&other_cert_file, &other_key_file)));
+        assert!(!ok, "a certificate from another CA fails the handshake");
+    }
 }

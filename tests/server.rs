@@ -39,7 +39,7 @@ async fn tls_offers_h2_and_http1_over_alpn() {
     std::fs::set_permissions(&key_file, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
         .unwrap();
     let mut config = blobs.config();
-    config.server.tls = Some(tollgate::config::TlsConfig { cert_file, key_file });
+    config.server.tls = Some(tollgate::config::TlsConfig { cert_file, key_file, client_ca_file: None });
     let gw = Gateway::start(&config).await;
 
     let mut roots = rustls::RootCertStore::empty();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use keys::{Key, KeyError, Material};
-pub use origin::OriginAuth;
+pub use origin::{OriginAuth, OriginProof};
 
 use crate::config::{CdnConfig, CdnProfileConfig};
 pub use crate::config::{CdnHash, CdnKind as Kind, CloudfrontPolicy, TokenPlacement};
@@ -373,9 +373,9 @@ impl Profiles {
         self.profiles.is_empty()
     }
 
-    /// Whether `headers` carry some profile's origin secret.
-    pub fn origin_admits(&self, headers: &http::HeaderMap) -> bool {
-        self.profiles.iter().any(|p| p.origin.as_ref().is_some_and(|o| o.admits(headers)))
+    /// Whether a request proves it comes from some profile's CDN.
+    pub fn origin_admits(&self, proof: &OriginProof<'_>) -> bool {
+        self.profiles.iter().any(|p| p.origin.as_ref().is_some_and(|o| o.admits(proof)))
     }
 }
 

@@ -623,3 +623,34 @@ fn bad_profiles_are_refused_with_the_key_named() {
         assert!(Key::parse(kind, "K", key, false).is_err(), "{kind:?} {key}");
     }
 }
+
+#[test]
+fn origin_checks_are_configured_whole() {
+    let base = "[[cdn.profiles]]\nid = \"p\"\nkind = \"fastly\"\nbase_url = \"https://cdn.example.com\"\n\
+        [[cdn.profiles.keys]]\nid = \"K\"\nkey = \"iqFPeN2u+Z0Lm5IrsKaOFKRqEU5Gw8ePtaEkHZWuD24=\"\n[cdn.profiles.origin]\n";
+    for (origin, needle) in [
+        ("", "give a secret"),
+        ("client_certificate = true", "client_ca_file"),
+        ("secret = \"0123456789abcdef\"\nclient_certificate_sha256 = [\"00\"]", "needs client_certificate"),
+        ("client_certificate = true\nclient_certificate_sha256 = [\"zz\"]", "64 hex digits"),
+        ("secret = \"0123456789abcdef\"\nheader = \"bad header\"", "not a header name"),
+    ] {
+        let err = crate::config::load_from_str(&format!("{base}{origin}\n")).unwrap_err().to_string();
+        assert!(err.contains(needle), "{origin}: {err}");
+    }
+    let config = crate::config::load_from_str(&format!("{base}secret = \"short\"\n")).unwrap();
+    let err = Profile::load(&config.cdn.profiles[0], false).unwrap_err().to_string();
+    assert!(err.contains("at least 16"), "{err}");
+    let config = crate::config::load_from_str(&format!("{base}secret = \"0123456789abcdef\"\n")).unwrap();
+    let p = Profile::load(&config.cdn.profiles[0], false).unwrap();
+    let origin = p.origin.as_ref().unwrap();
+    let mut headers = http::HeaderMap::new();
+    fn proof(h: &http::HeaderMap) -> OriginProof<'_> {
+        OriginProof { headers: h, client_certificate: None }
+    }
+    assert!(!origin.admits(&proof(&headers)));
+    headers.insert("x-origin-auth", "0123456789abcdef".parse().unwrap());
+    assert!(origin.admits(&proof(&headers)));
+    headers.append("x-origin-auth", "0123456789abcdef".parse().unwrap());
+    assert!(!origin.admits(&proof(&headers)), "two copies are refused");
+}

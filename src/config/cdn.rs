@@ -151,7 +151,9 @@ pub struct CdnKeyConfig {
     pub verify_only: bool,
 }
 
-/// A shared secret the CDN adds to every origin request, as a header.
+/// How the CDN proves itself to the origin: a shared secret it adds to
+/// every origin request as a header, a TLS client certificate, or both
+/// (then both are required).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginAuthConfig {
@@ -160,6 +162,14 @@ pub struct OriginAuthConfig {
     pub header: String,
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+    /// Require a client certificate issued by `server.tls.client_ca_file`
+    /// (CloudFront, Akamai and Fastly can present one to an origin).
+    #[serde(default)]
+    pub client_certificate: bool,
+    /// With `client_certificate`: only these certificates (SHA-256 of the
+    /// DER, hex), when the CA issues others too.
+    #[serde(default)]
+    pub client_certificate_sha256: Vec<String>,
 }
 
 fn default_origin_header() -> String {
@@ -254,8 +264,20 @@ impl CdnConfig {
                 if http::HeaderName::from_bytes(o.header.as_bytes()).is_err() {
                     return Err(format!("{}: {:?} is not a header name", at("origin.header"), o.header));
                 }
-                if o.secret.is_some() == o.secret_file.is_some() {
-                    return Err(format!("{}: give exactly one of secret or secret_file", at("origin.secret")));
+                if o.secret.is_some() && o.secret_file.is_some() {
+                    return Err(format!("{}: give secret or secret_file, not both", at("origin.secret")));
+                }
+                if o.secret.is_none() && o.secret_file.is_none() && !o.client_certificate {
+                    return Err(format!(
+                        "{}: give a secret (secret or secret_file), client_certificate = true, or both",
+                        at("origin")
+                    ));
+                }
+                if !o.client_certificate_sha256.is_empty() && !o.client_certificate {
+                    return Err(format!("{}: needs client_certificate = true", at("origin.client_certificate_sha256")));
+                }
+                if o.client_certificate_sha256.iter().any(|h| h.len() != 64 || hex::decode(h).is_err()) {
+                    return Err(format!("{}: 64 hex digits each", at("origin.client_certificate_sha256")));
                 }
             }
         }

@@ -353,6 +353,11 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// PEM certificates of the CAs whose client certificates the listener
+    /// accepts (asked for, not required: customers connect without one). A
+    /// CDN profile's `origin.client_certificate` requires one.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The admin listener: health and readiness now; the admin API later.
@@ -737,6 +742,15 @@ impl Config {
         }
         self.validate_signing()?;
         self.cdn.validate().map_err(ConfigError::Invalid)?;
+        let client_cas = s.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        if let Some(p) = self.cdn.profiles.iter().find(|p| p.origin.as_ref().is_some_and(|o| o.client_certificate))
+            && !client_cas
+        {
+            return fail(
+                &format!("cdn.profiles.{}.origin.client_certificate", p.id),
+                "needs server.tls.client_ca_file (the CA that issued the CDN's client certificate)".into(),
+            );
+        }
         for (i, t) in self.admin.tokens.iter().enumerate() {
             if !crate::signing::is_valid_id(&t.id) {
                 return fail(&format!("admin.tokens[{i}].id"), "must be 1-128 characters of A-Z a-z 0-9 . _ -".into());

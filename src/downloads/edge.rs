@@ -21,7 +21,7 @@ use super::DownloadError;
 use super::issue::IssueRequest;
 use super::redeem::{Started, redirected, start};
 use crate::catalog::{Delivery, Entitlement};
-use crate::cdn::{Accepted, Mint, Minted, Offered, Profile};
+use crate::cdn::{Accepted, Mint, Minted, Offered, OriginProof, Profile};
 use crate::entitlement::access::{AccessError, Checked, Issued, download_path};
 use crate::events::{Detail, Subject};
 use crate::services::Services;
@@ -114,11 +114,12 @@ pub struct OriginRequest<'a> {
 }
 
 /// The origin's first check for an `edge` product's file: the profile's
-/// secret header. A profile with neither a secret nor `accept` cannot tell
-/// its CDN from anyone, and its files are refused at the origin.
-pub(super) fn check_origin(profile: &Profile, headers: &http::HeaderMap) -> Result<(), DownloadError> {
+/// secret header and client certificate. A profile with neither an origin
+/// check nor `accept` cannot tell its CDN from anyone, and its files are
+/// refused at the origin.
+pub(super) fn check_origin(profile: &Profile, proof: &OriginProof<'_>) -> Result<(), DownloadError> {
     match &profile.origin {
-        Some(origin) if origin.admits(headers) => Ok(()),
+        Some(origin) if origin.admits(proof) => Ok(()),
         None if profile.accept => Ok(()),
         _ => Err(DownloadError::OriginAuthRequired),
     }

@@ -34,6 +34,9 @@ pub struct RedeemRequest<'a> {
     /// The request's headers: an `edge` product's origin checks its CDN's
     /// secret and token cookies in them.
     pub headers: Option<&'a http::HeaderMap>,
+    /// The SHA-256 (hex) of the TLS client certificate the connection
+    /// presented and the listener verified.
+    pub client_certificate: Option<&'a str>,
 }
 
 /// A URL that passed every check, and the object it names.
@@ -190,7 +193,8 @@ async fn open(svc: &Services, req: &RedeemRequest<'_>, known: &mut Known) -> Res
         && let Some(headers) = req.headers
         && let Some(profile) = super::edge::profile_for(svc, &c.artifact.product, c.delivery, c.cdn_profile.as_deref())
     {
-        super::edge::check_origin(profile, headers)?;
+        let proof = crate::cdn::OriginProof { headers, client_certificate: req.client_certificate };
+        super::edge::check_origin(profile, &proof)?;
     }
     let artifact = checked.as_ref().map(|c| &c.artifact);
     known.subject.platform = artifact.map(|a| a.platform.clone());
@@ -547,7 +551,8 @@ async fn from_edge(
         return Ok(None);
     };
     let now = svc.clock.now_unix();
-    super::edge::check_origin(profile, headers)?;
+    let proof = crate::cdn::OriginProof { headers, client_certificate: req.client_certificate };
+    super::edge::check_origin(profile, &proof)?;
     if profile.accept {
         let origin = super::edge::OriginRequest { path: req.path, query: req.query, headers, client: req.client };
         super::edge::check_token(svc, profile, &origin, now)?;

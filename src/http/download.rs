@@ -20,6 +20,7 @@ use super::problem::from_download;
 use super::{PeerAddr, client_ip};
 use crate::catalog::Artifact;
 use crate::downloads::{self, DeliverRequest, Delivered, DownloadError, RedeemRequest};
+use crate::server::ClientCertificate;
 use crate::services::Services;
 use crate::storage::{ObjectMeta, naming};
 
@@ -32,11 +33,14 @@ impl IntoResponse for DownloadError {
 pub async fn download(
     State(svc): State<Arc<Services>>,
     Extension(peer): Extension<PeerAddr>,
+    certificate: Option<Extension<ClientCertificate>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> axum::response::Response {
-    match serve(&svc, peer, &method, &uri, &headers).await {
+    let certificate = certificate.map(|Extension(c)| c);
+    let fingerprint = certificate.as_ref().map(|c| c.sha256.as_ref());
+    match serve(&svc, peer, fingerprint, &method, &uri, &headers).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -45,6 +49,7 @@ pub async fn download(
 async fn serve(
     svc: &Arc<Services>,
     peer: PeerAddr,
+    client_certificate: Option<&str>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -52,12 +57,18 @@ async fn serve(
     let client = client_ip(peer.0.ip(), headers, &svc.trusted_proxies);
     // A CDN's cache fills come from a few addresses; the ones that show an
     // origin secret are not held to one client's request rate.
-    if !svc.cdn.origin_admits(headers) {
+    if !svc.cdn.origin_admits(&crate::cdn::OriginProof { headers, client_certificate }) {
         svc.limits.data_plane_request(client).map_err(DownloadError::RateLimited)?;
     }
     let fetch = method == Method::GET;
-    let request =
-        RedeemRequest { path: uri.path(), query: uri.query().unwrap_or(""), client, fetch, headers: Some(headers) };
+    let request = RedeemRequest {
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        client,
+        fetch,
+        headers: Some(headers),
+        client_certificate,
+    };
     let redemption = downloads::redeem(svc, &request).await?;
     let meta = &redemption.meta;
     match conditional::evaluate_preconditions(headers, method, meta) {

@@ -31,6 +31,15 @@ use crate::config::ServerConfig;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The client certificate a TLS connection presented, verified against
+/// `server.tls.client_ca_file`; [`serve`] inserts it into every request of
+/// such a connection.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// SHA-256 of the leaf certificate's DER, lower-case hex.
+    pub sha256: Arc<str>,
+}
+
 /// How one listener serves its connections.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -181,11 +190,19 @@ struct Connection {
 impl Connection {
     async fn run(self, tcp: tokio::net::TcpStream) {
         match self.opts.tls.clone() {
-            None => self.serve_io(tcp).await,
+            None => self.serve_io(tcp, None).await,
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 match tokio::time::timeout(self.opts.header_read_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => self.serve_io(tls).await,
+                    Ok(Ok(tls)) => {
+                        // rustls verified it in the handshake (an unknown
+                        // issuer fails the handshake).
+                        let certificate = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|leaf| {
+                            use sha2::Digest as _;
+                            ClientCertificate { sha256: hex::encode(sha2::Sha256::digest(leaf)).into() }
+                        });
+                        self.serve_io(tls, certificate).await
+                    }
                     Ok(Err(e)) => tracing::debug!(peer = %self.peer.0, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(peer = %self.peer.0, "TLS handshake timed out"),
                 }
@@ -193,7 +210,7 @@ impl Connection {
         }
     }
 
-    async fn serve_io<T>(self, io: T)
+    async fn serve_io<T>(self, io: T, certificate: Option<ClientCertificate>)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -204,6 +221,9 @@ impl Connection {
         let tracker = activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer);
+            if let Some(c) = &certificate {
+                request.extensions_mut().insert(c.clone());
+            }
             // In flight from here until the response body is done.
             let in_flight = tracker.begin();
             let response = router.clone().oneshot(request);
