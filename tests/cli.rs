@@ -335,3 +335,71 @@ fn every_command_has_help() {
         assert!(stdout(&o).contains("Usage: tollgate"), "{cmd:?}");
     }
 }
+
+/// Issue 16: `sign --profile` makes a URL in a CDN's format (here Akamai's
+/// header token and Cloud CDN's URL prefix), and `verify` explains such
+/// URLs field by field — found by the token's shape, or named with
+/// `--profile` — and refuses a tampered one (exit 1).
+#[test]
+fn sign_and_verify_speak_the_cdn_formats() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[cdn.profiles]]\nid = \"gcdn\"\nkind = \"cloud_cdn\"\nbase_url = \"https://cdn.example.com\"\n\
+        [[cdn.profiles.keys]]\nid = \"key-1\"\nkey = \"nZtRohdNF9m3cKM24IcK4w==\"\n\
+        [[cdn.profiles]]\nid = \"ak\"\nkind = \"akamai\"\nbase_url = \"https://dl.example.com\"\ntoken_in = \"header\"\n\
+        [[cdn.profiles.keys]]\nid = \"edgeauth\"\nkey_file = \"akamai.key\"\n";
+    std::fs::write(dir.path().join("cdn.toml"), config).unwrap();
+    let key = dir.path().join("akamai.key");
+    std::fs::write(&key, "7a5c2be9f42a1f32cd889d1cf775f05d0cd162bd2871d00fe705ab28c9bba5a5\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let o = tollgate(dir.path(), &["sign", "--config", "cdn.toml", "--profile", "gcdn", "app/1.0/My App.dmg"]);
+    assert!(o.status.success(), "{o:?}");
+    let url = stdout(&o);
+    assert!(url.starts_with("https://cdn.example.com/d/app/1.0/My%20App.dmg?Expires="), "{url}");
+    assert!(url.contains("&KeyName=key-1&Signature="), "{url}");
+    let o = tollgate(dir.path(), &["verify", "--config", "cdn.toml", &url]);
+    assert!(o.status.success(), "{o:?}");
+    let report = stdout(&o);
+    assert!(report.contains("profile:     gcdn (cloud_cdn") && report.contains("result:      VALID"), "{report}");
+    assert!(report.contains("KeyName:     key-1"), "{report}");
+    let tampered = url.replace("My%20App", "My%20Apps");
+    let o = tollgate(dir.path(), &["verify", "--config", "cdn.toml", &tampered]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("INVALID (invalid_signature)"), "{o:?}");
+
+    // A URL-prefix token covers the release's other files.
+    let o = tollgate(dir.path(), &["sign", "--config", "cdn.toml", "--profile", "gcdn", "--prefix", "app/1.0/"]);
+    assert!(o.status.success(), "{o:?}");
+    let prefix_url = stdout(&o);
+    assert!(prefix_url.contains("?URLPrefix="), "{prefix_url}");
+    let other = prefix_url.replacen("/d/app/1.0/", "/d/app/1.0/other.zip", 1);
+    let o = tollgate(dir.path(), &["verify", "--config", "cdn.toml", &other]);
+    assert!(o.status.success(), "{o:?}");
+
+    // Akamai with the token in a header: the header line is printed, and
+    // verify takes it with --token-header.
+    let o =
+        tollgate(dir.path(), &["sign", "--config", "cdn.toml", "--profile", "ak", "--grant", "g-1", "app/1.0/x.zip"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let url = lines.next().unwrap().to_owned();
+    let token = lines.next().unwrap().strip_prefix("__token__: ").unwrap().to_owned();
+    assert!(token.contains("~id=g-1~hmac="), "{token}");
+    let o =
+        tollgate(dir.path(), &["verify", "--config", "cdn.toml", "--profile", "ak", "--token-header", &token, &url]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("id:          g-1"), "{o:?}");
+    let o = tollgate(dir.path(), &["verify", "--config", "cdn.toml", "--profile", "ak", &url]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("INVALID (malformed_token)"), "{o:?}");
+
+    // What a format cannot do is refused up front.
+    let o = tollgate(dir.path(), &["sign", "--config", "cdn.toml", "--profile", "nope", "app/1.0/x.zip"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no CDN profile \"nope\""), "{o:?}");
+    let o =
+        tollgate(dir.path(), &["sign", "--config", "cdn.toml", "--profile", "ak", "--customer", "c", "app/1.0/x.zip"]);
+    assert_eq!(o.status.code(), Some(2), "--customer is the native format's: {o:?}");
+}

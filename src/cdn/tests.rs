@@ -492,13 +492,13 @@ fn profile(kind: Kind, key: &str, extra: &str) -> Profile {
     Profile::load(&config.cdn.profiles[0], false).unwrap()
 }
 
-#[test]
-fn every_profile_verifies_what_it_mints() {
+/// One profile of every kind and placement.
+fn all_profiles() -> Vec<Profile> {
     let v = cloudfront_vectors();
     let rsa = v["sep"]["rsa_key_pkcs8"].as_str().unwrap().to_owned();
     let ec = v["ecdsa"]["key_pkcs8"].as_str().unwrap().to_owned();
     let hex_key = "7a5c2be9f42a1f32cd889d1cf775f05d0cd162bd2871d00fe705ab28c9bba5a5";
-    let profiles = [
+    vec![
         profile(Kind::Cloudfront, &rsa, ""),
         profile(Kind::Cloudfront, &rsa, "hash = \"sha256\"\npolicy = \"custom\"\nbind_client = true"),
         profile(Kind::Cloudfront, &ec, "token_in = \"cookie\""),
@@ -510,7 +510,12 @@ fn every_profile_verifies_what_it_mints() {
         profile(Kind::Cloudflare, "a-cloudflare-secret-long-enough", ""),
         profile(Kind::Cloudflare, "a-cloudflare-secret-long-enough", "url_safe = true"),
         profile(Kind::Fastly, "iqFPeN2u+Z0Lm5IrsKaOFKRqEU5Gw8ePtaEkHZWuD24=", ""),
-    ];
+    ]
+}
+
+#[test]
+fn every_profile_verifies_what_it_mints() {
+    let profiles = all_profiles();
     let now = 1_800_000_000;
     let client: IpAddr = "203.0.113.7".parse().unwrap();
     for p in &profiles {
@@ -653,4 +658,33 @@ fn origin_checks_are_configured_whole() {
     assert!(origin.admits(&proof(&headers)));
     headers.append("x-origin-auth", "0123456789abcdef".parse().unwrap());
     assert!(!origin.admits(&proof(&headers)), "two copies are refused");
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever a client sends — query, cookies, header, path — every
+        /// verifier answers with a refusal, never a panic (and never an
+        /// acceptance: nothing here is signed).
+        #[test]
+        fn hostile_requests_are_refused_not_panicked_on(
+            path in "/[ -~]{0,60}",
+            query in "([A-Za-z_-]{1,12}=[ -~]{0,40}&?){0,6}",
+            cookies in "[ -~]{0,120}",
+            header in "[ -~]{0,120}",
+        ) {
+            for p in all_profiles() {
+                let names: Vec<&str> = ["Expires", "Policy", "Signature", "Key-Pair-Id", "KeyName", "URLPrefix", "verify", "token", "__token__"].to_vec();
+                let seeded = format!("{query}&{}=1", names[path.len() % names.len()]);
+                for q in [query.as_str(), seeded.as_str()] {
+                    let r = Offered { path: &path, query: q, cookies: Some(&cookies), header: Some(&header), client: None, now: 1_800_000_000, skew: 30 };
+                    prop_assert!(p.verify(&r).is_err());
+                }
+            }
+        }
+    }
 }

@@ -92,6 +92,7 @@ fn is_usage_or_configuration(e: &anyhow::Error) -> bool {
         c.is::<config::ConfigError>()
             || c.is::<config::secret::SecretError>()
             || c.is::<crate::signing::KeyRingError>()
+            || c.is::<crate::cdn::ProfileError>()
             || c.is::<UsageError>()
     })
 }

@@ -117,7 +117,7 @@ fn sign_for_cdn(config: &Config, args: &SignArgs, id: &str, path: &str) -> anyho
             client,
             session: args.grant.as_deref(),
         })
-        .map_err(|e| anyhow::anyhow!("profile {id:?} cannot sign this: {e}"))?;
+        .map_err(|e| super::UsageError(format!("profile {id:?} cannot sign this: {e}")))?;
     let url = if args.prefix { minted.url.replacen(&file, path, 1) } else { minted.url };
     println!("{url}");
     for (name, value) in &minted.cookies {
@@ -131,9 +131,9 @@ fn sign_for_cdn(config: &Config, args: &SignArgs, id: &str, path: &str) -> anyho
 
 /// One configured CDN profile, its keys loaded.
 fn cdn_profile(config: &Config, id: &str) -> anyhow::Result<crate::cdn::Profile> {
-    let c = config.cdn.profile(id).with_context(|| {
+    let c = config.cdn.profile(id).ok_or_else(|| {
         let known: Vec<&str> = config.cdn.profiles.iter().map(|p| p.id.as_str()).collect();
-        format!("no CDN profile {id:?} in the configuration (known: {known:?})")
+        super::UsageError(format!("no CDN profile {id:?} in the configuration (known: {known:?})"))
     })?;
     Ok(crate::cdn::Profile::load(c, config.allow_world_readable_secrets)?)
 }
