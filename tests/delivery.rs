@@ -11,10 +11,10 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Admin, Backend, Reply, StoreKind, aria2c, artifact_path, curl, customer, no_rate_limits, release, request,
-    set_quota, sha256_hex, test_bytes, url, used,
+    Admin, Backend, Reply, StoreKind, aria2c, artifact_path, curl, customer, initiations, no_rate_limits, release,
+    request, set_quota, sha256_hex, test_bytes, url, used,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate::config::Config;
 
 const BIG: usize = 6 << 20;
@@ -44,19 +44,6 @@ fn location(r: &Reply) -> String {
 fn refused(r: &Reply, status: u16, code: &str) {
     assert_eq!((r.status, r.code().as_str()), (status, code), "{r:?}");
     assert!(r.header("location").is_none(), "{r:?}");
-}
-
-/// `download.initiated` events recorded so far (the recorder batches; poll).
-async fn initiations(a: &Admin, want: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let r = a.call("GET", "/admin/v1/events?type=download.initiated&limit=100", None).await;
-        let items = Admin::json(&r)["items"].as_array().unwrap().clone();
-        if items.len() >= want {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {want} download.initiated events");
 }
 
 /// `GET` `grant` until it is redirected, every other answer being a refusal

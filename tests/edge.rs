@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 
 use common::edge::{self, Bound, Check};
 use common::{
-    Admin, Backend, StoreKind, curl, customer, no_rate_limits, release, request, set_quota, sha256_hex, used,
+    Admin, Backend, StoreKind, curl, customer, initiations, no_rate_limits, release, request, set_quota, sha256_hex,
+    used,
 };
 use serde_json::{Value, json};
 use tollgate::config::cdn::{CdnKeyConfig, OriginAuthConfig};
@@ -109,19 +110,6 @@ async fn setup(tweak: impl FnOnce(&mut Config)) -> Setup {
     let cloudflare = cl_bound.serve(origin, secret.clone(), edge::cloudflare(CLOUDFLARE_KEY, 600));
     let akamai = ak_bound.serve(origin, secret, edge::akamai_cookie(AKAMAI_KEY));
     Setup { a, cloudfront, cloudflare, akamai }
-}
-
-/// `download.initiated` events so far (the recorder batches; poll).
-async fn initiations(a: &Admin, want: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let r = a.call("GET", "/admin/v1/events?type=download.initiated&limit=100", None).await;
-        let items = Admin::json(&r)["items"].as_array().unwrap().clone();
-        if items.len() >= want {
-            return items;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {want} download.initiated events");
 }
 
 /// Customers get the CDN's URL; curl fetches the file through the edge,

@@ -202,11 +202,12 @@ impl Profile {
                     Some(p) => format!("{}{p}*", self.base_url),
                     None => url.clone(),
                 };
+                // A canned policy names one URL and an expiry; anything
+                // more needs a custom one.
                 let custom = o.policy == CloudfrontPolicy::Custom
                     || m.prefix.is_some()
                     || m.starts.is_some()
-                    || m.client.is_some()
-                    || self.placement == TokenPlacement::Cookie && m.prefix.is_some();
+                    || m.client.is_some();
                 let policy = if custom {
                     cloudfront::Policy::Custom(cloudfront::custom_policy(&resource, m.expires, m.starts, m.client))
                 } else {

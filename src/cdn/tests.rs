@@ -96,6 +96,12 @@ fn akamai_reproduces_the_published_tokens() {
 fn akamai_reproduces_the_reference_sdk_cases() {
     let key = akamai_key();
     let base = akamai::Fields { start: Some(1492404013), expires: 1492405000, ..Default::default() };
+    let full = akamai::Fields {
+        ip: Some("192.168.0.1".into()),
+        session: Some("MY_SESSION_ID_E1905##".into()),
+        data: Some("goodjoon".into()),
+        ..base.clone()
+    };
     let cases = [
         (
             akamai::Fields { expires: 1492404013, acl: Some("/*".into()), ..base.clone() },
@@ -116,23 +122,13 @@ fn akamai_reproduces_the_reference_sdk_cases() {
             "st=1492404013~exp=1492405000~id=MY_SESSION_ID_E1905##~hmac=e0db8fcd7b5f59adfe23dd3417c524ff31a6b6d0dd9a22d56bab675fb62608b7",
         ),
         (
-            akamai::Fields {
-                ip: Some("192.168.0.1".into()),
-                session: Some("MY_SESSION_ID_E1905##".into()),
-                data: Some("goodjoon".into()),
-                ..base.clone()
-            },
+            full.clone(),
             Some("/target/url"),
             None,
             "ip=192.168.0.1~st=1492404013~exp=1492405000~id=MY_SESSION_ID_E1905##~data=goodjoon~hmac=8dcd3d6b2c56ca712b04dfa31373d5a7d71bae2b8ed9c67fe7c9ad459c0ef7dc",
         ),
         (
-            akamai::Fields {
-                ip: Some("192.168.0.1".into()),
-                session: Some("MY_SESSION_ID_E1905##".into()),
-                data: Some("goodjoon".into()),
-                ..base.clone()
-            },
+            full.clone(),
             Some("/target/url"),
             Some("passwd"),
             "ip=192.168.0.1~st=1492404013~exp=1492405000~id=MY_SESSION_ID_E1905##~data=goodjoon~hmac=4852b47e438c4474c14971d54ac81ce677a58b8870cc6ad1e2f9ca0ecac991c3",

@@ -141,26 +141,11 @@ fn cdn_profile(config: &Config, id: &str) -> anyhow::Result<crate::cdn::Profile>
 /// `tollgate verify` for a CDN's URL: each field the token states, then the
 /// verdict.
 #[expect(clippy::print_stdout, reason = "the report is the command's output")]
-fn verify_for_cdn(
-    config: &Config,
-    args: &VerifyArgs,
-    profile: &crate::cdn::Profile,
-    path: &str,
-    query: &str,
-    now: u64,
-) -> ExitCode {
-    let offered = crate::cdn::Offered {
-        path,
-        query,
-        cookies: args.cookie.as_deref(),
-        header: args.token_header.as_deref(),
-        client: args.client_ip,
-        now,
-        skew: config.signing.clock_skew.as_secs(),
-    };
-    println!("path:        {path}");
+fn verify_for_cdn(profile: &crate::cdn::Profile, offered: &crate::cdn::Offered<'_>) -> ExitCode {
+    let now = offered.now;
+    println!("path:        {}", offered.path);
     println!("profile:     {} ({}, {})", profile.id, profile.kind.as_str(), profile.base_url);
-    match profile.verify(&offered) {
+    match profile.verify(offered) {
         Ok(accepted) => {
             println!("key id:      {}", accepted.key);
             println!("expires:     {}", describe_time(accepted.expires, now));
@@ -261,22 +246,22 @@ fn describe_time(t: u64, now: u64) -> String {
 pub fn verify(config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let now = args.at.unwrap_or_else(|| SystemClock.now_unix());
     let (path, query) = split_url(&args.url);
+    let offered = crate::cdn::Offered {
+        path,
+        query,
+        cookies: args.cookie.as_deref(),
+        header: args.token_header.as_deref(),
+        client: args.client_ip,
+        now,
+        skew: config.signing.clock_skew.as_secs(),
+    };
     if let Some(id) = &args.profile {
-        return Ok(verify_for_cdn(config, args, &cdn_profile(config, id)?, path, query, now));
+        return Ok(verify_for_cdn(&cdn_profile(config, id)?, &offered));
     }
     if RawToken::from_query(query).is_err() && !config.cdn.profiles.is_empty() {
         let profiles = crate::cdn::Profiles::load(&config.cdn, config.allow_world_readable_secrets)?;
-        let offered = crate::cdn::Offered {
-            path,
-            query,
-            cookies: args.cookie.as_deref(),
-            header: args.token_header.as_deref(),
-            client: args.client_ip,
-            now,
-            skew: 0,
-        };
         if let Some(profile) = profiles.iter().find(|p| p.offered(&offered)) {
-            return Ok(verify_for_cdn(config, args, profile, path, query, now));
+            return Ok(verify_for_cdn(profile, &offered));
         }
     }
     let (keys, _) = crate::app::existing_key_ring(config)?;

@@ -748,6 +748,20 @@ pub async fn used(a: &Admin, key: &str) -> u64 {
     usage(a, key).await["limits"][0]["used"].as_u64().unwrap()
 }
 
+/// `download.initiated` events recorded so far, at least `want` of them
+/// (the recorder batches; poll).
+pub async fn initiations(a: &Admin, want: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let r = a.call("GET", "/admin/v1/events?type=download.initiated&limit=100", None).await;
+        let items = Admin::json(&r)["items"].as_array().unwrap().clone();
+        if items.len() >= want {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {want} download.initiated events");
+}
+
 /// Request-rate limits off, for tests about something else.
 pub fn no_rate_limits(c: &mut Config) {
     c.limits.api_key_per_second = 0;
