@@ -2,8 +2,8 @@
 //! the gateway's; its `GET` is checked and counted there, then answered
 //! `303` with a presigned `GET` of a real S3-compatible server (s3s-fs over
 //! HTTP, which checks the SigV4 query signature), driven by curl and aria2c
-//! as customers do. `edge` is refused until it exists; `redirect` is refused
-//! where storage cannot presign.
+//! as customers do. `redirect` is refused where storage cannot presign, `edge`
+//! without a configured CDN profile (`tests/edge.rs` has the rest of `edge`).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
@@ -71,7 +71,7 @@ fn fetched(dir: &std::path::Path, args: &[&str], url: &str) -> String {
 }
 
 #[tokio::test]
-async fn redirect_needs_storage_that_presigns_and_edge_is_not_available_yet() {
+async fn redirect_needs_storage_that_presigns_and_edge_a_cdn_profile() {
     let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, no_rate_limits).await;
     let r = a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
     assert_eq!(r.status, 201, "{r:?}");
