@@ -38,6 +38,8 @@ fn release(product: &str, v: &str) -> Release {
         published_at: None,
         critical: false,
         notes: None,
+        rollout: None,
+        minimum_system_version: None,
     }
 }
 

@@ -122,6 +122,23 @@ async fn publish_streams_through_the_gateway_onto_the_local_directory() {
     assert_eq!(release["notes"], "Fixes the frobnicator.\n");
     let key = customer(&a, "acme", json!({})).await;
     assert_eq!(downloaded(&a, &key, "1.4.2", "app-1.4.2.tar.gz").await, sha256_hex(&data));
+
+    // Issue 17: the update signature goes with the file, the staging with
+    // the release; a later publish of another file keeps them.
+    let sig = write(dir.path(), "app.sig", b"untrusted comment: minisign\nRWQexample==\n");
+    let file = write(dir.path(), "app.AppImage", b"appimage");
+    let args = ["--product", "app", "--version", "1.5.0", "--platform", "linux-x86_64", "--signature", &sig];
+    let o =
+        publish(&a, None, &[&args[..], &["--rollout", "25", "--minimum-system-version", "12.0", &file]].concat()).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let artifact: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(artifact["signature"], "untrusted comment: minisign\nRWQexample==");
+    let o = publish(&a, None, &["--product", "app", "--version", "1.5.0", "--critical", &tiny]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let release = Admin::json(&a.call("GET", "/admin/v1/products/app/releases/1.5.0", None).await);
+    assert_eq!((release["rollout"].as_u64(), release["minimum_system_version"].as_str()), (Some(25), Some("12.0")));
+    let o = publish(&a, None, &["--product", "app", "--version", "1.5.1", "--rollout", "0", &tiny]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[tokio::test]

@@ -70,6 +70,7 @@ fn artifact(size: u64) -> Artifact {
         storage_key: "app/1.0.0/app.tar.gz".into(),
         etag: None,
         status: Default::default(),
+        signature: None,
     }
 }
 

@@ -42,6 +42,23 @@ pub fn check_sha256(sha256: &str) -> Result<(), CatalogError> {
     }
 }
 
+/// The longest update signature accepted (a minisign signature file is
+/// about 400 bytes; an EdDSA signature 88).
+pub const MAX_SIGNATURE: usize = 4096;
+
+/// An update signature: printable text (base64 and a minisign file's
+/// comment lines), at most [`MAX_SIGNATURE`] bytes.
+pub fn check_signature(s: &str) -> Result<(), CatalogError> {
+    let printable = s.chars().all(|c| c == '\n' || c == '\r' || c == '\t' || (' '..='~').contains(&c));
+    if s.trim().is_empty() || s.len() > MAX_SIGNATURE || !printable {
+        return Err(CatalogError::Invalid {
+            field: "signature",
+            reason: format!("must be 1-{MAX_SIGNATURE} bytes of printable ASCII text"),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn artifact_key(product: &str, version: &Version, filename: &str) -> String {
     format!("{product}/{version}/{filename}")
 }
@@ -58,6 +75,28 @@ impl CatalogRepo {
         }
         let key = artifact_key(&a.product, &a.version, &a.filename);
         Ok(put_json(self.records().as_ref(), Kind::Artifact, &key, a).await?)
+    }
+
+    /// Set (or, with `None`, clear) an artifact's update signature, as a
+    /// compare-and-set on its record: a file replaced meanwhile keeps the
+    /// record it was replaced with. `None` when there is no such artifact.
+    pub async fn set_artifact_signature(
+        &self,
+        product: &str,
+        version: &Version,
+        filename: &str,
+        signature: Option<String>,
+    ) -> Result<Option<Artifact>, CatalogError> {
+        if let Some(s) = &signature {
+            check_signature(s)?;
+        }
+        let key = artifact_key(product, version, filename);
+        let updated = self
+            .update_if::<Artifact, _>(Kind::Artifact, &key, None, |current| {
+                Ok(current.map(|a| Artifact { signature: signature.clone(), ..a.clone() }))
+            })
+            .await?;
+        Ok(updated.map(|u| u.record))
     }
 
     pub async fn artifact(

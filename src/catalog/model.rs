@@ -142,6 +142,15 @@ pub struct Release {
     pub critical: bool,
     #[serde(default)]
     pub notes: Option<String>,
+    /// A staged rollout: the percentage of customers (1-100, bucketed by
+    /// customer and release) that update offers reach; `None`: all. Critical
+    /// releases are never staged. Explicit downloads are not staged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<u8>,
+    /// The oldest OS version the release runs on (Sparkle's
+    /// `minimumSystemVersion`), as the platform writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_system_version: Option<String>,
 }
 
 /// The platform an artifact runs on, e.g. `linux-x86_64`; `any` runs everywhere.
@@ -168,6 +177,11 @@ pub struct Artifact {
     /// apart (see [`PendingUpload`]) so no download path can find them.
     #[serde(default)]
     pub status: ArtifactStatus,
+    /// The update signature published with the file: the contents of its
+    /// `.sig` (Tauri's minisign signature, Sparkle's EdDSA signature).
+    /// Replacing the file drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -220,6 +234,7 @@ impl PendingUpload {
             storage_key: self.storage_key.clone(),
             etag: None,
             status: ArtifactStatus::Pending,
+            signature: None,
         }
     }
 }

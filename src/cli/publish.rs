@@ -51,6 +51,18 @@ pub struct PublishArgs {
     /// Release notes, read from this file.
     #[arg(long, value_name = "FILE")]
     notes: Option<PathBuf>,
+    /// The file's update signature, read from this file (Tauri's `.sig`, a
+    /// Sparkle EdDSA signature): the update feeds hand it to clients.
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// Stage update offers of the release to this percentage of customers
+    /// (1-100).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    rollout: Option<u8>,
+    /// The oldest OS version the release runs on (Sparkle's
+    /// minimumSystemVersion), e.g. 12.0.
+    #[arg(long, value_name = "VERSION")]
+    minimum_system_version: Option<String>,
     /// Upload, but leave the release a draft (e.g. more platforms to come).
     #[arg(long)]
     draft: bool,
@@ -186,6 +198,10 @@ async fn run(config: &Config, args: &PublishArgs) -> Result<Value, Failure> {
         }
         None => None,
     };
+    let signature = match &args.signature {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", p.display())))?),
+        None => None,
+    };
     let sha256 = hash_file(&args.file, size).await?;
     let release =
         format!("/admin/v1/products/{}/releases/{}", encode_segment(&args.product), encode_segment(&args.version));
@@ -197,6 +213,23 @@ async fn run(config: &Config, args: &PublishArgs) -> Result<Value, Failure> {
             artifact["sha256"].as_str().unwrap_or("-")
         )));
     }
+    let artifact = match signature {
+        Some(sig) => {
+            let path = format!("{release}/artifacts/{}/signature", encode_segment(&filename));
+            let req = api
+                .request("PUT", &path)
+                .map_err(|e| Failure::Usage(format!("{e:#}")))?
+                .header(hyper::header::CONTENT_TYPE, "text/plain")
+                .body(crate::http_client::full(sig))
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let a = api.send(req).await.map_err(transient)?;
+            if a.status >= 400 {
+                return Err(refusal("storing the signature", &a));
+            }
+            a.body
+        }
+        None => artifact,
+    };
     if !args.draft {
         let (api, path) = (&api, &format!("{release}/publish"));
         retried("publishing the release", args.attempts, || async move { Ok(api.call("POST", path, None).await) })
@@ -224,6 +257,17 @@ async fn hash_file(path: &Path, size: u64) -> Result<String, Failure> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The release fields `--rollout` and `--minimum-system-version` set (left
+/// out, the release keeps its own).
+fn staging(body: &mut Value, args: &PublishArgs) {
+    if let Some(r) = args.rollout {
+        body["rollout"] = r.into();
+    }
+    if let Some(m) = &args.minimum_system_version {
+        body["minimum_system_version"] = m.clone().into();
+    }
+}
+
 /// Create the release as a draft when it does not exist; set its flag and
 /// notes when asked. An existing release's status and channel are kept.
 async fn ensure_release(
@@ -239,6 +283,7 @@ async fn ensure_release(
             if let Some(n) = notes {
                 body["notes"] = n.into();
             }
+            staging(&mut body, args);
             body
         }
         200 => {
@@ -251,14 +296,16 @@ async fn ensure_release(
                     args.product, args.version, r["channel"]
                 )));
             }
-            if !args.critical && notes.is_none() {
+            if !args.critical && notes.is_none() && args.rollout.is_none() && args.minimum_system_version.is_none() {
                 return Ok(());
             }
-            json!({
+            let mut body = json!({
                 "channel": r["channel"],
                 "critical": args.critical || r["critical"].as_bool() == Some(true),
                 "notes": notes.map_or(r["notes"].clone(), Value::from),
-            })
+            });
+            staging(&mut body, args);
+            body
         }
         _ => return Err(refusal("reading the release", &current)),
     };

@@ -190,7 +190,9 @@ pub struct UpgradeRequest<'a> {
 pub async fn upgrade(svc: &Services, req: &UpgradeRequest<'_>) -> Result<Option<(Downloadable, Granted)>, AccessError> {
     let now = Timestamp(svc.clock.now_unix());
     let filter = Filter { channel: req.channel, platform: Some(req.platform) };
-    let releases = access::downloadable_releases(&svc.catalog, req.customer, req.product, filter, now).await?;
+    let mut releases = access::downloadable_releases(&svc.catalog, req.customer, req.product, filter, now).await?;
+    // Update offers follow staged rollouts; explicit downloads do not.
+    releases.retain(|d| access::in_rollout(&req.customer.id, &d.release));
     let Some(newest) = access::newest_upgrade(&releases, req.from, req.constraint) else {
         return Ok(None);
     };

@@ -310,6 +310,19 @@ pub fn download_path(a: &Artifact) -> String {
     encode_path(&format!("/d/{}/{}/{}", a.product, a.version, a.filename)).into_owned()
 }
 
+/// Whether a release's update offer reaches `customer`: a staged rollout
+/// (`rollout` percent) reaches the customers whose bucket — the first two
+/// bytes of SHA-256 over customer, product and version, modulo 100 — is
+/// below it; the same customer stays in or out as the percentage grows.
+/// Critical releases are never staged.
+pub fn in_rollout(customer: &str, release: &Release) -> bool {
+    use sha2::Digest as _;
+    let Some(percent) = release.rollout.filter(|_| !release.critical) else { return true };
+    let digest = sha2::Sha256::digest(format!("{customer}\n{}\n{}", release.product, release.version));
+    let bucket = u16::from_be_bytes([digest[0], digest[1]]) % 100;
+    bucket < u16::from(percent)
+}
+
 /// Newest downloadable release strictly newer than `from`, within `constraint`.
 pub fn newest_upgrade<'a>(
     releases: &'a [Downloadable],
@@ -409,6 +422,7 @@ pub async fn eligible_customers(
             storage_key: String::new(),
             etag: None,
             status: Default::default(),
+            signature: None,
         }];
         &placeholder[..]
     } else {

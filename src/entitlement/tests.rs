@@ -24,6 +24,8 @@ fn release(version: &str, channel: Channel) -> Release {
         published_at: Some(Timestamp(NOW - 1000)),
         critical: false,
         notes: None,
+        rollout: None,
+        minimum_system_version: None,
     }
 }
 
@@ -39,6 +41,7 @@ fn artifact(platform: &str) -> Artifact {
         storage_key: "app/2.0.0/app.tar.gz".into(),
         etag: None,
         status: Default::default(),
+        signature: None,
     }
 }
 

@@ -23,7 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Items;
 use super::admin_artifacts::{
-    complete_upload, delete_artifact, get_artifact, list_artifacts, plan_upload, put_artifact,
+    complete_upload, delete_artifact, delete_signature, get_artifact, list_artifacts, plan_upload, put_artifact,
+    put_signature,
 };
 use super::admin_auth::require_admin;
 use super::problem::{Problem, RawBody};
@@ -66,6 +67,10 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             get(get_artifact).put(put_artifact).delete(delete_artifact),
         )
         .route("/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/complete", post(complete_upload))
+        .route(
+            "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/signature",
+            axum::routing::put(put_signature).delete(delete_signature),
+        )
         .route("/admin/v1/customers", get(list_customers))
         .route("/admin/v1/customers/{customer}", get(get_customer).put(put_customer))
         .route("/admin/v1/customers/{customer}/cut-downloads", post(cut_customer_downloads))
@@ -350,6 +355,16 @@ pub(crate) struct ReleaseBody {
     critical: bool,
     #[serde(default)]
     notes: Option<String>,
+    /// Stage update offers to this percentage of customers (1-100; 100:
+    /// all). Left out: unchanged.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    rollout: Option<u8>,
+    /// The oldest OS version the release runs on (e.g. `12.0`). Left out:
+    /// unchanged.
+    #[serde(default)]
+    #[schema(pattern = r"^[0-9A-Za-z._-]{1,32}$")]
+    minimum_system_version: Option<String>,
 }
 
 #[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = ReleaseBody, responses((status = 201, description = "created", body = Release), (status = 200, description = "replaced or unchanged", body = Release), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
@@ -362,6 +377,18 @@ pub(crate) async fn put_release(
     let (product, v) = path(p)?;
     let b: ReleaseBody = body(&raw)?;
     let version = version(&v)?;
+    if b.rollout.is_some_and(|r| !(1..=100).contains(&r)) {
+        return Err(CatalogError::Invalid { field: "rollout", reason: "a percentage, 1 to 100".into() }.into());
+    }
+    if b.minimum_system_version.as_deref().is_some_and(|m| {
+        m.is_empty() || m.len() > 32 || !m.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    }) {
+        return Err(CatalogError::Invalid {
+            field: "minimum_system_version",
+            reason: "1-32 of A-Z a-z 0-9 . _ -".into(),
+        }
+        .into());
+    }
     let pre = precondition(&headers, || s.catalog.release_stored(&product, &version)).await?;
     let now = Timestamp(s.clock.now_unix());
     // Fields left out keep their stored values: merged onto the record as it
@@ -377,6 +404,11 @@ pub(crate) async fn put_release(
             published_at: b.published_at.or(current.and_then(|r| r.published_at)),
             critical: b.critical,
             notes: b.notes.clone(),
+            rollout: b.rollout.or(current.and_then(|r| r.rollout)),
+            minimum_system_version: b
+                .minimum_system_version
+                .clone()
+                .or_else(|| current.and_then(|r| r.minimum_system_version.clone())),
         })
         .await?;
     Ok(written_at(&stored))

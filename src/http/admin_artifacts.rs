@@ -164,6 +164,37 @@ pub(crate) async fn get_artifact(
     }
 }
 
+/// `PUT …/artifacts/{filename}/signature`: the file's update signature, the
+/// contents of its `.sig` as the body (Tauri's minisign signature, Sparkle's
+/// EdDSA signature); the feeds hand it to update clients.
+#[utoipa::path(put, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/signature", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), request_body(content = String, content_type = "text/plain", description = "the signature file's contents"), responses((status = 200, description = "the artifact with its signature", body = Artifact), (status = 404, description = "no such artifact", body = Problem), (status = 422, description = "`invalid_field`: empty, over 4096 bytes, or not printable ASCII", body = Problem)))]
+pub(crate) async fn put_signature(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+    RawBody(raw): RawBody,
+) -> AdminResult {
+    let (product, v, filename) = path(p)?;
+    let version = version(&v)?;
+    let text = std::str::from_utf8(&raw).map_err(|_| AdminError::BadRequest("the signature is not text".into()))?;
+    let signature = Some(text.trim().to_owned());
+    match s.catalog.set_artifact_signature(&product, &version, &filename, signature).await? {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(AdminError::NotFound("artifact".into())),
+    }
+}
+
+#[utoipa::path(delete, path = "/admin/v1/products/{product}/releases/{version}/artifacts/{filename}/signature", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 200, description = "the artifact without a signature", body = Artifact), (status = 404, description = "no such artifact", body = Problem)))]
+pub(crate) async fn delete_signature(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> AdminResult {
+    let (product, v, filename) = path(p)?;
+    match s.catalog.set_artifact_signature(&product, &version(&v)?, &filename, None).await? {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(AdminError::NotFound("artifact".into())),
+    }
+}
+
 /// A release's files by name, pending direct uploads included.
 #[utoipa::path(get, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), responses((status = 200, body = Items<Artifact>)))]
 pub(crate) async fn list_artifacts(

@@ -22,6 +22,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Problem, RawBody, from_access, from_catalog, rate_limited};
 use super::quota_view::{self, LimitView, ratelimit_fields};
+use base64::Engine as _;
+
 use super::{Items, PeerAddr, bearer, client_ip};
 use crate::catalog::{
     Artifact, CatalogError, Channel, Customer, CustomerStatus, Delivery, Entitlement, EntitlementStatus, PLATFORM_ANY,
@@ -43,6 +45,9 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
         .route("/v1/products/{product}/upgrade", get(upgrade))
         .route("/v1/downloads", post(create_download))
         .route("/v1/usage", get(usage))
+        .route("/v1/updates/tauri/{product}", get(super::updates::tauri))
+        .route("/v1/updates/tauri/{product}/{target}/{arch}/{current_version}", get(super::updates::tauri_path))
+        .route("/v1/updates/sparkle/{product}/appcast.xml", get(super::updates::sparkle))
         .route_layer(axum::middleware::from_fn_with_state(state, require_customer))
 }
 
@@ -54,10 +59,36 @@ pub struct Caller {
 }
 
 fn unauthorized() -> Response {
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-        .with_detail("This needs a valid API key: Authorization: Bearer tg_….")
+    let mut response = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+        .with_detail(
+            "This needs a valid API key: Authorization: Bearer tg_…, or HTTP Basic with user `license` (or `token`) \
+             and the key as password.",
+        )
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tollgate\""))
-        .into_response()
+        .into_response();
+    // Update clients that only speak Basic are told they may.
+    response
+        .headers_mut()
+        .append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""));
+    response
+}
+
+/// The API key a request presents: `Authorization: Bearer <key>`, or HTTP
+/// Basic with user `license` or `token` and the key as password (what
+/// electron-updater, Sparkle and other stock clients can send).
+fn presented_key(request: &Request) -> Option<String> {
+    if let Some(key) = bearer(request) {
+        return Some(key.to_owned());
+    }
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    matches!(user, "license" | "token").then(|| password.to_owned())
 }
 
 /// Middleware: a live API key of an existing, active customer, or a refusal
@@ -72,7 +103,7 @@ pub async fn require_customer(State(s): State<Arc<Services>>, mut request: Reque
         Some(Err(wait)) => rate_limited(wait).into_response(),
         _ => unauthorized(),
     };
-    let Some(text) = bearer(&request).map(str::to_owned) else {
+    let Some(text) = presented_key(&request) else {
         return refuse(client);
     };
     let key = match s.catalog.authenticate(&text, now).await {
@@ -144,6 +175,12 @@ pub(crate) enum ApiError {
     InvalidVersion(String),
     #[error("{0:?} is not a version requirement")]
     InvalidConstraint(String),
+    /// A query or path parameter out of its rules (`400 invalid_field`).
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    /// The newest release's file has no signature for the update client.
+    #[error("{0:?} has no update signature; publish it with the file (tollgate publish --signature)")]
+    UnsignedUpdate(String),
     #[error(transparent)]
     Access(#[from] AccessError),
 }
@@ -165,6 +202,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::InvalidConstraint(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_constraint", "Bad Request").with_detail(self.to_string())
+            }
+            ApiError::Invalid(..) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_field", "Bad Request").with_detail(self.to_string())
+            }
+            ApiError::UnsignedUpdate(_) => {
+                Problem::new(StatusCode::CONFLICT, "unsigned_update", "Conflict").with_detail(self.to_string())
             }
             ApiError::Access(e) => from_access(e),
         };

@@ -13,6 +13,7 @@ pub mod health;
 pub mod openapi;
 pub mod problem;
 pub mod quota_view;
+pub mod updates;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
-use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_api};
+use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_api, updates};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_api::eligible_customers,
         admin_artifacts::list_artifacts, admin_artifacts::get_artifact, admin_artifacts::put_artifact,
         admin_artifacts::delete_artifact, admin_artifacts::plan_upload, admin_artifacts::complete_upload,
+        admin_artifacts::put_signature, admin_artifacts::delete_signature,
         admin_api::list_customers, admin_api::get_customer, admin_api::put_customer,
         admin_api::list_entitlements, admin_api::get_entitlement, admin_api::put_entitlement,
         admin_api::delete_entitlement,
@@ -40,6 +41,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters,
         customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
         customer_api::upgrade, customer_api::usage,
+        updates::tauri, updates::tauri_path, updates::sparkle,
     ),
     components(schemas(Problem)),
     modifiers(&Conventions),

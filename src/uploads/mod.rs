@@ -195,6 +195,7 @@ pub async fn put(svc: &Services, checked: Checked, source: Source) -> Result<(Wr
         storage_key: key.as_str().to_owned(),
         etag: Some(meta.etag),
         status: ArtifactStatus::Ready,
+        signature: None,
     };
     match svc.catalog.put_artifact(&artifact).await {
         Ok(w) => {

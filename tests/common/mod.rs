@@ -539,6 +539,12 @@ impl Admin {
         request_with_body(self.gw.admin, method, path, &[("authorization", &auth)], bytes).await
     }
 
+    /// An admin API call with a body that is not JSON.
+    pub async fn call_raw(&self, method: &str, path: &str, body: Vec<u8>) -> Reply {
+        let auth = format!("Bearer {}", self.token);
+        request_with_body(self.gw.admin, method, path, &[("authorization", &auth)], Bytes::from(body)).await
+    }
+
     /// A customer API call with an API key.
     pub async fn customer(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
         let auth = format!("Bearer {key}");

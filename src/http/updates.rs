@@ -1,0 +1,307 @@
+//! Update feeds that stock update clients read, filtered by entitlement:
+//! the Tauri updater's dynamic server (`/v1/updates/tauri/…`) and a
+//! Sparkle appcast (`/v1/updates/sparkle/{product}/appcast.xml`). Every
+//! download link in them is a grant from `downloads::issue` (through
+//! `downloads::upgrade` for "the newest newer than mine"), so the
+//! maintenance window, channel, platform, yank, quota and rollout rules
+//! apply exactly as on `POST /v1/downloads`. The callers authenticate as on
+//! the customer API (`Authorization: Bearer`, or HTTP Basic with the key
+//! as password, as stock clients send it).
+
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's generated code for `params(SomeIntoParams)` names the type by a qualified path"
+)]
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::customer_api::{ApiError, Caller};
+use super::problem::Problem;
+use super::{PeerAddr, client_ip};
+use crate::catalog::{Channel, Timestamp};
+use crate::downloads::{self, Granted, IssueRequest, UpgradeRequest};
+use crate::entitlement::access::{self, AccessError, Filter, Wanted};
+use crate::services::Services;
+
+/// Ids in the Tauri request: `target` (`linux`, `darwin`, `windows`),
+/// `arch` (`x86_64`, `aarch64`, `i686`, `armv7`), `bundle_type`.
+fn check_word(field: &'static str, v: &str) -> Result<(), ApiError> {
+    if (1..=32).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(field, format!("{v:?}: 1-32 of a-z A-Z 0-9 _")))
+    }
+}
+
+fn current_version(v: &str) -> Result<Version, ApiError> {
+    Version::parse(v).map_err(|e| ApiError::Invalid("current_version", format!("{v:?} is not semver: {e}")))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TauriQuery {
+    /// `linux`, `darwin` or `windows` (Tauri's `{{target}}`).
+    target: String,
+    /// `x86_64`, `aarch64`, `i686` or `armv7` (`{{arch}}`).
+    arch: String,
+    /// The installed version (`{{current_version}}`).
+    current_version: String,
+    /// `appimage`, `deb`, `rpm`, `msi`, `nsis` or `app` (`{{bundle_type}}`,
+    /// Tauri 2.1+): a file registered for `{target}-{arch}-{bundle_type}` is
+    /// preferred to one for `{target}-{arch}`.
+    bundle_type: Option<String>,
+}
+
+/// What the Tauri updater reads (v2 "dynamic update server" format).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TauriUpdate {
+    version: String,
+    /// RFC 3339.
+    pub_date: Option<Timestamp>,
+    /// A grant URL: no header needed.
+    url: String,
+    /// The contents of the file's `.sig`.
+    signature: String,
+    notes: String,
+}
+
+/// `GET /v1/updates/tauri/{product}?target=&arch=&current_version=`: `204`
+/// when nothing newer may be installed, else the newest release's file for
+/// the platform `{target}-{arch}` with a fresh grant URL.
+#[utoipa::path(get, path = "/v1/updates/tauri/{product}", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), TauriQuery), responses((status = 200, body = TauriUpdate), (status = 204, description = "no newer release this customer may install (none, not entitled, over quota, or staged out)"), (status = 409, description = "`unsigned_update`: the newest release's file has no signature to give the updater", body = Problem)))]
+pub(crate) async fn tauri(
+    State(s): State<Arc<Services>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<TauriQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(product) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    tauri_answer(&s, &caller, peer, &headers, &product, &q).await
+}
+
+/// The same, with the parameters in the path (Tauri's URL template
+/// `…/{{target}}/{{arch}}/{{current_version}}`).
+#[utoipa::path(get, path = "/v1/updates/tauri/{product}/{target}/{arch}/{current_version}", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ("target" = String, Path, description = "linux, darwin, windows"), ("arch" = String, Path, description = "x86_64, aarch64, i686, armv7"), ("current_version" = String, Path, description = "the installed version")), responses((status = 200, body = TauriUpdate), (status = 204, description = "no newer release this customer may install")))]
+pub(crate) async fn tauri_path(
+    State(s): State<Arc<Services>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((product, target, arch, current_version)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let q = TauriQuery { target, arch, current_version, bundle_type: None };
+    tauri_answer(&s, &caller, peer, &headers, &product, &q).await
+}
+
+async fn tauri_answer(
+    s: &Arc<Services>,
+    caller: &Caller,
+    peer: PeerAddr,
+    headers: &HeaderMap,
+    product: &str,
+    q: &TauriQuery,
+) -> Result<Response, ApiError> {
+    check_word("target", &q.target)?;
+    check_word("arch", &q.arch)?;
+    if let Some(b) = &q.bundle_type {
+        check_word("bundle_type", b)?;
+    }
+    let from = current_version(&q.current_version)?;
+    let client = client_ip(peer.0.ip(), headers, &s.trusted_proxies);
+    let base = format!("{}-{}", q.target, q.arch);
+    let mut platforms = vec![];
+    if let Some(b) = &q.bundle_type {
+        platforms.push(format!("{base}-{b}"));
+    }
+    platforms.push(base);
+    for (i, platform) in platforms.iter().enumerate() {
+        let req = UpgradeRequest {
+            customer: &caller.customer,
+            product,
+            from: &from,
+            constraint: None,
+            platform,
+            channel: None,
+            client,
+            surface: "tauri",
+        };
+        let Some((release, granted)) = offered(downloads::upgrade(s, &req).await)? else { continue };
+        // A bundle-specific file is looked for first; without one, the
+        // platform's.
+        if i + 1 < platforms.len() && granted.issued.artifact.platform != *platform {
+            continue;
+        }
+        let artifact = &granted.issued.artifact;
+        let Some(signature) = artifact.signature.clone() else {
+            return Err(ApiError::UnsignedUpdate(artifact.filename.clone()));
+        };
+        let body = TauriUpdate {
+            version: release.release.version.to_string(),
+            pub_date: release.release.published_at,
+            url: granted.issued.url.clone(),
+            signature,
+            notes: release.release.notes.clone().unwrap_or_default(),
+        };
+        return Ok(no_store(axum::Json(body).into_response()));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An update offer, or none: a refusal on the entitlement's or the quota's
+/// grounds (recorded by `issue` as `download.denied`) is "no update" to an
+/// update client, which cannot act on it anyway.
+fn offered<T>(r: Result<Option<T>, AccessError>) -> Result<Option<T>, ApiError> {
+    match r {
+        Ok(found) => Ok(found),
+        Err(e) if e.denial().is_some() => Ok(None),
+        Err(AccessError::NotFound("artifact")) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    r
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SparkleQuery {
+    /// Only releases on channels this one covers (default `stable`).
+    channel: Option<Channel>,
+    /// The platform of the files to offer (default `macos`).
+    platform: Option<String>,
+    /// The installed version: only newer releases are listed.
+    current_version: Option<String>,
+}
+
+/// The most items an appcast lists (newest first): enough for clients on
+/// an older OS to find one whose `minimumSystemVersion` they meet.
+pub const APPCAST_ITEMS: usize = 3;
+
+/// `GET /v1/updates/sparkle/{product}/appcast.xml`: an RSS 2.0 appcast of
+/// the newest releases the caller may install, each enclosure a fresh grant
+/// URL with the file's length and EdDSA signature.
+#[utoipa::path(get, path = "/v1/updates/sparkle/{product}/appcast.xml", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), SparkleQuery), responses((status = 200, description = "an RSS 2.0 appcast with Sparkle's namespace", content_type = "application/rss+xml")))]
+pub(crate) async fn sparkle(
+    State(s): State<Arc<Services>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<SparkleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(product) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let platform = q.platform.as_deref().unwrap_or("macos");
+    check_word("platform", &platform.replace('-', "_"))?;
+    let from = q.current_version.as_deref().map(current_version).transpose()?;
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    let now = Timestamp(s.clock.now_unix());
+    let channel = Some(q.channel.unwrap_or(Channel::Stable));
+    let filter = Filter { channel, platform: Some(platform) };
+    let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
+    let title = s.catalog.product(&product).await?.map_or_else(|| product.clone(), |p| p.name);
+    let mut candidates: Vec<_> = releases
+        .iter()
+        .filter(|d| from.as_ref().is_none_or(|f| d.release.version > *f))
+        .filter(|d| access::in_rollout(&caller.customer.id, &d.release))
+        .collect();
+    candidates.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+    let mut items = Vec::new();
+    for d in candidates.into_iter().take(APPCAST_ITEMS) {
+        let files: Vec<_> = d.artifacts.iter().map(|(a, _)| a.clone()).collect();
+        let Ok(artifact) = access::pick_artifact(&files, platform) else { continue };
+        let req = IssueRequest {
+            customer: &caller.customer,
+            product: &product,
+            version: &d.release.version,
+            wanted: Wanted::File(&artifact.filename),
+            client,
+            surface: "sparkle",
+        };
+        if let Some(granted) = offered(downloads::issue(&s, &req).await.map(Some))? {
+            items.push(appcast_item(&d.release, &granted));
+        }
+    }
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\" \
+         xmlns:sparkle=\"http://www.andymatuschak.org/xml-namespaces/sparkle\">\n<channel>\n<title>{}</title>\n{}</channel>\n</rss>\n",
+        xml_text(&title),
+        items.concat()
+    );
+    let mut response = (StatusCode::OK, xml).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/rss+xml; charset=utf-8"));
+    Ok(no_store(response))
+}
+
+fn appcast_item(release: &crate::catalog::Release, granted: &Granted) -> String {
+    let a = &granted.issued.artifact;
+    let version = xml_text(&release.version.to_string());
+    let mut item = format!("<item>\n<title>{version}</title>\n");
+    if let Some(t) = release.published_at {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0);
+        item.push_str(&format!("<pubDate>{}</pubDate>\n", httpdate::fmt_http_date(at)));
+    }
+    item.push_str(&format!("<sparkle:version>{version}</sparkle:version>\n"));
+    item.push_str(&format!("<sparkle:shortVersionString>{version}</sparkle:shortVersionString>\n"));
+    if let Some(m) = &release.minimum_system_version {
+        item.push_str(&format!("<sparkle:minimumSystemVersion>{}</sparkle:minimumSystemVersion>\n", xml_text(m)));
+    }
+    if release.critical {
+        item.push_str("<sparkle:criticalUpdate></sparkle:criticalUpdate>\n");
+    }
+    if let Some(notes) = &release.notes {
+        item.push_str(&format!("<description>{}</description>\n", xml_text(notes)));
+    }
+    let signature = a.signature.as_deref().map(|s| format!(" sparkle:edSignature=\"{}\"", xml_text(s.trim())));
+    item.push_str(&format!(
+        "<enclosure url=\"{}\" length=\"{}\" type=\"{}\"{}/>\n</item>\n",
+        xml_text(&granted.issued.url),
+        a.size,
+        xml_text(a.content_type.as_deref().unwrap_or("application/octet-stream")),
+        signature.unwrap_or_default()
+    ));
+    item
+}
+
+/// Text for an XML element or attribute.
+pub fn xml_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Characters XML 1.0 cannot carry at all are dropped.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_text;
+
+    #[test]
+    fn xml_text_escapes_markup_and_drops_what_xml_cannot_carry() {
+        assert_eq!(xml_text("a<b>&\"c'\u{1}\n"), "a&lt;b&gt;&amp;&quot;c&apos;\n");
+    }
+}

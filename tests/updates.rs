@@ -1,0 +1,326 @@
+//! Update feeds (issue 17, in part): the Tauri updater's dynamic server and
+//! a Sparkle appcast, each checked field by field against the client's
+//! documented format, with every entitlement rule applied as on
+//! `POST /v1/downloads`; the credentials stock clients send (Bearer, and
+//! Basic with user `license`); update signatures published with the files;
+//! staged rollouts.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use base64::Engine as _;
+use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release, request, set_quota, sha256_hex, test_bytes};
+use serde_json::{Value, json};
+
+const SIG_110: &str = "untrusted comment: signature from tauri secret key\nRUQ0example1.1.0signature==\ntrusted comment: timestamp:1767225600\tfile:app.AppImage\nAAAAglobalsignature==";
+
+/// `app` 1.0.0 and 1.1.0, each with a Linux AppImage (1.1.0 also an
+/// `appimage`-bundle build and a signed macOS zip), 1.1.0's files signed;
+/// customer `acme` entitled to everything, with `overrides`.
+async fn catalog(a: &Admin, overrides: Value) -> String {
+    release(a, "1.0.0", "stable", &[("app.AppImage", "linux-x86_64")], "2026-01-01T00:00:00Z").await;
+    release(
+        a,
+        "1.1.0",
+        "stable",
+        &[("app.AppImage", "linux-x86_64"), ("app.zip", "macos"), ("app-bundle.AppImage", "linux-x86_64-appimage")],
+        "2026-06-01T00:00:00Z",
+    )
+    .await;
+    for file in ["app.AppImage", "app.zip", "app-bundle.AppImage"] {
+        sign(a, "1.1.0", file, SIG_110).await;
+    }
+    let notes = json!({ "channel": "stable", "notes": "Fixes <b>&</b> things", "minimum_system_version": "12.0" });
+    let r = a.call("PUT", "/admin/v1/products/app/releases/1.1.0", Some(notes)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    customer(a, "acme", overrides).await
+}
+
+async fn sign(a: &Admin, version: &str, file: &str, sig: &str) -> Reply {
+    let path = format!("/admin/v1/products/app/releases/{version}/artifacts/{file}/signature");
+    let r = a.call_raw("PUT", &path, sig.as_bytes().to_vec()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r
+}
+
+async fn get(a: &Admin, key: &str, target: &str) -> Reply {
+    request(a.gw.public, "GET", target, &[("authorization", &format!("Bearer {key}"))]).await
+}
+
+const TAURI: &str = "/v1/updates/tauri/app?target=linux&arch=x86_64&current_version=1.0.0";
+
+/// The fields Tauri's updater requires of a dynamic server's answer
+/// (tauri-plugin-updater `RemoteRelease`: `version` semver, `url` and
+/// `signature` strings, `notes` optional string, `pub_date` optional RFC
+/// 3339), and nothing it would misread.
+fn tauri_update(r: &Reply) -> Value {
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("application/json"), "{r:?}");
+    let v = Admin::json(r);
+    semver::Version::parse(v["version"].as_str().unwrap()).unwrap();
+    assert!(v["url"].as_str().unwrap().starts_with("http"), "{v}");
+    assert!(!v["signature"].as_str().unwrap().is_empty(), "{v}");
+    assert!(v["notes"].is_string(), "{v}");
+    humantime::parse_rfc3339(v["pub_date"].as_str().unwrap()).unwrap();
+    v
+}
+
+#[tokio::test]
+async fn tauri_gets_the_newest_signed_release_for_its_platform() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    let v = tauri_update(&get(&a, &key, TAURI).await);
+    assert_eq!(v["version"], "1.1.0");
+    assert_eq!(v["pub_date"], "2026-06-01T00:00:00Z");
+    assert_eq!(v["signature"], SIG_110, "the .sig's contents, not a URL to it");
+    assert_eq!(v["notes"], "Fixes <b>&</b> things");
+    // The URL is a grant URL: it downloads the platform's file, no header.
+    let url = common::target(v["url"].as_str().unwrap()).to_owned();
+    assert!(url.starts_with("/d/app/1.1.0/app.AppImage?"), "{url}");
+    let file = request(a.gw.public, "GET", &url, &[]).await;
+    assert_eq!(file.status, 200);
+    assert_eq!(sha256_hex(file.bytes()), sha256_hex(&test_bytes(10_000)));
+
+    // The URL-template form and the bundle type.
+    let v = tauri_update(&get(&a, &key, "/v1/updates/tauri/app/linux/x86_64/1.0.0").await);
+    assert_eq!(v["version"], "1.1.0");
+    let v = tauri_update(&get(&a, &key, &format!("{TAURI}&bundle_type=appimage")).await);
+    assert!(v["url"].as_str().unwrap().contains("/app-bundle.AppImage?"), "{v}");
+    // A bundle without a file of its own gets the platform's.
+    let v = tauri_update(&get(&a, &key, &format!("{TAURI}&bundle_type=deb")).await);
+    assert!(v["url"].as_str().unwrap().contains("/app.AppImage?"), "{v}");
+
+    // Up to date, or a platform with no file: 204 and no body.
+    for target in [
+        "/v1/updates/tauri/app?target=linux&arch=x86_64&current_version=1.1.0",
+        "/v1/updates/tauri/app?target=windows&arch=x86_64&current_version=1.0.0",
+        "/v1/updates/tauri/app/linux/x86_64/2.0.0",
+    ] {
+        let r = get(&a, &key, target).await;
+        assert_eq!(r.status, 204, "{target}: {r:?}");
+        assert!(r.bytes().is_empty());
+    }
+    // Malformed requests are problems, not panics.
+    for (target, code) in [
+        ("/v1/updates/tauri/app?target=linux&arch=x86_64&current_version=one", "invalid_field"),
+        ("/v1/updates/tauri/app?target=lin%2Fux&arch=x86_64&current_version=1.0.0", "invalid_field"),
+        ("/v1/updates/tauri/app?target=linux&current_version=1.0.0", "invalid_request"),
+        ("/v1/updates/tauri/app?target=linux&arch=x86_64&current_version=1.0.0&bundle_type=", "invalid_field"),
+    ] {
+        let r = get(&a, &key, target).await;
+        assert_eq!((r.status, r.code().as_str()), (400, code), "{target}: {r:?}");
+    }
+    // An unsigned file cannot be offered to an updater that checks
+    // signatures: said, not hidden.
+    let r = a
+        .call_raw("DELETE", "/admin/v1/products/app/releases/1.1.0/artifacts/app.AppImage/signature", Vec::new())
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get(&a, &key, TAURI).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "unsigned_update"), "{r:?}");
+}
+
+#[tokio::test]
+async fn update_clients_authenticate_as_they_can() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    };
+    for user in ["license", "token"] {
+        let r = request(a.gw.public, "GET", TAURI, &[("authorization", &basic(user, &key))]).await;
+        assert_eq!(r.status, 200, "{user}: {r:?}");
+    }
+    for auth in [basic("admin", &key), basic("license", "tg_wrong"), "Basic !!!".to_owned(), String::new()] {
+        let r = request(a.gw.public, "GET", TAURI, &[("authorization", &auth)]).await;
+        assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{auth}: {r:?}");
+        let challenges: Vec<&str> = r.headers.get_all("www-authenticate").iter().map(|v| v.to_str().unwrap()).collect();
+        assert!(
+            challenges.iter().any(|c| c.starts_with("Bearer")) && challenges.iter().any(|c| c.starts_with("Basic"))
+        );
+    }
+}
+
+/// Every rule of `POST /v1/downloads` applies to the feeds: each case
+/// leaves the customer nothing to update to.
+#[tokio::test]
+async fn entitlement_rules_apply_in_the_feeds() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    assert_eq!(get(&a, &key, TAURI).await.status, 200);
+
+    // Outside the maintenance window: 1.1.0 was published after it ended.
+    let ent = |extra: Value| {
+        let mut e = json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" });
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    let put = |e: Value| a.call("PUT", "/admin/v1/customers/acme/entitlements/main", Some(e));
+    assert_eq!(put(ent(json!({ "maintenance_until": "2026-03-01T00:00:00Z" }))).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 204, "outside the maintenance window");
+    // Another platform only.
+    assert_eq!(put(ent(json!({ "platforms": ["macos"] }))).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 204, "platform not covered");
+    assert_eq!(put(ent(json!({}))).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 200);
+
+    // Over quota: the grant cannot be issued, so nothing is offered.
+    set_quota(&a, json!({ "downloads_per_day": 1 })).await;
+    let first = get(&a, &key, TAURI).await;
+    let url = common::target(Admin::json(&first)["url"].as_str().unwrap()).to_owned();
+    assert_eq!(request(a.gw.public, "GET", &url, &[]).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 204, "over quota");
+    set_quota(&a, json!({})).await;
+
+    // Staged out: a rollout this customer's bucket is not in; critical
+    // releases are never staged.
+    let bucket = rollout_bucket("acme", "app", "1.1.0");
+    let release = |extra: Value| {
+        let mut r = json!({ "channel": "stable", "minimum_system_version": "12.0" });
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        a.call("PUT", "/admin/v1/products/app/releases/1.1.0", Some(r))
+    };
+    if bucket > 0 {
+        assert_eq!(release(json!({ "rollout": bucket })).await.status, 200);
+        assert_eq!(get(&a, &key, TAURI).await.status, 204, "staged out (bucket {bucket})");
+        assert_eq!(release(json!({ "rollout": bucket, "critical": true })).await.status, 200);
+        assert_eq!(get(&a, &key, TAURI).await.status, 200, "critical releases are not staged");
+    }
+    assert_eq!(release(json!({ "rollout": bucket + 1 })).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 200, "staged in (bucket {bucket})");
+    for bad in [json!({ "rollout": 0 }), json!({ "rollout": 101 }), json!({ "minimum_system_version": "1 2" })] {
+        let r = release(bad.clone()).await;
+        assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"), "{bad}: {r:?}");
+    }
+    assert_eq!(release(json!({})).await.status, 200);
+
+    // Wrong channel: 1.1.0 moved to beta, the entitlement covers stable.
+    assert_eq!(release(json!({ "channel": "beta" })).await.status, 200);
+    let v = get(&a, &key, TAURI).await;
+    assert_eq!(v.status, 204, "wrong channel: {v:?}");
+    assert_eq!(release(json!({})).await.status, 200);
+
+    // Yanked.
+    assert_eq!(a.call("POST", "/admin/v1/products/app/releases/1.1.0/yank", None).await.status, 200);
+    assert_eq!(get(&a, &key, TAURI).await.status, 204, "yanked");
+    assert_eq!(a.call("POST", "/admin/v1/products/app/releases/1.1.0/restore", None).await.status, 200);
+
+    // Suspended: the customer's key opens nothing.
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    let r = get(&a, &key, TAURI).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"), "{r:?}");
+}
+
+/// The rollout bucket as `docs/updates.md` specifies it.
+fn rollout_bucket(customer: &str, product: &str, version: &str) -> u8 {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("{customer}\n{product}\n{version}"));
+    u8::try_from(u16::from_be_bytes([d[0], d[1]]) % 100).unwrap()
+}
+
+/// Parse an appcast with Python's XML parser (a real one, not ours) into
+/// JSON: the channel's title and each item's fields.
+fn parse_appcast(xml: &[u8]) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys, xml.etree.ElementTree as ET
+S = "{http://www.andymatuschak.org/xml-namespaces/sparkle}"
+root = ET.fromstring(sys.stdin.buffer.read())
+assert root.tag == "rss" and root.get("version") == "2.0"
+channel = root.find("channel")
+items = []
+for item in channel.findall("item"):
+    enc = item.find("enclosure")
+    items.append({
+        "title": item.findtext("title"),
+        "pubDate": item.findtext("pubDate"),
+        "version": item.findtext(S + "version"),
+        "shortVersionString": item.findtext(S + "shortVersionString"),
+        "minimumSystemVersion": item.findtext(S + "minimumSystemVersion"),
+        "critical": item.find(S + "criticalUpdate") is not None,
+        "description": item.findtext("description"),
+        "url": enc.get("url"), "length": enc.get("length"), "type": enc.get("type"),
+        "edSignature": enc.get(S + "edSignature"),
+    })
+print(json.dumps({"title": channel.findtext("title"), "items": items}))
+"#;
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(xml).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(xml));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn sparkle_reads_an_appcast_of_what_it_may_install() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    let ed = "pVYtY5ZTW2Ij2k1Hn0EkYgSQs3bq4bYcFTdD4HmPzmB4j4rz5pl0+d1P7sgDVYCKcoF0bMx7G1OjaQ0/8oF4Dw==";
+    sign(&a, "1.1.0", "app.zip", ed).await;
+    release(&a, "1.2.0", "stable", &[("app.zip", "macos")], "2026-09-01T00:00:00Z").await;
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App & Co" }))).await;
+    let r = a
+        .call("PUT", "/admin/v1/products/app/releases/1.2.0", Some(json!({ "channel": "stable", "critical": true })))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let r = get(&a, &key, "/v1/updates/sparkle/app/appcast.xml").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/rss+xml; charset=utf-8"));
+    let appcast = parse_appcast(r.bytes());
+    assert_eq!(appcast["title"], "App & Co");
+    let items = appcast["items"].as_array().unwrap();
+    let versions: Vec<&str> = items.iter().map(|i| i["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["1.2.0", "1.1.0"], "newest first; 1.0.0 has no macOS file");
+    let (newest, signed) = (&items[0], &items[1]);
+    assert_eq!(newest["critical"], true);
+    assert_eq!(newest["edSignature"], Value::Null, "an unsigned file has no edSignature");
+    assert_eq!(signed["critical"], false);
+    assert_eq!(signed["shortVersionString"], "1.1.0");
+    assert_eq!(signed["minimumSystemVersion"], "12.0");
+    assert_eq!(signed["description"], "Fixes <b>&</b> things", "notes are text, escaped");
+    assert_eq!(signed["edSignature"], ed);
+    assert_eq!(signed["pubDate"], "Mon, 01 Jun 2026 00:00:00 GMT");
+    assert_eq!(signed["length"], "10001");
+    // Each enclosure is a grant URL for the file: no header needed.
+    let url = common::target(signed["url"].as_str().unwrap()).to_owned();
+    assert!(url.starts_with("/d/app/1.1.0/app.zip?"), "{url}");
+    let file = request(a.gw.public, "GET", &url, &[]).await;
+    assert_eq!((file.status, file.bytes().len()), (200, 10_001));
+
+    // Only what is newer than the installed version; none: an empty appcast.
+    let r = get(&a, &key, "/v1/updates/sparkle/app/appcast.xml?current_version=1.1.0").await;
+    let items = parse_appcast(r.bytes())["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    let r = get(&a, &key, "/v1/updates/sparkle/app/appcast.xml?current_version=1.2.0").await;
+    assert_eq!(parse_appcast(r.bytes())["items"], json!([]));
+    // Not entitled to the product: refused like the customer API.
+    let r = get(&a, &key, "/v1/updates/sparkle/other/appcast.xml").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "not_entitled"), "{r:?}");
+    // A bad signature body is refused, and nothing is written.
+    for bad in ["", "   ", "sig\u{7f}", &"x".repeat(5000)] {
+        let r = a
+            .call_raw(
+                "PUT",
+                "/admin/v1/products/app/releases/1.1.0/artifacts/app.zip/signature",
+                bad.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"), "{r:?}");
+    }
+    let r =
+        a.call_raw("PUT", "/admin/v1/products/app/releases/1.1.0/artifacts/nope.zip/signature", b"s".to_vec()).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{r:?}");
+    let art = Admin::json(&a.call("GET", "/admin/v1/products/app/releases/1.1.0/artifacts/app.zip", None).await);
+    assert_eq!(art["signature"], ed);
+}
