@@ -66,6 +66,7 @@ fn artifact(size: u64) -> Artifact {
         platform: "any".into(),
         size,
         sha256: String::new(),
+        sha512: None,
         content_type: None,
         storage_key: "app/1.0.0/app.tar.gz".into(),
         etag: None,

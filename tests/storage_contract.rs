@@ -142,10 +142,10 @@ async fn measure_reads_size_and_sha256(backend: Backend) {
     blobs.put("app/1.0/empty.txt", b"").await;
     let store = blobs.store().await;
     let idle = std::time::Duration::from_secs(5);
-    let (meta, digest) = tollgate::storage::measure(store.as_ref(), &key("app/1.0/app.bin"), idle).await.unwrap();
-    assert_eq!((meta.size, digest), (200_001, sha256_hex(&data)));
-    let (meta, digest) = tollgate::storage::measure(store.as_ref(), &key("app/1.0/empty.txt"), idle).await.unwrap();
-    assert_eq!((meta.size, digest), (0, sha256_hex(b"")));
+    let m = tollgate::storage::measure(store.as_ref(), &key("app/1.0/app.bin"), idle).await.unwrap();
+    assert_eq!((m.meta.size, m.sha256, m.sha512), (200_001, sha256_hex(&data), common::sha512_hex(&data)));
+    let m = tollgate::storage::measure(store.as_ref(), &key("app/1.0/empty.txt"), idle).await.unwrap();
+    assert_eq!((m.meta.size, m.sha256, m.sha512), (0, sha256_hex(b""), common::sha512_hex(b"")));
     let missing = tollgate::storage::measure(store.as_ref(), &key("app/1.0/nope"), idle).await;
     assert!(matches!(missing, Err(StorageError::NotFound)), "{missing:?}");
 }

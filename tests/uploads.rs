@@ -108,6 +108,9 @@ async fn an_upload_is_measured_and_downloadable(backend: Backend) {
     let r = upload(&a, "1.0.0", "large.bin", &large, &[("repr-digest", &digest)]).await;
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(Admin::json(&r)["size"].as_u64(), Some(LARGE as u64));
+    // SHA-512 is measured in the same pass (for update clients that verify it).
+    assert_eq!(Admin::json(&r)["sha512"], common::sha512_hex(&large));
+    assert_eq!(art["sha512"], common::sha512_hex(&small));
     // Without an announced digest the gateway still measures it.
     let r = upload(&a, "1.0.0", "again.bin", &small, &[]).await;
     assert_eq!(Admin::json(&r)["sha256"], sha256_hex(&small));
@@ -334,6 +337,7 @@ async fn direct_uploads(backend: Backend) {
     let r = a.call("POST", ticket["complete"].as_str().unwrap(), Some(body)).await;
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(Admin::json(&r)["size"].as_u64(), Some(LARGE as u64));
+    assert_eq!(Admin::json(&r)["sha512"], common::sha512_hex(&large), "measured at complete");
     // The object, and no parts left beside it.
     assert_eq!(leftovers(&a, "app/1.0.0/large.bin"), vec!["app/1.0.0/large.bin".to_owned()]);
 }

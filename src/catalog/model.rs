@@ -166,6 +166,10 @@ pub struct Artifact {
     pub size: u64,
     /// Lower-case hex SHA-256 of the content.
     pub sha256: String,
+    /// Lower-case hex SHA-512 of the content, measured on upload (what
+    /// electron-updater verifies); absent on files registered before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
     pub content_type: Option<String>,
     pub storage_key: String,
     /// The object's ETag when it was measured: a download finding another one
@@ -230,6 +234,7 @@ impl PendingUpload {
             platform: self.platform.clone(),
             size: self.size,
             sha256: self.sha256.clone(),
+            sha512: None,
             content_type: Some(self.content_type.clone()),
             storage_key: self.storage_key.clone(),
             etag: None,

@@ -418,6 +418,7 @@ pub async fn eligible_customers(
             platform: PLATFORM_ANY.to_owned(),
             size: 0,
             sha256: String::new(),
+            sha512: None,
             content_type: None,
             storage_key: String::new(),
             etag: None,

@@ -37,6 +37,7 @@ fn artifact(platform: &str) -> Artifact {
         platform: platform.into(),
         size: 1,
         sha256: "00".repeat(32),
+        sha512: None,
         content_type: None,
         storage_key: "app/2.0.0/app.tar.gz".into(),
         etag: None,

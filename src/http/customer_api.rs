@@ -240,6 +240,9 @@ pub(crate) struct ArtifactView<'a> {
     platform: &'a str,
     size: u64,
     sha256: &'a str,
+    /// Measured on upload; absent for files registered before it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha512: Option<&'a str>,
     content_type: Option<&'a str>,
 }
 
@@ -250,6 +253,7 @@ impl<'a> From<&'a Artifact> for ArtifactView<'a> {
             platform: &a.platform,
             size: a.size,
             sha256: &a.sha256,
+            sha512: a.sha512.as_deref(),
             content_type: a.content_type.as_deref(),
         }
     }

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
-use sha2::{Digest as _, Sha256};
 
-use super::{BlobStore, ByteRange, ByteStream, ObjectKey, ObjectMeta, StorageError, Stored};
+use super::{BlobStore, ByteRange, ByteStream, Digester, ObjectKey, ObjectMeta, StorageError, Stored};
 use crate::clock::unix_seconds;
 pub use crate::config::LocalIo;
 
@@ -312,7 +311,7 @@ const WRITE_SIZE: usize = 1024 * 1024;
 /// blocking pool and back.
 struct BlockWriter {
     file: std::fs::File,
-    hasher: Sha256,
+    hasher: Digester,
 }
 
 impl BlockWriter {
@@ -453,7 +452,7 @@ impl BlobStore for LocalStore {
         // at a time is hashed and written on the blocking pool while the next
         // one arrives, so receiving and hashing use two cores when there are
         // two (SHA-256 is most of an upload's CPU).
-        let mut writer = tokio::task::spawn_blocking(move || Ok(BlockWriter { file, hasher: Sha256::new() }));
+        let mut writer = tokio::task::spawn_blocking(move || Ok(BlockWriter { file, hasher: Digester::default() }));
         let mut pending = BytesMut::with_capacity(WRITE_SIZE);
         loop {
             let next = body.next().await.transpose()?;
@@ -482,7 +481,7 @@ impl BlobStore for LocalStore {
         // concurrent upload of the same key may put there next.
         let meta = meta_of(&file.metadata().await?)?;
         drop(file);
-        let sha256 = hex::encode(hasher.finalize());
+        let (sha256, sha512) = hasher.finish();
         super::check_digest(expected_sha256, &sha256)?;
         tokio::fs::rename(temp.path(), dir.join(key.file_name())).await?;
         temp.keep();
@@ -490,7 +489,7 @@ impl BlobStore for LocalStore {
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
         }
-        Ok(Stored { meta, sha256 })
+        Ok(Stored { meta, sha256, sha512 })
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -169,6 +169,31 @@ pub enum StorageError {
 pub struct Stored {
     pub meta: ObjectMeta,
     pub sha256: String,
+    /// Lower-case hex SHA-512 (what electron-updater verifies).
+    pub sha512: String,
+}
+
+/// The digests taken of every file stored or measured, in one pass:
+/// SHA-256 (checked against what the uploader declared) and SHA-512 (what
+/// update clients such as electron-updater verify).
+#[derive(Debug, Clone, Default)]
+pub struct Digester {
+    sha256: sha2::Sha256,
+    sha512: sha2::Sha512,
+}
+
+impl Digester {
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        self.sha256.update(bytes);
+        self.sha512.update(bytes);
+    }
+
+    /// `(sha256, sha512)`, lower-case hex.
+    pub fn finish(self) -> (String, String) {
+        use sha2::Digest as _;
+        (hex::encode(self.sha256.finalize()), hex::encode(self.sha512.finalize()))
+    }
 }
 
 /// A plan for putting an object straight into storage with presigned
@@ -331,24 +356,25 @@ pub fn check_digest(expected: Option<&str>, actual: &str) -> Result<(), StorageE
 }
 
 /// Read an object through to measure it: its metadata and the lower-case hex
-/// SHA-256 of its bytes. Memory stays bounded (one chunk at a time), and a short,
-/// stalled or overlong read is an error, never a digest of part of the object.
+/// SHA-256 and SHA-512 of its bytes. Memory stays bounded (one chunk at a
+/// time), and a short, stalled or overlong read is an error, never a digest
+/// of part of the object.
 pub async fn measure(
     store: &dyn BlobStore,
     key: &ObjectKey,
     idle_timeout: std::time::Duration,
-) -> Result<(ObjectMeta, String), StorageError> {
+) -> Result<Stored, StorageError> {
     use futures_util::StreamExt as _;
-    use sha2::Digest as _;
     let meta = store.head(key).await?;
-    let mut hasher = sha2::Sha256::new();
+    let mut digester = Digester::default();
     if meta.size > 0 {
         let mut stream = guarded(store.get(key, None, &meta).await?, meta.size, idle_timeout, ());
         while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk?);
+            digester.update(&chunk?);
         }
     }
-    Ok((meta, hex::encode(hasher.finalize())))
+    let (sha256, sha512) = digester.finish();
+    Ok(Stored { meta, sha256, sha512 })
 }
 
 /// Build the configured backend.

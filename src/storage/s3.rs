@@ -11,7 +11,6 @@ use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
 use super::{
@@ -280,7 +279,7 @@ impl BlobStore for S3Store {
         content_type: &str,
     ) -> Result<Stored, StorageError> {
         let object = self.object_key(key);
-        let mut hasher = Sha256::new();
+        let mut hasher = super::Digester::default();
         let mut size: u64 = 0;
         // Exactly one part's worth, never more; buffers are recycled (see
         // `PartPool`), so memory stays at `part_size` per part in flight plus
@@ -311,7 +310,7 @@ impl BlobStore for S3Store {
                 }
             }
         }
-        let sha256 = hex::encode(hasher.finalize());
+        let (sha256, sha512) = hasher.finish();
         let etag = match upload {
             // Small enough for one request, sent only once verified.
             None => {
@@ -357,7 +356,7 @@ impl BlobStore for S3Store {
         // What this upload wrote, not whatever a concurrent one puts there next.
         let size = i64::try_from(size).map_err(|_| StorageError::TooLarge(u64::MAX))?;
         let now = aws_sdk_s3::primitives::DateTime::from(SystemTime::now());
-        Ok(Stored { meta: meta(Some(size), Some(&now), etag.as_deref(), Some(content_type))?, sha256 })
+        Ok(Stored { meta: meta(Some(size), Some(&now), etag.as_deref(), Some(content_type))?, sha256, sha512 })
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -150,15 +150,16 @@ pub async fn complete(
             }
         }
     }
-    let (meta, sha256) = match storage::measure(svc.storage.as_ref(), &key, svc.uploads.idle_timeout).await {
-        Ok(m) => m,
-        Err(StorageError::NotFound) => {
-            return Err(UploadError::Incomplete(
-                "storage holds no object yet: send the plan's request(s), then complete".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let storage::Stored { meta, sha256, sha512 } =
+        match storage::measure(svc.storage.as_ref(), &key, svc.uploads.idle_timeout).await {
+            Ok(m) => m,
+            Err(StorageError::NotFound) => {
+                return Err(UploadError::Incomplete(
+                    "storage holds no object yet: send the plan's request(s), then complete".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
     // Still this plan? A DELETE, or a new plan for the file, may have
     // abandoned it while the object was read; then the bytes at the key are
     // not ours to keep, remove or record.
@@ -179,7 +180,8 @@ pub async fn complete(
         svc.catalog.delete_upload(product, version, filename).await?;
         return Err(refused);
     }
-    let artifact = Artifact { etag: Some(meta.etag), status: ArtifactStatus::Ready, ..u.as_artifact() };
+    let artifact =
+        Artifact { etag: Some(meta.etag), status: ArtifactStatus::Ready, sha512: Some(sha512), ..u.as_artifact() };
     match svc.catalog.put_artifact(&artifact).await {
         Ok(_) => {}
         Err(e @ CatalogError::Missing { .. }) => {

@@ -176,10 +176,9 @@ pub async fn check(svc: &Services, request: PutRequest) -> Result<Checked, Uploa
 pub async fn put(svc: &Services, checked: Checked, source: Source) -> Result<(Written, Artifact), UploadError> {
     let Checked { request, facts, key } = checked;
     let PutRequest { product, version, filename, upload, .. } = request;
-    let (meta, sha256) = match source {
+    let storage::Stored { meta, sha256, sha512 } = match source {
         Source::Body { stream, expected_sha256 } if upload => {
-            let stored = svc.storage.put(&key, stream, expected_sha256.as_deref(), &facts.content_type).await?;
-            (stored.meta, stored.sha256)
+            svc.storage.put(&key, stream, expected_sha256.as_deref(), &facts.content_type).await?
         }
         Source::Existing if !upload => storage::measure(svc.storage.as_ref(), &key, svc.uploads.idle_timeout).await?,
         _ => return Err(UploadError::BadRequest("the source does not match the checked request".into())),
@@ -191,6 +190,7 @@ pub async fn put(svc: &Services, checked: Checked, source: Source) -> Result<(Wr
         platform: facts.platform,
         size: meta.size,
         sha256,
+        sha512: Some(sha512),
         content_type: Some(facts.content_type),
         storage_key: key.as_str().to_owned(),
         etag: Some(meta.etag),

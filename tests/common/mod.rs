@@ -632,6 +632,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+pub fn sha512_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha512::digest(data))
+}
+
 /// Deterministic pseudo-random bytes (no two 64 KiB chunks alike).
 pub fn test_bytes(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
