@@ -9,13 +9,16 @@
 # state-store suite, which starts its own servers on free ports, and redis-tools'
 # redis-cli, which forms the test Redis Cluster; aria2c, whose segmented
 # downloads the quota tests count; nginx and wrk, the reference and the load
-# generator of the side-by-side load test), and schemathesis from PyPI into a
-# virtualenv, so it passes on a fresh machine with nothing installed by hand.
+# generator of the side-by-side load test; npm), schemathesis from PyPI into a
+# virtualenv and electron-updater from npm, so it passes on a fresh machine
+# with nothing installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+# npm installs electron-updater (the update-feed test runs its own code).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
@@ -46,6 +49,18 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; the
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 export TOLLGATE_SCHEMATHESIS="$PWD/$venv/bin/st"
+
+# electron-updater, pinned by tests/electron/package-lock.json, under
+# target/ (tests/updates.rs runs its own code against the electron feed).
+eu=target/electron-updater
+if ! cmp -s tests/electron/package-lock.json "$eu/package-lock.json" || [ ! -d "$eu/node_modules/electron-updater" ]; then
+  echo "test.sh: installing electron-updater from npm into $eu" >&2
+  rm -rf "$eu"
+  mkdir -p "$eu"
+  cp tests/electron/package.json tests/electron/package-lock.json "$eu/"
+  (cd "$eu" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export TOLLGATE_ELECTRON_UPDATER="$PWD/$eu/node_modules"
 
 # The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).
 python3 scripts/check-layers.py

@@ -324,3 +324,95 @@ async fn sparkle_reads_an_appcast_of_what_it_may_install() {
     let art = Admin::json(&a.call("GET", "/admin/v1/products/app/releases/1.1.0/artifacts/app.zip", None).await);
     assert_eq!(art["signature"], ed);
 }
+
+/// Where electron-updater is (scripts/test.sh installs it from npm).
+fn electron_updater_modules() -> String {
+    std::env::var("TOLLGATE_ELECTRON_UPDATER").unwrap_or_else(|_| {
+        let local = concat!(env!("CARGO_MANIFEST_DIR"), "/target/electron-updater/node_modules");
+        assert!(
+            std::path::Path::new(local).join("electron-updater").exists(),
+            "electron-updater is needed for this test; scripts/test.sh installs it ({local})"
+        );
+        local.to_owned()
+    })
+}
+
+/// Run electron-updater's `DebUpdater` (generic provider), under node with
+/// `electron` stubbed (tests/electron), against `feed` as version
+/// `installed`: what it found and downloaded.
+async fn electron_updater(feed: String, key: String, installed: &str, home: &std::path::Path) -> Value {
+    let stub = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/electron/stub");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/electron/check.js");
+    let node_path = format!("{}:{stub}", electron_updater_modules());
+    let (installed, home) = (installed.to_owned(), home.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .env("NODE_PATH", node_path)
+            .env("FEED", feed)
+            .env("API_KEY", key)
+            .env("APP_VERSION", installed)
+            .env("UPDATER_HOME", &home)
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// electron-updater's own code reads the channel file (`latest-linux.yml`),
+/// sees 1.1.0, downloads its `.deb` through the feed's redirect to a grant
+/// URL and verifies its SHA-512; counted once. Up to date: nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn electron_updater_checks_and_downloads_through_the_generic_feed() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    release(&a, "1.0.0", "stable", &[("app_1.0.0_amd64.deb", "linux-x86_64")], "2026-01-01T00:00:00Z").await;
+    release(
+        &a,
+        "1.1.0",
+        "stable",
+        &[("app_1.1.0_amd64.deb", "linux-x86_64"), ("app-1.1.0.exe", "windows-x86_64")],
+        "2026-06-01T00:00:00Z",
+    )
+    .await;
+    let key = customer(&a, "acme", json!({})).await;
+    set_quota(&a, json!({ "downloads_per_day": 10 })).await;
+    let feed = format!("http://{}/v1/updates/electron/app/", a.gw.public);
+
+    // The channel file as the client reads it.
+    let r = get(&a, &key, "/v1/updates/electron/app/latest-linux.yml").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let yaml = String::from_utf8_lossy(r.bytes()).into_owned();
+    assert!(yaml.starts_with("version: \"1.1.0\"\nfiles:\n  - url: \"1.1.0/app_1.1.0_amd64.deb\"\n"), "{yaml}");
+    let sha512 =
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(common::sha512_hex(&test_bytes(10_000))).unwrap());
+    assert!(yaml.contains(&format!("sha512: \"{sha512}\"")), "{yaml}");
+    assert!(!yaml.contains(".exe"), "only the platform's files: {yaml}");
+    let r = get(&a, &key, "/v1/updates/electron/app/latest.yml").await;
+    assert!(String::from_utf8_lossy(r.bytes()).contains("1.1.0/app-1.1.0.exe"), "{r:?}");
+    for missing in ["/v1/updates/electron/app/latest-solaris.yml", "/v1/updates/electron/app/nightly.yml"] {
+        let r = get(&a, &key, missing).await;
+        assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{missing}: {r:?}");
+    }
+
+    let home = tempfile::tempdir().unwrap();
+    let seen = electron_updater(feed.clone(), key.clone(), "1.0.0", home.path()).await;
+    assert_eq!(seen["available"], true, "{seen}");
+    assert_eq!(seen["info"]["version"], "1.1.0", "{seen}");
+    let downloaded = seen["downloaded"][0].as_str().unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(sha256_hex(&std::fs::read(downloaded).unwrap()), sha256_hex(&test_bytes(10_000)));
+    assert_eq!(common::used(&a, &key).await, 1, "one download, counted once");
+
+    let seen = electron_updater(feed.clone(), key.clone(), "1.1.0", home.path()).await;
+    assert_eq!(seen["available"], false, "up to date: {seen}");
+    // A wrong key: the client fails, and says why.
+    let seen = electron_updater(feed, "tg_wrong".into(), "1.0.0", home.path()).await;
+    assert!(
+        seen["error"].as_str().unwrap_or_default().contains("401")
+            || seen["stack"].as_str().unwrap_or_default().contains("401"),
+        "{seen}"
+    );
+}

@@ -48,6 +48,8 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
         .route("/v1/updates/tauri/{product}", get(super::updates::tauri))
         .route("/v1/updates/tauri/{product}/{target}/{arch}/{current_version}", get(super::updates::tauri_path))
         .route("/v1/updates/sparkle/{product}/appcast.xml", get(super::updates::sparkle))
+        .route("/v1/updates/electron/{product}/{file}", get(super::updates::electron_channel_file))
+        .route("/v1/updates/electron/{product}/{version}/{filename}", get(super::updates::electron_file))
         .route_layer(axum::middleware::from_fn_with_state(state, require_customer))
 }
 

@@ -1,6 +1,7 @@
 //! Update feeds that stock update clients read, filtered by entitlement:
-//! the Tauri updater's dynamic server (`/v1/updates/tauri/…`) and a
-//! Sparkle appcast (`/v1/updates/sparkle/{product}/appcast.xml`). Every
+//! the Tauri updater's dynamic server (`/v1/updates/tauri/…`), a Sparkle
+//! appcast (`/v1/updates/sparkle/{product}/appcast.xml`) and
+//! electron-updater's generic provider (`/v1/updates/electron/{product}/`). Every
 //! download link in them is a grant from `downloads::issue` (through
 //! `downloads::upgrade` for "the newest newer than mine"), so the
 //! maintenance window, channel, platform, yank, quota and rollout rules
@@ -276,6 +277,151 @@ fn appcast_item(release: &crate::catalog::Release, granted: &Granted) -> String 
         signature.unwrap_or_default()
     ));
     item
+}
+
+/// The platforms an electron-updater channel file covers, by its suffix
+/// (`latest.yml`, `latest-mac.yml`, `latest-linux.yml`,
+/// `latest-linux-arm64.yml`, …): an artifact is in when its platform is one
+/// of these or starts with one and `-`.
+fn electron_platforms(suffix: &str) -> Option<&'static [&'static str]> {
+    Some(match suffix {
+        "" => &["windows"],
+        "-mac" => &["darwin", "macos"],
+        "-linux" => &["linux-x86_64"],
+        "-linux-arm64" => &["linux-aarch64", "linux-arm64"],
+        "-linux-armv7l" => &["linux-armv7"],
+        _ => return None,
+    })
+}
+
+fn platform_in(platform: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| platform == *p || platform.strip_prefix(p).is_some_and(|rest| rest.starts_with('-')))
+}
+
+/// `{channel}{suffix}` of a channel file name: electron-updater's channel
+/// (`latest` is stable) and the platforms.
+fn electron_channel(file: &str) -> Option<(Channel, &'static [&'static str])> {
+    let stem = file.strip_suffix(".yml")?;
+    for (name, channel) in
+        [("latest", Channel::Stable), ("rc", Channel::Rc), ("beta", Channel::Beta), ("alpha", Channel::Alpha)]
+    {
+        if let Some(suffix) = stem.strip_prefix(name) {
+            return electron_platforms(suffix).map(|p| (channel, p));
+        }
+    }
+    None
+}
+
+/// `GET /v1/updates/electron/{product}/{file}.yml`: the channel file
+/// electron-updater's generic provider reads (`url` = this directory): the
+/// newest release the caller may install on the file's platforms, its files
+/// with their SHA-512 and sizes (and `blockMapSize` when a `.blockmap` was
+/// published), their URLs relative to this directory.
+#[utoipa::path(get, path = "/v1/updates/electron/{product}/{file}", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ("file" = String, Path, description = "latest.yml, latest-mac.yml, latest-linux.yml, latest-linux-arm64.yml, beta.yml, …")), responses((status = 200, description = "electron-builder's update info, YAML", content_type = "text/yaml"), (status = 404, description = "no such channel file, or no release to offer", body = Problem)))]
+pub(crate) async fn electron_channel_file(
+    State(s): State<Arc<Services>>,
+    Extension(caller): Extension<Caller>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((product, file)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (channel, platforms) =
+        electron_channel(&file).ok_or(ApiError::Access(AccessError::NotFound("channel file")))?;
+    let now = Timestamp(s.clock.now_unix());
+    let filter = Filter { channel: Some(channel), platform: None };
+    let mut releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
+    releases.retain(|d| access::in_rollout(&caller.customer.id, &d.release));
+    releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+    for d in &releases {
+        let all: Vec<&crate::catalog::Artifact> = d.artifacts.iter().map(|(a, _)| a).collect();
+        let files: Vec<String> = all
+            .iter()
+            .filter(|a| platform_in(&a.platform, platforms) && !a.filename.ends_with(".blockmap"))
+            .filter_map(|a| {
+                let sha512 = base64_of_hex(a.sha512.as_deref()?)?;
+                let blockmap = all.iter().find(|b| b.filename == format!("{}.blockmap", a.filename));
+                let mut entry = format!(
+                    "  - url: {}\n    sha512: {}\n    size: {}\n",
+                    yaml_string(&format!("{}/{}", d.release.version, a.filename)),
+                    yaml_string(&sha512),
+                    a.size
+                );
+                if let Some(b) = blockmap {
+                    entry.push_str(&format!("    blockMapSize: {}\n", b.size));
+                }
+                Some(entry)
+            })
+            .collect();
+        let Some(first) = all
+            .iter()
+            .find(|a| platform_in(&a.platform, platforms) && !a.filename.ends_with(".blockmap") && a.sha512.is_some())
+        else {
+            continue;
+        };
+        let r = &d.release;
+        let mut yaml = format!("version: {}\nfiles:\n{}", yaml_string(&r.version.to_string()), files.concat());
+        yaml.push_str(&format!("path: {}\n", yaml_string(&format!("{}/{}", r.version, first.filename))));
+        yaml.push_str(&format!(
+            "sha512: {}\n",
+            yaml_string(&base64_of_hex(first.sha512.as_deref().unwrap_or("")).unwrap_or_default())
+        ));
+        if let Some(t) = r.published_at {
+            yaml.push_str(&format!("releaseDate: {}\n", yaml_string(&t.to_string())));
+        }
+        yaml.push_str(&format!("releaseName: {}\n", yaml_string(&r.version.to_string())));
+        if let Some(notes) = &r.notes {
+            yaml.push_str(&format!("releaseNotes: {}\n", yaml_string(notes)));
+        }
+        let mut response = (StatusCode::OK, yaml).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/yaml; charset=utf-8"));
+        return Ok(no_store(response));
+    }
+    Err(ApiError::Access(AccessError::NotFound("release")))
+}
+
+/// `GET /v1/updates/electron/{product}/{version}/{filename}`: a file a
+/// channel file names; a fresh grant for it, `302` to its URL (a path on
+/// this origin; the grant URL needs no header).
+#[utoipa::path(get, path = "/v1/updates/electron/{product}/{version}/{filename}", tag = "customer", security(("api_key" = [])), params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version"), ("filename" = String, Path, description = "file name")), responses((status = 302, description = "to the file's grant URL"), (status = 403, description = "refused: the code names the rule", body = Problem)))]
+pub(crate) async fn electron_file(
+    State(s): State<Arc<Services>>,
+    Extension(caller): Extension<Caller>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((product, version, filename)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let version = Version::parse(&version).map_err(|_| ApiError::InvalidVersion(version.clone()))?;
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    let req = IssueRequest {
+        customer: &caller.customer,
+        product: &product,
+        version: &version,
+        wanted: Wanted::File(&filename),
+        client,
+        surface: "electron",
+    };
+    let granted = downloads::issue(&s, &req).await?;
+    // The grant URL on this origin, as a path: the client asked this
+    // listener, whatever `server.public_url` says (an `edge` product's URL
+    // is the CDN's, absolute).
+    let url = granted.issued.url.as_str();
+    let local = url.strip_prefix(s.downloads.urls.public_url.trim_end_matches('/')).filter(|p| p.starts_with("/d/"));
+    let location = HeaderValue::from_str(local.unwrap_or(url))
+        .map_err(|_| ApiError::Access(AccessError::EdgeSign("the URL is not a header value".into())))?;
+    let mut response = StatusCode::FOUND.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(no_store(response))
+}
+
+/// Base64 of a hex digest (electron-builder writes SHA-512 in base64).
+fn base64_of_hex(hex_digest: &str) -> Option<String> {
+    use base64::Engine as _;
+    hex::decode(hex_digest).ok().map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+/// A YAML scalar for any text: JSON's double-quoted string is one.
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// Text for an XML element or attribute.
