@@ -416,3 +416,113 @@ async fn electron_updater_checks_and_downloads_through_the_generic_feed() {
         "{seen}"
     );
 }
+
+/// Parse an Atom feed with Python's XML parser and check what Atom 1.0
+/// (RFC 4287) requires: the namespace, a feed `id`, `title`, `updated` and
+/// `author`, and an `id`, `title` and `updated` (RFC 3339) in every entry.
+fn parse_atom(xml: &[u8]) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys, re, xml.etree.ElementTree as ET
+A = "{http://www.w3.org/2005/Atom}"
+root = ET.fromstring(sys.stdin.buffer.read())
+assert root.tag == A + "feed", root.tag
+date = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+for name in ("id", "title", "updated"):
+    assert root.find(A + name) is not None and root.findtext(A + name).strip(), name
+assert root.find(A + "author/" + A + "name") is not None
+assert date.match(root.findtext(A + "updated"))
+entries = []
+for e in root.findall(A + "entry"):
+    for name in ("id", "title", "updated"):
+        assert e.findtext(A + name), name
+    assert date.match(e.findtext(A + "updated"))
+    entries.append({
+        "id": e.findtext(A + "id"), "title": e.findtext(A + "title"), "updated": e.findtext(A + "updated"),
+        "categories": [c.get("term") for c in e.findall(A + "category")],
+        "content": e.findtext(A + "content"), "link": e.find(A + "link").get("href"),
+    })
+print(json.dumps({"id": root.findtext(A + "id"), "title": root.findtext(A + "title"), "entries": entries}))
+"#;
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(xml).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(xml));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A feed reader (no headers) follows a customer's releases: new ones,
+/// critical patches flagged, yanks; the token is the customer's alone,
+/// revocable, and replaced by a new one.
+#[tokio::test]
+async fn an_atom_feed_of_a_customers_releases_for_feed_readers() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    catalog(&a, json!({})).await;
+    customer(&a, "other", json!({})).await;
+    release(&a, "1.2.0", "stable", &[("app.zip", "macos")], "2026-09-01T00:00:00Z").await;
+    let r = a
+        .call("PUT", "/admin/v1/products/app/releases/1.2.0", Some(json!({ "channel": "stable", "critical": true })))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(a.call("POST", "/admin/v1/products/app/releases/1.0.0/yank", None).await.status, 200);
+
+    let r = a.call("POST", "/admin/v1/customers/acme/feed-token", None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let created = Admin::json(&r);
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tgf_"), "{created}");
+    let path_of = |url: &Value| {
+        let url = url.as_str().unwrap();
+        url[url.find("/feeds/").unwrap()..].to_owned()
+    };
+    let feed = path_of(&created["url"]);
+    assert_eq!(feed, format!("/feeds/acme/releases.atom?token={token}"));
+
+    let r = request(a.gw.public, "GET", &feed, &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/atom+xml; charset=utf-8"));
+    let atom = parse_atom(r.bytes());
+    assert_eq!(atom["id"], "urn:tollgate:feed:acme");
+    let titles: Vec<&str> = atom["entries"].as_array().unwrap().iter().map(|e| e["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["App 1.2.0 (critical)", "App 1.1.0", "App 1.0.0 (yanked)"], "newest first");
+    let entries = atom["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["categories"], json!(["stable", "critical"]));
+    assert_eq!(entries[0]["updated"], "2026-09-01T00:00:00Z");
+    assert_eq!(entries[1]["content"], "Fixes <b>&</b> things", "notes as text, escaped in the XML");
+    assert_eq!(entries[2]["categories"], json!(["stable", "yanked"]));
+
+    // Refused: no token, a wrong one, acme's token on another customer's
+    // feed (whose id exists), a customer with no token.
+    for target in [
+        "/feeds/acme/releases.atom".to_owned(),
+        "/feeds/acme/releases.atom?token=tgf_0000".to_owned(),
+        format!("/feeds/other/releases.atom?token={token}"),
+        format!("/feeds/nobody/releases.atom?token={token}"),
+        format!("/feeds/..%2Facme/releases.atom?token={token}"),
+    ] {
+        let r = request(a.gw.public, "GET", &target, &[]).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "invalid_feed_token"), "{target}: {r:?}");
+    }
+    // A new token replaces the old one; revoking leaves none.
+    let again = Admin::json(&a.call("POST", "/admin/v1/customers/acme/feed-token", None).await);
+    assert_ne!(again["token"], created["token"]);
+    assert_eq!(request(a.gw.public, "GET", &feed, &[]).await.status, 403, "the old token is revoked");
+    let fresh = path_of(&again["url"]);
+    assert_eq!(request(a.gw.public, "GET", &fresh, &[]).await.status, 200);
+    // A suspended customer's feed says so.
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    let r = request(a.gw.public, "GET", &fresh, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "customer_suspended"), "{r:?}");
+    assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/feed-token", None).await.status, 204);
+    assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/feed-token", None).await.status, 404);
+    let r = request(a.gw.public, "GET", &fresh, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "invalid_feed_token"), "{r:?}");
+    let r = a.call("POST", "/admin/v1/customers/nobody/feed-token", None).await;
+    assert_eq!(r.status, 404, "{r:?}");
+}

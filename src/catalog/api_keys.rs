@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::model::Timestamp;
 use super::repo::{CatalogError, CatalogRepo, check_id};
-use super::store::{Kind, StoreError, put_json};
+use super::store::{Kind, StoreError, get_json, put_json};
 
 pub const KEY_PREFIX: &str = "tg_";
 const ID_HEX: usize = 16;
@@ -58,6 +58,31 @@ impl From<&ApiKey> for ApiKeyView {
     }
 }
 
+/// A customer's feed token: read-only, for feed readers that cannot send
+/// headers (it travels in the feed's URL), separate from API keys and
+/// revocable on its own. Only its digest is stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FeedToken {
+    pub customer: String,
+    /// Lower-case hex SHA-256 of the token text.
+    #[serde(skip_serializing)]
+    #[schema(ignore)]
+    pub sha256: String,
+    pub created_at: Timestamp,
+}
+
+/// What a feed token starts with.
+pub const FEED_TOKEN_PREFIX: &str = "tgf_";
+
+/// The stored form of a feed token (with the digest, which the API never
+/// shows).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredFeedToken {
+    customer: String,
+    sha256: String,
+    created_at: Timestamp,
+}
+
 fn digest_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -85,6 +110,35 @@ pub fn parse_key(text: &str) -> Option<(&str, &str)> {
 }
 
 impl CatalogRepo {
+    /// A new feed token for an existing customer, replacing (revoking) any
+    /// before it. Returns the record and the token text, shown once.
+    pub async fn create_feed_token(&self, customer: &str, now: Timestamp) -> Result<(FeedToken, String), CatalogError> {
+        check_id("customer", customer)?;
+        if self.customer(customer).await?.is_none() {
+            return Err(CatalogError::Missing { kind: "customer", id: customer.to_owned() });
+        }
+        let text = format!("{FEED_TOKEN_PREFIX}{}", random_hex(32)?);
+        let stored = StoredFeedToken { customer: customer.to_owned(), sha256: digest_hex(&text), created_at: now };
+        put_json(self.records().as_ref(), Kind::FeedToken, customer, &stored).await?;
+        Ok((FeedToken { customer: customer.to_owned(), sha256: stored.sha256, created_at: now }, text))
+    }
+
+    /// Revoke a customer's feed token; whether there was one.
+    pub async fn revoke_feed_token(&self, customer: &str) -> Result<bool, CatalogError> {
+        check_id("customer", customer)?;
+        Ok(self.records().delete(Kind::FeedToken, customer).await?)
+    }
+
+    /// Whether `text` is `customer`'s live feed token.
+    pub async fn check_feed_token(&self, customer: &str, text: &str) -> Result<bool, CatalogError> {
+        if check_id("customer", customer).is_err() || !text.starts_with(FEED_TOKEN_PREFIX) {
+            return Ok(false);
+        }
+        let stored: Option<StoredFeedToken> = get_json(self.records().as_ref(), Kind::FeedToken, customer).await?;
+        // SECURITY: compared in constant time, digest against digest.
+        Ok(stored.is_some_and(|s| bool::from(s.sha256.as_bytes().ct_eq(digest_hex(text).as_bytes()))))
+    }
+
     /// Create a key for an existing customer. Returns the record and the key
     /// text, which is never stored and cannot be shown again.
     pub async fn create_api_key(

@@ -37,6 +37,8 @@ pub enum Kind {
     /// An order to cut running downloads ([`crate::cuts`]): `release/<product>/<version>`
     /// or `customer/<id>`.
     Cut,
+    /// A customer's feed token (its digest), by customer id.
+    FeedToken,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Webhook => "webhook",
             Kind::DeadLetter => "dead_letter",
             Kind::Cut => "cut",
+            Kind::FeedToken => "feed_token",
         }
     }
 }

@@ -80,6 +80,10 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             get(get_entitlement).put(put_entitlement).delete(delete_entitlement),
         )
         .route("/admin/v1/customers/{customer}/api-keys", get(list_api_keys).post(create_api_key))
+        .route(
+            "/admin/v1/customers/{customer}/feed-token",
+            axum::routing::post(create_feed_token).delete(revoke_feed_token),
+        )
         .route("/admin/v1/customers/{customer}/api-keys/{key}", axum::routing::delete(revoke_api_key))
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
@@ -792,6 +796,44 @@ pub(crate) async fn revoke_api_key(
     let now = Timestamp(s.clock.now_unix());
     let key = s.catalog.revoke_api_key(&customer, &id, now).await?;
     Ok(Json(ApiKeyView::from(&key)).into_response())
+}
+
+/// A new feed token: shown this once, with the feed's URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedFeedToken {
+    customer: String,
+    created_at: Timestamp,
+    /// `tgf_…`; not stored, cannot be shown again.
+    token: String,
+    /// The customer's Atom feed, token included (what a feed reader takes).
+    url: String,
+}
+
+/// `201` with a new feed token for the customer's Atom feed of releases,
+/// replacing (revoking) the one before.
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/feed-token", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 201, description = "the token and the feed's URL, shown this once", body = CreatedFeedToken), (status = 404, description = "no such customer", body = Problem)))]
+pub(crate) async fn create_feed_token(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    let customer = path(p)?;
+    let now = Timestamp(s.clock.now_unix());
+    let (record, token) = s.catalog.create_feed_token(&customer, now).await?;
+    let url = format!(
+        "{}/feeds/{}/releases.atom?token={token}",
+        s.downloads.urls.public_url.trim_end_matches('/'),
+        crate::signing::encode_segment(&customer)
+    );
+    let created = CreatedFeedToken { customer: record.customer, created_at: record.created_at, token, url };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/feed-token", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 204, description = "revoked"), (status = 404, description = "the customer has no feed token", body = Problem)))]
+pub(crate) async fn revoke_feed_token(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    deleted(s.catalog.revoke_feed_token(&path(p)?).await?, "feed token")
 }
 
 /// A new API key: the record, and the key itself, shown this once.

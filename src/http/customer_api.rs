@@ -180,6 +180,9 @@ pub(crate) enum ApiError {
     /// A query or path parameter out of its rules (`400 invalid_field`).
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
+    /// A feed URL's token is missing, wrong or revoked.
+    #[error("the feed's token is missing, wrong or revoked; ask the vendor for the feed's current URL")]
+    InvalidFeedToken,
     /// The newest release's file has no signature for the update client.
     #[error("{0:?} has no update signature; publish it with the file (tollgate publish --signature)")]
     UnsignedUpdate(String),
@@ -207,6 +210,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Invalid(..) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_field", "Bad Request").with_detail(self.to_string())
+            }
+            ApiError::InvalidFeedToken => {
+                Problem::new(StatusCode::FORBIDDEN, "invalid_feed_token", "Forbidden").with_detail(self.to_string())
             }
             ApiError::UnsignedUpdate(_) => {
                 Problem::new(StatusCode::CONFLICT, "unsigned_update", "Conflict").with_detail(self.to_string())

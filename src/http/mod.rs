@@ -50,6 +50,7 @@ pub fn public_router(state: Arc<Services>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/d/", get(download::download))
         .route("/d/{*path}", get(download::download))
+        .route("/feeds/{customer}/releases.atom", get(updates::atom))
         .merge(customer_api::routes(state.clone()));
     with_common_layers(routes, state)
 }

@@ -424,6 +424,139 @@ fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AtomQuery {
+    /// The customer's feed token (`POST /admin/v1/customers/{c}/feed-token`).
+    token: Option<String>,
+}
+
+/// The most entries an Atom feed carries, newest first.
+pub const ATOM_ENTRIES: usize = 100;
+
+/// `GET /feeds/{customer}/releases.atom?token=`: an Atom 1.0 feed of the
+/// releases the customer is entitled to — new ones, critical patches
+/// flagged, yanks — for feed readers, which cannot send headers: the
+/// customer's read-only feed token is in the URL.
+#[utoipa::path(get, path = "/feeds/{customer}/releases.atom", tag = "customer", params(("customer" = String, Path, description = "customer id"), AtomQuery), responses((status = 200, description = "an Atom 1.0 feed", content_type = "application/atom+xml"), (status = 403, description = "`invalid_feed_token`, or `customer_suspended`", body = Problem)))]
+pub(crate) async fn atom(
+    State(s): State<Arc<Services>>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<AtomQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(customer_id) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    let valid = match &q.token {
+        Some(t) => s.catalog.check_feed_token(&customer_id, t).await?,
+        None => false,
+    };
+    // SECURITY: a guessed token costs the guesser (past the limit, 429).
+    if !valid {
+        if let Err(wait) = s.limits.refused_credential(client) {
+            return Ok(super::problem::rate_limited(wait).into_response());
+        }
+        return Err(ApiError::InvalidFeedToken);
+    }
+    let customer = s.catalog.customer(&customer_id).await?.ok_or(ApiError::InvalidFeedToken)?;
+    if customer.status == crate::catalog::CustomerStatus::Suspended {
+        return Err(AccessError::Denied(crate::entitlement::Denial::CustomerSuspended).into());
+    }
+    let now = Timestamp(s.clock.now_unix());
+    let entitlements = s.catalog.entitlements_of(&customer.id).await?;
+    let mut products: Vec<&str> = entitlements.iter().map(|e| e.product.as_str()).collect();
+    products.sort_unstable();
+    products.dedup();
+    let mut entries: Vec<(u64, String)> = Vec::new();
+    for product in products {
+        let name = s.catalog.product(product).await?.map_or_else(|| product.to_owned(), |p| p.name);
+        match access::downloadable_releases(&s.catalog, &customer, product, Filter::default(), now).await {
+            Ok(releases) => {
+                for d in &releases {
+                    entries.push(atom_entry(&s, &name, &d.release, false));
+                }
+            }
+            Err(e) if e.denial().is_some() => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Yanks of releases the customer's entitlements cover.
+        let page = s.catalog.releases(product, None, Some(ATOM_ENTRIES)).await?;
+        for r in page.items.iter().filter(|r| r.status == crate::catalog::ReleaseStatus::Yanked) {
+            let covered = entitlements
+                .iter()
+                .any(|e| e.product == product && crate::entitlement::version_covered(&e.versions, &r.version));
+            if covered {
+                entries.push(atom_entry(&s, &name, r, true));
+            }
+        }
+    }
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.truncate(ATOM_ENTRIES);
+    let updated = entries.first().map_or(now, |(t, _)| Timestamp(*t));
+    let self_url = format!(
+        "{}/feeds/{}/releases.atom",
+        s.downloads.urls.public_url.trim_end_matches('/'),
+        crate::signing::encode_segment(&customer.id)
+    );
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n\
+         <id>urn:tollgate:feed:{id}</id>\n<title>{title}</title>\n<updated>{updated}</updated>\n\
+         <author><name>{author}</name></author>\n<link rel=\"self\" href=\"{self_url}\"/>\n{entries}</feed>\n",
+        id = xml_text(&customer.id),
+        title = xml_text(&format!("Releases for {}", customer.name)),
+        author = xml_text(&customer.name),
+        self_url = xml_text(&self_url),
+        entries = entries.into_iter().map(|(_, e)| e).collect::<String>(),
+    );
+    let mut response = (StatusCode::OK, xml).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/atom+xml; charset=utf-8"));
+    Ok(no_store(response))
+}
+
+/// One release as an Atom entry, with the instant it is about (its
+/// publication; a yank has no time of its own in the record).
+fn atom_entry(s: &Services, product_name: &str, r: &crate::catalog::Release, yanked: bool) -> (u64, String) {
+    let at = r.published_at.unwrap_or(Timestamp(0));
+    let mut title = format!("{product_name} {}", r.version);
+    if yanked {
+        title.push_str(" (yanked)");
+    } else if r.critical {
+        title.push_str(" (critical)");
+    }
+    let link = format!(
+        "{}/v1/products/{}/releases",
+        s.downloads.urls.public_url.trim_end_matches('/'),
+        crate::signing::encode_segment(&r.product)
+    );
+    let mut entry = format!(
+        "<entry>\n<id>urn:tollgate:release:{}:{}{}</id>\n<title>{}</title>\n<updated>{at}</updated>\n<link href=\"{}\"/>\n",
+        xml_text(&r.product),
+        xml_text(&r.version.to_string()),
+        if yanked { ":yanked" } else { "" },
+        xml_text(&title),
+        xml_text(&link),
+    );
+    let channel = serde_json::to_value(r.channel).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    entry.push_str(&format!("<category term=\"{}\"/>\n", xml_text(&channel)));
+    if r.critical {
+        entry.push_str("<category term=\"critical\"/>\n");
+    }
+    if yanked {
+        entry.push_str("<category term=\"yanked\"/>\n");
+    }
+    let summary = match (&r.notes, yanked) {
+        (_, true) => "This release was withdrawn; do not install it.".to_owned(),
+        (Some(n), false) => n.clone(),
+        (None, false) => format!("{product_name} {} is available.", r.version),
+    };
+    entry.push_str(&format!("<content type=\"text\">{}</content>\n</entry>\n", xml_text(&summary)));
+    (at.0, entry)
+}
+
 /// Text for an XML element or attribute.
 pub fn xml_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
