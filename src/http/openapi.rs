@@ -68,6 +68,15 @@ impl Modify for Conventions {
         };
         components.add_security_scheme("admin_token", bearer("An admin token from admin.tokens (tga_…)"));
         components.add_security_scheme("api_key", bearer("A customer API key (tg_<customer>_…)"));
+        components.add_security_scheme(
+            "feed_token",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Query(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "token",
+                    "A customer's read-only feed token (tgf_…), for feed readers",
+                ),
+            )),
+        );
         let problem = ResponseBuilder::new()
             .description("A refusal: an RFC 9457 problem body whose `code` says why")
             .content(PROBLEM_CONTENT_TYPE, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
@@ -107,17 +116,22 @@ const SEMVER_PATTERN: &str = r"^(0|[1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,15})\.(0|[
 /// A file name: what `catalog::artifacts::check_filename` accepts.
 const FILENAME_PATTERN: &str = r"^[^./\\\u0000-\u001f\u007f-\u009f][^/\\\u0000-\u001f\u007f-\u009f]{0,254}$";
 
+/// The words of an update client's request (Tauri's `target`, `arch`,
+/// `bundle_type`).
+const WORD_PATTERN: &str = r"^[A-Za-z0-9_]{1,32}$";
+
 /// Path parameters are named the same on every route; each name has one
 /// rule, stated here once: ids, versions (at most
-/// `catalog::repo::MAX_VERSION` characters) and file names.
+/// `catalog::repo::MAX_VERSION` characters) and file names; and the update
+/// clients' parameters, in the path or the query.
 fn constrain_path_parameter(param: &mut Parameter) {
-    if param.parameter_in != ParameterIn::Path {
-        return;
-    }
+    let in_path = param.parameter_in == ParameterIn::Path;
     let (pattern, max_length) = match param.name.as_str() {
-        "product" | "customer" | "entitlement" | "id" => (ID_PATTERN, None),
-        "version" => (SEMVER_PATTERN, Some(crate::catalog::repo::MAX_VERSION)),
-        "filename" => (FILENAME_PATTERN, None),
+        "product" | "customer" | "entitlement" | "id" if in_path => (ID_PATTERN, None),
+        "version" if in_path => (SEMVER_PATTERN, Some(crate::catalog::repo::MAX_VERSION)),
+        "filename" if in_path => (FILENAME_PATTERN, None),
+        "current_version" => (SEMVER_PATTERN, Some(crate::catalog::repo::MAX_VERSION)),
+        "target" | "arch" | "bundle_type" => (WORD_PATTERN, None),
         _ => return,
     };
     if let Some(RefOr::T(Schema::Object(schema))) = &mut param.schema {

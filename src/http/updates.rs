@@ -208,7 +208,6 @@ pub(crate) async fn sparkle(
     let Path(product) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let platform = q.platform.as_deref().unwrap_or("macos");
-    check_word("platform", &platform.replace('-', "_"))?;
     let from = q.current_version.as_deref().map(current_version).transpose()?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let now = Timestamp(s.clock.now_unix());
@@ -438,7 +437,7 @@ pub const ATOM_ENTRIES: usize = 100;
 /// releases the customer is entitled to — new ones, critical patches
 /// flagged, yanks — for feed readers, which cannot send headers: the
 /// customer's read-only feed token is in the URL.
-#[utoipa::path(get, path = "/feeds/{customer}/releases.atom", tag = "customer", params(("customer" = String, Path, description = "customer id"), AtomQuery), responses((status = 200, description = "an Atom 1.0 feed", content_type = "application/atom+xml"), (status = 403, description = "`invalid_feed_token`, or `customer_suspended`", body = Problem)))]
+#[utoipa::path(get, path = "/feeds/{customer}/releases.atom", tag = "customer", security(("feed_token" = [])), params(("customer" = String, Path, description = "customer id"), AtomQuery), responses((status = 200, description = "an Atom 1.0 feed", content_type = "application/atom+xml"), (status = 403, description = "`invalid_feed_token`, or `customer_suspended`", body = Problem)))]
 pub(crate) async fn atom(
     State(s): State<Arc<Services>>,
     Extension(peer): Extension<PeerAddr>,
@@ -492,7 +491,7 @@ pub(crate) async fn atom(
             }
         }
     }
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     entries.truncate(ATOM_ENTRIES);
     let updated = entries.first().map_or(now, |(t, _)| Timestamp(*t));
     let self_url = format!(
