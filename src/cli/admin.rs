@@ -226,6 +226,16 @@ enum CustomerCmd {
     /// state store (suspend it first, or its clients' resumes are served
     /// again).
     CutDownloads { id: String },
+    /// A new read-only token for the customer's Atom feed of releases,
+    /// printed with the feed's URL (replaces the one before); `--revoke`
+    /// removes it.
+    FeedToken {
+        id: String,
+        /// Revoke the customer's feed token instead (its feed URL stops
+        /// working).
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -423,6 +433,10 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             CustomerCmd::CutDownloads { id } => {
                 call("POST", format!("/admin/v1/customers/{}/cut-downloads", seg(id)), None)
             }
+            CustomerCmd::FeedToken { id, revoke } => {
+                let method = if *revoke { "DELETE" } else { "POST" };
+                call(method, format!("/admin/v1/customers/{}/feed-token", seg(id)), None)
+            }
         },
         AdminCommand::Entitle(e) => {
             let mut body = json!({
@@ -591,6 +605,15 @@ mod tests {
         );
         let c = to_call(&parse(&["artifact", "delete", "app", "1.0.0", "a.zip", "--force"]), now);
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/artifacts/a.zip?force=true");
+        let c = to_call(&parse(&["customer", "feed-token", "acme"]), now);
+        assert_eq!(c, call("POST", "/admin/v1/customers/acme/feed-token".into(), None));
+        let c = to_call(&parse(&["customer", "feed-token", "acme", "--revoke"]), now);
+        assert_eq!(c, call("DELETE", "/admin/v1/customers/acme/feed-token".into(), None));
+        let c = to_call(
+            &parse(&["product", "put", "app", "--name", "A", "--delivery", "edge", "--cdn-profile", "cf"]),
+            now,
+        );
+        assert_eq!(c.body.unwrap(), json!({ "name": "A", "delivery": "edge", "cdn_profile": "cf" }));
         let c = to_call(&parse(&["customer", "put", "acme", "--name", "Acme", "--allow-cidr", "10.0.0.0/8"]), now);
         assert_eq!(c.body.unwrap(), json!({ "name": "Acme", "allowed_cidrs": ["10.0.0.0/8"] }));
         let c = to_call(
