@@ -222,6 +222,22 @@ fn rollout_bucket(customer: &str, product: &str, version: &str) -> u8 {
     u8::try_from(u16::from_be_bytes([d[0], d[1]]) % 100).unwrap()
 }
 
+/// Run a Python `script` on `input` (its stdin); the JSON it prints.
+fn python_json(script: &str, input: &[u8]) -> Value {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(input));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Parse an appcast with Python's XML parser (a real one, not ours) into
 /// JSON: the channel's title and each item's fields.
 fn parse_appcast(xml: &[u8]) -> Value {
@@ -247,18 +263,7 @@ for item in channel.findall("item"):
     })
 print(json.dumps({"title": channel.findtext("title"), "items": items}))
 "#;
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(xml).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(xml));
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(SCRIPT, xml)
 }
 
 #[tokio::test]
@@ -443,18 +448,7 @@ for e in root.findall(A + "entry"):
     })
 print(json.dumps({"id": root.findtext(A + "id"), "title": root.findtext(A + "title"), "entries": entries}))
 "#;
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(xml).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(xml));
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(SCRIPT, xml)
 }
 
 /// A feed reader (no headers) follows a customer's releases: new ones,
