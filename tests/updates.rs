@@ -110,6 +110,8 @@ async fn tauri_gets_the_newest_signed_release_for_its_platform() {
         let r = get(&a, &key, target).await;
         assert_eq!((r.status, r.code().as_str()), (400, code), "{target}: {r:?}");
     }
+    let r = get(&a, &key, "/v1/updates/tauri/%C2%84/linux/x86_64/1.0.0").await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"), "not a product id: {r:?}");
     // An unsigned file cannot be offered to an updater that checks
     // signatures: said, not hidden.
     let r = a

@@ -115,6 +115,8 @@ async fn tauri_answer(
     product: &str,
     q: &TauriQuery,
 ) -> Result<Response, ApiError> {
+    // A name no product can have is refused, not answered "no update".
+    crate::catalog::repo::check_id("product", product)?;
     check_word("target", &q.target)?;
     check_word("arch", &q.arch)?;
     if let Some(b) = &q.bundle_type {
