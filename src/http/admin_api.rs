@@ -819,11 +819,7 @@ pub(crate) async fn create_feed_token(
     let customer = path(p)?;
     let now = Timestamp(s.clock.now_unix());
     let (record, token) = s.catalog.create_feed_token(&customer, now).await?;
-    let url = format!(
-        "{}/feeds/{}/releases.atom?token={token}",
-        s.downloads.urls.public_url.trim_end_matches('/'),
-        crate::signing::encode_segment(&customer)
-    );
+    let url = format!("{}?token={token}", super::updates::feed_url(&s.downloads.urls.public_url, &customer));
     let created = CreatedFeedToken { customer: record.customer, created_at: record.created_at, token, url };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }

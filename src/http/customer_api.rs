@@ -225,11 +225,13 @@ impl IntoResponse for ApiError {
 
 type AccessResult = Result<Response, ApiError>;
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+/// The query parameters, or `400 invalid_request` naming what is wrong.
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-fn product_path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+/// The path parameters, or `400 invalid_request`.
+pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(v)| v).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
@@ -361,7 +363,7 @@ pub(crate) async fn list_releases(
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<ReleasesQuery>, QueryRejection>,
 ) -> AccessResult {
-    let product = product_path(p)?;
+    let product = path(p)?;
     let q = query(q)?;
     let now = Timestamp(s.clock.now_unix());
     let filter = Filter { channel: q.channel, platform: q.platform.as_deref() };
@@ -500,7 +502,7 @@ pub(crate) async fn upgrade(
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<UpgradeQuery>, QueryRejection>,
 ) -> AccessResult {
-    let product = product_path(p)?;
+    let product = path(p)?;
     let q = query(q)?;
     let from = parse_version(q.from.as_deref().ok_or_else(|| ApiError::BadRequest("from is required".into()))?)?;
     let constraint = q.constraint.as_deref().map(parse_constraint).transpose()?;

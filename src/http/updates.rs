@@ -25,7 +25,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::customer_api::{ApiError, Caller};
+use super::customer_api::{ApiError, Caller, path, query};
 use super::problem::Problem;
 use super::{PeerAddr, client_ip};
 use crate::catalog::{Channel, Timestamp};
@@ -87,8 +87,8 @@ pub(crate) async fn tauri(
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<TauriQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(product) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let product = path(p)?;
+    let q = query(q)?;
     tauri_answer(&s, &caller, peer, &headers, &product, &q).await
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn tauri_path(
     headers: HeaderMap,
     p: Result<Path<(String, String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((product, target, arch, current_version)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (product, target, arch, current_version) = path(p)?;
     let q = TauriQuery { target, arch, current_version, bundle_type: None };
     tauri_answer(&s, &caller, peer, &headers, &product, &q).await
 }
@@ -207,8 +207,8 @@ pub(crate) async fn sparkle(
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<SparkleQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(product) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let product = path(p)?;
+    let q = query(q)?;
     let platform = q.platform.as_deref().unwrap_or("macos");
     let from = q.current_version.as_deref().map(current_version).transpose()?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
@@ -324,7 +324,7 @@ pub(crate) async fn electron_channel_file(
     Extension(caller): Extension<Caller>,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((product, file)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (product, file) = path(p)?;
     let (channel, platforms) =
         electron_channel(&file).ok_or(ApiError::Access(AccessError::NotFound("channel file")))?;
     let now = Timestamp(s.clock.now_unix());
@@ -390,7 +390,7 @@ pub(crate) async fn electron_file(
     headers: HeaderMap,
     p: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((product, version, filename)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (product, version, filename) = path(p)?;
     let version = Version::parse(&version).map_err(|_| ApiError::InvalidVersion(version.clone()))?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let req = IssueRequest {
@@ -447,8 +447,8 @@ pub(crate) async fn atom(
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<AtomQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(customer_id) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let customer_id = path(p)?;
+    let q = query(q)?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let valid = match &q.token {
         Some(t) => s.catalog.check_feed_token(&customer_id, t).await?,
@@ -496,11 +496,7 @@ pub(crate) async fn atom(
     entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     entries.truncate(ATOM_ENTRIES);
     let updated = entries.first().map_or(now, |(t, _)| Timestamp(*t));
-    let self_url = format!(
-        "{}/feeds/{}/releases.atom",
-        s.downloads.urls.public_url.trim_end_matches('/'),
-        crate::signing::encode_segment(&customer.id)
-    );
+    let self_url = feed_url(&s.downloads.urls.public_url, &customer.id);
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n\
          <id>urn:tollgate:feed:{id}</id>\n<title>{title}</title>\n<updated>{updated}</updated>\n\
@@ -516,6 +512,11 @@ pub(crate) async fn atom(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/atom+xml; charset=utf-8"));
     Ok(no_store(response))
+}
+
+/// A customer's Atom feed, without its token.
+pub(crate) fn feed_url(public_url: &str, customer: &str) -> String {
+    format!("{}/feeds/{}/releases.atom", public_url.trim_end_matches('/'), crate::signing::encode_segment(customer))
 }
 
 /// One release as an Atom entry, with the instant it is about (its
