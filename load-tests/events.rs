@@ -43,6 +43,7 @@ fn event(i: u64) -> Event {
             user_agent: Some("curl/8.5.0".into()),
             range: None,
             delivery: "proxy".into(),
+            via: Some("customer_api".into()),
         }
     } else {
         Detail::DownloadCompleted {

@@ -26,7 +26,13 @@ backend_suite!(
 );
 
 fn product(id: &str) -> Product {
-    Product { id: id.into(), name: format!("Product {id}"), delivery: Delivery::Proxy, cdn_profile: None }
+    Product {
+        id: id.into(),
+        name: format!("Product {id}"),
+        delivery: Delivery::Proxy,
+        cdn_profile: None,
+        update_platforms: Default::default(),
+    }
 }
 
 fn release(product: &str, v: &str) -> Release {

@@ -77,6 +77,69 @@ async fn ranges_resume_and_refuse(backend: Backend) {
     let etag = first.header("etag").unwrap().to_owned();
     let r = request(gw.public, "GET", &url, &[("range", "bytes=10-19"), ("if-range", &etag)]).await;
     assert_eq!(r.status, 206);
+
+    // Several ranges (what electron-updater's differential downloads ask
+    // for): 206 multipart/byteranges, each part its bytes and its
+    // Content-Range, the length announced exactly; unsatisfiable members
+    // dropped. HEAD announces the same without a body.
+    let spec = "bytes=0-9, 100-199,150000-150009,-5,300000-";
+    let r = request(gw.public, "GET", &url, &[("range", spec)]).await;
+    assert_eq!(r.status, 206, "{r:?}");
+    assert_eq!(r.header("content-length").unwrap().parse::<usize>().unwrap(), r.bytes().len());
+    let parts = multipart(r.header("content-type").unwrap(), r.bytes());
+    let want: Vec<(String, &[u8])> = vec![
+        ("bytes 0-9/200000".into(), &data[..10]),
+        ("bytes 100-199/200000".into(), &data[100..200]),
+        ("bytes 150000-150009/200000".into(), &data[150_000..150_010]),
+        ("bytes 199995-199999/200000".into(), &data[199_995..]),
+    ];
+    assert_eq!(parts.len(), want.len());
+    for ((range, bytes), (want_range, want_bytes)) in parts.iter().zip(&want) {
+        assert_eq!((range, &bytes[..]), (want_range, *want_bytes));
+    }
+    let head = request(gw.public, "HEAD", &url, &[("range", spec)]).await;
+    assert_eq!((head.status, head.header("content-length")), (206, r.header("content-length")));
+    assert!(head.bytes().is_empty());
+    // What RFC 9110 §14.2 lets a server ignore, it ignores: overlapping or
+    // descending ranges, more than the server serves; and one malformed
+    // member spoils the set. The whole file, 200.
+    let many = format!("bytes={}", (0..600).map(|i| format!("{}-{}", i * 10, i * 10)).collect::<Vec<_>>().join(","));
+    for spec in ["bytes=0-99,50-60", "bytes=100-199,0-9", "bytes=0-9,x-1", many.as_str()] {
+        let r = request(gw.public, "GET", &url, &[("range", spec)]).await;
+        assert_eq!((r.status, r.bytes().len()), (200, 200_000), "{spec}");
+    }
+    // One satisfiable member among several is a plain 206.
+    let r = request(gw.public, "GET", &url, &[("range", "bytes=5-9,900000-")]).await;
+    assert_eq!((r.status, r.header("content-range")), (206, Some("bytes 5-9/200000")));
+    assert!(gw.wait_for_no_downloads().await);
+}
+
+/// The parts of a `multipart/byteranges` body: each one's Content-Range
+/// and bytes.
+fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type.strip_prefix("multipart/byteranges; boundary=").expect(content_type);
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = body;
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let start = find(rest, delimiter.as_bytes()).expect("a first delimiter");
+    rest = &rest[start + delimiter.len()..];
+    while !rest.starts_with(b"--") {
+        rest = rest.strip_prefix(b"\r\n").expect("CRLF after the delimiter");
+        let end_of_headers = find(rest, b"\r\n\r\n").expect("part headers");
+        let headers = std::str::from_utf8(&rest[..end_of_headers]).unwrap();
+        let range = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: "))
+            .expect("a Content-Range per part")
+            .to_owned();
+        rest = &rest[end_of_headers + 4..];
+        let next = find(rest, format!("\r\n{delimiter}").as_bytes()).expect("the next delimiter");
+        parts.push((range, rest[..next].to_vec()));
+        rest = &rest[next + 2 + delimiter.len()..];
+    }
+    assert_eq!(rest, b"--\r\n", "the closing delimiter ends the body");
+    parts
 }
 
 async fn validators_give_304_and_412(backend: Backend) {

@@ -67,6 +67,7 @@ fn initiated(at: u64, customer: &str) -> Event {
         user_agent: Some("curl/8".into()),
         range: None,
         delivery: "proxy".into(),
+        via: Some("customer_api".into()),
     };
     Event::new(at, subject(customer, "1.0.0"), detail)
 }

@@ -132,6 +132,7 @@ async fn json_helpers_round_trip_and_detect_corruption(b: Backend) {
         name: "App".into(),
         delivery: tollgate::catalog::Delivery::Edge,
         cdn_profile: Some("cf".into()),
+        update_platforms: [("darwin-aarch64".to_owned(), "macos-universal".to_owned())].into(),
     };
     assert_eq!(put_json(s, Kind::Product, "app", &product).await.unwrap(), Written::Created);
     let back: tollgate::catalog::Product = get_json(s, Kind::Product, "app").await.unwrap().unwrap();

@@ -9,10 +9,18 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release, request, set_quota, sha256_hex, test_bytes};
+use common::{
+    Admin, Reply, StoreKind, customer, initiations, no_rate_limits, release, request, set_quota, sha256_hex, test_bytes,
+};
 use serde_json::{Value, json};
 
 const SIG_110: &str = "untrusted comment: signature from tauri secret key\nRUQ0example1.1.0signature==\ntrusted comment: timestamp:1767225600\tfile:app.AppImage\nAAAAglobalsignature==";
+
+/// 1.1.0's notes: Markdown, with raw HTML in it.
+const NOTES: &str = "Fixes **speed** and <b>&</b> things";
+/// What clients that show HTML get of them: the Markdown rendered, the raw
+/// HTML shown as text.
+const NOTES_HTML: &str = "<p>Fixes <strong>speed</strong> and &lt;b&gt;&amp;&lt;/b&gt; things</p>\n";
 
 /// `app` 1.0.0 and 1.1.0, each with a Linux AppImage (1.1.0 also an
 /// `appimage`-bundle build and a signed macOS zip), 1.1.0's files signed;
@@ -30,7 +38,7 @@ async fn catalog(a: &Admin, overrides: Value) -> String {
     for file in ["app.AppImage", "app.zip", "app-bundle.AppImage"] {
         sign(a, "1.1.0", file, SIG_110).await;
     }
-    let notes = json!({ "channel": "stable", "notes": "Fixes <b>&</b> things", "minimum_system_version": "12.0" });
+    let notes = json!({ "channel": "stable", "notes": NOTES, "minimum_system_version": "12.0" });
     let r = a.call("PUT", "/admin/v1/products/app/releases/1.1.0", Some(notes)).await;
     assert_eq!(r.status, 200, "{r:?}");
     customer(a, "acme", overrides).await
@@ -73,13 +81,15 @@ async fn tauri_gets_the_newest_signed_release_for_its_platform() {
     assert_eq!(v["version"], "1.1.0");
     assert_eq!(v["pub_date"], "2026-06-01T00:00:00Z");
     assert_eq!(v["signature"], SIG_110, "the .sig's contents, not a URL to it");
-    assert_eq!(v["notes"], "Fixes <b>&</b> things");
+    assert_eq!(v["notes"], NOTES, "Tauri gets the notes as written (Markdown)");
     // The URL is a grant URL: it downloads the platform's file, no header.
     let url = common::target(v["url"].as_str().unwrap()).to_owned();
     assert!(url.starts_with("/d/app/1.1.0/app.AppImage?"), "{url}");
     let file = request(a.gw.public, "GET", &url, &[]).await;
     assert_eq!(file.status, 200);
     assert_eq!(sha256_hex(file.bytes()), sha256_hex(&test_bytes(10_000)));
+    let initiated = initiations(&a, 1).await;
+    assert_eq!(initiated[0]["data"]["via"], "tauri", "the feed that issued it: {initiated:#?}");
 
     // The URL-template form and the bundle type.
     let v = tauri_update(&get(&a, &key, "/v1/updates/tauri/app/linux/x86_64/1.0.0").await);
@@ -120,6 +130,38 @@ async fn tauri_gets_the_newest_signed_release_for_its_platform() {
     assert_eq!(r.status, 200, "{r:?}");
     let r = get(&a, &key, TAURI).await;
     assert_eq!((r.status, r.code().as_str()), (409, "unsigned_update"), "{r:?}");
+}
+
+/// A vendor that registers files under platform names of its own maps the
+/// clients' names to them, per product; the mapping is checked on write.
+#[tokio::test]
+async fn a_product_maps_client_platforms_to_its_own() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let key = catalog(&a, json!({})).await;
+    let darwin = "/v1/updates/tauri/app?target=darwin&arch=aarch64&current_version=1.0.0";
+    assert_eq!(get(&a, &key, darwin).await.status, 204, "no file is registered as darwin-aarch64");
+    let yaml =
+        String::from_utf8_lossy(get(&a, &key, "/v1/updates/electron/app/latest-linux.yml").await.bytes()).into_owned();
+    assert!(yaml.contains("1.1.0/app.AppImage"), "{yaml}");
+
+    let mapping =
+        json!({ "name": "App", "update_platforms": { "darwin-aarch64": "macos", "electron-linux": "macos" } });
+    let r = a.call("PUT", "/admin/v1/products/app", Some(mapping.clone())).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(Admin::json(&r)["update_platforms"], mapping["update_platforms"]);
+    let v = tauri_update(&get(&a, &key, darwin).await);
+    assert!(v["url"].as_str().unwrap().contains("/app.zip?"), "{v}");
+    let yaml =
+        String::from_utf8_lossy(get(&a, &key, "/v1/updates/electron/app/latest-linux.yml").await.bytes()).into_owned();
+    assert!(yaml.contains("1.1.0/app.zip") && !yaml.contains("AppImage"), "{yaml}");
+
+    let too_many: serde_json::Map<String, Value> = (0..65).map(|i| (format!("p{i}"), json!("x"))).collect();
+    for bad in [json!({ "a/b": "x" }), json!({ "x": "" }), json!({ "x": 1 }), Value::Object(too_many)] {
+        let r = a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App", "update_platforms": bad }))).await;
+        assert!(r.status == 422 || r.status == 400, "{bad}: {r:?}");
+    }
+    let r = a.call("GET", "/admin/v1/products/app", None).await;
+    assert_eq!(Admin::json(&r)["update_platforms"], mapping["update_platforms"], "nothing half-written");
 }
 
 #[tokio::test]
@@ -295,7 +337,7 @@ async fn sparkle_reads_an_appcast_of_what_it_may_install() {
     assert_eq!(signed["critical"], false);
     assert_eq!(signed["shortVersionString"], "1.1.0");
     assert_eq!(signed["minimumSystemVersion"], "12.0");
-    assert_eq!(signed["description"], "Fixes <b>&</b> things", "notes are text, escaped");
+    assert_eq!(signed["description"], NOTES_HTML, "notes as safe HTML, escaped in the XML");
     assert_eq!(signed["edSignature"], ed);
     assert_eq!(signed["pubDate"], "Mon, 01 Jun 2026 00:00:00 GMT");
     assert_eq!(signed["length"], "10001");
@@ -348,6 +390,16 @@ fn electron_updater_modules() -> String {
 /// `electron` stubbed (tests/electron), against `feed` as version
 /// `installed`: what it found and downloaded.
 async fn electron_updater(feed: String, key: String, installed: &str, home: &std::path::Path) -> Value {
+    run_electron_updater(feed, key, installed, home, false).await
+}
+
+async fn run_electron_updater(
+    feed: String,
+    key: String,
+    installed: &str,
+    home: &std::path::Path,
+    differential: bool,
+) -> Value {
     let stub = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/electron/stub");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/electron/check.js");
     let node_path = format!("{}:{stub}", electron_updater_modules());
@@ -361,6 +413,7 @@ async fn electron_updater(feed: String, key: String, installed: &str, home: &std
             .env("APP_VERSION", installed)
             .env("UPDATER_HOME", &home)
             .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("DIFFERENTIAL", if differential { "1" } else { "0" })
             .output()
             .unwrap()
     })
@@ -422,6 +475,123 @@ async fn electron_updater_checks_and_downloads_through_the_generic_feed() {
             || seen["stack"].as_str().unwrap_or_default().contains("401"),
         "{seen}"
     );
+}
+
+/// Publish `version` of `app` with `files` (name, platform, bytes).
+async fn release_with(a: &Admin, version: &str, files: &[(&str, &str, &[u8])], published: &str) {
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    let r = a
+        .call("PUT", &format!("/admin/v1/products/app/releases/{version}"), Some(json!({ "channel": "stable" })))
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{r:?}");
+    for (file, platform, bytes) in files {
+        a.blobs.put(&format!("app/{version}/{file}"), bytes).await;
+        let r = a.call("PUT", &common::artifact_path(version, file, platform), None).await;
+        assert!(r.status == 201 || r.status == 200, "{r:?}");
+    }
+    let publish = json!({ "backdated_to": published });
+    let r = a.call("POST", &format!("/admin/v1/products/app/releases/{version}/publish"), Some(publish)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// electron-builder's blockmap of `bytes`, made by tests/electron/blockmap.js.
+fn blockmap(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Vec<u8> {
+    let file = dir.join(name);
+    std::fs::write(&file, bytes).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/electron/blockmap.js");
+    let out = std::process::Command::new("node").arg(script).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(dir.join(format!("{name}.blockmap"))).unwrap()
+}
+
+/// A differential update, as electron-updater's NsisUpdater makes one: it
+/// reads both versions' `.blockmap`s through the feed (not counted), copies
+/// the unchanged blocks from the installed installer, and asks the grant
+/// URL for the two changed ones in one multi-range request, which the
+/// gateway answers `multipart/byteranges`. The result has the new
+/// installer's SHA-512 (electron-updater checks it, and fails the run
+/// rather than fall back to a full download); one download is counted, and
+/// the bytes sent are the changed blocks, not the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn electron_updater_downloads_differentially_through_the_blockmaps() {
+    const BLOCK: usize = 64 * 1024;
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, no_rate_limits).await;
+    let old = test_bytes(16 * BLOCK + 1234);
+    let mut new = old.clone();
+    for b in &mut new[3 * BLOCK + 100..3 * BLOCK + 300] {
+        *b ^= 0xff;
+    }
+    for b in &mut new[10 * BLOCK..10 * BLOCK + 10] {
+        *b ^= 0x5a;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let old_map = blockmap(scratch.path(), "old.exe", &old);
+    let new_map = blockmap(scratch.path(), "new.exe", &new);
+    let win = "windows-x86_64";
+    release_with(
+        &a,
+        "1.0.0",
+        &[("app-1.0.0.exe", win, &old), ("app-1.0.0.exe.blockmap", win, &old_map)],
+        "2026-01-01T00:00:00Z",
+    )
+    .await;
+    release_with(
+        &a,
+        "1.1.0",
+        &[("app-1.1.0.exe", win, &new), ("app-1.1.0.exe.blockmap", win, &new_map)],
+        "2026-06-01T00:00:00Z",
+    )
+    .await;
+    let key = customer(&a, "acme", json!({})).await;
+    set_quota(&a, json!({ "downloads_per_day": 10 })).await;
+
+    // The channel file names the blockmap's size; the blockmap is served
+    // as it is, without a grant.
+    let yaml = String::from_utf8_lossy(get(&a, &key, "/v1/updates/electron/app/latest.yml").await.bytes()).into_owned();
+    assert!(yaml.contains(&format!("blockMapSize: {}", new_map.len())), "{yaml}");
+    let r = get(&a, &key, "/v1/updates/electron/app/1.0.0/app-1.0.0.exe.blockmap").await;
+    assert_eq!((r.status, &r.bytes()[..]), (200, &old_map[..]), "{r:?}");
+    let r = get(&a, &key, "/v1/updates/electron/app/1.0.0/nothing.exe.blockmap").await;
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{r:?}");
+    // Another customer's product is not served, blockmap or not.
+    a.call("PUT", "/admin/v1/products/other", Some(json!({ "name": "Other" }))).await;
+    let other = customer(&a, "globex", json!({ "product": "other" })).await;
+    let r = get(&a, &other, "/v1/updates/electron/app/1.0.0/app-1.0.0.exe.blockmap").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "not_entitled"), "{r:?}");
+    assert_eq!(common::used(&a, &key).await, 0, "blockmaps are not downloads");
+    // Registered with the installer's platform, a blockmap is never what a
+    // request by platform picks.
+    let r = common::ask(&a, &key, json!({ "product": "app", "version": "1.1.0", "platform": "windows-x86_64" })).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(Admin::json(&r)["url"].as_str().unwrap().contains("/app-1.1.0.exe?"), "{r:?}");
+
+    // The installed installer, where the updater keeps it.
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache/tollgate-check-updater");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("installer.exe"), &old).unwrap();
+    let feed = format!("http://{}/v1/updates/electron/app/", a.gw.public);
+    let seen = run_electron_updater(feed, key.clone(), "1.0.0", home.path(), true).await;
+    assert_eq!(seen["info"]["version"], "1.1.0", "{seen}");
+    let downloaded = seen["downloaded"][0].as_str().unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(sha256_hex(&std::fs::read(downloaded).unwrap()), sha256_hex(&new));
+    assert_eq!(common::used(&a, &key).await, 1, "one download, counted once");
+
+    let initiated = initiations(&a, 1).await;
+    assert_eq!(initiated.len(), 1, "{initiated:#?}");
+    let range = initiated[0]["data"]["range"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(range.matches(',').count(), 1, "two ranges in one request: {range}");
+    assert_eq!(initiated[0]["data"]["via"], "electron", "the feed that issued it: {initiated:#?}");
+    let completed = loop {
+        let r = a.call("GET", "/admin/v1/events?type=download.completed&limit=10", None).await;
+        let items = Admin::json(&r)["items"].as_array().unwrap().clone();
+        if let Some(e) = items.first() {
+            break e.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(completed["data"]["result"], "complete", "{completed}");
+    assert_eq!(completed["data"]["bytes_sent"], 2 * BLOCK as u64, "the two changed blocks only: {completed}");
 }
 
 /// Parse an Atom feed with Python's XML parser and check what Atom 1.0
@@ -490,7 +660,7 @@ async fn an_atom_feed_of_a_customers_releases_for_feed_readers() {
     let entries = atom["entries"].as_array().unwrap();
     assert_eq!(entries[0]["categories"], json!(["stable", "critical"]));
     assert_eq!(entries[0]["updated"], "2026-09-01T00:00:00Z");
-    assert_eq!(entries[1]["content"], "Fixes <b>&</b> things", "notes as text, escaped in the XML");
+    assert_eq!(entries[1]["content"], NOTES_HTML, "notes as safe HTML, escaped in the XML");
     assert_eq!(entries[2]["categories"], json!(["stable", "yanked"]));
 
     // Refused: no token, a wrong one, acme's token on another customer's

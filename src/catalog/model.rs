@@ -2,6 +2,7 @@
 //! artifacts, customers and entitlements. Plain data; the rules that relate
 //! them live in [`crate::entitlement`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -85,6 +86,22 @@ pub struct Product {
     /// The `[[cdn.profiles]]` id an `edge` product's URLs are made for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn_profile: Option<String>,
+    /// Update feeds: the artifact platform to offer for a platform an
+    /// update client names, where the vendor registers files under names of
+    /// its own (`darwin-aarch64` → `macos-universal`). Keys: Tauri's
+    /// `{target}-{arch}[-{bundle_type}]`, the appcast's `platform`,
+    /// `electron-windows`, `electron-mac`, `electron-linux`,
+    /// `electron-linux-arm64`, `electron-linux-armv7l`; see docs/updates.md.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub update_platforms: BTreeMap<String, String>,
+}
+
+impl Product {
+    /// The artifact platform files for the client platform `asked` are
+    /// registered under.
+    pub fn update_platform<'a>(&'a self, asked: &'a str) -> &'a str {
+        self.update_platforms.get(asked).map_or(asked, String::as_str)
+    }
 }
 
 /// Release channels. `stable ⊂ rc ⊂ beta ⊂ alpha`: an entitlement to `beta`
@@ -351,4 +368,8 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub started_from: Option<IpNet>,
+    /// The door that issued it: `customer_api`, or the update feed
+    /// (`tauri`, `sparkle`, `electron`); recorded with its initiation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }

@@ -97,6 +97,7 @@ pub(super) async fn hand_over(
             user_agent: None,
             range: None,
             delivery: Delivery::Edge.as_str().to_owned(),
+            via: Some(req.surface.to_owned()),
         };
         svc.record(subject, detail).await;
     }

@@ -77,7 +77,7 @@ pub async fn issue(svc: &Services, req: &IssueRequest<'_>) -> Result<Granted, Ac
     let (delivery, cdn_profile) = product.map(|p| (p.delivery, p.cdn_profile)).unwrap_or_default();
     let profile = super::edge::profile_for(svc, req.product, delivery, cdn_profile.as_deref());
     let issuer = Issuer { catalog: &svc.catalog, keys: &svc.keys, policy: &svc.downloads.urls };
-    let mut issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now).await?;
+    let mut issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now, req.surface).await?;
     tracing::info!(grant = %issued.grant.id, product = %req.product, version = %req.version, "download URL issued");
     let Some(profile) = profile else {
         let delivery = if delivery == Delivery::Edge { Delivery::Proxy } else { delivery };
@@ -185,15 +185,33 @@ pub struct UpgradeRequest<'a> {
     pub surface: &'static str,
 }
 
+/// What an installed copy may update to, newest first: the releases of
+/// `product` the customer may download (channel and platform per `filter`)
+/// whose staged rollout reaches it, newer than `from` (all, without one)
+/// and within `constraint`. The one rule behind `GET …/upgrade` and every
+/// update feed; explicit downloads (`POST /v1/downloads`) do not follow
+/// rollouts.
+pub async fn offers(
+    svc: &Services,
+    customer: &Customer,
+    product: &str,
+    filter: Filter<'_>,
+    from: Option<&Version>,
+    constraint: Option<&VersionReq>,
+) -> Result<Vec<Downloadable>, AccessError> {
+    let now = Timestamp(svc.clock.now_unix());
+    let mut releases = access::downloadable_releases(&svc.catalog, customer, product, filter, now).await?;
+    releases.retain(|d| access::in_rollout(&customer.id, &d.release));
+    access::upgrades(&mut releases, from, constraint);
+    Ok(releases)
+}
+
 /// The newest release the customer may download that is newer than `from`,
 /// and a grant for its file for the platform; `None` when there is none.
 pub async fn upgrade(svc: &Services, req: &UpgradeRequest<'_>) -> Result<Option<(Downloadable, Granted)>, AccessError> {
-    let now = Timestamp(svc.clock.now_unix());
     let filter = Filter { channel: req.channel, platform: Some(req.platform) };
-    let mut releases = access::downloadable_releases(&svc.catalog, req.customer, req.product, filter, now).await?;
-    // Update offers follow staged rollouts; explicit downloads do not.
-    releases.retain(|d| access::in_rollout(&req.customer.id, &d.release));
-    let Some(newest) = access::newest_upgrade(&releases, req.from, req.constraint) else {
+    let offered = offers(svc, req.customer, req.product, filter, Some(req.from), req.constraint).await?;
+    let Some(newest) = offered.first() else {
         return Ok(None);
     };
     let files: Vec<Artifact> = newest.artifacts.iter().map(|(a, _)| a.clone()).collect();

@@ -27,7 +27,7 @@ mod usage;
 
 pub use edge::profile_for;
 pub use error::DownloadError;
-pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, upgrade};
+pub use issue::{Granted, IssueRequest, UpgradeRequest, issue, offers, upgrade};
 pub use redeem::{DeliverRequest, Delivered, RedeemRequest, Redemption, Redirect, object_key_for_path, redeem};
 pub use usage::{CustomerUsage, usage};
 

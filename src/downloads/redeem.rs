@@ -66,8 +66,9 @@ impl Redemption {
 /// What the door asks to deliver.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeliverRequest<'a> {
-    /// The part of the object the response carries; `None` for all of it.
-    pub range: Option<ByteRange>,
+    /// The parts of the object the response carries, in order (ascending,
+    /// not overlapping); none for all of it.
+    pub ranges: &'a [ByteRange],
     /// The `Range` header as sent, for the events.
     pub range_header: Option<&'a str>,
     pub user_agent: Option<&'a str>,
@@ -75,8 +76,9 @@ pub struct DeliverRequest<'a> {
 
 /// How the door hands over the bytes.
 pub enum Delivered {
-    /// The gateway streams these bytes (exactly the range's length; a
-    /// failure mid-way fails the stream). `None`: the range is empty.
+    /// The gateway streams these bytes (exactly the ranges' lengths, one
+    /// range after the other; a failure mid-way fails the stream). `None`:
+    /// there are none.
     Proxy(Option<ByteStream>),
     /// Storage serves the bytes: the client is sent to a presigned URL.
     Redirect(Redirect),
@@ -229,7 +231,7 @@ impl Redemption {
     /// what stands in for the stream's accounting.
     pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
-        let length = req.range.map_or(meta.size, |r| r.len);
+        let length = if req.ranges.is_empty() { meta.size } else { req.ranges.iter().map(|r| r.len).sum() };
         // Presigned before anything is counted: a storage that cannot sign
         // costs the customer nothing.
         let redirect = match (delivery, &checked) {
@@ -257,6 +259,7 @@ impl Redemption {
                 user_agent: req.user_agent.map(str::to_owned),
                 range: range_header.clone(),
                 delivery: delivery.as_str().to_owned(),
+                via: c.grant.via.clone(),
             };
             svc.record(subject.clone(), detail).await;
         }
@@ -270,7 +273,7 @@ impl Redemption {
             grant,
             range: range_header,
             expected: length,
-            to_the_end: req.range.is_none_or(|r| r.last() + 1 == meta.size),
+            to_the_end: req.ranges.last().is_none_or(|r| r.last() + 1 == meta.size),
             started: std::time::Instant::now(),
             _gauge: svc.active_downloads.start(),
             _lease: started.lease,
@@ -281,7 +284,13 @@ impl Redemption {
             storage::StreamEnd::end(&mut completion, 0, true);
             return Ok(Delivered::Proxy(None));
         }
-        let get = svc.storage.get(&key, req.range, &meta);
+        let get = async {
+            match req.ranges {
+                [] => svc.storage.get(&key, None, &meta).await,
+                [one] => svc.storage.get(&key, Some(*one), &meta).await,
+                many => storage::get_ranges(svc.storage.clone(), key.clone(), many.to_vec(), meta.clone()).await,
+            }
+        };
         let stream = match svc.metrics.time_storage(svc.storage.backend(), "get", get).await {
             Ok(s) => s,
             Err(e) => {

@@ -175,7 +175,8 @@ pub async fn downloadable_releases(
 /// Several of either kind is ambiguous.
 pub fn pick_artifact<'a>(artifacts: &'a [Artifact], platform: &str) -> Result<&'a Artifact, AccessError> {
     for wanted in [platform, PLATFORM_ANY] {
-        let matching: Vec<&Artifact> = artifacts.iter().filter(|a| a.platform == wanted).collect();
+        let matching: Vec<&Artifact> =
+            artifacts.iter().filter(|a| a.platform == wanted && !is_update_metadata(&a.filename)).collect();
         match matching.as_slice() {
             [] => continue,
             [one] => return Ok(one),
@@ -189,6 +190,13 @@ pub fn pick_artifact<'a>(artifacts: &'a [Artifact], platform: &str) -> Result<&'
         }
     }
     Err(AccessError::NotFound("artifact for this platform"))
+}
+
+/// A file that describes another for update clients rather than being a
+/// download of its own (electron-builder's `<file>.blockmap`): registered
+/// with the platform of the file it describes, never picked for it.
+pub fn is_update_metadata(filename: &str) -> bool {
+    filename.ends_with(".blockmap")
 }
 
 /// What a customer asks to download.
@@ -274,6 +282,7 @@ impl Issuer<'_> {
         artifact: Artifact,
         client: IpAddr,
         now: Timestamp,
+        via: &str,
     ) -> Result<Issued, AccessError> {
         let grant = Grant {
             id: new_grant_id(entitlement)?,
@@ -287,6 +296,7 @@ impl Issuer<'_> {
             started_at: None,
             requested_from: Some(client),
             started_from: None,
+            via: Some(via.to_owned()),
         };
         let path = download_path(&artifact);
         let claims = Claims {
@@ -323,16 +333,13 @@ pub fn in_rollout(customer: &str, release: &Release) -> bool {
     bucket < u16::from(percent)
 }
 
-/// Newest downloadable release strictly newer than `from`, within `constraint`.
-pub fn newest_upgrade<'a>(
-    releases: &'a [Downloadable],
-    from: &Version,
-    constraint: Option<&VersionReq>,
-) -> Option<&'a Downloadable> {
-    releases
-        .iter()
-        .filter(|d| d.release.version > *from && constraint.is_none_or(|c| version_covered(c, &d.release.version)))
-        .max_by(|a, b| a.release.version.cmp(&b.release.version))
+/// Keep the releases an installed copy at `from` may move to: strictly
+/// newer than `from` (any, without one), within `constraint`; newest first.
+pub fn upgrades(releases: &mut Vec<Downloadable>, from: Option<&Version>, constraint: Option<&VersionReq>) {
+    releases.retain(|d| {
+        from.is_none_or(|f| d.release.version > *f) && constraint.is_none_or(|c| version_covered(c, &d.release.version))
+    });
+    releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
 }
 
 /// Re-check a grant when its URL is used: the grant exists and is for this

@@ -83,6 +83,7 @@ fn effects_count_per_dimension() {
             user_agent: None,
             range: None,
             delivery: "proxy".into(),
+            via: None,
         },
     );
     let fx = effects(&init);

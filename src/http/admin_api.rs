@@ -296,6 +296,35 @@ pub(crate) struct ProductBody {
     /// customers are given.
     #[schema(pattern = r"^[A-Za-z0-9._-]{1,128}$")]
     cdn_profile: Option<String>,
+    /// Update feeds: client platform → the artifact platform its files are
+    /// registered under (docs/updates.md). At most 64 entries, each name
+    /// 1-64 of `A-Z a-z 0-9 . _ -`.
+    #[serde(default)]
+    update_platforms: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The most entries a product's `update_platforms` may have.
+const MAX_UPDATE_PLATFORMS: usize = 64;
+
+fn check_update_platforms(map: &std::collections::BTreeMap<String, String>) -> Result<(), AdminError> {
+    let name = |s: &str| {
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if map.len() > MAX_UPDATE_PLATFORMS {
+        return Err(CatalogError::Invalid {
+            field: "update_platforms",
+            reason: format!("at most {MAX_UPDATE_PLATFORMS} entries"),
+        }
+        .into());
+    }
+    match map.iter().find(|(k, v)| !name(k) || !name(v)) {
+        Some((k, v)) => Err(CatalogError::Invalid {
+            field: "update_platforms",
+            reason: format!("{k:?} → {v:?}: each side 1-64 of A-Z a-z 0-9 . _ -"),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 #[utoipa::path(put, path = "/admin/v1/products/{product}", tag = "admin", params(("product" = String, Path, description = "product id")), request_body = ProductBody, responses((status = 201, description = "created", body = Product), (status = 200, description = "replaced or unchanged", body = Product), (status = 422, description = "`delivery_unsupported`: `redirect` on storage that cannot presign (a local directory), `edge` without a configured `cdn_profile`, or `cdn_profile` without `edge`", body = Problem), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
@@ -308,8 +337,10 @@ pub(crate) async fn put_product(
     let id = path(p)?;
     let b: ProductBody = body(&raw)?;
     supported(&s, b.delivery, b.cdn_profile.as_deref())?;
+    let update_platforms = b.update_platforms.unwrap_or_default();
+    check_update_platforms(&update_platforms)?;
     let pre = precondition(&headers, || s.catalog.product_stored(&id)).await?;
-    let product = Product { id, name: b.name, delivery: b.delivery, cdn_profile: b.cdn_profile };
+    let product = Product { id, name: b.name, delivery: b.delivery, cdn_profile: b.cdn_profile, update_platforms };
     Ok(written_at(&s.catalog.put_product_if(&product, pre).await?))
 }
 

@@ -41,20 +41,25 @@ pub fn evaluate_preconditions(headers: &HeaderMap, method: &Method, meta: &Objec
 }
 
 /// What to send for the `Range` header (with `If-Range` considered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeDecision {
     /// `200` with the whole object: no range, an ignored range, or a failed
     /// `If-Range`.
     Full,
     /// `206` with this range.
     Partial(ByteRange),
+    /// `206` `multipart/byteranges` with these ranges, in this order (two
+    /// or more, ascending, none overlapping).
+    Multi(Vec<ByteRange>),
     /// `416`.
     Unsatisfiable,
 }
 
-/// Only single ranges are served. A multi-range request is answered with the
-/// whole object (RFC 9110 lets a server ignore `Range`); download managers ask
-/// for one range per connection, and multipart/byteranges helps nobody here.
+/// The most ranges one request is served: a multi-range request is a
+/// storage read per range. electron-updater's differential downloads ask
+/// for up to a few hundred at a time.
+pub const MAX_RANGES: usize = 500;
+
 pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -> RangeDecision {
     if method != Method::GET && method != Method::HEAD {
         return RangeDecision::Full;
@@ -70,18 +75,53 @@ pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -
     parse_range(spec, meta.size)
 }
 
-/// Parse one `bytes=` range against an object of `size` bytes.
+/// Parse a `bytes=` range set against an object of `size` bytes (RFC 9110
+/// §14.1.2, §14.2). Unsatisfiable members are dropped; none left is `416`.
+/// Several satisfiable ones are served as `multipart/byteranges` when they
+/// ascend without overlapping and number at most [`MAX_RANGES`]; any other
+/// set — overlapping, descending, too many: what §14.2 calls the signs of a
+/// broken client or a denial-of-service attack — is ignored (`200`, the
+/// whole object), as is a set with any malformed member.
 pub fn parse_range(spec: &str, size: u64) -> RangeDecision {
     // The range unit is case-insensitive (RFC 9110 §14.1).
     let spec = spec.trim();
     let Some(set) = spec.get(..6).filter(|unit| unit.eq_ignore_ascii_case("bytes=")).map(|_| &spec[6..]) else {
         return RangeDecision::Full;
     };
-    if set.contains(',') {
+    let mut satisfiable = Vec::new();
+    let mut members = 0usize;
+    // A list's empty members are not members (RFC 9110 §5.6.1).
+    for member in set.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        members += 1;
+        if members > MAX_RANGES {
+            return RangeDecision::Full;
+        }
+        match parse_member(member, size) {
+            Member::Malformed => return RangeDecision::Full,
+            Member::Unsatisfiable => {}
+            Member::Range(r) => satisfiable.push(r),
+        }
+    }
+    if members == 0 {
         return RangeDecision::Full;
     }
-    let Some((first, last)) = set.trim().split_once('-') else {
-        return RangeDecision::Full;
+    match satisfiable.len() {
+        0 => RangeDecision::Unsatisfiable,
+        1 => RangeDecision::Partial(satisfiable[0]),
+        _ if satisfiable.windows(2).all(|w| w[0].last() < w[1].start) => RangeDecision::Multi(satisfiable),
+        _ => RangeDecision::Full,
+    }
+}
+
+enum Member {
+    Range(ByteRange),
+    Unsatisfiable,
+    Malformed,
+}
+
+fn parse_member(member: &str, size: u64) -> Member {
+    let Some((first, last)) = member.split_once('-') else {
+        return Member::Malformed;
     };
     let (first, last) = (first.trim(), last.trim());
     let number = |s: &str| -> Option<u64> {
@@ -95,28 +135,28 @@ pub fn parse_range(spec: &str, size: u64) -> RangeDecision {
     match (number(first), number(last)) {
         (Some(start), Some(end)) if start <= end => {
             if start >= size {
-                RangeDecision::Unsatisfiable
+                Member::Unsatisfiable
             } else {
                 let end = end.min(size - 1);
-                RangeDecision::Partial(ByteRange { start, len: end - start + 1 })
+                Member::Range(ByteRange { start, len: end - start + 1 })
             }
         }
         (Some(start), None) if last.is_empty() => {
             if start >= size {
-                RangeDecision::Unsatisfiable
+                Member::Unsatisfiable
             } else {
-                RangeDecision::Partial(ByteRange { start, len: size - start })
+                Member::Range(ByteRange { start, len: size - start })
             }
         }
         (None, Some(suffix)) if first.is_empty() => {
             if suffix == 0 || size == 0 {
-                RangeDecision::Unsatisfiable
+                Member::Unsatisfiable
             } else {
                 let len = suffix.min(size);
-                RangeDecision::Partial(ByteRange { start: size - len, len })
+                Member::Range(ByteRange { start: size - len, len })
             }
         }
-        _ => RangeDecision::Full,
+        _ => Member::Malformed,
     }
 }
 
@@ -200,7 +240,24 @@ mod tests {
             ("bytes=-0", RangeDecision::Unsatisfiable),
             ("bytes=99999999999999999999999-", RangeDecision::Unsatisfiable),
             ("bytes=5-3", RangeDecision::Full),
-            ("bytes=0-1,5-6", RangeDecision::Full),
+            (
+                "bytes=0-1,5-6",
+                RangeDecision::Multi(vec![ByteRange { start: 0, len: 2 }, ByteRange { start: 5, len: 2 }]),
+            ),
+            (
+                "bytes=0-1, ,5-6,",
+                RangeDecision::Multi(vec![ByteRange { start: 0, len: 2 }, ByteRange { start: 5, len: 2 }]),
+            ),
+            (
+                "bytes=0-1,2-3",
+                RangeDecision::Multi(vec![ByteRange { start: 0, len: 2 }, ByteRange { start: 2, len: 2 }]),
+            ),
+            ("bytes=990-, 0-1", RangeDecision::Full),
+            ("bytes=0-5,3-9", RangeDecision::Full),
+            ("bytes=0-1,x", RangeDecision::Full),
+            ("bytes=0-1,2000-3000", range(0, 2)),
+            ("bytes=1000-,2000-3000", RangeDecision::Unsatisfiable),
+            ("bytes=,", RangeDecision::Full),
             ("bytes=abc", RangeDecision::Full),
             ("bytes=", RangeDecision::Full),
             ("items=0-1", RangeDecision::Full),
@@ -284,9 +341,18 @@ mod tests {
             /// A range the parser accepts lies inside the object, whatever
             /// the header says.
             #[test]
-            fn accepted_ranges_lie_inside_the_object(spec in ".{0,40}", digits in "bytes=[0-9]{0,21}-[0-9]{0,21}", size in 0u64..5000) {
-                for s in [&spec, &digits] {
-                    if let RangeDecision::Partial(r) = parse_range(s, size) {
+            fn accepted_ranges_lie_inside_the_object(spec in ".{0,40}", digits in "bytes=[0-9]{0,21}-[0-9]{0,21}", many in "bytes=([0-9]{0,5}-[0-9]{0,5}, ?){1,6}", size in 0u64..5000) {
+                for s in [&spec, &digits, &many] {
+                    let ranges = match parse_range(s, size) {
+                        RangeDecision::Partial(r) => vec![r],
+                        RangeDecision::Multi(rs) => {
+                            prop_assert!(rs.len() >= 2 && rs.len() <= MAX_RANGES);
+                            prop_assert!(rs.windows(2).all(|w| w[0].last() < w[1].start), "{} {:?}", s, rs);
+                            rs
+                        }
+                        _ => vec![],
+                    };
+                    for r in ranges {
                         prop_assert!(r.len >= 1 && r.start < size && r.start + r.len <= size, "{} {:?} {}", s, r, size);
                     }
                 }

@@ -188,6 +188,9 @@ pub(crate) enum ApiError {
     UnsignedUpdate(String),
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// Reading a file the answer carries (an update feed's `.blockmap`).
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl From<CatalogError> for ApiError {
@@ -218,6 +221,7 @@ impl IntoResponse for ApiError {
                 Problem::new(StatusCode::CONFLICT, "unsigned_update", "Conflict").with_detail(self.to_string())
             }
             ApiError::Access(e) => from_access(e),
+            ApiError::Storage(e) => super::problem::from_storage(e),
         };
         problem.logged("customer", &self)
     }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, head
 use axum::response::IntoResponse;
 use base64::Engine as _;
 
+use super::byteranges::Multipart;
 use super::conditional::{self, Precondition, RangeDecision};
 use super::problem::from_download;
 use super::{PeerAddr, client_ip};
@@ -76,9 +77,10 @@ async fn serve(
         Precondition::NotModified => return Ok(not_modified(meta)),
         Precondition::Failed => return Err(DownloadError::PreconditionFailed),
     }
-    let range = match conditional::evaluate_range(headers, method, meta) {
-        RangeDecision::Full => None,
-        RangeDecision::Partial(r) => Some(r),
+    let ranges = match conditional::evaluate_range(headers, method, meta) {
+        RangeDecision::Full => Vec::new(),
+        RangeDecision::Partial(r) => vec![r],
+        RangeDecision::Multi(rs) => rs,
         RangeDecision::Unsatisfiable => return Err(DownloadError::RangeNotSatisfiable { size: meta.size }),
     };
 
@@ -88,12 +90,21 @@ async fn serve(
     if let Some(c) = &redemption.checked {
         artifact_headers(&mut h, &c.artifact);
     }
-    let length = match range {
-        Some(r) => {
+    // Several ranges: a multipart body, each part typed as the file is.
+    let multipart = (ranges.len() > 1).then(|| {
+        let file_type = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
+        Multipart::new(&ranges, meta.size, file_type)
+    });
+    let length = match (&ranges[..], &multipart) {
+        (_, Some(m)) => {
+            h.insert(header::CONTENT_TYPE, header_value(&m.content_type()));
+            m.content_length()
+        }
+        ([r], None) => {
             h.insert(header::CONTENT_RANGE, header_value(&format!("bytes {}-{}/{}", r.start, r.last(), meta.size)));
             r.len
         }
-        None => meta.size,
+        _ => meta.size,
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
 
@@ -101,17 +112,19 @@ async fn serve(
     // first GET does (and counts), whatever range it asks for.
     let body = if fetch {
         let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-        let deliver = DeliverRequest { range, range_header: text(header::RANGE), user_agent: text(header::USER_AGENT) };
-        match redemption.deliver(svc, deliver).await? {
-            Delivered::Proxy(Some(stream)) => Body::from_stream(stream),
-            Delivered::Proxy(None) => Body::empty(),
-            Delivered::Redirect(r) => return Ok(redirect(&r, prefers_no_redirect(headers))),
+        let deliver =
+            DeliverRequest { ranges: &ranges, range_header: text(header::RANGE), user_agent: text(header::USER_AGENT) };
+        match (redemption.deliver(svc, deliver).await?, multipart) {
+            (Delivered::Proxy(Some(stream)), Some(m)) => Body::from_stream(m.frame(stream)),
+            (Delivered::Proxy(Some(stream)), None) => Body::from_stream(stream),
+            (Delivered::Proxy(None), _) => Body::empty(),
+            (Delivered::Redirect(r), _) => return Ok(redirect(&r, prefers_no_redirect(headers))),
         }
     } else {
         Body::empty()
     };
     let mut response = Response::new(body);
-    *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *response.status_mut() = if ranges.is_empty() { StatusCode::OK } else { StatusCode::PARTIAL_CONTENT };
     *response.headers_mut() = h;
     Ok(response)
 }

@@ -125,12 +125,16 @@ async fn tauri_answer(
     let from = current_version(&q.current_version)?;
     let client = client_ip(peer.0.ip(), headers, &s.trusted_proxies);
     let base = format!("{}-{}", q.target, q.arch);
-    let mut platforms = vec![];
+    let mut asked = vec![];
     if let Some(b) = &q.bundle_type {
-        platforms.push(format!("{base}-{b}"));
+        asked.push(format!("{base}-{b}"));
     }
-    platforms.push(base);
-    for (i, platform) in platforms.iter().enumerate() {
+    asked.push(base);
+    // The vendor's names for these platforms, where it has its own.
+    let record = s.catalog.product(product).await?;
+    let platforms: Vec<&str> =
+        asked.iter().map(|p| record.as_ref().map_or(p.as_str(), |r| r.update_platform(p))).collect();
+    for (i, &platform) in platforms.iter().enumerate() {
         let req = UpgradeRequest {
             customer: &caller.customer,
             product,
@@ -144,7 +148,7 @@ async fn tauri_answer(
         let Some((release, granted)) = offered(downloads::upgrade(s, &req).await)? else { continue };
         // A bundle-specific file is looked for first; without one, the
         // platform's.
-        if i + 1 < platforms.len() && granted.issued.artifact.platform != *platform {
+        if i + 1 < platforms.len() && granted.issued.artifact.platform != platform {
             continue;
         }
         let artifact = &granted.issued.artifact;
@@ -209,22 +213,17 @@ pub(crate) async fn sparkle(
 ) -> Result<Response, ApiError> {
     let product = path(p)?;
     let q = query(q)?;
-    let platform = q.platform.as_deref().unwrap_or("macos");
+    let asked = q.platform.as_deref().unwrap_or("macos");
     let from = q.current_version.as_deref().map(current_version).transpose()?;
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
-    let now = Timestamp(s.clock.now_unix());
+    let record = s.catalog.product(&product).await?;
+    let platform = record.as_ref().map_or(asked, |r| r.update_platform(asked));
     let channel = Some(q.channel.unwrap_or(Channel::Stable));
     let filter = Filter { channel, platform: Some(platform) };
-    let releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
-    let title = s.catalog.product(&product).await?.map_or_else(|| product.clone(), |p| p.name);
-    let mut candidates: Vec<_> = releases
-        .iter()
-        .filter(|d| from.as_ref().is_none_or(|f| d.release.version > *f))
-        .filter(|d| access::in_rollout(&caller.customer.id, &d.release))
-        .collect();
-    candidates.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+    let newer = downloads::offers(&s, &caller.customer, &product, filter, from.as_ref(), None).await?;
+    let title = record.as_ref().map_or_else(|| product.clone(), |p| p.name.clone());
     let mut items = Vec::new();
-    for d in candidates.into_iter().take(APPCAST_ITEMS) {
+    for d in newer.iter().take(APPCAST_ITEMS) {
         let files: Vec<_> = d.artifacts.iter().map(|(a, _)| a.clone()).collect();
         let Ok(artifact) = access::pick_artifact(&files, platform) else { continue };
         let req = IssueRequest {
@@ -267,7 +266,7 @@ fn appcast_item(release: &crate::catalog::Release, granted: &Granted) -> String 
         item.push_str("<sparkle:criticalUpdate></sparkle:criticalUpdate>\n");
     }
     if let Some(notes) = &release.notes {
-        item.push_str(&format!("<description>{}</description>\n", xml_text(notes)));
+        item.push_str(&format!("<description>{}</description>\n", xml_text(&super::notes::to_html(notes))));
     }
     let signature = a.signature.as_deref().map(|s| format!(" sparkle:edSignature=\"{}\"", xml_text(s.trim())));
     item.push_str(&format!(
@@ -282,15 +281,16 @@ fn appcast_item(release: &crate::catalog::Release, granted: &Granted) -> String 
 
 /// The platforms an electron-updater channel file covers, by its suffix
 /// (`latest.yml`, `latest-mac.yml`, `latest-linux.yml`,
-/// `latest-linux-arm64.yml`, …): an artifact is in when its platform is one
-/// of these or starts with one and `-`.
-fn electron_platforms(suffix: &str) -> Option<&'static [&'static str]> {
+/// `latest-linux-arm64.yml`, …): the key a product's `update_platforms`
+/// names it by, and the platforms an artifact is in when its platform is
+/// one of them or starts with one and `-`.
+fn electron_platforms(suffix: &str) -> Option<(&'static str, &'static [&'static str])> {
     Some(match suffix {
-        "" => &["windows"],
-        "-mac" => &["darwin", "macos"],
-        "-linux" => &["linux-x86_64"],
-        "-linux-arm64" => &["linux-aarch64", "linux-arm64"],
-        "-linux-armv7l" => &["linux-armv7"],
+        "" => ("electron-windows", &["windows"]),
+        "-mac" => ("electron-mac", &["darwin", "macos"]),
+        "-linux" => ("electron-linux", &["linux-x86_64"]),
+        "-linux-arm64" => ("electron-linux-arm64", &["linux-aarch64", "linux-arm64"]),
+        "-linux-armv7l" => ("electron-linux-armv7l", &["linux-armv7"]),
         _ => return None,
     })
 }
@@ -301,7 +301,7 @@ fn platform_in(platform: &str, prefixes: &[&str]) -> bool {
 
 /// `{channel}{suffix}` of a channel file name: electron-updater's channel
 /// (`latest` is stable) and the platforms.
-fn electron_channel(file: &str) -> Option<(Channel, &'static [&'static str])> {
+fn electron_channel(file: &str) -> Option<(Channel, (&'static str, &'static [&'static str]))> {
     let stem = file.strip_suffix(".yml")?;
     for (name, channel) in
         [("latest", Channel::Stable), ("rc", Channel::Rc), ("beta", Channel::Beta), ("alpha", Channel::Alpha)]
@@ -325,18 +325,20 @@ pub(crate) async fn electron_channel_file(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (product, file) = path(p)?;
-    let (channel, platforms) =
+    let (channel, (key, defaults)) =
         electron_channel(&file).ok_or(ApiError::Access(AccessError::NotFound("channel file")))?;
-    let now = Timestamp(s.clock.now_unix());
+    let record = s.catalog.product(&product).await?;
+    let mapped = record.as_ref().and_then(|r| r.update_platforms.get(key)).map(String::as_str);
+    let mapped = mapped.as_slice();
+    let platforms: &[&str] = if mapped.is_empty() { defaults } else { mapped };
     let filter = Filter { channel: Some(channel), platform: None };
-    let mut releases = access::downloadable_releases(&s.catalog, &caller.customer, &product, filter, now).await?;
-    releases.retain(|d| access::in_rollout(&caller.customer.id, &d.release));
-    releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
-    for d in &releases {
+    // The client compares versions itself: every offer, newest first.
+    let newest_first = downloads::offers(&s, &caller.customer, &product, filter, None, None).await?;
+    for d in &newest_first {
         let all: Vec<&crate::catalog::Artifact> = d.artifacts.iter().map(|(a, _)| a).collect();
         let files: Vec<String> = all
             .iter()
-            .filter(|a| platform_in(&a.platform, platforms) && !a.filename.ends_with(".blockmap"))
+            .filter(|a| platform_in(&a.platform, platforms) && !access::is_update_metadata(&a.filename))
             .filter_map(|a| {
                 let sha512 = base64_of_hex(a.sha512.as_deref()?)?;
                 let blockmap = all.iter().find(|b| b.filename == format!("{}.blockmap", a.filename));
@@ -352,10 +354,9 @@ pub(crate) async fn electron_channel_file(
                 Some(entry)
             })
             .collect();
-        let Some(first) = all
-            .iter()
-            .find(|a| platform_in(&a.platform, platforms) && !a.filename.ends_with(".blockmap") && a.sha512.is_some())
-        else {
+        let Some(first) = all.iter().find(|a| {
+            platform_in(&a.platform, platforms) && !access::is_update_metadata(&a.filename) && a.sha512.is_some()
+        }) else {
             continue;
         };
         let r = &d.release;
@@ -370,7 +371,7 @@ pub(crate) async fn electron_channel_file(
         }
         yaml.push_str(&format!("releaseName: {}\n", yaml_string(&r.version.to_string())));
         if let Some(notes) = &r.notes {
-            yaml.push_str(&format!("releaseNotes: {}\n", yaml_string(notes)));
+            yaml.push_str(&format!("releaseNotes: {}\n", yaml_string(&super::notes::to_html(notes))));
         }
         let mut response = (StatusCode::OK, yaml).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/yaml; charset=utf-8"));
@@ -392,6 +393,9 @@ pub(crate) async fn electron_file(
 ) -> Result<Response, ApiError> {
     let (product, version, filename) = path(p)?;
     let version = Version::parse(&version).map_err(|_| ApiError::InvalidVersion(version.clone()))?;
+    if access::is_update_metadata(&filename) {
+        return electron_blockmap(&s, &caller, &product, &version, &filename).await;
+    }
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let req = IssueRequest {
         customer: &caller.customer,
@@ -411,6 +415,39 @@ pub(crate) async fn electron_file(
         .map_err(|_| ApiError::Access(AccessError::EdgeSign("the URL is not a header value".into())))?;
     let mut response = StatusCode::FOUND.into_response();
     response.headers_mut().insert(header::LOCATION, location);
+    Ok(no_store(response))
+}
+
+/// A release's `.blockmap` (electron-builder's block checksums of a file,
+/// which a differential update compares with the installed version's):
+/// metadata, not a download, so it is served to a caller the release is
+/// downloadable for without a grant and without counting against a quota.
+/// The bytes it lets the client skip are what the grant's range requests
+/// then leave out.
+async fn electron_blockmap(
+    s: &Services,
+    caller: &Caller,
+    product: &str,
+    version: &Version,
+    filename: &str,
+) -> Result<Response, ApiError> {
+    let now = Timestamp(s.clock.now_unix());
+    let releases = access::downloadable_releases(&s.catalog, &caller.customer, product, Filter::default(), now).await?;
+    let artifact = releases
+        .iter()
+        .filter(|d| d.release.version == *version)
+        .flat_map(|d| d.artifacts.iter().map(|(a, _)| a))
+        .find(|a| a.filename == filename)
+        .ok_or(ApiError::Access(AccessError::NotFound("artifact")))?;
+    let key = crate::storage::ObjectKey::parse(&artifact.storage_key)
+        .map_err(|_| ApiError::Access(AccessError::NotFound("artifact")))?;
+    let meta = s.storage.head(&key).await?;
+    let stream = s.storage.get(&key, None, &meta).await?;
+    let stream = crate::storage::guarded(stream, meta.size, s.downloads.idle_timeout, ());
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     Ok(no_store(response))
 }
 
@@ -550,12 +587,12 @@ fn atom_entry(s: &Services, product_name: &str, r: &crate::catalog::Release, yan
     if yanked {
         entry.push_str("<category term=\"yanked\"/>\n");
     }
-    let summary = match (&r.notes, yanked) {
-        (_, true) => "This release was withdrawn; do not install it.".to_owned(),
-        (Some(n), false) => n.clone(),
-        (None, false) => format!("{product_name} {} is available.", r.version),
+    let (kind, summary) = match (&r.notes, yanked) {
+        (_, true) => ("text", "This release was withdrawn; do not install it.".to_owned()),
+        (Some(n), false) => ("html", super::notes::to_html(n)),
+        (None, false) => ("text", format!("{product_name} {} is available.", r.version)),
     };
-    entry.push_str(&format!("<content type=\"text\">{}</content>\n</entry>\n", xml_text(&summary)));
+    entry.push_str(&format!("<content type=\"{kind}\">{}</content>\n</entry>\n", xml_text(&summary)));
     (at.0, entry)
 }
 

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub use stream::{StreamEnd, guarded};
+pub use stream::{StreamEnd, get_ranges, guarded};
 
 use crate::config::{Config, StorageBackend};
 use crate::errors::{Classified, ErrorKind};

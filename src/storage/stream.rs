@@ -86,6 +86,32 @@ async fn next_chunk<G: StreamEnd>(s: &mut State<G>) -> Option<Result<bytes::Byte
     }
 }
 
+/// Several ranges of one object as one stream, the ranges' bytes one after
+/// the other: the first read is opened now (so a storage failure is still
+/// an HTTP error), each next one when the one before has ended.
+pub async fn get_ranges(
+    storage: std::sync::Arc<dyn super::BlobStore>,
+    key: super::ObjectKey,
+    ranges: Vec<super::ByteRange>,
+    meta: super::ObjectMeta,
+) -> Result<ByteStream, StorageError> {
+    let mut rest = ranges.into_iter();
+    let Some(first) = rest.next() else {
+        return Ok(Box::pin(futures_util::stream::empty()));
+    };
+    let first = storage.get(&key, Some(first), &meta).await?;
+    let rest = futures_util::stream::iter(rest).then(move |r| {
+        let (storage, key, meta) = (storage.clone(), key.clone(), meta.clone());
+        async move {
+            match storage.get(&key, Some(r), &meta).await {
+                Ok(s) => s,
+                Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })) as ByteStream,
+            }
+        }
+    });
+    Ok(Box::pin(first.chain(rest.flatten())))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

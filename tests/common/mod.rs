@@ -672,6 +672,7 @@ pub fn test_grant(n: usize, entitlement: &str, issued: u64) -> tollgate::catalog
         started_at: None,
         requested_from: None,
         started_from: None,
+        via: None,
     }
 }
 
