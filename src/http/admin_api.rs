@@ -300,7 +300,21 @@ pub(crate) struct ProductBody {
     /// registered under (docs/updates.md). At most 64 entries, each name
     /// 1-64 of `A-Z a-z 0-9 . _ -`.
     #[serde(default)]
+    #[schema(schema_with = update_platforms_schema)]
     update_platforms: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `update_platforms`' rules, as JSON Schema states them.
+fn update_platforms_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let name = || ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[A-Za-z0-9._-]{1,64}$"));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(name().build()))
+        .additional_properties(Some(name()))
+        .max_properties(Some(MAX_UPDATE_PLATFORMS))
+        .description(Some("client platform → the artifact platform its files are registered under"))
+        .build()
 }
 
 /// The most entries a product's `update_platforms` may have.
