@@ -49,6 +49,14 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; the
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 export TOLLGATE_SCHEMATHESIS="$PWD/$venv/bin/st"
+# aiosmtpd, pinned, in the same virtualenv: the real SMTP server the portal
+# tests read sign-in e-mails from (tests/portal.rs).
+AIOSMTPD_VERSION=1.4.6
+if ! "$venv/bin/python" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
+  echo "test.sh: installing aiosmtpd $AIOSMTPD_VERSION from PyPI into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
+export TOLLGATE_AIOSMTPD="$PWD/$venv/bin/aiosmtpd"
 
 # electron-updater, pinned by tests/electron/package-lock.json, under
 # target/ (tests/updates.rs runs its own code against the electron feed).

@@ -122,6 +122,10 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         metrics.clone(),
     );
     let cdn = crate::cdn::Profiles::load(&config.cdn, config.allow_world_readable_secrets)?;
+    let accent = &config.portal.accent_color;
+    if !(accent.len() == 7 && accent.starts_with('#') && accent[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
+        anyhow::bail!("portal.accent_color {accent:?} is not a #rrggbb colour");
+    }
     Ok(Arc::new(Services {
         cdn: Arc::new(cdn),
         keys,
@@ -134,7 +138,9 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         trusted_proxies: config.server.trusted_proxies.clone(),
         active_downloads: DownloadGauge::default(),
         streams: Arc::default(),
-        limits: Arc::new(RateLimits::from_config(&config.limits)),
+        limits: Arc::new(RateLimits::from_config(&config.limits, &config.portal)),
+        portal: config.portal.clone(),
+        mail: crate::mail::Mailer::from_config(&config.portal.smtp)?,
         downloads: DownloadPolicy {
             urls: UrlPolicy {
                 public_url: config.server.public_url.clone(),

@@ -85,13 +85,30 @@ pub struct RateLimits {
     pub api_key: Keyed<String>,
     pub address: Keyed<IpAddr>,
     pub bad_credentials: Keyed<IpAddr>,
+    /// Portal sign-in e-mails per address.
+    pub sign_in_email: Keyed<String>,
+    /// Portal sign-in requests per client address.
+    pub sign_in_address: Keyed<IpAddr>,
 }
 
 impl RateLimits {
-    pub fn from_config(l: &LimitsConfig) -> Self {
+    pub fn from_config(l: &LimitsConfig, portal: &crate::config::PortalConfig) -> Self {
         let clock = DefaultClock::default();
         let second = Duration::from_secs(1);
+        let hour = Duration::from_secs(3600);
         Self {
+            sign_in_email: Keyed::new(
+                portal.links_per_email_per_hour,
+                hour,
+                portal.links_per_email_per_hour,
+                clock.clone(),
+            ),
+            sign_in_address: Keyed::new(
+                portal.links_per_address_per_hour,
+                hour,
+                portal.links_per_address_per_hour,
+                clock.clone(),
+            ),
             api_key: Keyed::new(l.api_key_per_second, second, l.api_key_burst, clock.clone()),
             address: Keyed::new(l.address_per_second, second, l.address_burst, clock.clone()),
             bad_credentials: Keyed::new(
@@ -126,6 +143,14 @@ impl RateLimits {
         self.api_key.evict_idle();
         self.address.evict_idle();
         self.bad_credentials.evict_idle();
+        self.sign_in_email.evict_idle();
+        self.sign_in_address.evict_idle();
+    }
+
+    /// Count a portal sign-in request for `email` from `client`.
+    pub fn sign_in(&self, email: &str, client: IpAddr) -> Result<(), Duration> {
+        self.sign_in_address.check(&address_key(client))?;
+        self.sign_in_email.check(&email.to_owned())
     }
 }
 

@@ -86,6 +86,10 @@ pub struct Services {
     pub denials: Arc<Digest>,
     /// The CDNs `edge` products are delivered through.
     pub cdn: Arc<crate::cdn::Profiles>,
+    /// The customer portal's settings.
+    pub portal: crate::config::PortalConfig,
+    /// The SMTP relay sign-in e-mails go through, when one is configured.
+    pub mail: Option<crate::mail::Mailer>,
 }
 
 impl Services {

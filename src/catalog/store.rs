@@ -39,6 +39,12 @@ pub enum Kind {
     Cut,
     /// A customer's feed token (its digest), by customer id.
     FeedToken,
+    /// A portal user, by lower-case e-mail address.
+    PortalUser,
+    /// A portal sign-in link, by its token's SHA-256.
+    SignInLink,
+    /// A portal session, by its cookie's SHA-256.
+    PortalSession,
 }
 
 impl Kind {
@@ -56,6 +62,9 @@ impl Kind {
             Kind::DeadLetter => "dead_letter",
             Kind::Cut => "cut",
             Kind::FeedToken => "feed_token",
+            Kind::PortalUser => "portal_user",
+            Kind::SignInLink => "sign_in_link",
+            Kind::PortalSession => "portal_session",
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod cdn;
 mod duration;
 mod load;
+pub mod portal;
 pub mod secret;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cdn::{CdnConfig, CdnHash, CdnKind, CdnProfileConfig, CloudfrontPolicy, TokenPlacement};
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str, unmapped_env};
+pub use portal::{PortalConfig, SmtpConfig};
 pub use secret::Secret;
 
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -86,6 +88,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// CDNs for `edge` delivery.
     pub cdn: CdnConfig,
+    /// The customer portal.
+    pub portal: PortalConfig,
     pub log: LogConfig,
 }
 
@@ -104,6 +108,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
             cdn: CdnConfig::default(),
+            portal: PortalConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -54,10 +54,14 @@ pub enum EventType {
     ArtifactUploaded,
     #[serde(rename = "entitlement.changed")]
     EntitlementChanged,
+    #[serde(rename = "portal.signed_in")]
+    PortalSignedIn,
+    #[serde(rename = "portal.user_changed")]
+    PortalUserChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::DownloadInitiated,
         EventType::DownloadCompleted,
         EventType::DownloadDenied,
@@ -65,6 +69,8 @@ impl EventType {
         EventType::ReleaseYanked,
         EventType::ArtifactUploaded,
         EventType::EntitlementChanged,
+        EventType::PortalSignedIn,
+        EventType::PortalUserChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +82,8 @@ impl EventType {
             EventType::ReleaseYanked => "release.yanked",
             EventType::ArtifactUploaded => "artifact.uploaded",
             EventType::EntitlementChanged => "entitlement.changed",
+            EventType::PortalSignedIn => "portal.signed_in",
+            EventType::PortalUserChanged => "portal.user_changed",
         }
     }
 
@@ -169,6 +177,22 @@ pub enum Detail {
     ArtifactUploaded { size: u64, sha256: String },
     #[serde(rename = "entitlement.changed")]
     EntitlementChanged { entitlement: String, change: Change },
+    /// A customer's user signed in to the portal.
+    #[serde(rename = "portal.signed_in")]
+    PortalSignedIn {
+        email: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_ip: Option<String>,
+    },
+    /// A portal user was added, changed role, or was removed.
+    #[serde(rename = "portal.user_changed")]
+    PortalUserChanged {
+        email: String,
+        change: Change,
+        /// The role after the change; absent when removed.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        role: Option<String>,
+    },
 }
 
 impl Detail {
@@ -181,6 +205,8 @@ impl Detail {
             Detail::ReleaseYanked {} => EventType::ReleaseYanked,
             Detail::ArtifactUploaded { .. } => EventType::ArtifactUploaded,
             Detail::EntitlementChanged { .. } => EventType::EntitlementChanged,
+            Detail::PortalSignedIn { .. } => EventType::PortalSignedIn,
+            Detail::PortalUserChanged { .. } => EventType::PortalUserChanged,
         }
     }
 }

@@ -84,6 +84,11 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             "/admin/v1/customers/{customer}/feed-token",
             axum::routing::post(create_feed_token).delete(revoke_feed_token),
         )
+        .route("/admin/v1/customers/{customer}/users", get(list_portal_users))
+        .route(
+            "/admin/v1/customers/{customer}/users/{email}",
+            get(get_portal_user).put(put_portal_user).delete(delete_portal_user),
+        )
         .route("/admin/v1/customers/{customer}/api-keys/{key}", axum::routing::delete(revoke_api_key))
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
@@ -875,6 +880,90 @@ pub(crate) async fn revoke_feed_token(
     p: Result<Path<String>, PathRejection>,
 ) -> AdminResult {
     deleted(s.catalog.revoke_feed_token(&path(p)?).await?, "feed token")
+}
+
+/// A portal user's role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortalUserBody {
+    /// Default `member`; an `admin` also manages the customer's users.
+    role: Option<crate::portal::Role>,
+}
+
+fn portal_error(e: crate::portal::PortalError) -> AdminError {
+    use crate::portal::PortalError;
+    match e {
+        PortalError::Catalog(c) => c.into(),
+        PortalError::InvalidEmail(_) => CatalogError::Invalid { field: "email", reason: e.to_string() }.into(),
+        PortalError::EmailTaken(_) => CatalogError::Conflict(e.to_string()).into(),
+        PortalError::NoSuchUser | PortalError::InvalidLink => {
+            CatalogError::Missing { kind: "user", id: String::new() }.into()
+        }
+    }
+}
+
+/// Add a person to the customer's portal (or change its role). They sign
+/// in with a link mailed to the address (`/portal/sign-in`).
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/users/{email}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), request_body = PortalUserBody, responses((status = 201, description = "added", body = crate::portal::PortalUser), (status = 200, description = "role changed, or unchanged", body = crate::portal::PortalUser), (status = 404, description = "no such customer", body = Problem), (status = 409, description = "`conflict`: the address is another customer's user", body = Problem), (status = 422, description = "`invalid_field`: not an e-mail address", body = Problem)))]
+pub(crate) async fn put_portal_user(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    RawBody(raw): RawBody,
+) -> AdminResult {
+    let (customer, email) = path(p)?;
+    let b: PortalUserBody = if raw.is_empty() { PortalUserBody { role: None } } else { body(&raw)? };
+    let role = b.role.unwrap_or(crate::portal::Role::Member);
+    let (user, created) =
+        crate::portal::Portal::new(&s).put_user(&customer, &email, role).await.map_err(portal_error)?;
+    let change = if created { Change::Created } else { Change::Updated };
+    let subject = Subject { customer: Some(customer), ..Subject::default() };
+    let role_name = serde_json::to_value(user.role).ok().and_then(|v| v.as_str().map(str::to_owned));
+    s.record(subject, Detail::PortalUserChanged { email: user.email.clone(), change, role: role_name }).await;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(user)).into_response())
+}
+
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/users/{email}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), responses((status = 200, body = crate::portal::PortalUser), (status = 404, description = "no such user of this customer", body = Problem)))]
+pub(crate) async fn get_portal_user(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, email) = path(p)?;
+    let user = crate::portal::Portal::new(&s).user(&email).await.map_err(portal_error)?;
+    match user.filter(|u| u.customer == customer) {
+        Some(u) => Ok(Json(u).into_response()),
+        None => Err(CatalogError::Missing { kind: "user", id: email }.into()),
+    }
+}
+
+/// The customer's portal users, by address.
+#[utoipa::path(get, path = "/admin/v1/customers/{customer}/users", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Vec<crate::portal::PortalUser>), (status = 404, description = "no such customer", body = Problem)))]
+pub(crate) async fn list_portal_users(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<String>, PathRejection>,
+) -> AdminResult {
+    let customer = path(p)?;
+    if s.catalog.customer(&customer).await?.is_none() {
+        return Err(CatalogError::Missing { kind: "customer", id: customer }.into());
+    }
+    let users = crate::portal::Portal::new(&s).users_of(&customer).await.map_err(portal_error)?;
+    Ok(Json(users).into_response())
+}
+
+/// Remove a portal user; its sessions end at their next request.
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/users/{email}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), responses((status = 204, description = "removed"), (status = 404, description = "no such user of this customer", body = Problem)))]
+pub(crate) async fn delete_portal_user(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, email) = path(p)?;
+    let removed = crate::portal::Portal::new(&s).remove_user(&customer, &email).await.map_err(portal_error)?;
+    if removed {
+        let subject = Subject { customer: Some(customer), ..Subject::default() };
+        let email = crate::portal::canonical_email(&email).unwrap_or(email);
+        s.record(subject, Detail::PortalUserChanged { email, change: Change::Deleted, role: None }).await;
+    }
+    deleted(removed, "user")
 }
 
 /// A new API key: the record, and the key itself, shown this once.

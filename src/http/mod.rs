@@ -13,6 +13,7 @@ pub mod download;
 pub mod health;
 pub mod notes;
 pub mod openapi;
+pub mod portal;
 pub mod problem;
 pub mod quota_view;
 pub mod updates;
@@ -53,6 +54,7 @@ pub fn public_router(state: Arc<Services>) -> Router {
         .route("/d/", get(download::download))
         .route("/d/{*path}", get(download::download))
         .route("/feeds/{customer}/releases.atom", get(updates::atom))
+        .merge(portal::routes())
         .merge(customer_api::routes(state.clone()));
     with_common_layers(routes, state)
 }

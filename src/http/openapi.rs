@@ -37,6 +37,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_api::delete_entitlement,
         admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
         admin_api::create_feed_token, admin_api::revoke_feed_token,
+        admin_api::put_portal_user, admin_api::get_portal_user, admin_api::list_portal_users, admin_api::delete_portal_user,
         admin_events::list_events, admin_events::downloads_report, admin_events::adoption,
         admin_webhooks::put_webhook, admin_webhooks::list_webhooks, admin_webhooks::get_webhook,
         admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters,
@@ -132,6 +133,7 @@ fn constrain_path_parameter(param: &mut Parameter) {
         "filename" if in_path => (FILENAME_PATTERN, None),
         "current_version" => (SEMVER_PATTERN, Some(crate::catalog::repo::MAX_VERSION)),
         "target" | "arch" | "bundle_type" => (WORD_PATTERN, None),
+        "email" if in_path => (crate::portal::EMAIL_PATTERN, Some(crate::portal::MAX_EMAIL)),
         _ => return,
     };
     if let Some(RefOr::T(Schema::Object(schema))) = &mut param.schema {

@@ -26,6 +26,7 @@ use tollgate::storage::{BlobStore, ObjectKey};
 
 pub mod edge;
 mod s3;
+pub mod smtp;
 pub mod stall;
 pub use s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 

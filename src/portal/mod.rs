@@ -1,0 +1,339 @@
+//! The customer portal's people and sign-in: a customer's users (by e-mail
+//! address), single-use sign-in links sent by e-mail, and sessions. Pages
+//! are `http::portal`; what a signed-in user may download is decided by
+//! `downloads` exactly as for an API key.
+//!
+//! Records (state store, both engines):
+//! - `portal_user` by lower-case e-mail: the user's customer and role. An
+//!   address belongs to one customer.
+//! - `sign_in_link` by the SHA-256 of the link's token: whose it is and
+//!   until when; deleted when used, so a link signs in once.
+//! - `portal_session` by the SHA-256 of the session cookie: whose, since
+//!   when, last seen, and the session's CSRF token.
+//!
+//! Only digests of links and session ids are stored: a copy of the store
+//! signs nobody in.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::store::{Kind, StoreError, get_json, put_json};
+use crate::catalog::{CatalogError, Customer, CustomerStatus, Timestamp};
+use crate::services::Services;
+
+/// What a user may do in its customer's portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Also invites and removes the customer's users.
+    Admin,
+    Member,
+}
+
+/// A person who signs in to a customer's portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PortalUser {
+    /// Lower case.
+    pub email: String,
+    pub customer: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub last_sign_in_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SignInLink {
+    email: String,
+    customer: String,
+    expires_at: Timestamp,
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub email: String,
+    pub customer: String,
+    pub created_at: Timestamp,
+    pub seen_at: Timestamp,
+    /// Every form of the session carries it.
+    pub csrf: String,
+}
+
+/// Why a portal request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("{0:?} is not an e-mail address")]
+    InvalidEmail(String),
+    /// The link is unknown, used, expired, or its user is gone.
+    #[error("this sign-in link is not valid any more; ask for a new one")]
+    InvalidLink,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("{0} belongs to another customer")]
+    EmailTaken(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl From<StoreError> for PortalError {
+    fn from(e: StoreError) -> Self {
+        PortalError::Catalog(e.into())
+    }
+}
+
+/// What an e-mail address must look like ([`canonical_email`]'s rule, as
+/// the OpenAPI document states it): a local part of RFC 5322 `atext` and
+/// dots (1-64), `@`, two or more DNS labels; ASCII, at most 254 characters.
+/// Internationalised addresses are not taken.
+pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$";
+/// The longest address.
+pub const MAX_EMAIL: usize = 254;
+
+/// The canonical form of an e-mail address: lower case; `None`
+/// when it is not one ([`EMAIL_PATTERN`]).
+pub fn canonical_email(text: &str) -> Option<String> {
+    let email = text.to_ascii_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-.".contains(&b);
+    let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = email.len() <= MAX_EMAIL
+        && (1..=64).contains(&local.len())
+        && local.bytes().all(atext)
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(label);
+    ok.then_some(email)
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random_token() -> Result<String, PortalError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+    Ok(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes))
+}
+
+/// The portal's records, over the catalog's store.
+#[derive(Debug)]
+pub struct Portal<'a> {
+    svc: &'a Services,
+}
+
+impl<'a> Portal<'a> {
+    pub fn new(svc: &'a Services) -> Self {
+        Portal { svc }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.svc.clock.now_unix())
+    }
+
+    /// Add `email` to `customer` with `role`, or change its role. An
+    /// address already of another customer is refused.
+    pub async fn put_user(&self, customer: &str, email: &str, role: Role) -> Result<(PortalUser, bool), PortalError> {
+        let email = canonical_email(email).ok_or_else(|| PortalError::InvalidEmail(email.to_owned()))?;
+        if self.svc.catalog.customer(customer).await?.is_none() {
+            return Err(CatalogError::Missing { kind: "customer", id: customer.to_owned() }.into());
+        }
+        let now = self.now();
+        let mut created = false;
+        let mut taken = false;
+        let updated = self
+            .svc
+            .catalog
+            .update::<PortalUser, _>(Kind::PortalUser, &email, |current| match current {
+                Some(u) if u.customer != customer => {
+                    taken = true;
+                    Ok(None)
+                }
+                Some(u) if u.role == role => Ok(None),
+                Some(u) => Ok(Some(PortalUser { role, ..u.clone() })),
+                None => {
+                    created = true;
+                    Ok(Some(PortalUser {
+                        email: email.clone(),
+                        customer: customer.to_owned(),
+                        role,
+                        created_at: now,
+                        last_sign_in_at: None,
+                    }))
+                }
+            })
+            .await?;
+        if taken {
+            return Err(PortalError::EmailTaken(email));
+        }
+        let user = match updated {
+            Some(u) => u.record,
+            None => self.user(&email).await?.ok_or(PortalError::NoSuchUser)?,
+        };
+        Ok((user, created))
+    }
+
+    pub async fn user(&self, email: &str) -> Result<Option<PortalUser>, PortalError> {
+        let Some(email) = canonical_email(email) else { return Ok(None) };
+        Ok(get_json(self.svc.catalog.records().as_ref(), Kind::PortalUser, &email).await?)
+    }
+
+    /// The users of `customer`, by address. (A walk over every user: the
+    /// portal's user count is people, not downloads.)
+    pub async fn users_of(&self, customer: &str) -> Result<Vec<PortalUser>, PortalError> {
+        let store = self.svc.catalog.records();
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list(Kind::PortalUser, "", after.as_deref(), crate::catalog::store::MAX_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                match serde_json::from_slice::<PortalUser>(value) {
+                    Ok(u) if u.customer == customer => out.push(u),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(key = %key, error = %e, "skipping a corrupt portal user"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove a user of `customer`. Its sessions end at their next request
+    /// (each request looks the user up).
+    pub async fn remove_user(&self, customer: &str, email: &str) -> Result<bool, PortalError> {
+        match self.user(email).await? {
+            Some(u) if u.customer == customer => {
+                Ok(self.svc.catalog.records().delete(Kind::PortalUser, &u.email).await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// A sign-in link's token for `email`, if it is a user of an active
+    /// customer; `None` otherwise (the caller answers the same either way).
+    pub async fn new_link(&self, email: &str) -> Result<Option<(PortalUser, String)>, PortalError> {
+        let Some(user) = self.user(email).await? else { return Ok(None) };
+        if !self.customer_active(&user.customer).await? {
+            return Ok(None);
+        }
+        let token = random_token()?;
+        let expires_at = Timestamp(self.now().0 + self.svc.portal.link_ttl.as_secs());
+        let link = SignInLink { email: user.email.clone(), customer: user.customer.clone(), expires_at };
+        put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
+        Ok(Some((user, token)))
+    }
+
+    /// Use a sign-in link: once, before it expires, by a user still of the
+    /// same, active customer. A new session, with a new id (whatever cookie
+    /// the browser had is not reused: no session fixation).
+    pub async fn redeem_link(&self, token: &str) -> Result<(Session, String), PortalError> {
+        let key = digest(token);
+        let store = self.svc.catalog.records();
+        let link: Option<SignInLink> = get_json(store.as_ref(), Kind::SignInLink, &key).await?;
+        let link = link.ok_or(PortalError::InvalidLink)?;
+        // SECURITY: the delete is the use. Of two racing requests for one
+        // link, one deletes it; the other finds nothing to delete.
+        if !store.delete(Kind::SignInLink, &key).await? {
+            return Err(PortalError::InvalidLink);
+        }
+        let now = self.now();
+        if now.0 >= link.expires_at.0 {
+            return Err(PortalError::InvalidLink);
+        }
+        match self.user(&link.email).await? {
+            Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {}
+            _ => return Err(PortalError::InvalidLink),
+        }
+        let id = random_token()?;
+        let session = Session {
+            email: link.email.clone(),
+            customer: link.customer,
+            created_at: now,
+            seen_at: now,
+            csrf: random_token()?,
+        };
+        put_json(store.as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
+        let _ = self
+            .svc
+            .catalog
+            .update::<PortalUser, _>(Kind::PortalUser, &link.email, |current| {
+                Ok(current.map(|u| PortalUser { last_sign_in_at: Some(now), ..u.clone() }))
+            })
+            .await;
+        Ok((session, id))
+    }
+
+    /// The session of cookie `id`, if it is live: within its idle and
+    /// absolute limits, its user still of its customer, the customer
+    /// active. A dead session is deleted.
+    pub async fn session(&self, id: &str) -> Result<Option<(Session, PortalUser, Customer)>, PortalError> {
+        let key = digest(id);
+        let store = self.svc.catalog.records();
+        let Some(session) = get_json::<Session>(store.as_ref(), Kind::PortalSession, &key).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let p = &self.svc.portal;
+        let idle = now.0.saturating_sub(session.seen_at.0) > p.session_idle.as_secs();
+        let old = now.0.saturating_sub(session.created_at.0) > p.session_absolute.as_secs();
+        let user = self.user(&session.email).await?.filter(|u| u.customer == session.customer);
+        let customer = self.svc.catalog.customer(&session.customer).await?;
+        let live = match (&user, &customer) {
+            (Some(_), Some(c)) => !idle && !old && c.status != CustomerStatus::Suspended,
+            _ => false,
+        };
+        let (Some(user), Some(customer), true) = (user, customer, live) else {
+            store.delete(Kind::PortalSession, &key).await?;
+            return Ok(None);
+        };
+        // Seen: written at most once a minute, not on every request.
+        if now.0.saturating_sub(session.seen_at.0) >= 60 {
+            let seen = Session { seen_at: now, ..session.clone() };
+            put_json(store.as_ref(), Kind::PortalSession, &key, &seen).await?;
+        }
+        Ok(Some((session, user, customer)))
+    }
+
+    /// Sign out: the session is deleted.
+    pub async fn end_session(&self, id: &str) -> Result<(), PortalError> {
+        self.svc.catalog.records().delete(Kind::PortalSession, &digest(id)).await?;
+        Ok(())
+    }
+
+    async fn customer_active(&self, id: &str) -> Result<bool, PortalError> {
+        Ok(self.svc.catalog.customer(id).await?.is_some_and(|c| c.status != CustomerStatus::Suspended))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_email;
+
+    #[test]
+    fn e_mail_addresses_are_canonical_or_refused() {
+        assert_eq!(canonical_email("Ann@Example.COM").as_deref(), Some("ann@example.com"));
+        assert_eq!(
+            canonical_email("o'brien+tag@mail.example.co.uk").as_deref(),
+            Some("o'brien+tag@mail.example.co.uk")
+        );
+        for bad in [
+            " ann@example.com",
+            "ann@exa_mple.com",
+            "änn@example.com",
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@@example.com",
+            "<a@b.c>",
+            "ann@.com",
+            "ann@example.com.",
+            "a\u{0}@b.c",
+        ] {
+            assert_eq!(canonical_email(bad), None, "{bad:?}");
+        }
+        assert_eq!(canonical_email(&format!("{}@example.com", "a".repeat(65))), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! The customer portal over HTTP, as a browser without script uses it:
+//! forms, cookies, redirects. Sign-in links arrive by e-mail through a real
+//! SMTP server (aiosmtpd). The hostile cases: forms without their CSRF
+//! token, links used twice or late, made-up session cookies, another
+//! customer's files, a user removed or a customer suspended mid-session.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::smtp::SmtpServer;
+use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release, request_with_body, sha256_hex, test_bytes};
+use serde_json::json;
+
+/// A cookie jar and a gateway: just enough browser.
+struct Browser<'a> {
+    a: &'a Admin,
+    cookies: BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(a: &'a Admin) -> Self {
+        Browser { a, cookies: BTreeMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn keep(&mut self, r: &Reply) {
+        for v in r.headers.get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    async fn get(&mut self, target: &str) -> Reply {
+        let cookie = self.cookie_header();
+        let r = request_with_body(self.a.gw.public, "GET", target, &[("cookie", &cookie)], Default::default()).await;
+        self.keep(&r);
+        r
+    }
+
+    async fn post(&mut self, target: &str, form: &[(&str, &str)]) -> Reply {
+        let cookie = self.cookie_header();
+        let body = form
+            .iter()
+            .map(|(k, v)| {
+                format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let r = request_with_body(self.a.gw.public, "POST", target, &headers, body.into()).await;
+        self.keep(&r);
+        r
+    }
+}
+
+/// The path and query of an absolute URL.
+fn path_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    &rest[rest.find('/').unwrap()..]
+}
+
+fn html(r: &Reply) -> String {
+    String::from_utf8_lossy(r.bytes()).into_owned()
+}
+
+/// The value of the hidden input `name` in a page (the first one).
+fn field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in {page}")) + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+fn location(r: &Reply) -> &str {
+    assert_eq!(r.status, 303, "{r:?}");
+    r.header("location").unwrap()
+}
+
+/// The page's error code, as the error page shows it.
+fn code(r: &Reply) -> String {
+    let page = html(r);
+    let start = page.find("<code>").unwrap_or_else(|| panic!("no code in {page}")) + 6;
+    page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+struct Setup {
+    a: Admin,
+    smtp: SmtpServer,
+}
+
+/// `app` 1.0.0 with a file, customer `acme` entitled to it, `ann@acme.test`
+/// its portal user; `globex` entitled to product `other` only.
+async fn setup() -> Setup {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, |c| {
+        no_rate_limits(c);
+        c.portal.smtp.url = Some(url);
+        c.portal.smtp.from = "Example downloads <downloads@vendor.test>".into();
+        c.portal.vendor_name = "Example".into();
+    })
+    .await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux-x86_64")], "2026-01-01T00:00:00Z").await;
+    customer(&a, "acme", json!({})).await;
+    a.call("PUT", "/admin/v1/products/other", Some(json!({ "name": "Other" }))).await;
+    customer(&a, "globex", json!({ "product": "other" })).await;
+    let r = a.call("PUT", "/admin/v1/customers/acme/users/Ann@Acme.test", Some(json!({ "role": "admin" }))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(Admin::json(&r)["email"], "ann@acme.test");
+    Setup { a, smtp }
+}
+
+/// Ask for a link for `email` and return its path (the `n`th mail to it).
+async fn mailed_link(b: &mut Browser<'_>, smtp: &SmtpServer, email: &str, n: usize) -> String {
+    let page = html(&b.get("/portal/sign-in").await);
+    let r = b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", email)]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(html(&r).contains("Check your e-mail"), "{}", html(&r));
+    let mail = smtp.wait_for(email, n).await;
+    assert_eq!(mail.subject, "Sign in to Example downloads");
+    let start = mail.body.find("http").expect("a link in the mail");
+    let url = mail.body[start..].split_whitespace().next().unwrap();
+    path_of(url).to_owned()
+}
+
+/// Follow a link to a signed-in session: the confirmation page, its button.
+async fn sign_in(b: &mut Browser<'_>, link: &str) -> Reply {
+    let confirm = b.get(link).await;
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    let page = html(&confirm);
+    b.post("/portal/auth", &[("csrf", &field(&page, "csrf")), ("token", &field(&page, "token"))]).await
+}
+
+/// Invite → e-mail link → sign in → browse → download (the file's SHA-256
+/// matches) → sign out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_by_e_mail_and_downloads() {
+    let Setup { a, smtp } = setup().await;
+    let mut b = Browser::new(&a);
+    assert_eq!(location(&b.get("/portal").await), "/portal/sign-in");
+    let sign_in_page = b.get("/portal/sign-in").await;
+    assert_eq!(sign_in_page.header("content-security-policy").map(|c| c.contains("default-src 'none'")), Some(true));
+    assert_eq!(sign_in_page.header("x-frame-options"), Some("DENY"));
+
+    let link = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
+    assert!(link.starts_with("/portal/auth?token="), "{link}");
+    let signed = sign_in(&mut b, &link).await;
+    assert_eq!(location(&signed), "/portal/downloads");
+    let cookie = signed.header("set-cookie").unwrap();
+    assert!(
+        cookie.starts_with("tg_portal=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+
+    let page = b.get("/portal/downloads").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let text = html(&page);
+    assert!(text.contains("app.tar.gz") && text.contains(&sha256_hex(&test_bytes(10_000))), "{text}");
+    assert!(text.contains("ann@acme.test"));
+    assert!(!text.contains("Other"), "nothing of another customer's products: {text}");
+    let csrf = field(&text, "csrf");
+    let r = b
+        .post(
+            "/portal/downloads",
+            &[("csrf", &csrf), ("product", "app"), ("version", "1.0.0"), ("filename", "app.tar.gz")],
+        )
+        .await;
+    let grant = path_of(location(&r)).to_owned();
+    assert!(grant.starts_with("/d/app/1.0.0/app.tar.gz?"), "{grant}");
+    let file = common::request(a.gw.public, "GET", &grant, &[]).await;
+    assert_eq!(sha256_hex(file.bytes()), sha256_hex(&test_bytes(10_000)));
+    let initiated = common::initiations(&a, 1).await;
+    assert_eq!(initiated[0]["data"]["via"], "portal");
+    let events = Admin::json(&a.call("GET", "/admin/v1/events?type=portal.signed_in", None).await);
+    assert_eq!(events["items"][0]["data"]["email"], "ann@acme.test", "{events}");
+
+    // Sign out: the cookie is cleared and no longer signs anyone in.
+    let old = b.cookies.get("tg_portal").unwrap().clone();
+    assert_eq!(location(&b.post("/portal/sign-out", &[("csrf", &csrf)]).await), "/portal/sign-in");
+    assert!(!b.cookies.contains_key("tg_portal"));
+    b.cookies.insert("tg_portal".into(), old);
+    assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
+}
+
+/// What an attacker tries against sign-in and the forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_links_and_sessions_refuse_what_they_should() {
+    let Setup { a, smtp } = setup().await;
+    let mut b = Browser::new(&a);
+
+    // A sign-in form without its token, or with another browser's.
+    let r = b.post("/portal/sign-in", &[("csrf", "x"), ("email", "ann@acme.test")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+    let page = html(&b.get("/portal/sign-in").await);
+    let mut other = Browser::new(&a);
+    let r = other.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "ann@acme.test")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"), "the token without its cookie");
+
+    // An unknown address gets the same answer, and no mail.
+    let page = html(&b.get("/portal/sign-in").await);
+    let r = b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "eve@evil.test")]).await;
+    assert_eq!(r.status, 200);
+    assert!(html(&r).contains("Check your e-mail"));
+    let page = html(&b.get("/portal/sign-in").await);
+    let r = b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "not an address")]).await;
+    assert_eq!(r.status, 400);
+
+    // A made-up session cookie signs nobody in, and is not what sign-in
+    // keeps (no fixation).
+    b.cookies.insert("tg_portal".into(), "attacker-chosen".into());
+    assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
+    let link = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
+    assert_eq!(smtp.messages().len(), 1, "no mail for the unknown address");
+    let r = sign_in(&mut b, &link).await;
+    assert_eq!(location(&r), "/portal/downloads");
+    assert_ne!(b.cookies["tg_portal"], "attacker-chosen");
+
+    // The link works once; a made-up one not at all.
+    let r = sign_in(&mut Browser::new(&a), &link).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
+    let r = sign_in(&mut Browser::new(&a), "/portal/auth?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
+
+    // Forms of the session need its token.
+    let page = html(&b.get("/portal/downloads").await);
+    let csrf = field(&page, "csrf");
+    let file = [("product", "app"), ("version", "1.0.0"), ("filename", "app.tar.gz")];
+    let r = b.post("/portal/downloads", &file).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+    let r = b.post("/portal/sign-out", &[("csrf", "wrong")]).await;
+    assert_eq!(r.status, 403);
+    // Another customer's product, asked for by hand: refused as for an API key.
+    let r = b
+        .post(
+            "/portal/downloads",
+            &[("csrf", &csrf), ("product", "other"), ("version", "1.0.0"), ("filename", "app.tar.gz")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    for (version, want) in [("one", 400), ("9.9.9", 404)] {
+        let r = b
+            .post("/portal/downloads", &[("csrf", &csrf), ("product", "app"), ("version", version), ("filename", "x")])
+            .await;
+        assert_eq!(r.status, want, "{version}: {r:?}");
+    }
+
+    // A user removed mid-session is signed out at its next request.
+    let r = a.call("DELETE", "/admin/v1/customers/acme/users/ann@acme.test", None).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
+    let changes = Admin::json(&a.call("GET", "/admin/v1/events?type=portal.user_changed", None).await);
+    let kinds: Vec<&str> =
+        changes["items"].as_array().unwrap().iter().map(|e| e["data"]["change"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "deleted"], "{changes}");
+}
+
+/// A suspended customer's sessions end; its users' links stop working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_customer_is_signed_out() {
+    let Setup { a, smtp } = setup().await;
+    let mut b = Browser::new(&a);
+    let link = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
+    let spare = mailed_link(&mut Browser::new(&a), &smtp, "ann@acme.test", 2).await;
+    assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
+    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
+    let r = sign_in(&mut Browser::new(&a), &spare).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
+}
+
+/// The admin API's side: addresses checked, one customer per address.
+#[tokio::test]
+async fn users_are_managed_by_the_vendor() {
+    let Setup { a, .. } = setup().await;
+    let r = a.call("PUT", "/admin/v1/customers/globex/users/ann@acme.test", None).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"), "one customer per address: {r:?}");
+    for bad in ["not-an-address", "a%20b@x.test", "ann@"] {
+        let r = a.call("PUT", &format!("/admin/v1/customers/acme/users/{bad}"), None).await;
+        assert!(r.status == 422 || r.status == 400, "{bad}: {r:?}");
+    }
+    let r = a.call("PUT", "/admin/v1/customers/nobody/users/x@y.test", None).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = a.call("PUT", "/admin/v1/customers/acme/users/bob@acme.test", Some(json!({ "role": "owner" }))).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = a.call("PUT", "/admin/v1/customers/acme/users/bob@acme.test", None).await;
+    assert_eq!((r.status, Admin::json(&r)["role"].as_str()), (201, Some("member")));
+    let list = Admin::json(&a.call("GET", "/admin/v1/customers/acme/users", None).await);
+    let emails: Vec<&str> = list.as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["ann@acme.test", "bob@acme.test"]);
+    let r = a.call("GET", "/admin/v1/customers/globex/users/bob@acme.test", None).await;
+    assert_eq!(r.status, 404, "another customer's user is not found through globex");
+    let r = a.call("DELETE", "/admin/v1/customers/globex/users/bob@acme.test", None).await;
+    assert_eq!(r.status, 404);
+}
