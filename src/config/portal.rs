@@ -53,7 +53,7 @@ impl Default for PortalConfig {
 }
 
 /// Where sign-in e-mails go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     /// `smtp://host:port` (plain; `?tls=required` for STARTTLS),
@@ -63,4 +63,10 @@ pub struct SmtpConfig {
     pub url: Option<String>,
     /// The `From` of every e-mail, e.g. `Downloads <downloads@example.com>`.
     pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self { url: None, from: "Downloads <downloads@localhost>".into() }
+    }
 }
