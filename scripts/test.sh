@@ -9,9 +9,10 @@
 # state-store suite, which starts its own servers on free ports, and redis-tools'
 # redis-cli, which forms the test Redis Cluster; aria2c, whose segmented
 # downloads the quota tests count; nginx and wrk, the reference and the load
-# generator of the side-by-side load test; npm), schemathesis from PyPI into a
-# virtualenv and electron-updater from npm, so it passes on a fresh machine
-# with nothing installed by hand.
+# generator of the side-by-side load test; npm; chromium and chromium-driver for
+# the portal's browser test), schemathesis and aiosmtpd from PyPI into a
+# virtualenv and electron-updater and axe-core from npm, so it passes on a
+# fresh machine with nothing installed by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v aria2c >/dev/null 2>&1 || missing+=(aria2)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# Debian's Chromium and its WebDriver: the portal's browser tests (nothing
+# downloads a browser at run time).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # schemathesis (PyPI) goes into a virtualenv, which needs ensurepip.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -69,6 +74,18 @@ if ! cmp -s tests/electron/package-lock.json "$eu/package-lock.json" || [ ! -d "
   (cd "$eu" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 export TOLLGATE_ELECTRON_UPDATER="$PWD/$eu/node_modules"
+
+# axe-core, pinned by tests/browser/package-lock.json: the accessibility
+# check the portal's browser tests run in each page.
+bt=target/browser-tools
+if ! cmp -s tests/browser/package-lock.json "$bt/package-lock.json" || [ ! -d "$bt/node_modules/axe-core" ]; then
+  echo "test.sh: installing axe-core from npm into $bt" >&2
+  rm -rf "$bt"
+  mkdir -p "$bt"
+  cp tests/browser/package.json tests/browser/package-lock.json "$bt/"
+  (cd "$bt" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export TOLLGATE_AXE="$PWD/$bt/node_modules/axe-core/axe.min.js"
 
 # The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).
 python3 scripts/check-layers.py

@@ -24,6 +24,7 @@ use tollgate::db::Db;
 use tollgate::signing::{Claims, KeyRing, UrlScope, encode_path};
 use tollgate::storage::{BlobStore, ObjectKey};
 
+pub mod browser;
 pub mod edge;
 mod s3;
 pub mod smtp;
