@@ -323,6 +323,84 @@ async fn users_are_managed_by_the_vendor() {
     assert_eq!(r.status, 404);
 }
 
+/// Licenses, usage and API keys: what the pages say, and who may change
+/// keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licenses_usage_and_keys() {
+    let Setup { a, smtp } = setup().await;
+    release(&a, "2.0.0", "stable", &[("app.tar.gz", "linux-x86_64")], "2026-08-01T00:00:00Z").await;
+    let r = a
+        .call(
+            "PUT",
+            "/admin/v1/customers/acme/entitlements/main",
+            Some(json!({ "product": "app", "license": "subscription", "starts_at": "2020-01-01T00:00:00Z",
+                         "maintenance_until": "2026-06-01T00:00:00Z" })),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+    common::set_quota(&a, json!({ "downloads_per_day": 10, "bytes_per_month": 1_073_741_824u64 })).await;
+    a.call("PUT", "/admin/v1/customers/acme/users/bob@acme.test", None).await;
+    let globex_key = customer(&a, "globex", json!({ "product": "other" })).await;
+
+    let mut ann = Browser::new(&a);
+    let link = mailed_link(&mut ann, &smtp, "ann@acme.test", 1).await;
+    sign_in(&mut ann, &link).await;
+    let licenses = html(&ann.get("/portal/licenses").await);
+    assert!(licenses.contains("subscription") && licenses.contains("2026-06-01"), "{licenses}");
+    assert!(licenses.contains("does not cover: 2.0.0"), "the release past the maintenance window: {licenses}");
+
+    let usage = html(&ann.get("/portal/usage").await);
+    assert!(usage.contains("downloads per day") && usage.contains("0 of 10"), "{usage}");
+    assert!(usage.contains("1.0 GiB"), "{usage}");
+    let csrf = field(&html(&ann.get("/portal/downloads").await), "csrf");
+    let r = ann
+        .post(
+            "/portal/downloads",
+            &[("csrf", &csrf), ("product", "app"), ("version", "1.0.0"), ("filename", "app.tar.gz")],
+        )
+        .await;
+    common::request(a.gw.public, "GET", path_of(location(&r)), &[]).await;
+    assert!(html(&ann.get("/portal/usage").await).contains("1 of 10"));
+
+    // Keys: an admin creates one (shown once), it works, and is revoked.
+    let r = ann.post("/portal/api-keys", &[("csrf", &csrf), ("name", "build server")]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let page = html(&r);
+    let start = page.find("tg_acme_").expect("the new key");
+    let key = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    assert_eq!(a.customer(&key, "GET", "/v1/usage", None).await.status, 200);
+    let listed = html(&ann.get("/portal/api-keys").await);
+    assert!(listed.contains("build server") && !listed.contains(&key), "never shown again: {listed}");
+    let id = key.split('_').nth(2).unwrap().to_owned();
+    // Another customer's key id, from this customer's portal: not found.
+    let globex_id = globex_key.split('_').nth(2).unwrap();
+    let r = ann.post("/portal/api-keys/revoke", &[("csrf", &csrf), ("id", globex_id)]).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(a.customer(&globex_key, "GET", "/v1/usage", None).await.status, 200);
+    assert_eq!(
+        location(&ann.post("/portal/api-keys/revoke", &[("csrf", &csrf), ("id", &id)]).await),
+        "/portal/api-keys"
+    );
+    assert_eq!(a.customer(&key, "GET", "/v1/usage", None).await.status, 401);
+
+    // A member sees the keys, and can change nothing.
+    let mut bob = Browser::new(&a);
+    let link = mailed_link(&mut bob, &smtp, "bob@acme.test", 1).await;
+    sign_in(&mut bob, &link).await;
+    let page = html(&bob.get("/portal/api-keys").await);
+    assert!(page.contains("build server") && !page.contains("Create key"), "{page}");
+    let csrf = field(&html(&bob.get("/portal/downloads").await), "csrf");
+    for (target, form) in [
+        ("/portal/api-keys", vec![("csrf", csrf.as_str()), ("name", "mine")]),
+        ("/portal/api-keys/revoke", vec![("csrf", csrf.as_str()), ("id", id.as_str())]),
+    ] {
+        let r = bob.post(target, &form).await;
+        assert_eq!((r.status, code(&r).as_str()), (403, "portal_admin_only"), "{target}");
+    }
+    let r = ann.post("/portal/api-keys", &[("csrf", "stale"), ("name", "x")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+}
+
 /// Where the test run writes the portal's screenshots (the ones
 /// docs/portal.md shows).
 fn screenshot(name: &str) -> std::path::PathBuf {
@@ -374,6 +452,11 @@ async fn the_portal_in_chromium() {
     b.window(390, 844).await;
     look(&b, "downloads-phone", &mut pages).await;
     b.window(1280, 900).await;
+    for page in ["licenses", "usage", "api-keys"] {
+        b.goto(&format!("{base}/portal/{page}")).await;
+        b.wait_for_url(&format!("/portal/{page}")).await;
+        look(&b, page, &mut pages).await;
+    }
 
     // The button downloads the file.
     b.goto(&format!("{base}/portal/downloads")).await;
@@ -392,5 +475,8 @@ async fn the_portal_in_chromium() {
     b.wait_for_url("/portal/sign-in").await;
     b.goto(&format!("{base}/portal/downloads")).await;
     b.wait_for_url("/portal/sign-in").await;
-    assert_eq!(pages, ["sign-in", "sent", "confirm", "downloads", "downloads-phone", "error"]);
+    assert_eq!(
+        pages,
+        ["sign-in", "sent", "confirm", "downloads", "downloads-phone", "licenses", "usage", "api-keys", "error"]
+    );
 }

@@ -883,7 +883,7 @@ pub(crate) async fn revoke_feed_token(
 }
 
 /// A portal user's role.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PortalUserBody {
     /// Default `member`; an `admin` also manages the customer's users.
@@ -904,14 +904,14 @@ fn portal_error(e: crate::portal::PortalError) -> AdminError {
 
 /// Add a person to the customer's portal (or change its role). They sign
 /// in with a link mailed to the address (`/portal/sign-in`).
-#[utoipa::path(put, path = "/admin/v1/customers/{customer}/users/{email}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), request_body = PortalUserBody, responses((status = 201, description = "added", body = crate::portal::PortalUser), (status = 200, description = "role changed, or unchanged", body = crate::portal::PortalUser), (status = 404, description = "no such customer", body = Problem), (status = 409, description = "`conflict`: the address is another customer's user", body = Problem), (status = 422, description = "`invalid_field`: not an e-mail address", body = Problem)))]
+#[utoipa::path(put, path = "/admin/v1/customers/{customer}/users/{email}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), request_body(content = Option<PortalUserBody>, description = "optional"), responses((status = 201, description = "added", body = crate::portal::PortalUser), (status = 200, description = "role changed, or unchanged", body = crate::portal::PortalUser), (status = 404, description = "no such customer", body = Problem), (status = 409, description = "`conflict`: the address is another customer's user", body = Problem), (status = 422, description = "`invalid_field`: not an e-mail address", body = Problem)))]
 pub(crate) async fn put_portal_user(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,
     RawBody(raw): RawBody,
 ) -> AdminResult {
     let (customer, email) = path(p)?;
-    let b: PortalUserBody = if raw.is_empty() { PortalUserBody { role: None } } else { body(&raw)? };
+    let b: PortalUserBody = optional_body(&raw)?;
     let role = b.role.unwrap_or(crate::portal::Role::Member);
     let (user, created) =
         crate::portal::Portal::new(&s).put_user(&customer, &email, role).await.map_err(portal_error)?;

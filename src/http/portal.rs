@@ -47,6 +47,10 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/auth", get(confirm_page).post(authenticate))
         .route("/portal/downloads", get(downloads_page).post(download))
         .route("/portal/sign-out", post(sign_out))
+        .route("/portal/licenses", get(licenses_page))
+        .route("/portal/usage", get(usage_page))
+        .route("/portal/api-keys", get(api_keys_page).post(create_api_key))
+        .route("/portal/api-keys/revoke", post(revoke_api_key))
 }
 
 /// What every page shows of the vendor.
@@ -227,6 +231,25 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     let _ = getrandom::fill(&mut bytes);
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+/// A signed-in request: the session, its user and customer, and the header
+/// for `page`; not signed in, the answer is a redirect to sign-in.
+struct Signed {
+    session: Session,
+    user: PortalUser,
+    customer: Customer,
+    nav: Nav,
+}
+
+async fn signed(s: &Services, headers: &HeaderMap, page: &'static str) -> Result<Signed, Response> {
+    match signed_in(s, headers).await? {
+        Some((session, user, customer)) => {
+            let nav = Nav { email: session.email.clone(), csrf: session.csrf.clone(), page };
+            Ok(Signed { session, user, customer, nav })
+        }
+        None => Err(see_other("/portal/sign-in")),
+    }
 }
 
 /// The signed-in session of this request, if any.
@@ -484,12 +507,10 @@ fn human_size(bytes: u64) -> String {
 /// the releases it may download now (newest first; drafts and yanked
 /// releases are not listed), their files with digests and a button each.
 async fn downloads_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
-    let (session, _user, customer) = match signed_in(&s, &headers).await {
-        Ok(Some(signed)) => signed,
-        Ok(None) => return see_other("/portal/sign-in"),
+    let Signed { session, customer, nav, .. } = match signed(&s, &headers, "downloads").await {
+        Ok(signed) => signed,
         Err(r) => return r,
     };
-    let nav = Nav { email: session.email.clone(), csrf: session.csrf.clone(), page: "downloads" };
     match product_views(&s, &customer).await {
         Ok(products) => page(
             StatusCode::OK,
@@ -501,17 +522,16 @@ async fn downloads_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> R
                 products,
             },
         ),
-        Err(e) => {
-            let p = from_access(&e);
-            error_page(
-                &s,
-                Some(nav),
-                StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                p.code,
-                e.to_string(),
-            )
-        }
+        Err(e) => access_refused(&s, nav, &e),
     }
+}
+
+/// An error page for a refusal the customer API would answer with a problem:
+/// its status and code.
+fn access_refused(s: &Services, nav: Nav, e: &access::AccessError) -> Response {
+    let p = from_access(e);
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_page(s, Some(nav), status, p.code, e.to_string())
 }
 
 async fn product_views(s: &Services, customer: &Customer) -> Result<Vec<ProductView>, access::AccessError> {
@@ -581,12 +601,10 @@ async fn download(
     headers: HeaderMap,
     form: Result<Form<DownloadForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, _user, customer) = match signed_in(&s, &headers).await {
-        Ok(Some(signed)) => signed,
-        Ok(None) => return see_other("/portal/sign-in"),
+    let Signed { session, customer, nav, .. } = match signed(&s, &headers, "downloads").await {
+        Ok(signed) => signed,
         Err(r) => return r,
     };
-    let nav = Nav { email: session.email.clone(), csrf: session.csrf.clone(), page: "downloads" };
     let Ok(Form(form)) = form else {
         return error_page(&s, Some(nav), StatusCode::BAD_REQUEST, "invalid_form", "The form was not readable.".into());
     };
@@ -613,11 +631,283 @@ async fn download(
     };
     match downloads::issue(&s, &req).await {
         Ok(granted) => see_other(&granted.issued.url),
-        Err(e) => {
-            let p = from_access(&e);
-            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error_page(&s, Some(nav), status, p.code, e.to_string())
+        Err(e) => access_refused(&s, nav, &e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/licenses.html")]
+struct LicensesPage {
+    brand: Brand,
+    nav: Option<Nav>,
+    licenses: Vec<LicenseView>,
+}
+
+struct LicenseView {
+    product: String,
+    license: String,
+    status: String,
+    starts: String,
+    expires: String,
+    maintenance: String,
+    versions: String,
+    channels: String,
+    platforms: String,
+    /// Published releases newer than every covered one that this
+    /// entitlement does not cover, comma-separated.
+    not_covered: String,
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A date, with the days from `now` to it.
+fn date_and_days(t: Option<Timestamp>, now: u64, none: &str) -> String {
+    match t {
+        None => none.to_owned(),
+        Some(t) => {
+            let date = t.to_string().get(..10).unwrap_or_default().to_owned();
+            let days = (i128::from(t.0) - i128::from(now)).div_euclid(86_400);
+            match days {
+                d if d < 0 => format!("{date} (ended)"),
+                0 => format!("{date} (today)"),
+                d => format!("{date} ({d} days left)"),
+            }
         }
+    }
+}
+
+/// `GET /portal/licenses`: each entitlement — license, dates, what it
+/// covers, and the newer releases it does not.
+async fn licenses_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    let Signed { customer, nav, .. } = match signed(&s, &headers, "licenses").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    match license_views(&s, &customer).await {
+        Ok(licenses) => page(StatusCode::OK, &LicensesPage { brand: brand(&s), nav: Some(nav), licenses }),
+        Err(e) => access_refused(&s, nav, &e),
+    }
+}
+
+async fn license_views(s: &Services, customer: &Customer) -> Result<Vec<LicenseView>, access::AccessError> {
+    let now = s.clock.now_unix();
+    let mut out = Vec::new();
+    for e in s.catalog.entitlements_of(&customer.id).await? {
+        let product = s.catalog.product(&e.product).await?.map_or_else(|| e.product.clone(), |p| p.name);
+        let page = s.catalog.releases(&e.product, None, Some(100)).await?;
+        let published: Vec<_> =
+            page.items.iter().filter(|r| r.status == crate::catalog::ReleaseStatus::Published).collect();
+        let covered = |r: &crate::catalog::Release| {
+            crate::entitlement::version_covered(&e.versions, &r.version)
+                && e.channels.iter().any(|c| c.covers(r.channel))
+                && e.maintenance_until.is_none_or(|m| r.published_at.is_none_or(|p| p.0 <= m.0))
+        };
+        let newest_covered = published.iter().filter(|r| covered(r)).map(|r| &r.version).max();
+        let mut not: Vec<_> = published
+            .iter()
+            .filter(|r| !covered(r) && newest_covered.is_none_or(|n| r.version > *n))
+            .map(|r| r.version.clone())
+            .collect();
+        not.sort();
+        out.push(LicenseView {
+            product,
+            license: word(&e.license),
+            status: word(&e.status),
+            starts: date_and_days(Some(e.starts_at), now, "").get(..10).unwrap_or_default().to_owned(),
+            expires: date_and_days(e.expires_at, now, "never"),
+            maintenance: date_and_days(e.maintenance_until, now, "no end"),
+            versions: e.versions.to_string(),
+            channels: e.channels.iter().map(word).collect::<Vec<_>>().join(", "),
+            platforms: e.platforms.as_ref().map_or_else(|| "all".to_owned(), |p| p.join(", ")),
+            not_covered: not.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "portal/usage.html")]
+struct UsagePage {
+    brand: Brand,
+    nav: Option<Nav>,
+    active: u64,
+    limits: Vec<UsageView>,
+}
+
+struct UsageView {
+    name: String,
+    scope: String,
+    limit: u64,
+    used: u64,
+    limit_text: String,
+    used_text: String,
+    remaining_text: String,
+    resets: String,
+}
+
+/// `GET /portal/usage`: every limit in force, its use, and when it resets.
+async fn usage_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    let Signed { customer, nav, .. } = match signed(&s, &headers, "usage").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let usage = match downloads::usage(&s, &customer, None).await {
+        Ok(u) => u,
+        Err(e) => return access_refused(&s, nav, &e.into()),
+    };
+    let limits = usage
+        .usage
+        .iter()
+        .map(|u| {
+            let bytes =
+                matches!(u.limit.kind, crate::quota::LimitKind::BytesPerDay | crate::quota::LimitKind::BytesPerMonth);
+            let amount = |n: u64| if bytes { human_size(n) } else { n.to_string() };
+            let scope = match &u.limit.scope {
+                crate::quota::QuotaScope::Customer => "all downloads".to_owned(),
+                crate::quota::QuotaScope::Entitlement(id) => format!("license {id}"),
+            };
+            UsageView {
+                name: u.limit.kind.as_str().replace('_', " "),
+                scope,
+                limit: u.limit.limit,
+                used: u.used.min(u.limit.limit),
+                limit_text: amount(u.limit.limit),
+                used_text: amount(u.used),
+                remaining_text: amount(u.limit.limit.saturating_sub(u.used)),
+                resets: u.resets_at.map_or_else(|| "—".to_owned(), |t| Timestamp(t).to_string()),
+            }
+        })
+        .collect();
+    page(StatusCode::OK, &UsagePage { brand: brand(&s), nav: Some(nav), active: usage.active, limits })
+}
+
+#[derive(Template)]
+#[template(path = "portal/api_keys.html")]
+struct ApiKeysPage {
+    brand: Brand,
+    nav: Option<Nav>,
+    csrf: String,
+    can_manage: bool,
+    keys: Vec<KeyView>,
+    created: Option<CreatedKey>,
+}
+
+struct KeyView {
+    id: String,
+    name: String,
+    created: String,
+    last_used: String,
+    state: String,
+    live: bool,
+}
+
+struct CreatedKey {
+    name: String,
+    key: String,
+}
+
+async fn api_keys_view(s: &Services, signed: Signed, status: StatusCode, created: Option<CreatedKey>) -> Response {
+    let keys = match s.catalog.api_keys(&signed.customer.id).await {
+        Ok(keys) => keys,
+        Err(e) => return access_refused(s, signed.nav, &e.into()),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| KeyView {
+            id: k.id,
+            name: if k.name.is_empty() { "(unnamed)".into() } else { k.name },
+            created: k.created_at.to_string(),
+            last_used: k.last_used_at.map_or_else(|| "never".to_owned(), |t| t.to_string()),
+            state: k.revoked_at.map_or_else(|| "active".to_owned(), |t| format!("revoked {t}")),
+            live: k.revoked_at.is_none(),
+        })
+        .collect();
+    let can_manage = signed.user.role == crate::portal::Role::Admin;
+    let t =
+        ApiKeysPage { brand: brand(s), csrf: signed.session.csrf, nav: Some(signed.nav), can_manage, keys, created };
+    page(status, &t)
+}
+
+/// `GET /portal/api-keys`: the customer's keys; its admins create and
+/// revoke them.
+async fn api_keys_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    match signed(&s, &headers, "api-keys").await {
+        Ok(signed) => api_keys_view(&s, signed, StatusCode::OK, None).await,
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// A key form's checks: signed in, the session's token, a portal admin.
+async fn key_form(
+    s: &Services,
+    headers: &HeaderMap,
+    form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
+) -> Result<(Signed, KeyForm), Response> {
+    let signed = signed(s, headers, "api-keys").await?;
+    let Ok(Form(form)) = form else {
+        return Err(error_page(
+            s,
+            Some(signed.nav),
+            StatusCode::BAD_REQUEST,
+            "invalid_form",
+            "The form was not readable.".into(),
+        ));
+    };
+    if !same(&form.csrf, &signed.session.csrf) {
+        return Err(csrf_refused(s, Some(signed.nav)));
+    }
+    if signed.user.role != crate::portal::Role::Admin {
+        let detail = "Only your company's portal admins manage API keys.".to_owned();
+        return Err(error_page(s, Some(signed.nav), StatusCode::FORBIDDEN, "portal_admin_only", detail));
+    }
+    Ok((signed, form))
+}
+
+/// `POST /portal/api-keys`: a new key, shown this once.
+async fn create_api_key(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (signed, form) = match key_form(&s, &headers, form).await {
+        Ok(checked) => checked,
+        Err(r) => return r,
+    };
+    let name = form.name.trim().to_owned();
+    let now = Timestamp(s.clock.now_unix());
+    match s.catalog.create_api_key(&signed.customer.id, &name, now).await {
+        Ok((_, key)) => api_keys_view(&s, signed, StatusCode::CREATED, Some(CreatedKey { name, key })).await,
+        Err(e) => access_refused(&s, signed.nav, &e.into()),
+    }
+}
+
+/// `POST /portal/api-keys/revoke`: revoke one of the customer's keys.
+async fn revoke_api_key(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (signed, form) = match key_form(&s, &headers, form).await {
+        Ok(checked) => checked,
+        Err(r) => return r,
+    };
+    let now = Timestamp(s.clock.now_unix());
+    // Only this customer's keys are looked for: another's id is not found.
+    match s.catalog.revoke_api_key(&signed.customer.id, &form.id, now).await {
+        Ok(_) => see_other("/portal/api-keys"),
+        Err(e) => access_refused(&s, signed.nav, &e.into()),
     }
 }
 
