@@ -30,6 +30,7 @@ backend_suite!(
     paging_never_skips_or_repeats_under_concurrent_writes,
     filters_counters_and_adoption,
     retention_trims_the_log,
+    recent_reads_newest_first_for_one_customer,
 );
 
 mod gateway {
@@ -145,6 +146,24 @@ async fn appends_are_idempotent_per_writer(kind: StoreKind) {
     let (cells, seen) = log.cells(&days, Dimension::Customer).await.unwrap();
     let rows = report::rows(&cells, &seen);
     assert_eq!(rows.iter().map(|r| (r.group.as_str(), r.initiations)).collect::<Vec<_>>(), [("acme", 7), ("beta", 1)]);
+}
+
+/// `recent` (the portal's History): one customer's events, newest first,
+/// at most `limit`; on Redis, within `scan` entries from the end.
+async fn recent_reads_newest_first_for_one_customer(kind: StoreKind) {
+    let f = store_fixture(kind).await;
+    let log = f.db.events.as_ref();
+    let events: Vec<Event> = (0..20).map(|i| initiated(DAY_MS + i, if i % 2 == 0 { "acme" } else { "beta" })).collect();
+    log.append(&seq("w1", 1, &events), &RETENTION).await.unwrap();
+    let acme = Filter { customer: Some("acme".into()), ..Filter::default() };
+    let got = log.recent(&acme, 3, 1000).await.unwrap();
+    let want: Vec<Event> =
+        events.iter().rev().filter(|e| e.subject.customer.as_deref() == Some("acme")).take(3).cloned().collect();
+    assert_eq!(got, want);
+    let all = log.recent(&acme, 100, 1000).await.unwrap();
+    assert_eq!(all.len(), 10);
+    let nobody = Filter { customer: Some("nobody".into()), ..Filter::default() };
+    assert!(log.recent(&nobody, 10, 1000).await.unwrap().is_empty());
 }
 
 async fn paging_never_skips_or_repeats_under_concurrent_writes(kind: StoreKind) {

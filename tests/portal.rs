@@ -362,6 +362,36 @@ async fn licenses_usage_and_keys() {
     common::request(a.gw.public, "GET", path_of(location(&r)), &[]).await;
     assert!(html(&ann.get("/portal/usage").await).contains("1 of 10"));
 
+    // History: the customer's own events, newest first; another customer's
+    // refusal is not among them.
+    let refused = json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" });
+    assert_eq!(common::ask(&a, &globex_key, refused).await.status, 403);
+    let mut history = String::new();
+    for _ in 0..200 {
+        history = html(&ann.get("/portal/history").await);
+        if history.contains("Download completed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(history.contains("Download started") && history.contains("app 1.0.0 app.tar.gz"), "{history}");
+    assert!(
+        history.contains("via portal") && history.find("Download completed") < history.find("Download started"),
+        "newest first: {history}"
+    );
+    assert!(!history.contains("not_entitled"), "globex's refusal is globex's: {history}");
+    let refusals = html(&ann.get("/portal/history?kind=denied").await);
+    assert!(refusals.contains("No downloads yet"), "{refusals}");
+    let csv = ann.get("/portal/history.csv?kind=initiated&product=app").await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let csv = String::from_utf8_lossy(csv.bytes()).into_owned();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "at,what,file,from,detail");
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].contains("Download started,app 1.0.0 app.tar.gz,127.0.0.1,via portal"), "{csv}");
+    // Odd queries are not errors: an unknown kind is everything.
+    assert_eq!(ann.get("/portal/history?kind=%00&product=%FF").await.status, 200);
+
     // Keys: an admin creates one (shown once), it works, and is revoked.
     let r = ann.post("/portal/api-keys", &[("csrf", &csrf), ("name", "build server")]).await;
     assert_eq!(r.status, 201, "{r:?}");
@@ -452,7 +482,7 @@ async fn the_portal_in_chromium() {
     b.window(390, 844).await;
     look(&b, "downloads-phone", &mut pages).await;
     b.window(1280, 900).await;
-    for page in ["licenses", "usage", "api-keys"] {
+    for page in ["history", "licenses", "usage", "api-keys"] {
         b.goto(&format!("{base}/portal/{page}")).await;
         b.wait_for_url(&format!("/portal/{page}")).await;
         look(&b, page, &mut pages).await;
@@ -477,6 +507,17 @@ async fn the_portal_in_chromium() {
     b.wait_for_url("/portal/sign-in").await;
     assert_eq!(
         pages,
-        ["sign-in", "sent", "confirm", "downloads", "downloads-phone", "licenses", "usage", "api-keys", "error"]
+        [
+            "sign-in",
+            "sent",
+            "confirm",
+            "downloads",
+            "downloads-phone",
+            "history",
+            "licenses",
+            "usage",
+            "api-keys",
+            "error"
+        ]
     );
 }

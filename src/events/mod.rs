@@ -459,6 +459,12 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         scan: usize,
     ) -> Result<LogPage, StoreError>;
 
+    /// The newest events matching `filter`, newest first: at most `limit`,
+    /// examining at most `scan` entries where the store cannot select by
+    /// the filter (Redis reads back from the end; SQLite uses its customer
+    /// index).
+    async fn recent(&self, filter: &Filter, limit: usize, scan: usize) -> Result<Vec<Event>, StoreError>;
+
     /// Is `cursor` a position this log could have handed out?
     fn valid_cursor(&self, cursor: &str) -> bool;
 

@@ -131,7 +131,7 @@ pub fn csv(dimension: Dimension, rows: &[ReportRow]) -> String {
 
 /// A CSV field, quoted when it holds a separator, a quote or a line break,
 /// and defused when a spreadsheet would run it as a formula.
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     // SECURITY: a group is data a vendor controls only in part (file names);
     // a leading `=`, `+`, `-` or `@` would be a formula in a spreadsheet. A
     // lone `-` (unknown) is left as is.

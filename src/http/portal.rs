@@ -49,6 +49,8 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses", get(licenses_page))
         .route("/portal/usage", get(usage_page))
+        .route("/portal/history", get(history_page))
+        .route("/portal/history.csv", get(history_csv))
         .route("/portal/api-keys", get(api_keys_page).post(create_api_key))
         .route("/portal/api-keys/revoke", post(revoke_api_key))
 }
@@ -909,6 +911,166 @@ async fn revoke_api_key(
         Ok(_) => see_other("/portal/api-keys"),
         Err(e) => access_refused(&s, signed.nav, &e.into()),
     }
+}
+
+#[derive(Template)]
+#[template(path = "portal/history.html")]
+struct HistoryPage {
+    brand: Brand,
+    nav: Option<Nav>,
+    kinds: Vec<(&'static str, &'static str)>,
+    kind: String,
+    products: Vec<(String, String)>,
+    product: Option<String>,
+    rows: Vec<HistoryRow>,
+}
+
+struct HistoryRow {
+    at: String,
+    what: String,
+    file: String,
+    from: String,
+    detail: String,
+}
+
+/// The most rows History shows (and its CSV holds).
+pub const HISTORY_ROWS: usize = 200;
+/// The most log entries History examines where the store cannot select by
+/// customer (Redis).
+const HISTORY_SCAN: usize = 20_000;
+
+const HISTORY_KINDS: [(&str, &str); 4] = [
+    ("all", "Everything"),
+    ("initiated", "Downloads started"),
+    ("completed", "Downloads ended"),
+    ("denied", "Refusals"),
+];
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    product: Option<String>,
+}
+
+/// The customer's own download events, newest first, per the query.
+async fn history_rows(
+    s: &Services,
+    customer: &Customer,
+    q: &HistoryQuery,
+) -> Result<(String, Option<String>, Vec<HistoryRow>), crate::catalog::store::StoreError> {
+    use crate::events::EventType;
+    let kind = q.kind.clone().filter(|k| HISTORY_KINDS.iter().any(|(v, _)| v == k)).unwrap_or_else(|| "all".into());
+    let types = match kind.as_str() {
+        "initiated" => vec![EventType::DownloadInitiated],
+        "completed" => vec![EventType::DownloadCompleted],
+        "denied" => vec![EventType::DownloadDenied],
+        _ => vec![EventType::DownloadInitiated, EventType::DownloadCompleted, EventType::DownloadDenied],
+    };
+    let product = q.product.clone().filter(|p| !p.is_empty());
+    // SECURITY: the customer is the session's, never the query's.
+    let filter = crate::events::Filter { types, customer: Some(customer.id.clone()), product: product.clone() };
+    let events = s.event_log.recent(&filter, HISTORY_ROWS, HISTORY_SCAN).await?;
+    let rows = events
+        .into_iter()
+        .map(|e| {
+            let sub = &e.subject;
+            let file = match (&sub.product, &sub.version, &sub.filename) {
+                (Some(p), Some(v), Some(f)) => format!("{p} {v} {f}"),
+                (Some(p), Some(v), None) => format!("{p} {v}"),
+                (Some(p), None, _) => p.clone(),
+                _ => "—".into(),
+            };
+            let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at));
+            let (what, from, detail) = match &e.detail {
+                Detail::DownloadInitiated { client_ip, via, range, .. } => (
+                    "Download started".to_owned(),
+                    client_ip.clone().unwrap_or_default(),
+                    [via.as_ref().map(|v| format!("via {v}")), range.as_ref().map(|r| format!("range {r}"))]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                Detail::DownloadCompleted { result, bytes_sent, reached_end, .. } => {
+                    let done = matches!(result, crate::events::Completion::Complete) && *reached_end;
+                    let what = if done { "Download completed" } else { "Download cut short" };
+                    (what.to_owned(), String::new(), format!("{} sent", human_size(*bytes_sent)))
+                }
+                Detail::DownloadDenied { reason, client_ip, count, .. } => (
+                    "Refused".to_owned(),
+                    client_ip.clone().unwrap_or_default(),
+                    if *count > 1 { format!("{reason} ({count} times)") } else { reason.clone() },
+                ),
+                _ => (e.event_type().as_str().to_owned(), String::new(), String::new()),
+            };
+            HistoryRow { at: at.to_string(), what, file, from, detail }
+        })
+        .collect();
+    Ok((kind, product, rows))
+}
+
+/// `GET /portal/history`: the customer's download events, newest first
+/// (at most [`HISTORY_ROWS`]), filtered by kind and product.
+async fn history_page(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Signed { customer, nav, .. } = match signed(&s, &headers, "history").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or(HistoryQuery { kind: None, product: None });
+    let (kind, product, rows) = match history_rows(&s, &customer, &q).await {
+        Ok(found) => found,
+        Err(e) => return access_refused(&s, nav, &crate::catalog::CatalogError::from(e).into()),
+    };
+    let mut products = Vec::new();
+    if let Ok(entitlements) = s.catalog.entitlements_of(&customer.id).await {
+        for e in entitlements {
+            if !products.iter().any(|(id, _): &(String, String)| *id == e.product) {
+                let name =
+                    s.catalog.product(&e.product).await.ok().flatten().map_or_else(|| e.product.clone(), |p| p.name);
+                products.push((e.product, name));
+            }
+        }
+    }
+    let t =
+        HistoryPage { brand: brand(&s), nav: Some(nav), kinds: HISTORY_KINDS.to_vec(), kind, products, product, rows };
+    page(StatusCode::OK, &t)
+}
+
+/// `GET /portal/history.csv`: the same rows as CSV, cells a spreadsheet
+/// would run as formulas defused.
+async fn history_csv(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Signed { customer, nav, .. } = match signed(&s, &headers, "history").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or(HistoryQuery { kind: None, product: None });
+    let rows = match history_rows(&s, &customer, &q).await {
+        Ok((_, _, rows)) => rows,
+        Err(e) => return access_refused(&s, nav, &crate::catalog::CatalogError::from(e).into()),
+    };
+    let field = crate::events::report::csv_field;
+    let mut csv = String::from("at,what,file,from,detail\r\n");
+    for r in rows {
+        let cells = [field(&r.at), field(&r.what), field(&r.file), field(&r.from), field(&r.detail)];
+        csv.push_str(&cells.join(","));
+        csv.push_str("\r\n");
+    }
+    let mut r = csv.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"download-history.csv\""));
+    secure_headers(h);
+    r
 }
 
 #[cfg(test)]

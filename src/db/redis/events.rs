@@ -238,6 +238,45 @@ impl EventLog for RedisDb {
         Ok(LogPage { items, next, more })
     }
 
+    async fn recent(&self, filter: &Filter, limit: usize, scan: usize) -> Result<Vec<Event>, StoreError> {
+        let key = self.event_key("log");
+        let mut conn = self.connection();
+        let mut out = Vec::new();
+        let mut end = "+".to_owned();
+        let mut examined = 0;
+        while out.len() < limit && examined < scan {
+            let count = (scan - examined).clamp(1, 500);
+            type Entry = (String, HashMap<String, Vec<u8>>);
+            let page: Vec<Entry> = redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            let got = page.len();
+            for (id, fields) in page {
+                examined += 1;
+                end = format!("({id}");
+                let Some(body) = fields.get("e") else { continue };
+                match serde_json::from_slice::<Event>(body) {
+                    Ok(event) if filter.matches(&event) => out.push(event),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(id, error = %e, "skipping an undecodable event"),
+                }
+                if out.len() == limit {
+                    break;
+                }
+            }
+            if got < count {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn valid_cursor(&self, cursor: &str) -> bool {
         let Some((ms, seq)) = cursor.split_once('-') else { return false };
         let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();

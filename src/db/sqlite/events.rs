@@ -109,10 +109,8 @@ fn append(conn: &mut Connection, events: &[Sequenced]) -> Result<usize, StoreErr
     Ok(new)
 }
 
-fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Result<LogPage, StoreError> {
-    let tx = conn.transaction().map_err(sqlite_error)?;
-    let mut sql = "SELECT seq, body FROM events WHERE seq > ?".to_owned();
-    let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
+/// `WHERE` conditions (after `seq > ?`) and their arguments for `filter`.
+fn filtered(filter: &Filter, sql: &mut String, args: &mut Vec<rusqlite::types::Value>) {
     if !filter.types.is_empty() {
         sql.push_str(" AND type IN (");
         for (i, t) in filter.types.iter().enumerate() {
@@ -129,6 +127,34 @@ fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Res
         sql.push_str(" AND product = ?");
         args.push(p.clone().into());
     }
+}
+
+fn recent(conn: &mut Connection, filter: &Filter, limit: usize) -> Result<Vec<Event>, StoreError> {
+    let mut sql = "SELECT seq, body FROM events WHERE seq > 0".to_owned();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    filtered(filter, &mut sql, &mut args);
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    args.push(to_i64(limit as u64).into());
+    let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .map_err(sqlite_error)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, body) = row.map_err(sqlite_error)?;
+        match serde_json::from_slice::<Event>(&body) {
+            Ok(event) => out.push(event),
+            Err(e) => tracing::warn!(seq, error = %e, "skipping an undecodable event"),
+        }
+    }
+    Ok(out)
+}
+
+fn read(conn: &mut Connection, after: i64, filter: &Filter, limit: usize) -> Result<LogPage, StoreError> {
+    let tx = conn.transaction().map_err(sqlite_error)?;
+    let mut sql = "SELECT seq, body FROM events WHERE seq > ?".to_owned();
+    let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
+    filtered(filter, &mut sql, &mut args);
     sql.push_str(" ORDER BY seq LIMIT ?");
     args.push(to_i64(limit as u64 + 1).into());
     let rows: Vec<(i64, Vec<u8>)> = {
@@ -181,6 +207,11 @@ impl EventLog for SqliteDb {
         };
         let filter = filter.clone();
         self.with_conn(move |conn| read(conn, after, &filter, limit)).await
+    }
+
+    async fn recent(&self, filter: &Filter, limit: usize, _scan: usize) -> Result<Vec<Event>, StoreError> {
+        let filter = filter.clone();
+        self.with_conn(move |conn| recent(conn, &filter, limit)).await
     }
 
     fn valid_cursor(&self, cursor: &str) -> bool {
