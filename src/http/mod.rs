@@ -54,8 +54,9 @@ pub fn public_router(state: Arc<Services>) -> Router {
         .route("/d/", get(download::download))
         .route("/d/{*path}", get(download::download))
         .route("/feeds/{customer}/releases.atom", get(updates::atom))
-        .merge(portal::routes())
         .merge(customer_api::routes(state.clone()));
+    // Off, the portal's paths are unknown routes (404), signed in or not.
+    let routes = if state.portal.enabled { routes.merge(portal::routes()) } else { routes };
     with_common_layers(routes, state)
 }
 

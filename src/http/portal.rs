@@ -278,9 +278,6 @@ fn portal_failure(s: &Services, nav: Option<Nav>, e: &PortalError) -> Response {
 }
 
 async fn home(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
-    if !s.portal.enabled {
-        return super::problem::not_found().await.into_response();
-    }
     match signed_in(&s, &headers).await {
         Ok(Some(_)) => see_other("/portal/downloads"),
         Ok(None) => see_other("/portal/sign-in"),
@@ -305,14 +302,29 @@ fn sign_in_form(s: &Services, status: StatusCode, message: Option<String>) -> Re
 }
 
 async fn sign_in_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
-    if !s.portal.enabled {
-        return super::problem::not_found().await.into_response();
-    }
     match signed_in(&s, &headers).await {
         Ok(Some(_)) => see_other("/portal/downloads"),
         Ok(None) => sign_in_form(&s, StatusCode::OK, None),
         Err(r) => r,
     }
+}
+
+/// A form posted before sign-in: readable, and carrying the CSRF token its
+/// page set in the pre-session cookie (double submit).
+#[allow(clippy::result_large_err, reason = "the error is the answer to send, made once per request")]
+fn before_sign_in<T>(
+    s: &Services,
+    headers: &HeaderMap,
+    form: Result<Form<T>, axum::extract::rejection::FormRejection>,
+    csrf: impl Fn(&T) -> &String,
+) -> Result<T, Response> {
+    let Ok(Form(form)) = form else {
+        return Err(error_page(s, None, StatusCode::BAD_REQUEST, "invalid_form", "The form was not readable.".into()));
+    };
+    if !same(csrf(&form), cookie(headers, CSRF_COOKIE).unwrap_or("")) {
+        return Err(csrf_refused(s, None));
+    }
+    Ok(form)
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,15 +343,10 @@ async fn sign_in(
     headers: HeaderMap,
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !s.portal.enabled {
-        return super::problem::not_found().await.into_response();
-    }
-    let Ok(Form(form)) = form else {
-        return error_page(&s, None, StatusCode::BAD_REQUEST, "invalid_form", "The form was not readable.".into());
+    let form = match before_sign_in(&s, &headers, form, |f| &f.csrf) {
+        Ok(form) => form,
+        Err(r) => return r,
     };
-    if !same(&form.csrf, cookie(&headers, CSRF_COOKIE).unwrap_or("")) {
-        return csrf_refused(&s, None);
-    }
     let Some(email) = canonical_email(form.email.trim()) else {
         return sign_in_form(&s, StatusCode::BAD_REQUEST, Some("That is not an e-mail address.".into()));
     };
@@ -407,9 +414,6 @@ async fn confirm_page(
     State(s): State<Arc<Services>>,
     q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !s.portal.enabled {
-        return super::problem::not_found().await.into_response();
-    }
     let token = q.map(|Query(q)| q.token).unwrap_or_default();
     if token.is_empty() || token.len() > 64 {
         return portal_failure(&s, None, &PortalError::InvalidLink);
@@ -435,15 +439,10 @@ async fn authenticate(
     headers: HeaderMap,
     form: Result<Form<AuthForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !s.portal.enabled {
-        return super::problem::not_found().await.into_response();
-    }
-    let Ok(Form(form)) = form else {
-        return error_page(&s, None, StatusCode::BAD_REQUEST, "invalid_form", "The form was not readable.".into());
+    let form = match before_sign_in(&s, &headers, form, |f| &f.csrf) {
+        Ok(form) => form,
+        Err(r) => return r,
     };
-    if !same(&form.csrf, cookie(&headers, CSRF_COOKIE).unwrap_or("")) {
-        return csrf_refused(&s, None);
-    }
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
     let (session, id) = match Portal::new(&s).redeem_link(&form.token).await {
         Ok(signed) => signed,

@@ -125,6 +125,22 @@ fn day_start(day: &str) -> Option<u64> {
     Some(crate::clock::unix_seconds(t))
 }
 
+/// A stream entry: its id and fields.
+type Entry = (String, HashMap<String, Vec<u8>>);
+
+/// Up to `count` entries of the stream `key` from `from` to `to`, by
+/// `XRANGE` (oldest first) or `XREVRANGE` (newest first).
+async fn entries(
+    conn: &mut super::Conn,
+    command: &str,
+    key: &str,
+    from: &str,
+    to: &str,
+    count: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    redis::cmd(command).arg(key).arg(from).arg(to).arg("COUNT").arg(count).query_async(conn).await.map_err(store_error)
+}
+
 #[async_trait::async_trait]
 impl EventLog for RedisDb {
     async fn append(&self, events: &[Sequenced], retention: &Retention) -> Result<usize, StoreError> {
@@ -200,16 +216,7 @@ impl EventLog for RedisDb {
         'pages: loop {
             let start = next.as_ref().map_or_else(|| "-".to_owned(), |c| format!("({c}"));
             let count = (limit - items.len()).max(100).min(scan - examined).max(1);
-            type Entry = (String, HashMap<String, Vec<u8>>);
-            let page: Vec<Entry> = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(count)
-                .query_async(&mut conn)
-                .await
-                .map_err(store_error)?;
+            let page = entries(&mut conn, "XRANGE", &key, &start, "+", count).await?;
             let got = page.len();
             for (id, fields) in page {
                 if items.len() == limit || examined == scan {
@@ -246,16 +253,7 @@ impl EventLog for RedisDb {
         let mut examined = 0;
         while out.len() < limit && examined < scan {
             let count = (scan - examined).clamp(1, 500);
-            type Entry = (String, HashMap<String, Vec<u8>>);
-            let page: Vec<Entry> = redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg(&end)
-                .arg("-")
-                .arg("COUNT")
-                .arg(count)
-                .query_async(&mut conn)
-                .await
-                .map_err(store_error)?;
+            let page = entries(&mut conn, "XREVRANGE", &key, &end, "-", count).await?;
             let got = page.len();
             for (id, fields) in page {
                 examined += 1;
