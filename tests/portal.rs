@@ -521,3 +521,16 @@ async fn the_portal_in_chromium() {
         ]
     );
 }
+
+/// A vendor that does not want the portal turns it off: every page is
+/// unknown, signed-in pages too.
+#[tokio::test]
+async fn a_portal_turned_off_is_not_there() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, |c| c.portal.enabled = false).await;
+    for target in ["/portal", "/portal/sign-in", "/portal/downloads", "/portal/history.csv", "/portal/style.css"] {
+        let r = common::request(a.gw.public, "GET", target, &[]).await;
+        assert_eq!(r.status, 404, "{target}");
+    }
+    let r = request_with_body(a.gw.public, "POST", "/portal/sign-in", &[], "email=a%40b.c".into()).await;
+    assert_eq!(r.status, 404);
+}
