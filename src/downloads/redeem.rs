@@ -231,7 +231,10 @@ impl Redemption {
     /// what stands in for the stream's accounting.
     pub async fn deliver(self, svc: &Arc<Services>, req: DeliverRequest<'_>) -> Result<Delivered, DownloadError> {
         let Redemption { key, meta, checked, delivery, subject, grant, client, now } = self;
-        let length = if req.ranges.is_empty() { meta.size } else { req.ranges.iter().map(|r| r.len).sum() };
+        // A redirect hands storage the client's `Range` as it is, and S3
+        // serves several ranges as the whole file: charged as such.
+        let whole = req.ranges.is_empty() || (delivery == Delivery::Redirect && req.ranges.len() > 1);
+        let length = if whole { meta.size } else { req.ranges.iter().map(|r| r.len).sum() };
         // Presigned before anything is counted: a storage that cannot sign
         // costs the customer nothing.
         let redirect = match (delivery, &checked) {

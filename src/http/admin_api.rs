@@ -172,7 +172,11 @@ pub(super) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, AdminError
 
 /// An optional JSON request body: absent, empty or `null` is `T`'s default.
 pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, AdminError> {
-    let text = bytes.trim_ascii();
+    // JSON's whitespace (RFC 8259 §2): not the form feed `trim_ascii` drops.
+    let json_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = bytes.iter().position(|b| !json_space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !json_space(b)).map_or(start, |i| i + 1);
+    let text = &bytes[start..end];
     if text.is_empty() || text == b"null" { Ok(T::default()) } else { body(bytes) }
 }
 
@@ -1006,4 +1010,26 @@ pub(super) async fn release_audience(
     let now = Timestamp(s.clock.now_unix());
     let items = eligible(&s.catalog, &release, &artifacts, now).await?;
     Ok((release, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Optional {
+        a: Option<u8>,
+    }
+
+    #[test]
+    fn an_optional_body_is_absent_only_as_json_whitespace_or_null() {
+        for absent in [&b""[..], b" \r\n\t", b"null", b" null\n"] {
+            assert_eq!(optional_body::<Optional>(absent).unwrap(), Optional::default(), "{absent:?}");
+        }
+        assert_eq!(optional_body::<Optional>(b"{\"a\": 1}").unwrap(), Optional { a: Some(1) });
+        for refused in [&b"\x0c"[..], b"\x0b", b"nul", b"[]", b"{\"b\": 1}"] {
+            assert!(optional_body::<Optional>(refused).is_err(), "{refused:?}");
+        }
+    }
 }

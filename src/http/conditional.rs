@@ -55,10 +55,10 @@ pub enum RangeDecision {
     Unsatisfiable,
 }
 
-/// The most ranges one request is served: a multi-range request is a
-/// storage read per range. electron-updater's differential downloads ask
-/// for up to a few hundred at a time.
-pub const MAX_RANGES: usize = 500;
+/// The most ranges one request is served (read from storage in at most
+/// `storage::MAX_RANGE_READS` spans): electron-updater's differential
+/// downloads ask for up to 1000 at a time.
+pub const MAX_RANGES: usize = 1000;
 
 pub fn evaluate_range(headers: &HeaderMap, method: &Method, meta: &ObjectMeta) -> RangeDecision {
     if method != Method::GET && method != Method::HEAD {

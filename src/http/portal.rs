@@ -363,7 +363,13 @@ async fn sign_in(
         return r;
     }
     match Portal::new(&s).new_link(&email).await {
-        Ok(Some((user, token))) => send_link(&s, &user, &token).await,
+        // SECURITY: sent in the background, so that the answer takes as long
+        // for a user's address as for a stranger's (the SMTP exchange would
+        // tell them apart).
+        Ok(Some((user, token))) => {
+            let s = s.clone();
+            tokio::spawn(async move { send_link(&s, &user, &token).await });
+        }
         Ok(None) => tracing::info!("portal sign-in asked for an address that is no active user's"),
         Err(e) => return portal_failure(&s, None, &e),
     }
@@ -697,9 +703,14 @@ async fn license_views(s: &Services, customer: &Customer) -> Result<Vec<LicenseV
     let mut out = Vec::new();
     for e in s.catalog.entitlements_of(&customer.id).await? {
         let product = s.catalog.product(&e.product).await?.map_or_else(|| e.product.clone(), |p| p.name);
-        let page = s.catalog.releases(&e.product, None, Some(100)).await?;
-        let published: Vec<_> =
-            page.items.iter().filter(|r| r.status == crate::catalog::ReleaseStatus::Published).collect();
+        let releases = s.catalog.all_releases(&e.product).await?;
+        // Releases on channels the license does not follow are not its
+        // business (nor the customer's: pre-releases stay unannounced).
+        let published: Vec<_> = releases
+            .iter()
+            .filter(|r| r.status == crate::catalog::ReleaseStatus::Published)
+            .filter(|r| e.channels.iter().any(|c| c.covers(r.channel)))
+            .collect();
         let covered = |r: &crate::catalog::Release| {
             crate::entitlement::version_covered(&e.versions, &r.version)
                 && e.channels.iter().any(|c| c.covers(r.channel))

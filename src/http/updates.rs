@@ -393,10 +393,10 @@ pub(crate) async fn electron_file(
 ) -> Result<Response, ApiError> {
     let (product, version, filename) = path(p)?;
     let version = Version::parse(&version).map_err(|_| ApiError::InvalidVersion(version.clone()))?;
-    if access::is_update_metadata(&filename) {
-        return electron_blockmap(&s, &caller, &product, &version, &filename).await;
-    }
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    if access::is_update_metadata(&filename) {
+        return electron_blockmap(&s, &caller, client, &product, &version, &filename).await;
+    }
     let req = IssueRequest {
         customer: &caller.customer,
         product: &product,
@@ -427,15 +427,19 @@ pub(crate) async fn electron_file(
 async fn electron_blockmap(
     s: &Services,
     caller: &Caller,
+    client: std::net::IpAddr,
     product: &str,
     version: &Version,
     filename: &str,
 ) -> Result<Response, ApiError> {
+    // The rules a download of the release would meet, but the quota's: the
+    // customer's networks, the entitlement, a rollout that reaches it.
+    access::check_address(&caller.customer, client)?;
     let now = Timestamp(s.clock.now_unix());
     let releases = access::downloadable_releases(&s.catalog, &caller.customer, product, Filter::default(), now).await?;
     let artifact = releases
         .iter()
-        .filter(|d| d.release.version == *version)
+        .filter(|d| d.release.version == *version && access::in_rollout(&caller.customer.id, &d.release))
         .flat_map(|d| d.artifacts.iter().map(|(a, _)| a))
         .find(|a| a.filename == filename)
         .ok_or(ApiError::Access(AccessError::NotFound("artifact")))?;

@@ -286,10 +286,15 @@ impl<'a> Portal<'a> {
             store.delete(Kind::PortalSession, &key).await?;
             return Ok(None);
         };
-        // Seen: written at most once a minute, not on every request.
+        // Seen: written at most once a minute, not on every request; a
+        // compare-and-set, so a sign-out racing this request stays signed out.
         if now.0.saturating_sub(session.seen_at.0) >= 60 {
-            let seen = Session { seen_at: now, ..session.clone() };
-            put_json(store.as_ref(), Kind::PortalSession, &key, &seen).await?;
+            self.svc
+                .catalog
+                .update::<Session, _>(Kind::PortalSession, &key, |current| {
+                    Ok(current.map(|s| Session { seen_at: now, ..s.clone() }))
+                })
+                .await?;
         }
         Ok(Some((session, user, customer)))
     }

@@ -86,25 +86,78 @@ async fn next_chunk<G: StreamEnd>(s: &mut State<G>) -> Option<Result<bytes::Byte
     }
 }
 
+/// The most storage reads one multi-range answer makes: ranges are read
+/// in at most this many spans, the ones with the smallest gaps between them
+/// together, and the bytes of the gaps dropped. However many ranges a client
+/// asks for, it costs storage this many requests at most.
+pub const MAX_RANGE_READS: usize = 32;
+
+/// One storage read and the ranges it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Span {
+    start: u64,
+    end: u64,
+    members: Vec<super::ByteRange>,
+}
+
+/// `ranges` (ascending, not overlapping) grouped into at most `max` spans,
+/// closing the smallest gaps first.
+fn spans(ranges: &[super::ByteRange], max: usize) -> Vec<Span> {
+    let mut spans: Vec<Span> =
+        ranges.iter().map(|r| Span { start: r.start, end: r.start + r.len, members: vec![*r] }).collect();
+    while spans.len() > max.max(1) {
+        let Some(i) = (0..spans.len() - 1).min_by_key(|&i| spans[i + 1].start - spans[i].end) else { break };
+        let next = spans.remove(i + 1);
+        spans[i].end = next.end;
+        spans[i].members.extend(next.members);
+    }
+    spans
+}
+
+/// Of a stream of the bytes from `start` on, only those inside `members`.
+fn keep(inner: ByteStream, start: u64, members: Vec<super::ByteRange>) -> ByteStream {
+    let mut pos = start;
+    Box::pin(inner.flat_map(move |item| {
+        let out: Vec<Result<bytes::Bytes, StorageError>> = match item {
+            Err(e) => vec![Err(e)],
+            Ok(chunk) => {
+                let (from, to) = (pos, pos + chunk.len() as u64);
+                pos = to;
+                members
+                    .iter()
+                    .filter_map(|m| {
+                        let (a, b) = (m.start.max(from), (m.start + m.len).min(to));
+                        // Both within the chunk, whose length is a usize.
+                        (a < b).then(|| Ok(chunk.slice((a - from) as usize..(b - from) as usize)))
+                    })
+                    .collect()
+            }
+        };
+        futures_util::stream::iter(out)
+    }))
+}
+
 /// Several ranges of one object as one stream, the ranges' bytes one after
-/// the other: the first read is opened now (so a storage failure is still
-/// an HTTP error), each next one when the one before has ended.
+/// the other, in at most [`MAX_RANGE_READS`] storage reads: the first is
+/// opened now (so a storage failure is still an HTTP error), each next one
+/// when the one before has ended.
 pub async fn get_ranges(
     storage: std::sync::Arc<dyn super::BlobStore>,
     key: super::ObjectKey,
     ranges: Vec<super::ByteRange>,
     meta: super::ObjectMeta,
 ) -> Result<ByteStream, StorageError> {
-    let mut rest = ranges.into_iter();
+    let mut rest = spans(&ranges, MAX_RANGE_READS).into_iter();
     let Some(first) = rest.next() else {
         return Ok(Box::pin(futures_util::stream::empty()));
     };
-    let first = storage.get(&key, Some(first), &meta).await?;
-    let rest = futures_util::stream::iter(rest).then(move |r| {
+    let read = |span: &Span| super::ByteRange { start: span.start, len: span.end - span.start };
+    let first = keep(storage.get(&key, Some(read(&first)), &meta).await?, first.start, first.members);
+    let rest = futures_util::stream::iter(rest).then(move |span| {
         let (storage, key, meta) = (storage.clone(), key.clone(), meta.clone());
         async move {
-            match storage.get(&key, Some(r), &meta).await {
-                Ok(s) => s,
+            match storage.get(&key, Some(read(&span)), &meta).await {
+                Ok(s) => keep(s, span.start, span.members),
                 Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })) as ByteStream,
             }
         }
@@ -207,5 +260,30 @@ mod tests {
         assert!(!dropped.load(Ordering::SeqCst));
         drop(s);
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn ranges_are_read_in_few_spans_closing_the_smallest_gaps() {
+        let r = |start, len| crate::storage::ByteRange { start, len };
+        let ranges = [r(0, 10), r(12, 3), r(100, 5), r(1000, 1), r(1003, 2)];
+        let got: Vec<(u64, u64, usize)> = spans(&ranges, 3).iter().map(|s| (s.start, s.end, s.members.len())).collect();
+        assert_eq!(got, [(0, 15, 2), (100, 105, 1), (1000, 1005, 2)]);
+        assert_eq!(spans(&ranges, 1).len(), 1);
+        assert_eq!(spans(&ranges, 10).len(), 5, "no more reads than ranges");
+        let many: Vec<_> = (0..1000).map(|i| r(i * 10, 1)).collect();
+        assert_eq!(spans(&many, MAX_RANGE_READS).len(), MAX_RANGE_READS);
+    }
+
+    #[tokio::test]
+    async fn a_span_keeps_only_its_ranges_bytes_whatever_the_chunking() {
+        let r = |start, len| crate::storage::ByteRange { start, len };
+        let data: Vec<u8> = (0u8..=99).collect();
+        for chunk in [1usize, 3, 7, 100] {
+            let pieces: Vec<Result<Bytes, StorageError>> =
+                data[10..60].chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            let kept = keep(Box::pin(stream::iter(pieces)), 10, vec![r(10, 2), r(20, 5), r(58, 2)]);
+            let out: Vec<u8> = kept.map(|c| c.unwrap().to_vec()).concat().await;
+            assert_eq!(out, [&data[10..12], &data[20..25], &data[58..60]].concat(), "chunks of {chunk}");
+        }
     }
 }
