@@ -122,10 +122,6 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         metrics.clone(),
     );
     let cdn = crate::cdn::Profiles::load(&config.cdn, config.allow_world_readable_secrets)?;
-    let accent = &config.portal.accent_color;
-    if !(accent.len() == 7 && accent.starts_with('#') && accent[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
-        anyhow::bail!("portal.accent_color {accent:?} is not a #rrggbb colour");
-    }
     Ok(Arc::new(Services {
         cdn: Arc::new(cdn),
         keys,

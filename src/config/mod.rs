@@ -747,6 +747,7 @@ impl Config {
         }
         self.validate_signing()?;
         self.cdn.validate().map_err(ConfigError::Invalid)?;
+        self.portal.validate().map_err(ConfigError::Invalid)?;
         let client_cas = s.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
         if let Some(p) = self.cdn.profiles.iter().find(|p| p.origin.as_ref().is_some_and(|o| o.client_certificate))
             && !client_cas

@@ -35,6 +35,35 @@ pub struct PortalConfig {
     pub smtp: SmtpConfig,
 }
 
+impl PortalConfig {
+    /// The rules a portal configuration keeps; the error starts with the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let accent = &self.accent_color;
+        if !(accent.len() == 7 && accent.starts_with('#') && accent[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(format!("portal.accent_color: {accent:?} is not a #rrggbb colour"));
+        }
+        if self.vendor_name.trim().is_empty() || self.vendor_name.chars().any(char::is_control) {
+            return Err("portal.vendor_name: must be a name, without control characters".into());
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.link_ttl) {
+            return Err("portal.link_ttl: must be 1m to 1d".into());
+        }
+        // A session's last request is written once a minute at most.
+        if self.session_idle < Duration::from_secs(60) {
+            return Err("portal.session_idle: must be at least 1m".into());
+        }
+        if self.session_absolute < self.session_idle {
+            return Err("portal.session_absolute: must be at least portal.session_idle".into());
+        }
+        if let Some(logo) = &self.logo_url
+            && !(logo.starts_with("https://") || logo.starts_with('/'))
+        {
+            return Err(format!("portal.logo_url: {logo:?} must be an https: URL or a path on this origin"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PortalConfig {
     fn default() -> Self {
         Self {
@@ -68,5 +97,32 @@ pub struct SmtpConfig {
 impl Default for SmtpConfig {
     fn default() -> Self {
         Self { url: None, from: "Downloads <downloads@localhost>".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change to a valid configuration, and the key its error names.
+    type Breakage = (fn(&mut PortalConfig), &'static str);
+
+    #[test]
+    fn the_default_holds_and_each_rule_names_its_key() {
+        assert_eq!(PortalConfig::default().validate(), Ok(()));
+        let bad: [Breakage; 7] = [
+            (|c| c.accent_color = "red; } body { x".into(), "portal.accent_color"),
+            (|c| c.accent_color = "#12345g".into(), "portal.accent_color"),
+            (|c| c.vendor_name = " ".into(), "portal.vendor_name"),
+            (|c| c.link_ttl = Duration::from_secs(5), "portal.link_ttl"),
+            (|c| c.session_idle = Duration::from_secs(30), "portal.session_idle"),
+            (|c| c.session_absolute = Duration::from_secs(60), "portal.session_absolute"),
+            (|c| c.logo_url = Some("javascript:alert(1)".into()), "portal.logo_url"),
+        ];
+        for (change, key) in bad {
+            let mut c = PortalConfig::default();
+            change(&mut c);
+            assert!(c.validate().is_err_and(|e| e.starts_with(key)), "{key}");
+        }
     }
 }

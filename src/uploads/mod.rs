@@ -272,7 +272,9 @@ pub fn file_facts(
 /// The media type given, checked, or guessed from the file name.
 fn content_type_for(filename: &str, given: Option<String>) -> Result<String, UploadError> {
     match given {
-        Some(ct) if ct.contains('/') && http::HeaderValue::from_str(&ct).is_ok() => Ok(ct),
+        // Printable ASCII only (a header value would also take a tab): what
+        // the OpenAPI document states, `^[ -~]*/[ -~]*$`.
+        Some(ct) if ct.contains('/') && ct.bytes().all(|b| (b' '..=b'~').contains(&b)) => Ok(ct),
         Some(ct) => Err(CatalogError::Invalid {
             field: "content_type",
             reason: format!("{ct:?} is not a media type like application/gzip"),
@@ -291,4 +293,18 @@ async fn artifact_uploaded(svc: &Services, a: &Artifact) {
         ..Subject::default()
     };
     svc.record(subject, Detail::ArtifactUploaded { size: a.size, sha256: a.sha256.clone() }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type_for;
+
+    #[test]
+    fn a_given_content_type_is_printable_ascii_with_a_slash() {
+        assert_eq!(content_type_for("a.bin", Some("application/x-foo; v=1".into())).unwrap(), "application/x-foo; v=1");
+        assert_eq!(content_type_for("a.tar.gz", None).unwrap(), "application/gzip");
+        for bad in ["nope", "a/\tb", "a/b\u{7f}", "a/é", "a/b\n"] {
+            assert!(content_type_for("a.bin", Some(bad.into())).is_err(), "{bad:?}");
+        }
+    }
 }
