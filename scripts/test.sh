@@ -65,26 +65,25 @@ export TOLLGATE_AIOSMTPD="$PWD/$venv/bin/aiosmtpd"
 
 # electron-updater, pinned by tests/electron/package-lock.json, under
 # target/ (tests/updates.rs runs its own code against the electron feed).
+# npm_pinned SOURCE TARGET MODULE: `npm ci` the package.json and lock in
+# SOURCE into TARGET, unless TARGET already has that lock and MODULE.
+npm_pinned() {
+  if ! cmp -s "$1/package-lock.json" "$2/package-lock.json" || [ ! -d "$2/node_modules/$3" ]; then
+    echo "test.sh: installing $3 from npm into $2" >&2
+    rm -rf "$2"
+    mkdir -p "$2"
+    cp "$1/package.json" "$1/package-lock.json" "$2/"
+    (cd "$2" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
 eu=target/electron-updater
-if ! cmp -s tests/electron/package-lock.json "$eu/package-lock.json" || [ ! -d "$eu/node_modules/electron-updater" ]; then
-  echo "test.sh: installing electron-updater from npm into $eu" >&2
-  rm -rf "$eu"
-  mkdir -p "$eu"
-  cp tests/electron/package.json tests/electron/package-lock.json "$eu/"
-  (cd "$eu" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+npm_pinned tests/electron "$eu" electron-updater
 export TOLLGATE_ELECTRON_UPDATER="$PWD/$eu/node_modules"
 
 # axe-core, pinned by tests/browser/package-lock.json: the accessibility
 # check the portal's browser tests run in each page.
 bt=target/browser-tools
-if ! cmp -s tests/browser/package-lock.json "$bt/package-lock.json" || [ ! -d "$bt/node_modules/axe-core" ]; then
-  echo "test.sh: installing axe-core from npm into $bt" >&2
-  rm -rf "$bt"
-  mkdir -p "$bt"
-  cp tests/browser/package.json tests/browser/package-lock.json "$bt/"
-  (cd "$bt" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+npm_pinned tests/browser "$bt" axe-core
 export TOLLGATE_AXE="$PWD/$bt/node_modules/axe-core/axe.min.js"
 
 # The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).

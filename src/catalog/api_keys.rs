@@ -83,7 +83,9 @@ struct StoredFeedToken {
     created_at: Timestamp,
 }
 
-fn digest_hex(text: &str) -> String {
+/// Lower-case hex SHA-256 of a secret's text: how keys, feed tokens and the
+/// portal's links and sessions are stored.
+pub(crate) fn digest_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 

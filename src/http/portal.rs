@@ -229,10 +229,16 @@ fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    let _ = getrandom::fill(&mut bytes);
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+/// A page before sign-in: `render` gets a fresh CSRF token for its form,
+/// and the answer sets the cookie the form's token must match.
+fn with_fresh_csrf(s: &Services, render: impl FnOnce(String) -> Response) -> Response {
+    let csrf = match crate::portal::new_token() {
+        Ok(t) => t,
+        Err(e) => return portal_failure(s, None, &e),
+    };
+    let mut r = render(csrf.clone());
+    set_cookie(&mut r, format!("{CSRF_COOKIE}={csrf}; Path=/portal; HttpOnly; SameSite=Strict{}", secure(s)));
+    r
 }
 
 /// A signed-in request: the session, its user and customer, and the header
@@ -295,10 +301,7 @@ async fn style(State(s): State<Arc<Services>>) -> Response {
 
 /// A sign-in form with a fresh pre-session CSRF token (also its cookie).
 fn sign_in_form(s: &Services, status: StatusCode, message: Option<String>) -> Response {
-    let csrf = random_token();
-    let mut r = page(status, &SignInPage { brand: brand(s), nav: None, csrf: csrf.clone(), message });
-    set_cookie(&mut r, format!("{CSRF_COOKIE}={csrf}; Path=/portal; HttpOnly; SameSite=Strict{}", secure(s)));
-    r
+    with_fresh_csrf(s, |csrf| page(status, &SignInPage { brand: brand(s), nav: None, csrf, message }))
 }
 
 async fn sign_in_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
@@ -424,10 +427,7 @@ async fn confirm_page(
     if token.is_empty() || token.len() > 64 {
         return portal_failure(&s, None, &PortalError::InvalidLink);
     }
-    let csrf = random_token();
-    let mut r = page(StatusCode::OK, &ConfirmPage { brand: brand(&s), nav: None, csrf: csrf.clone(), token });
-    set_cookie(&mut r, format!("{CSRF_COOKIE}={csrf}; Path=/portal; HttpOnly; SameSite=Strict{}", secure(&s)));
-    r
+    with_fresh_csrf(&s, |csrf| page(StatusCode::OK, &ConfirmPage { brand: brand(&s), nav: None, csrf, token }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -561,10 +561,9 @@ async fn product_views(s: &Services, customer: &Customer) -> Result<Vec<ProductV
             .into_iter()
             .map(|d| {
                 let r = d.release;
-                let channel = serde_json::to_value(r.channel).ok().and_then(|v| v.as_str().map(str::to_owned));
                 ReleaseView {
                     version: r.version.to_string(),
-                    channel: channel.unwrap_or_default(),
+                    channel: word(&r.channel),
                     critical: r.critical,
                     published: r.published_at.map(|t| t.to_string()),
                     notes_html: r.notes.as_deref().map(super::notes::to_html),

@@ -15,7 +15,6 @@
 //! signs nobody in.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::catalog::store::{Kind, StoreError, get_json, put_json};
 use crate::catalog::{CatalogError, Customer, CustomerStatus, Timestamp};
@@ -106,10 +105,11 @@ pub fn canonical_email(text: &str) -> Option<String> {
 }
 
 fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::catalog::api_keys::digest_hex(secret)
 }
 
-fn random_token() -> Result<String, PortalError> {
+/// 256 random bits, base64url: sign-in links, session ids, CSRF tokens.
+pub fn new_token() -> Result<String, PortalError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
     Ok(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes))
@@ -216,7 +216,7 @@ impl<'a> Portal<'a> {
         if !self.customer_active(&user.customer).await? {
             return Ok(None);
         }
-        let token = random_token()?;
+        let token = new_token()?;
         let expires_at = Timestamp(self.now().0 + self.svc.portal.link_ttl.as_secs());
         let link = SignInLink { email: user.email.clone(), customer: user.customer.clone(), expires_at };
         put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
@@ -244,13 +244,13 @@ impl<'a> Portal<'a> {
             Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {}
             _ => return Err(PortalError::InvalidLink),
         }
-        let id = random_token()?;
+        let id = new_token()?;
         let session = Session {
             email: link.email.clone(),
             customer: link.customer,
             created_at: now,
             seen_at: now,
-            csrf: random_token()?,
+            csrf: new_token()?,
         };
         put_json(store.as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         let _ = self
