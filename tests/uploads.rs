@@ -325,6 +325,13 @@ async fn direct_uploads(backend: Backend) {
     let r = plan(&a, "app.bin", &data).await;
     assert_eq!((r.status, r.code().as_str()), (409, "conflict"), "{r:?}");
 
+    // A declared size over S3's 5 TiB is a bad field, not a body too large
+    // (nothing was sent), and plans nothing.
+    let too_big = json!({ "filename": "huge.bin", "size": 5_497_558_138_881_u64, "sha256": sha256_hex(b"") });
+    let r = a.call("POST", ARTIFACTS, Some(too_big)).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"), "{r:?}");
+    assert!(leftovers(&a, "app/1.0.0/huge.bin").is_empty());
+
     // A large file: a multipart upload, one presigned request per part.
     let large = test_bytes(LARGE);
     let r = plan(&a, "large.bin", &large).await;

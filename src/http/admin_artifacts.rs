@@ -275,7 +275,7 @@ pub(crate) struct DirectUpload {
 /// `pending` and cannot be downloaded. Only for new files: an existing one is
 /// replaced with the streaming `PUT`, or deleted first. Planning a file
 /// again abandons the previous plan.
-#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = DirectUploadBody, responses((status = 201, description = "planned", body = DirectUpload), (status = 409, description = "the release already has this file", body = Problem), (status = 413, description = "larger than S3 takes (5 TiB)", body = Problem), (status = 501, description = "`direct_upload_unsupported`: the storage is a local directory", body = Problem)))]
+#[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/artifacts", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body = DirectUploadBody, responses((status = 201, description = "planned", body = DirectUpload), (status = 409, description = "the release already has this file", body = Problem), (status = 422, description = "`invalid_field`: a bad name, digest or content type, or a `size` over what S3 takes (5 TiB)", body = Problem), (status = 501, description = "`direct_upload_unsupported`: the storage is a local directory", body = Problem)))]
 pub(crate) async fn plan_upload(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,

@@ -73,7 +73,16 @@ pub async fn plan(svc: &Services, req: PlanRequest) -> Result<Planned, UploadErr
     let plan = svc
         .storage
         .plan_upload(&key, size, &sha256, &content_type, ttl)
-        .await?
+        .await
+        .map_err(|e| match e {
+            // A declared size is a field of the request, checked like the
+            // others (422); 413 stays for bytes actually sent past a limit.
+            StorageError::TooLarge(max) => UploadError::Catalog(CatalogError::Invalid {
+                field: "size",
+                reason: format!("{size} bytes is more than the storage takes ({max})"),
+            }),
+            e => e.into(),
+        })?
         .ok_or(UploadError::DirectUploadUnsupported)?;
     let now = svc.clock.now_unix();
     let pending = PendingUpload {
