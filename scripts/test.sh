@@ -80,11 +80,13 @@ eu=target/electron-updater
 npm_pinned tests/electron "$eu" electron-updater
 export TOLLGATE_ELECTRON_UPDATER="$PWD/$eu/node_modules"
 
-# axe-core, pinned by tests/browser/package-lock.json: the accessibility
-# check the portal's browser tests run in each page.
+# axe-core and oidc-provider, pinned by tests/browser/package-lock.json:
+# the accessibility check the portal's browser tests run in each page, and
+# the OpenID provider its SSO tests sign in with (run by node).
 bt=target/browser-tools
-npm_pinned tests/browser "$bt" axe-core
+npm_pinned tests/browser "$bt" oidc-provider
 export TOLLGATE_AXE="$PWD/$bt/node_modules/axe-core/axe.min.js"
+export TOLLGATE_OIDC_PROVIDER="$PWD/$bt/node_modules/oidc-provider"
 
 # The module graph: imports run one way, no cycle (see docs/ARCHITECTURE.md).
 python3 scripts/check-layers.py

@@ -137,6 +137,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         limits: Arc::new(RateLimits::from_config(&config.limits, &config.portal)),
         portal: config.portal.clone(),
         mail: crate::mail::Mailer::from_config(&config.portal.smtp)?,
+        sso: crate::portal::oidc::SsoProviders::from_config(&config.portal.sso, config.allow_world_readable_secrets)?,
         downloads: DownloadPolicy {
             urls: UrlPolicy {
                 public_url: config.server.public_url.clone(),

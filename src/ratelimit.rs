@@ -147,6 +147,12 @@ impl RateLimits {
         self.sign_in_address.evict_idle();
     }
 
+    /// Count a portal sign-in started with an OpenID provider from `client`
+    /// (a record each, so limited as sign-in requests are).
+    pub fn sso_start(&self, client: IpAddr) -> Result<(), Duration> {
+        self.sign_in_address.check(&address_key(client))
+    }
+
     /// Count a portal sign-in request for `email` from `client`.
     pub fn sign_in(&self, email: &str, client: IpAddr) -> Result<(), Duration> {
         self.sign_in_address.check(&address_key(client))?;

@@ -90,6 +90,8 @@ pub struct Services {
     pub portal: crate::config::PortalConfig,
     /// The SMTP relay sign-in e-mails go through, when one is configured.
     pub mail: Option<crate::mail::Mailer>,
+    /// The OpenID providers portal users may sign in with.
+    pub sso: crate::portal::oidc::SsoProviders,
 }
 
 impl Services {

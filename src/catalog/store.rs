@@ -45,6 +45,9 @@ pub enum Kind {
     SignInLink,
     /// A portal session, by its cookie's SHA-256.
     PortalSession,
+    /// A portal sign-in started with an OpenID provider, by its `state`'s
+    /// SHA-256.
+    SsoFlow,
 }
 
 impl Kind {
@@ -65,6 +68,7 @@ impl Kind {
             Kind::PortalUser => "portal_user",
             Kind::SignInLink => "sign_in_link",
             Kind::PortalSession => "portal_session",
+            Kind::SsoFlow => "sso_flow",
         }
     }
 }

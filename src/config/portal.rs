@@ -1,10 +1,12 @@
 //! `[portal]`: the customer portal on the public listener (`/portal`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::duration;
+use super::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +35,84 @@ pub struct PortalConfig {
     /// Sign-in requests one client address may make per hour.
     pub links_per_address_per_hour: u32,
     pub smtp: SmtpConfig,
+    /// OpenID Connect providers users may sign in with, besides e-mail
+    /// links (`[[portal.sso]]`); a button each on the sign-in page.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sso: Vec<SsoProviderConfig>,
+}
+
+/// One OpenID Connect provider (authorization code flow with PKCE). It
+/// proves an e-mail address; that address must be a portal user's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoProviderConfig {
+    /// In URLs and events: `[a-z0-9-]`, 1-32.
+    pub id: String,
+    /// On the button: "Sign in with {name}".
+    pub name: String,
+    /// The issuer; its `/.well-known/openid-configuration` is read. `https:`,
+    /// or `http:` on a loopback address (tests).
+    pub issuer: String,
+    pub client_id: String,
+    /// `client_secret` inline or `client_secret_file`.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Only users of these customers may sign in with it: a customer's own
+    /// identity provider must list that customer alone, or it could assert
+    /// another customer's addresses. Empty: any customer's users (the
+    /// vendor's own provider).
+    #[serde(default)]
+    pub customers: Vec<String>,
+    /// Refuse an address the provider does not say is verified
+    /// (`email_verified`). Default on.
+    #[serde(default = "yes")]
+    pub require_verified_email: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SsoProviderConfig {
+    fn validate(&self, at: &str) -> Result<(), String> {
+        let id_ok = (1..=32).contains(&self.id.len())
+            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(format!("{at}.id: {:?} must be 1-32 of a-z, 0-9 and -", self.id));
+        }
+        if self.name.trim().is_empty() || self.name.chars().any(char::is_control) || self.name.len() > 64 {
+            return Err(format!("{at}.name: must be a name of at most 64 bytes, without control characters"));
+        }
+        if !issuer_allowed(&self.issuer) {
+            return Err(format!(
+                "{at}.issuer: {:?} must be an https: URL (http: only on a loopback address)",
+                self.issuer
+            ));
+        }
+        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
+            return Err(format!("{at}.client_id: must be given"));
+        }
+        if self.client_secret.is_some() == self.client_secret_file.is_some() {
+            return Err(format!("{at}.client_secret: give exactly one of client_secret or client_secret_file"));
+        }
+        Ok(())
+    }
+}
+
+/// An issuer's URL: `https:`, or `http:` to a loopback host.
+pub fn issuer_allowed(url: &str) -> bool {
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty() && !rest.starts_with('/');
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
 impl PortalConfig {
@@ -60,6 +140,12 @@ impl PortalConfig {
         {
             return Err(format!("portal.logo_url: {logo:?} must be an https: URL or a path on this origin"));
         }
+        for (i, p) in self.sso.iter().enumerate() {
+            p.validate(&format!("portal.sso[{i}]"))?;
+            if self.sso[..i].iter().any(|q| q.id == p.id) {
+                return Err(format!("portal.sso[{i}].id: {:?} is given twice", p.id));
+            }
+        }
         Ok(())
     }
 }
@@ -77,6 +163,7 @@ impl Default for PortalConfig {
             links_per_email_per_hour: 5,
             links_per_address_per_hour: 30,
             smtp: SmtpConfig::default(),
+            sso: Vec::new(),
         }
     }
 }
@@ -123,6 +210,64 @@ mod tests {
             let mut c = PortalConfig::default();
             change(&mut c);
             assert!(c.validate().is_err_and(|e| e.starts_with(key)), "{key}");
+        }
+    }
+
+    fn provider() -> SsoProviderConfig {
+        SsoProviderConfig {
+            id: "okta".into(),
+            name: "Okta".into(),
+            issuer: "https://login.example.com".into(),
+            client_id: "tollgate".into(),
+            client_secret: Some(Secret::new("s")),
+            client_secret_file: None,
+            customers: vec![],
+            require_verified_email: true,
+        }
+    }
+
+    #[test]
+    fn sso_providers_are_checked_and_name_their_key() {
+        let mut c = PortalConfig { sso: vec![provider()], ..PortalConfig::default() };
+        assert_eq!(c.validate(), Ok(()));
+        let bad: [fn(&mut SsoProviderConfig); 6] = [
+            |p| p.id = "Okta".into(),
+            |p| p.name = "a\nb".into(),
+            |p| p.issuer = "http://login.example.com".into(),
+            |p| p.client_id = String::new(),
+            |p| p.client_secret = None,
+            |p| p.client_secret_file = Some("/x".into()),
+        ];
+        for change in bad {
+            let mut p = provider();
+            change(&mut p);
+            c.sso = vec![p];
+            assert!(c.validate().is_err_and(|e| e.starts_with("portal.sso[0].")), "{:?}", c.sso);
+        }
+        c.sso = vec![provider(), provider()];
+        assert!(c.validate().is_err_and(|e| e.starts_with("portal.sso[1].id")));
+    }
+
+    #[test]
+    fn issuers_are_https_or_loopback_http() {
+        for good in [
+            "https://id.example.com",
+            "https://id.example.com/tenant/1",
+            "http://127.0.0.1:4000",
+            "http://localhost",
+            "http://[::1]:80/x",
+        ] {
+            assert!(issuer_allowed(good), "{good}");
+        }
+        for bad in [
+            "http://id.example.com",
+            "http://127.0.0.1.example.com",
+            "ftp://x",
+            "https://",
+            "http://localhost.evil:80",
+            "//x",
+        ] {
+            assert!(!issuer_allowed(bad), "{bad}");
         }
     }
 }

@@ -183,6 +183,9 @@ pub enum Detail {
         email: String,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         client_ip: Option<String>,
+        /// How: `link` (an e-mail link) or `sso:{provider}`.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        via: Option<String>,
     },
     /// A portal user was added, changed role, or was removed.
     #[serde(rename = "portal.user_changed")]

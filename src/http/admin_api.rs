@@ -89,7 +89,7 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             "/admin/v1/customers/{customer}/users/{email}",
             get(get_portal_user).put(put_portal_user).delete(delete_portal_user),
         )
-        .route("/admin/v1/customers/{customer}/api-keys/{key}", axum::routing::delete(revoke_api_key))
+        .route("/admin/v1/customers/{customer}/api-keys/{id}", axum::routing::delete(revoke_api_key))
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
         .route("/admin/v1/products/{product}/releases/{version}/adoption", get(admin_events::adoption))
@@ -841,7 +841,7 @@ pub(crate) async fn list_api_keys(
     Ok(Json(Items { items: keys }).into_response())
 }
 
-#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{key}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("key" = String, Path, description = "API key id")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
+#[utoipa::path(delete, path = "/admin/v1/customers/{customer}/api-keys/{id}", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("id" = String, Path, description = "API key id (the `id` of the created key; not the key itself)")), responses((status = 200, description = "revoked (or already was)", body = ApiKeyView)))]
 pub(crate) async fn revoke_api_key(
     State(s): State<Arc<Services>>,
     p: Result<Path<(String, String)>, PathRejection>,

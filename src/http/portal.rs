@@ -29,6 +29,7 @@ use crate::downloads::{self, IssueRequest};
 use crate::entitlement::access::{self, Filter, Wanted};
 use crate::events::{Detail, Subject};
 use crate::mail::Mail;
+use crate::portal::oidc::SsoError;
 use crate::portal::{Portal, PortalError, PortalUser, Session, canonical_email};
 use crate::services::Services;
 
@@ -36,6 +37,8 @@ use crate::services::Services;
 const SESSION_COOKIE: &str = "tg_portal";
 /// The pre-session CSRF cookie (sign-in forms).
 const CSRF_COOKIE: &str = "tg_portal_csrf";
+/// The `state` of an OpenID sign-in this browser started.
+const SSO_COOKIE: &str = "tg_portal_sso";
 const STYLE: &str = include_str!("../../templates/portal/style.css");
 
 pub fn routes() -> axum::Router<Arc<Services>> {
@@ -45,6 +48,8 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/style.css", get(style))
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/auth", get(confirm_page).post(authenticate))
+        .route("/portal/sso", post(sso_start))
+        .route("/portal/sso/callback", get(sso_callback))
         .route("/portal/downloads", get(downloads_page).post(download))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses", get(licenses_page))
@@ -82,6 +87,8 @@ struct SignInPage {
     nav: Option<Nav>,
     csrf: String,
     message: Option<String>,
+    /// The OpenID providers: id and name.
+    sso: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -301,7 +308,8 @@ async fn style(State(s): State<Arc<Services>>) -> Response {
 
 /// A sign-in form with a fresh pre-session CSRF token (also its cookie).
 fn sign_in_form(s: &Services, status: StatusCode, message: Option<String>) -> Response {
-    with_fresh_csrf(s, |csrf| page(status, &SignInPage { brand: brand(s), nav: None, csrf, message }))
+    let sso = s.sso.list().iter().map(|p| (p.id.clone(), p.name.clone())).collect();
+    with_fresh_csrf(s, |csrf| page(status, &SignInPage { brand: brand(s), nav: None, csrf, message, sso }))
 }
 
 async fn sign_in_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
@@ -461,12 +469,123 @@ async fn authenticate(
         }
     };
     let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
-    s.record(subject, Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()) })
-        .await;
+    let via = Some("link".to_owned());
+    s.record(
+        subject,
+        Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()), via },
+    )
+    .await;
+    signed_in_now(&s, &id)
+}
+
+/// The answer to a sign-in that worked: the session's cookie (and the
+/// pre-session ones cleared), on to Downloads.
+fn signed_in_now(s: &Services, id: &str) -> Response {
     let mut r = see_other("/portal/downloads");
-    set_cookie(&mut r, format!("{SESSION_COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Lax{}", secure(&s)));
-    set_cookie(&mut r, format!("{CSRF_COOKIE}=; Path=/portal; Max-Age=0; HttpOnly; SameSite=Strict{}", secure(&s)));
+    set_cookie(&mut r, format!("{SESSION_COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Lax{}", secure(s)));
+    set_cookie(&mut r, format!("{CSRF_COOKIE}=; Path=/portal; Max-Age=0; HttpOnly; SameSite=Strict{}", secure(s)));
+    set_cookie(&mut r, format!("{SSO_COOKIE}=; Path=/portal/sso; Max-Age=0; HttpOnly; SameSite=Lax{}", secure(s)));
     r
+}
+
+#[derive(Debug, Deserialize)]
+struct SsoForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    provider: String,
+}
+
+/// `POST /portal/sso`: sign in with an OpenID provider. The browser goes
+/// to the provider, with a cookie binding the answer to it.
+async fn sso_start(
+    State(s): State<Arc<Services>>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    form: Result<Form<SsoForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match before_sign_in(&s, &headers, form, |f| &f.csrf) {
+        Ok(form) => form,
+        Err(r) => return r,
+    };
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    if let Err(wait) = s.limits.sso_start(client) {
+        return super::problem::rate_limited(wait).into_response();
+    }
+    match s.sso.start(&s, &form.provider).await {
+        Ok(started) => {
+            let mut r = see_other(&started.location);
+            let max_age = crate::portal::oidc::FLOW_TTL.as_secs();
+            set_cookie(
+                &mut r,
+                format!(
+                    "{SSO_COOKIE}={}; Path=/portal/sso; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+                    started.state,
+                    secure(&s)
+                ),
+            );
+            r
+        }
+        Err(e) => sso_failure(&s, &e),
+    }
+}
+
+/// `GET /portal/sso/callback`: the provider's answer.
+async fn sso_callback(
+    State(s): State<Arc<Services>>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    q: Result<Query<crate::portal::oidc::Callback>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let answer = q.map(|Query(q)| q).unwrap_or_default();
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    let (user, provider) = match s.sso.finish(&s, cookie(&headers, SSO_COOKIE), &answer).await {
+        Ok(proven) => proven,
+        Err(e) => {
+            if matches!(e, SsoError::InvalidFlow | SsoError::InvalidToken(_))
+                && let Err(wait) = s.limits.refused_credential(client)
+            {
+                return super::problem::rate_limited(wait).into_response();
+            }
+            let mut r = sso_failure(&s, &e);
+            set_cookie(
+                &mut r,
+                format!("{SSO_COOKIE}=; Path=/portal/sso; Max-Age=0; HttpOnly; SameSite=Lax{}", secure(&s)),
+            );
+            return r;
+        }
+    };
+    let (session, id) = match Portal::new(&s).start_session(&user).await {
+        Ok(started) => started,
+        Err(e) => return portal_failure(&s, None, &e),
+    };
+    let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
+    let via = Some(format!("sso:{}", provider.id));
+    s.record(
+        subject,
+        Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()), via },
+    )
+    .await;
+    signed_in_now(&s, &id)
+}
+
+fn sso_failure(s: &Services, e: &SsoError) -> Response {
+    match e {
+        SsoError::UnknownProvider => error_page(s, None, StatusCode::NOT_FOUND, "unknown_provider", e.to_string()),
+        SsoError::InvalidFlow => error_page(s, None, StatusCode::FORBIDDEN, "sso_flow_invalid", e.to_string()),
+        SsoError::Denied(_) => error_page(s, None, StatusCode::FORBIDDEN, "sso_denied", e.to_string()),
+        SsoError::InvalidToken(_) => {
+            tracing::warn!(error = %e, "an SSO answer failed its checks");
+            error_page(s, None, StatusCode::FORBIDDEN, "sso_invalid_token", e.to_string())
+        }
+        SsoError::NotAllowed(_) => error_page(s, None, StatusCode::FORBIDDEN, "sso_not_allowed", e.to_string()),
+        SsoError::Provider(_) => {
+            tracing::warn!(error = %e, "an SSO provider could not be used");
+            let detail = "The sign-in provider cannot be reached right now; try again, or sign in by e-mail.".into();
+            error_page(s, None, StatusCode::BAD_GATEWAY, "sso_provider_unavailable", detail)
+        }
+        SsoError::Portal(e) => portal_failure(s, None, e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,8 @@
 //! Only digests of links and session ids are stored: a copy of the store
 //! signs nobody in.
 
+pub mod oidc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::store::{Kind, StoreError, get_json, put_json};
@@ -224,8 +226,7 @@ impl<'a> Portal<'a> {
     }
 
     /// Use a sign-in link: once, before it expires, by a user still of the
-    /// same, active customer. A new session, with a new id (whatever cookie
-    /// the browser had is not reused: no session fixation).
+    /// same, active customer. A new session ([`Self::start_session`]).
     pub async fn redeem_link(&self, token: &str) -> Result<(Session, String), PortalError> {
         let key = digest(token);
         let store = self.svc.catalog.records();
@@ -241,22 +242,31 @@ impl<'a> Portal<'a> {
             return Err(PortalError::InvalidLink);
         }
         match self.user(&link.email).await? {
-            Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {}
-            _ => return Err(PortalError::InvalidLink),
+            Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {
+                self.start_session(&u).await
+            }
+            _ => Err(PortalError::InvalidLink),
         }
+    }
+
+    /// A new session for `user`, whose sign-in was proven (a link, an
+    /// OpenID provider), with a new id: whatever cookie the browser had is
+    /// not reused (no session fixation).
+    pub async fn start_session(&self, user: &PortalUser) -> Result<(Session, String), PortalError> {
+        let now = self.now();
         let id = new_token()?;
         let session = Session {
-            email: link.email.clone(),
-            customer: link.customer,
+            email: user.email.clone(),
+            customer: user.customer.clone(),
             created_at: now,
             seen_at: now,
             csrf: new_token()?,
         };
-        put_json(store.as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
+        put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         let _ = self
             .svc
             .catalog
-            .update::<PortalUser, _>(Kind::PortalUser, &link.email, |current| {
+            .update::<PortalUser, _>(Kind::PortalUser, &user.email, |current| {
                 Ok(current.map(|u| PortalUser { last_sign_in_at: Some(now), ..u.clone() }))
             })
             .await;

@@ -153,6 +153,12 @@ impl Browser {
         self.call("POST", &self.at(&format!("/element/{}/value", e.0)), Some(json!({ "text": text }))).await;
     }
 
+    /// Forget the cookies of the page's host (every port: cookies do not
+    /// tell ports apart).
+    pub async fn clear_cookies(&self) {
+        self.call("DELETE", &self.at("/cookie"), None).await;
+    }
+
     pub async fn window(&self, width: u32, height: u32) {
         self.call("POST", &self.at("/window/rect"), Some(json!({ "width": width, "height": height }))).await;
     }
