@@ -283,6 +283,156 @@ async fn forms_links_and_sessions_refuse_what_they_should() {
     assert_eq!(kinds, [json!("created"), json!("deleted")]);
 }
 
+/// A signed-in browser of `email` (its `n`th mail is the link).
+async fn signed_in_as<'a>(a: &'a Admin, smtp: &SmtpServer, email: &str, n: usize) -> Browser<'a> {
+    let mut b = Browser::new(a);
+    let link = mailed_link(&mut b, smtp, email, n).await;
+    assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
+    b
+}
+
+/// The `portal.user_changed` events, once there are `n`.
+async fn user_changes(a: &Admin, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let changes = Admin::json(&a.call("GET", "/admin/v1/events?type=portal.user_changed", None).await);
+        let items = changes["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            return items.into_iter().map(|e| e["data"].clone()).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} portal.user_changed events");
+}
+
+/// A customer's portal admin adds people (they are told by e-mail where to
+/// sign in), promotes, demotes and removes them; a member cannot; nobody
+/// touches another customer's users or changes themself; every change is
+/// recorded with who made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_admins_manage_their_team() {
+    let Setup { a, smtp } = setup().await;
+    let r = a.call("PUT", "/admin/v1/customers/globex/users/gil@globex.test", None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut ann = signed_in_as(&a, &smtp, "ann@acme.test", 1).await;
+    let page = html(&ann.get("/portal/team").await);
+    assert!(page.contains("ann@acme.test") && !page.contains("gil@globex.test"), "{page}");
+    let csrf = field(&page, "csrf");
+
+    let r = ann.post("/portal/team", &[("csrf", &csrf), ("email", "Bob@Acme.test"), ("role", "member")]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(html(&r).contains("bob@acme.test was added"), "{}", html(&r));
+    let invitation = smtp.wait_for("bob@acme.test", 1).await;
+    assert!(invitation.body.contains("ann@acme.test added you") && invitation.body.contains("/portal/sign-in"));
+    let mut bob = signed_in_as(&a, &smtp, "bob@acme.test", 2).await;
+
+    // A member manages nobody.
+    let bob_csrf = field(&html(&bob.get("/portal/team").await), "csrf");
+    for (target, form) in [
+        ("/portal/team", vec![("email", "eve@acme.test"), ("role", "admin")]),
+        ("/portal/team/role", vec![("email", "ann@acme.test"), ("role", "member")]),
+        ("/portal/team/remove", vec![("email", "ann@acme.test")]),
+    ] {
+        let mut form = form;
+        form.push(("csrf", &bob_csrf));
+        let r = bob.post(target, &form).await;
+        assert_eq!((r.status, code(&r).as_str()), (403, "portal_admin_only"), "{target}");
+    }
+    // Without the session's token: refused.
+    let r = ann.post("/portal/team/remove", &[("csrf", "x"), ("email", "bob@acme.test")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+    // Not yourself.
+    for (target, form) in [
+        ("/portal/team/remove", [("csrf", csrf.as_str()), ("email", "ANN@acme.test"), ("role", "")]),
+        ("/portal/team/role", [("csrf", csrf.as_str()), ("email", "ann@acme.test"), ("role", "member")]),
+        ("/portal/team", [("csrf", csrf.as_str()), ("email", "ann@acme.test"), ("role", "member")]),
+    ] {
+        let r = ann.post(target, &form).await;
+        assert_eq!((r.status, code(&r).as_str()), (409, "not_yourself"), "{target}");
+    }
+    // Another customer's user: not added, not found, untouched.
+    let r = ann.post("/portal/team", &[("csrf", &csrf), ("email", "gil@globex.test"), ("role", "member")]).await;
+    assert_eq!(r.status, 409, "{r:?}");
+    for target in ["/portal/team/role", "/portal/team/remove"] {
+        let r = ann.post(target, &[("csrf", &csrf), ("email", "gil@globex.test"), ("role", "admin")]).await;
+        assert_eq!((r.status, code(&r).as_str()), (404, "not_found"), "{target}");
+    }
+    let gil = Admin::json(&a.call("GET", "/admin/v1/customers/globex/users/gil@globex.test", None).await);
+    assert_eq!(gil["role"], "member");
+    // Bad input.
+    for (email, role) in [("not an address", "member"), ("eve@acme.test", "owner")] {
+        let r = ann.post("/portal/team", &[("csrf", &csrf), ("email", email), ("role", role)]).await;
+        assert_eq!(r.status, 400, "{email} {role}");
+    }
+
+    // Promoted: at its next request bob manages keys; demoted: no longer.
+    let r = ann.post("/portal/team/role", &[("csrf", &csrf), ("email", "bob@acme.test"), ("role", "admin")]).await;
+    assert_eq!(location(&r), "/portal/team");
+    assert!(html(&bob.get("/portal/api-keys").await).contains("Create key"));
+    ann.post("/portal/team/role", &[("csrf", &csrf), ("email", "bob@acme.test"), ("role", "member")]).await;
+    assert!(!html(&bob.get("/portal/api-keys").await).contains("Create key"));
+    // Removed: signed out at its next request.
+    let r = ann.post("/portal/team/remove", &[("csrf", &csrf), ("email", "bob@acme.test")]).await;
+    assert_eq!(location(&r), "/portal/team");
+    assert_eq!(location(&bob.get("/portal/downloads").await), "/portal/sign-in");
+
+    let changes = user_changes(&a, 6).await;
+    let seen: Vec<(String, String, String)> = changes
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+            (text("email"), text("change"), text("by"))
+        })
+        .collect();
+    let want = [
+        ("ann@acme.test", "created", "-"),
+        ("gil@globex.test", "created", "-"),
+        ("bob@acme.test", "created", "ann@acme.test"),
+        ("bob@acme.test", "updated", "ann@acme.test"),
+        ("bob@acme.test", "updated", "ann@acme.test"),
+        ("bob@acme.test", "deleted", "ann@acme.test"),
+    ];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned())).collect();
+    assert_eq!(seen, want);
+}
+
+/// "Sign out everywhere" ends every session of the user, from the portal
+/// or by the vendor; a user removed and added again does not get its old
+/// sessions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_ends_every_session() {
+    let Setup { a, smtp } = setup().await;
+    let mut laptop = signed_in_as(&a, &smtp, "ann@acme.test", 1).await;
+    let mut phone = signed_in_as(&a, &smtp, "ann@acme.test", 2).await;
+    let csrf = field(&html(&laptop.get("/portal/team").await), "csrf");
+    let r = laptop.post("/portal/sign-out-everywhere", &[("csrf", "wrong")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+    assert_eq!(phone.get("/portal/downloads").await.status, 200);
+    let r = laptop.post("/portal/sign-out-everywhere", &[("csrf", &csrf)]).await;
+    assert_eq!(location(&r), "/portal/sign-in");
+    assert_eq!(location(&phone.get("/portal/downloads").await), "/portal/sign-in");
+    laptop.cookies.insert("tg_portal".into(), "x".into());
+    assert_eq!(location(&laptop.get("/portal/downloads").await), "/portal/sign-in");
+
+    // Signing in again works; the vendor can do the same.
+    let mut phone = signed_in_as(&a, &smtp, "ann@acme.test", 3).await;
+    let r = a.call("POST", "/admin/v1/customers/acme/users/ann@acme.test/sign-out", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(location(&phone.get("/portal/downloads").await), "/portal/sign-in");
+    let r = a.call("POST", "/admin/v1/customers/globex/users/ann@acme.test/sign-out", None).await;
+    assert_eq!(r.status, 404, "another customer's user");
+    let changes = user_changes(&a, 3).await;
+    assert_eq!(changes[1]["sessions_ended"], true);
+    assert_eq!(changes[2]["by"], serde_json::Value::Null, "by the vendor");
+
+    // Removed and added again between two requests: the old session stays over.
+    let mut old = signed_in_as(&a, &smtp, "ann@acme.test", 4).await;
+    assert_eq!(a.call("DELETE", "/admin/v1/customers/acme/users/ann@acme.test", None).await.status, 204);
+    let r = a.call("PUT", "/admin/v1/customers/acme/users/ann@acme.test", Some(json!({ "role": "admin" }))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(location(&old.get("/portal/downloads").await), "/portal/sign-in");
+}
+
 /// A suspended customer's sessions end; its users' links stop working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {
@@ -455,10 +605,17 @@ async fn the_portal_in_chromium() {
     b.goto(&format!("{base}/portal")).await;
     b.wait_for_url("/portal/sign-in").await;
     let mut pages = Vec::new();
+    // Each page: axe-core's check and a screenshot at desktop width, then
+    // again at a phone's.
     async fn look(b: &common::browser::Browser, name: &str, pages: &mut Vec<String>) {
         let violations = b.accessibility_violations().await;
         assert!(violations.is_empty(), "{name}: {violations:#?}");
         b.screenshot(&screenshot(&format!("portal-{name}"))).await;
+        b.window(390, 844).await;
+        let violations = b.accessibility_violations().await;
+        assert!(violations.is_empty(), "{name} on a phone: {violations:#?}");
+        b.screenshot(&screenshot(&format!("portal-{name}-phone"))).await;
+        b.window(1280, 900).await;
         pages.push(name.to_owned());
     }
     look(&b, "sign-in", &mut pages).await;
@@ -479,10 +636,7 @@ async fn the_portal_in_chromium() {
         "notes rendered safely: {source}"
     );
     look(&b, "downloads", &mut pages).await;
-    b.window(390, 844).await;
-    look(&b, "downloads-phone", &mut pages).await;
-    b.window(1280, 900).await;
-    for page in ["history", "licenses", "usage", "api-keys"] {
+    for page in ["history", "licenses", "usage", "api-keys", "team"] {
         b.goto(&format!("{base}/portal/{page}")).await;
         b.wait_for_url(&format!("/portal/{page}")).await;
         look(&b, page, &mut pages).await;
@@ -507,18 +661,7 @@ async fn the_portal_in_chromium() {
     b.wait_for_url("/portal/sign-in").await;
     assert_eq!(
         pages,
-        [
-            "sign-in",
-            "sent",
-            "confirm",
-            "downloads",
-            "downloads-phone",
-            "history",
-            "licenses",
-            "usage",
-            "api-keys",
-            "error"
-        ]
+        ["sign-in", "sent", "confirm", "downloads", "history", "licenses", "usage", "api-keys", "team", "error"]
     );
 }
 

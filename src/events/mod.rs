@@ -195,6 +195,13 @@ pub enum Detail {
         /// The role after the change; absent when removed.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         role: Option<String>,
+        /// The portal user who made the change (a customer's admin);
+        /// absent: the vendor, through the admin API.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<String>,
+        /// The change was "sign out everywhere": every session ended.
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        sessions_ended: bool,
     },
 }
 

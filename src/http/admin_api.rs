@@ -39,6 +39,7 @@ use crate::catalog::{
 use crate::catalog::{Stored, Updated};
 use crate::entitlement::access::{AccessError, eligible_customers as eligible};
 use crate::events::{Change, Detail, Subject};
+use crate::portal::UserChange;
 use crate::quota::Quota;
 use crate::services::Services;
 use crate::storage::StorageError;
@@ -89,6 +90,7 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             "/admin/v1/customers/{customer}/users/{email}",
             get(get_portal_user).put(put_portal_user).delete(delete_portal_user),
         )
+        .route("/admin/v1/customers/{customer}/users/{email}/sign-out", post(sign_out_portal_user))
         .route("/admin/v1/customers/{customer}/api-keys/{id}", axum::routing::delete(revoke_api_key))
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
@@ -920,9 +922,15 @@ pub(crate) async fn put_portal_user(
     let (user, created) =
         crate::portal::Portal::new(&s).put_user(&customer, &email, role).await.map_err(portal_error)?;
     let change = if created { Change::Created } else { Change::Updated };
-    let subject = Subject { customer: Some(customer), ..Subject::default() };
-    let role_name = serde_json::to_value(user.role).ok().and_then(|v| v.as_str().map(str::to_owned));
-    s.record(subject, Detail::PortalUserChanged { email: user.email.clone(), change, role: role_name }).await;
+    let c = UserChange {
+        customer: &customer,
+        email: &user.email,
+        change,
+        role: Some(user.role),
+        by: None,
+        sessions_ended: false,
+    };
+    crate::portal::record_change(&s, c).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(user)).into_response())
 }
@@ -963,11 +971,44 @@ pub(crate) async fn delete_portal_user(
     let (customer, email) = path(p)?;
     let removed = crate::portal::Portal::new(&s).remove_user(&customer, &email).await.map_err(portal_error)?;
     if removed {
-        let subject = Subject { customer: Some(customer), ..Subject::default() };
         let email = crate::portal::canonical_email(&email).unwrap_or(email);
-        s.record(subject, Detail::PortalUserChanged { email, change: Change::Deleted, role: None }).await;
+        let c = UserChange {
+            customer: &customer,
+            email: &email,
+            change: Change::Deleted,
+            role: None,
+            by: None,
+            sessions_ended: false,
+        };
+        crate::portal::record_change(&s, c).await;
     }
     deleted(removed, "user")
+}
+
+/// Sign a portal user out everywhere (a lost laptop): each of its sessions
+/// ends at its next request. It can sign in again.
+#[utoipa::path(post, path = "/admin/v1/customers/{customer}/users/{email}/sign-out", tag = "admin", params(("customer" = String, Path, description = "customer id"), ("email" = String, Path, description = "the user's e-mail address")), responses((status = 200, description = "signed out everywhere", body = crate::portal::PortalUser), (status = 404, description = "no such user of this customer", body = Problem)))]
+pub(crate) async fn sign_out_portal_user(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (customer, email) = path(p)?;
+    let portal = crate::portal::Portal::new(&s);
+    if !portal.end_all_sessions(&customer, &email).await.map_err(portal_error)? {
+        return Err(CatalogError::Missing { kind: "user", id: email }.into());
+    }
+    let user = portal.user(&email).await.map_err(portal_error)?.filter(|u| u.customer == customer);
+    let Some(user) = user else { return Err(CatalogError::Missing { kind: "user", id: email }.into()) };
+    let c = UserChange {
+        customer: &customer,
+        email: &user.email,
+        change: Change::Updated,
+        role: Some(user.role),
+        by: None,
+        sessions_ended: true,
+    };
+    crate::portal::record_change(&s, c).await;
+    Ok(Json(user).into_response())
 }
 
 /// A new API key: the record, and the key itself, shown this once.

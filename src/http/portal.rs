@@ -27,10 +27,10 @@ use super::{PeerAddr, client_ip};
 use crate::catalog::{Customer, Timestamp};
 use crate::downloads::{self, IssueRequest};
 use crate::entitlement::access::{self, Filter, Wanted};
-use crate::events::{Detail, Subject};
+use crate::events::{Change, Detail, Subject};
 use crate::mail::Mail;
 use crate::portal::oidc::SsoError;
-use crate::portal::{Portal, PortalError, PortalUser, Session, canonical_email};
+use crate::portal::{Portal, PortalError, PortalUser, Role, Session, UserChange, canonical_email};
 use crate::services::Services;
 
 /// The session cookie.
@@ -58,6 +58,10 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/history.csv", get(history_csv))
         .route("/portal/api-keys", get(api_keys_page).post(create_api_key))
         .route("/portal/api-keys/revoke", post(revoke_api_key))
+        .route("/portal/team", get(team_page).post(invite))
+        .route("/portal/team/role", post(change_role))
+        .route("/portal/team/remove", post(remove_member))
+        .route("/portal/sign-out-everywhere", post(sign_out_everywhere))
 }
 
 /// What every page shows of the vendor.
@@ -954,7 +958,7 @@ async fn api_keys_view(s: &Services, signed: Signed, status: StatusCode, created
             live: k.revoked_at.is_none(),
         })
         .collect();
-    let can_manage = signed.user.role == crate::portal::Role::Admin;
+    let can_manage = signed.user.role == Role::Admin;
     let t =
         ApiKeysPage { brand: brand(s), csrf: signed.session.csrf, nav: Some(signed.nav), can_manage, keys, created };
     page(status, &t)
@@ -998,7 +1002,7 @@ async fn key_form(
     if !same(&form.csrf, &signed.session.csrf) {
         return Err(csrf_refused(s, Some(signed.nav)));
     }
-    if signed.user.role != crate::portal::Role::Admin {
+    if signed.user.role != Role::Admin {
         let detail = "Only your company's portal admins manage API keys.".to_owned();
         return Err(error_page(s, Some(signed.nav), StatusCode::FORBIDDEN, "portal_admin_only", detail));
     }
@@ -1198,6 +1202,283 @@ async fn history_csv(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"download-history.csv\""));
     secure_headers(h);
+    r
+}
+
+#[derive(Template)]
+#[template(path = "portal/team.html")]
+struct TeamPage {
+    brand: Brand,
+    nav: Option<Nav>,
+    csrf: String,
+    me: String,
+    can_manage: bool,
+    members: Vec<MemberView>,
+    message: Option<String>,
+}
+
+struct MemberView {
+    email: String,
+    role: String,
+    admin: bool,
+    last_sign_in: String,
+    me: bool,
+}
+
+async fn team_view(s: &Services, signed: Signed, status: StatusCode, message: Option<String>) -> Response {
+    let users = match Portal::new(s).users_of(&signed.customer.id).await {
+        Ok(users) => users,
+        Err(e) => return portal_failure(s, Some(signed.nav), &e),
+    };
+    let members = users
+        .into_iter()
+        .map(|u| MemberView {
+            me: u.email == signed.user.email,
+            role: u.role.as_str().to_owned(),
+            admin: u.role == Role::Admin,
+            last_sign_in: u.last_sign_in_at.map_or_else(|| "never".to_owned(), |t| t.to_string()),
+            email: u.email,
+        })
+        .collect();
+    let t = TeamPage {
+        brand: brand(s),
+        csrf: signed.session.csrf,
+        me: signed.user.email,
+        can_manage: signed.user.role == Role::Admin,
+        nav: Some(signed.nav),
+        members,
+        message,
+    };
+    page(status, &t)
+}
+
+/// `GET /portal/team`: the customer's portal users; its admins invite,
+/// promote, demote and remove them. Everyone may sign out everywhere.
+async fn team_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    match signed(&s, &headers, "team").await {
+        Ok(signed) => team_view(&s, signed, StatusCode::OK, None).await,
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// A team form's checks: signed in, the session's token, a portal admin,
+/// acting on somebody else.
+async fn team_form(
+    s: &Services,
+    headers: &HeaderMap,
+    form: Result<Form<TeamForm>, axum::extract::rejection::FormRejection>,
+) -> Result<(Signed, TeamForm), Response> {
+    let signed = signed(s, headers, "team").await?;
+    let Ok(Form(form)) = form else {
+        let detail = "The form was not readable.".into();
+        return Err(error_page(s, Some(signed.nav), StatusCode::BAD_REQUEST, "invalid_form", detail));
+    };
+    if !same(&form.csrf, &signed.session.csrf) {
+        return Err(csrf_refused(s, Some(signed.nav)));
+    }
+    if signed.user.role != Role::Admin {
+        let detail = "Only your company's portal admins manage its users.".to_owned();
+        return Err(error_page(s, Some(signed.nav), StatusCode::FORBIDDEN, "portal_admin_only", detail));
+    }
+    if canonical_email(form.email.trim()).is_some_and(|e| e == signed.user.email) {
+        let detail = "You cannot change or remove yourself; ask another admin of your company.".to_owned();
+        return Err(error_page(s, Some(signed.nav), StatusCode::CONFLICT, "not_yourself", detail));
+    }
+    Ok((signed, form))
+}
+
+fn role_of(text: &str) -> Option<Role> {
+    match text {
+        "admin" => Some(Role::Admin),
+        "member" | "" => Some(Role::Member),
+        _ => None,
+    }
+}
+
+/// `POST /portal/team`: add a user (or change a user's role) and mail them
+/// where to sign in. No link in the mail: they sign in as everyone does.
+async fn invite(
+    State(s): State<Arc<Services>>,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    form: Result<Form<TeamForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (signed, form) = match team_form(&s, &headers, form).await {
+        Ok(checked) => checked,
+        Err(r) => return r,
+    };
+    let (Some(email), Some(role)) = (canonical_email(form.email.trim()), role_of(&form.role)) else {
+        let message = Some("That is not an e-mail address (or not a role).".to_owned());
+        return team_view(&s, signed, StatusCode::BAD_REQUEST, message).await;
+    };
+    // An invitation is an e-mail to an address of the inviter's choosing:
+    // limited as sign-in e-mails are.
+    let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
+    if let Err(wait) = s.limits.sign_in(&email, client) {
+        return super::problem::rate_limited(wait).into_response();
+    }
+    let customer = signed.customer.id.clone();
+    let (user, created) = match Portal::new(&s).put_user(&customer, &email, role).await {
+        Ok(done) => done,
+        Err(PortalError::EmailTaken(_)) => {
+            let message = Some(format!("{email} cannot be added here; ask {} to help.", s.portal.vendor_name));
+            return team_view(&s, signed, StatusCode::CONFLICT, message).await;
+        }
+        Err(e) => return portal_failure(&s, Some(signed.nav), &e),
+    };
+    let change = if created { Change::Created } else { Change::Updated };
+    let by = Some(signed.user.email.as_str());
+    let c = UserChange {
+        customer: &customer,
+        email: &user.email,
+        change,
+        role: Some(user.role),
+        by,
+        sessions_ended: false,
+    };
+    crate::portal::record_change(&s, c).await;
+    if created {
+        let s2 = s.clone();
+        let inviter = signed.user.email.clone();
+        let company = signed.customer.name.clone();
+        tokio::spawn(async move { send_invitation(&s2, &user, &inviter, &company).await });
+    }
+    let message = if created {
+        format!("{email} was added and told where to sign in.")
+    } else {
+        format!("{email} is now {}.", role.as_str())
+    };
+    team_view(&s, signed, StatusCode::OK, Some(message)).await
+}
+
+async fn send_invitation(s: &Services, user: &PortalUser, inviter: &str, company: &str) {
+    let Some(mailer) = &s.mail else {
+        tracing::warn!("a portal invitation could not be sent: no [portal.smtp] is configured");
+        return;
+    };
+    let sign_in = format!("{}/portal/sign-in", s.downloads.urls.public_url.trim_end_matches('/'));
+    let vendor = &s.portal.vendor_name;
+    let mail = Mail {
+        to: user.email.clone(),
+        subject: format!("You can now download {vendor} software for {company}"),
+        body: format!(
+            "Hello,\n\n{inviter} added you to {company}'s {vendor} downloads portal. Sign in here with this \
+             address:\n\n{sign_in}\n\nIf you did not expect this, you can ignore this e-mail.\n"
+        ),
+    };
+    if let Err(e) = mailer.send(mail).await {
+        tracing::warn!(error = %e, "a portal invitation was not accepted by the SMTP relay");
+    }
+}
+
+/// `POST /portal/team/role`: another user's role.
+async fn change_role(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<TeamForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (signed, form) = match team_form(&s, &headers, form).await {
+        Ok(checked) => checked,
+        Err(r) => return r,
+    };
+    let customer = signed.customer.id.clone();
+    let portal = Portal::new(&s);
+    // Only a user of this customer: another's address is not found.
+    let target = match portal.user(&form.email).await {
+        Ok(u) => u.filter(|u| u.customer == customer),
+        Err(e) => return portal_failure(&s, Some(signed.nav), &e),
+    };
+    let (Some(target), Some(role)) = (target, role_of(&form.role)) else {
+        return error_page(&s, Some(signed.nav), StatusCode::NOT_FOUND, "not_found", "No such user here.".into());
+    };
+    if let Err(e) = portal.put_user(&customer, &target.email, role).await {
+        return portal_failure(&s, Some(signed.nav), &e);
+    }
+    let by = Some(signed.user.email.as_str());
+    let c = UserChange {
+        customer: &customer,
+        email: &target.email,
+        change: Change::Updated,
+        role: Some(role),
+        by,
+        sessions_ended: false,
+    };
+    crate::portal::record_change(&s, c).await;
+    see_other("/portal/team")
+}
+
+/// `POST /portal/team/remove`: remove another user; its sessions end at
+/// their next request.
+async fn remove_member(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<TeamForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (signed, form) = match team_form(&s, &headers, form).await {
+        Ok(checked) => checked,
+        Err(r) => return r,
+    };
+    let customer = signed.customer.id.clone();
+    match Portal::new(&s).remove_user(&customer, &form.email).await {
+        Ok(true) => {
+            let email = canonical_email(form.email.trim()).unwrap_or_default();
+            let by = Some(signed.user.email.as_str());
+            let c = UserChange {
+                customer: &customer,
+                email: &email,
+                change: Change::Deleted,
+                role: None,
+                by,
+                sessions_ended: false,
+            };
+            crate::portal::record_change(&s, c).await;
+            see_other("/portal/team")
+        }
+        Ok(false) => error_page(&s, Some(signed.nav), StatusCode::NOT_FOUND, "not_found", "No such user here.".into()),
+        Err(e) => portal_failure(&s, Some(signed.nav), &e),
+    }
+}
+
+/// `POST /portal/sign-out-everywhere`: every session of this user ends,
+/// this one too.
+async fn sign_out_everywhere(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let signed = match signed(&s, &headers, "team").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if !same(&csrf, &signed.session.csrf) {
+        return csrf_refused(&s, Some(signed.nav));
+    }
+    let customer = signed.customer.id.clone();
+    if let Err(e) = Portal::new(&s).end_all_sessions(&customer, &signed.user.email).await {
+        return portal_failure(&s, Some(signed.nav), &e);
+    }
+    let c = UserChange {
+        customer: &customer,
+        email: &signed.user.email,
+        change: Change::Updated,
+        role: Some(signed.user.role),
+        by: Some(signed.user.email.as_str()),
+        sessions_ended: true,
+    };
+    crate::portal::record_change(&s, c).await;
+    let mut r = see_other("/portal/sign-in");
+    set_cookie(&mut r, format!("{SESSION_COOKIE}=; Path=/portal; Max-Age=0; HttpOnly; SameSite=Lax{}", secure(&s)));
     r
 }
 

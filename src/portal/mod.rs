@@ -20,7 +20,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::store::{Kind, StoreError, get_json, put_json};
 use crate::catalog::{CatalogError, Customer, CustomerStatus, Timestamp};
+use crate::events::{Change, Detail, Subject};
 use crate::services::Services;
+
+/// A change to a portal user, as `portal.user_changed` records it.
+#[derive(Debug, Clone, Copy)]
+pub struct UserChange<'a> {
+    pub customer: &'a str,
+    pub email: &'a str,
+    pub change: Change,
+    /// The role after it; `None` when removed.
+    pub role: Option<Role>,
+    /// The portal user who made it; `None`: the vendor (admin API).
+    pub by: Option<&'a str>,
+    pub sessions_ended: bool,
+}
+
+/// Record a change to a portal user (`portal.user_changed`).
+pub async fn record_change(svc: &Services, c: UserChange<'_>) {
+    let role = c.role.map(|r| r.as_str().to_owned());
+    let subject = Subject { customer: Some(c.customer.to_owned()), ..Subject::default() };
+    let detail = Detail::PortalUserChanged {
+        email: c.email.to_owned(),
+        change: c.change,
+        role,
+        by: c.by.map(str::to_owned),
+        sessions_ended: c.sessions_ended,
+    };
+    svc.record(subject, detail).await;
+}
 
 /// What a user may do in its customer's portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -29,6 +57,15 @@ pub enum Role {
     /// Also invites and removes the customer's users.
     Admin,
     Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
 }
 
 /// A person who signs in to a customer's portal.
@@ -41,6 +78,12 @@ pub struct PortalUser {
     pub created_at: Timestamp,
     #[serde(default)]
     pub last_sign_in_at: Option<Timestamp>,
+    /// The generation of the user's sessions: random at creation, changed
+    /// by "sign out everywhere"; a session of another generation is over.
+    /// (Random, so that a user removed and added again does not bring back
+    /// the sessions of before.)
+    #[serde(default)]
+    pub session_epoch: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +102,9 @@ pub struct Session {
     pub seen_at: Timestamp,
     /// Every form of the session carries it.
     pub csrf: String,
+    /// The user's [`PortalUser::session_epoch`] when it started.
+    #[serde(default)]
+    pub epoch: u32,
 }
 
 /// Why a portal request was refused.
@@ -140,6 +186,7 @@ impl<'a> Portal<'a> {
             return Err(CatalogError::Missing { kind: "customer", id: customer.to_owned() }.into());
         }
         let now = self.now();
+        let epoch = getrandom::u32().map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
         let mut created = false;
         let mut taken = false;
         let updated = self
@@ -160,6 +207,7 @@ impl<'a> Portal<'a> {
                         role,
                         created_at: now,
                         last_sign_in_at: None,
+                        session_epoch: epoch,
                     }))
                 }
             })
@@ -261,6 +309,7 @@ impl<'a> Portal<'a> {
             created_at: now,
             seen_at: now,
             csrf: new_token()?,
+            epoch: user.session_epoch,
         };
         put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         let _ = self
@@ -286,7 +335,10 @@ impl<'a> Portal<'a> {
         let p = &self.svc.portal;
         let idle = now.0.saturating_sub(session.seen_at.0) > p.session_idle.as_secs();
         let old = now.0.saturating_sub(session.created_at.0) > p.session_absolute.as_secs();
-        let user = self.user(&session.email).await?.filter(|u| u.customer == session.customer);
+        let user = self
+            .user(&session.email)
+            .await?
+            .filter(|u| u.customer == session.customer && u.session_epoch == session.epoch);
         let customer = self.svc.catalog.customer(&session.customer).await?;
         let live = match (&user, &customer) {
             (Some(_), Some(c)) => !idle && !old && c.status != CustomerStatus::Suspended,
@@ -307,6 +359,22 @@ impl<'a> Portal<'a> {
                 .await?;
         }
         Ok(Some((session, user, customer)))
+    }
+
+    /// Sign `email` (a user of `customer`) out everywhere: every session it
+    /// has ends at its next request. `false`: no such user.
+    pub async fn end_all_sessions(&self, customer: &str, email: &str) -> Result<bool, PortalError> {
+        let Some(email) = canonical_email(email) else { return Ok(false) };
+        let updated = self
+            .svc
+            .catalog
+            .update::<PortalUser, _>(Kind::PortalUser, &email, |current| {
+                Ok(current
+                    .filter(|u| u.customer == customer)
+                    .map(|u| PortalUser { session_epoch: u.session_epoch.wrapping_add(1), ..u.clone() }))
+            })
+            .await?;
+        Ok(updated.is_some())
     }
 
     /// Sign out: the session is deleted.

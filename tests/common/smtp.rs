@@ -69,7 +69,7 @@ impl SmtpServer {
         for sub in ["new", "cur"] {
             let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail").join(sub)) else { continue };
             let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            paths.sort();
+            paths.sort_by_key(|p| arrival(p));
             for path in paths {
                 out.push(parse(&std::fs::read_to_string(path).unwrap()));
             }
@@ -88,6 +88,17 @@ impl SmtpServer {
         }
         panic!("no message {n} to {to}: {:?}", self.messages());
     }
+}
+
+/// When a message arrived, from its Maildir name (Python's:
+/// `{seconds}.M{microseconds}P{pid}Q{count}.{host}`; the microseconds are
+/// not zero-padded, so the names do not sort by time).
+fn arrival(path: &std::path::Path) -> (u64, u64, String) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let number = |s: &str| s.bytes().take_while(u8::is_ascii_digit).fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    let seconds = number(&name);
+    let micros = name.split_once(".M").map_or(0, |(_, rest)| number(rest));
+    (seconds, micros, name)
 }
 
 fn parse(raw: &str) -> Received {
