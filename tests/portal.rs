@@ -102,6 +102,11 @@ struct Setup {
 /// `app` 1.0.0 with a file, customer `acme` entitled to it, `ann@acme.test`
 /// its portal user; `globex` entitled to product `other` only.
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`], with a change to the configuration.
+async fn setup_with(tweak: impl FnOnce(&mut tollgate::config::Config)) -> Setup {
     let smtp = SmtpServer::start().await;
     let url = smtp.url();
     // A known port, so that the links the gateway makes (in e-mails, in
@@ -114,6 +119,7 @@ async fn setup() -> Setup {
         c.portal.smtp.url = Some(url);
         c.portal.smtp.from = "Example downloads <downloads@vendor.test>".into();
         c.portal.vendor_name = "Example".into();
+        tweak(c);
     })
     .await;
     release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux-x86_64")], "2026-01-01T00:00:00Z").await;
@@ -433,6 +439,101 @@ async fn signing_out_everywhere_ends_every_session() {
     assert_eq!(location(&old.get("/portal/downloads").await), "/portal/sign-in");
 }
 
+/// Publish a new draft release of `app` (critical or not).
+async fn publish(a: &Admin, version: &str, critical: bool) {
+    let body = json!({ "channel": "stable", "critical": critical, "notes": "- Fixes the <b>crash</b>" });
+    let r = a.call("PUT", &format!("/admin/v1/products/app/releases/{version}"), Some(body)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = a.call("POST", &format!("/admin/v1/products/app/releases/{version}/publish"), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// Release notices go to the users who asked for them, of customers that
+/// may download the release; critical ones to everyone when the vendor says
+/// so; a restored release is not announced again. The company's feed
+/// address is made by an admin, shown once, and works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_notices_reach_who_asked_for_them() {
+    let Setup { a, smtp } = setup_with(|c| c.portal.notify_critical_to_all = true).await;
+    for (c, email, role) in [("acme", "bob@acme.test", "member"), ("globex", "gil@globex.test", "admin")] {
+        let r = a.call("PUT", &format!("/admin/v1/customers/{c}/users/{email}"), Some(json!({ "role": role }))).await;
+        assert_eq!(r.status, 201);
+    }
+    let mut ann = signed_in_as(&a, &smtp, "ann@acme.test", 1).await;
+    let mut gil = signed_in_as(&a, &smtp, "gil@globex.test", 1).await;
+    for b in [&mut ann, &mut gil] {
+        let page = html(&b.get("/portal/notifications").await);
+        assert!(!page.contains("checked"), "off until asked: {page}");
+        let r = b.post("/portal/notifications", &[("csrf", "x"), ("notify", "on")]).await;
+        assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+        let r = b.post("/portal/notifications", &[("csrf", &field(&page, "csrf")), ("notify", "on")]).await;
+        assert_eq!(location(&r), "/portal/notifications");
+        assert!(html(&b.get("/portal/notifications").await).contains("checked"));
+    }
+
+    // 1.1.0: ann asked and acme may download it; bob did not ask; globex
+    // may not download app.
+    publish(&a, "1.1.0", false).await;
+    let notice = smtp.wait_for("ann@acme.test", 2).await;
+    assert_eq!(notice.subject, "App 1.1.0 is available");
+    assert!(
+        notice.body.contains("is available to acme") && notice.body.contains("/portal/downloads"),
+        "{}",
+        notice.body
+    );
+    assert!(notice.body.contains("- Fixes the <b>crash</b>"), "notes as written, in a text e-mail");
+    // 1.1.1, critical: bob too (the vendor's setting), still not globex.
+    publish(&a, "1.1.1", true).await;
+    let critical = smtp.wait_for("bob@acme.test", 1).await;
+    assert_eq!(critical.subject, "App 1.1.1 (a critical update) is available");
+    assert!(critical.body.contains("sends critical updates to everyone"));
+    smtp.wait_for("ann@acme.test", 3).await;
+    // Yanked and restored: not announced again. Ann turns notices off.
+    a.call("POST", "/admin/v1/products/app/releases/1.1.1/yank", None).await;
+    a.call("POST", "/admin/v1/products/app/releases/1.1.1/restore", None).await;
+    let page = html(&ann.get("/portal/notifications").await);
+    ann.post("/portal/notifications", &[("csrf", &field(&page, "csrf"))]).await;
+    assert!(!html(&ann.get("/portal/notifications").await).contains("checked"));
+    publish(&a, "1.2.0", false).await;
+    publish(&a, "1.2.1", true).await;
+    smtp.wait_for("bob@acme.test", 2).await;
+    smtp.wait_for("ann@acme.test", 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let to = |who: &str| {
+        smtp.messages().iter().filter(|m| m.to.contains(who)).map(|m| m.subject.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(to("gil@globex.test").len(), 1, "only its sign-in link: {:?}", to("gil@globex.test"));
+    assert_eq!(
+        to("ann@acme.test")[1..],
+        [
+            "App 1.1.0 is available",
+            "App 1.1.1 (a critical update) is available",
+            "App 1.2.1 (a critical update) is available"
+        ]
+    );
+    assert_eq!(
+        to("bob@acme.test"),
+        ["App 1.1.1 (a critical update) is available", "App 1.2.1 (a critical update) is available"]
+    );
+
+    // The feed address: made by an admin, shown once; a member may not.
+    let page = html(&ann.get("/portal/notifications").await);
+    assert!(page.contains("no feed address yet"));
+    let r = ann.post("/portal/notifications/feed", &[("csrf", &field(&page, "csrf"))]).await;
+    assert_eq!(r.status, 201);
+    let shown = html(&r);
+    let start = shown.find("/feeds/acme/releases.atom?token=").expect("the address");
+    let feed = &shown[start..start + shown[start..].find('<').unwrap()];
+    let r = common::request(a.gw.public, "GET", feed, &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(String::from_utf8_lossy(r.bytes()).contains("1.0.0"), "the release with a file");
+    assert!(!html(&ann.get("/portal/notifications").await).contains("releases.atom?token="), "shown once");
+    let mut bob = signed_in_as(&a, &smtp, "bob@acme.test", 3).await;
+    let page = html(&bob.get("/portal/notifications").await);
+    let r = bob.post("/portal/notifications/feed", &[("csrf", &field(&page, "csrf"))]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "portal_admin_only"));
+}
+
 /// A suspended customer's sessions end; its users' links stop working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {
@@ -636,7 +737,7 @@ async fn the_portal_in_chromium() {
         "notes rendered safely: {source}"
     );
     look(&b, "downloads", &mut pages).await;
-    for page in ["history", "licenses", "usage", "api-keys", "team"] {
+    for page in ["history", "licenses", "usage", "api-keys", "notifications", "team"] {
         b.goto(&format!("{base}/portal/{page}")).await;
         b.wait_for_url(&format!("/portal/{page}")).await;
         look(&b, page, &mut pages).await;
@@ -661,7 +762,19 @@ async fn the_portal_in_chromium() {
     b.wait_for_url("/portal/sign-in").await;
     assert_eq!(
         pages,
-        ["sign-in", "sent", "confirm", "downloads", "history", "licenses", "usage", "api-keys", "team", "error"]
+        [
+            "sign-in",
+            "sent",
+            "confirm",
+            "downloads",
+            "history",
+            "licenses",
+            "usage",
+            "api-keys",
+            "notifications",
+            "team",
+            "error"
+        ]
     );
 }
 

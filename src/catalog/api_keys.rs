@@ -125,6 +125,13 @@ impl CatalogRepo {
         Ok((FeedToken { customer: customer.to_owned(), sha256: stored.sha256, created_at: now }, text))
     }
 
+    /// A customer's feed token (its digest), if it has one.
+    pub async fn feed_token(&self, customer: &str) -> Result<Option<FeedToken>, CatalogError> {
+        check_id("customer", customer)?;
+        let stored: Option<StoredFeedToken> = get_json(self.records().as_ref(), Kind::FeedToken, customer).await?;
+        Ok(stored.map(|s| FeedToken { customer: s.customer, sha256: s.sha256, created_at: s.created_at }))
+    }
+
     /// Revoke a customer's feed token; whether there was one.
     pub async fn revoke_feed_token(&self, customer: &str) -> Result<bool, CatalogError> {
         check_id("customer", customer)?;

@@ -35,6 +35,9 @@ pub struct PortalConfig {
     /// Sign-in requests one client address may make per hour.
     pub links_per_address_per_hour: u32,
     pub smtp: SmtpConfig,
+    /// Mail every portal user a notice of each critical release their
+    /// company may download, whether or not they asked for notices.
+    pub notify_critical_to_all: bool,
     /// OpenID Connect providers users may sign in with, besides e-mail
     /// links (`[[portal.sso]]`); a button each on the sign-in page.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -163,6 +166,7 @@ impl Default for PortalConfig {
             links_per_email_per_hour: 5,
             links_per_address_per_hour: 30,
             smtp: SmtpConfig::default(),
+            notify_critical_to_all: false,
             sso: Vec::new(),
         }
     }

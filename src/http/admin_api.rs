@@ -516,7 +516,7 @@ pub(crate) struct PublishBody {
 }
 
 async fn lifecycle(
-    s: &Services,
+    s: &Arc<Services>,
     p: Result<Path<(String, String)>, PathRejection>,
     action: ReleaseAction,
 ) -> AdminResult {
@@ -538,8 +538,14 @@ async fn lifecycle(
             ReleaseStatus::Draft => None,
         };
         if let Some(detail) = detail {
-            let subject = Subject { product: Some(product), version: Some(version.to_string()), ..Subject::default() };
+            let subject =
+                Subject { product: Some(product.clone()), version: Some(version.to_string()), ..Subject::default() };
             s.record(subject, detail).await;
+        }
+        // Published for the first time (not restored): the portal's users
+        // who should know are told, after this answer.
+        if before == Some(ReleaseStatus::Draft) && r.status == ReleaseStatus::Published {
+            tokio::spawn(crate::portal::notify::release_published(s.clone(), product, version));
         }
     }
     Ok(Json(r).into_response())

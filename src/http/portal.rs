@@ -58,6 +58,8 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/history.csv", get(history_csv))
         .route("/portal/api-keys", get(api_keys_page).post(create_api_key))
         .route("/portal/api-keys/revoke", post(revoke_api_key))
+        .route("/portal/notifications", get(notifications_page).post(set_notifications))
+        .route("/portal/notifications/feed", post(new_feed_address))
         .route("/portal/team", get(team_page).post(invite))
         .route("/portal/team/role", post(change_role))
         .route("/portal/team/remove", post(remove_member))
@@ -1203,6 +1205,114 @@ async fn history_csv(
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"download-history.csv\""));
     secure_headers(h);
     r
+}
+
+#[derive(Template)]
+#[template(path = "portal/notifications.html")]
+struct NotificationsPage {
+    brand: Brand,
+    nav: Option<Nav>,
+    csrf: String,
+    notify: bool,
+    critical_to_all: bool,
+    can_manage: bool,
+    /// When the customer's feed address was made, if it has one.
+    feed_since: Option<String>,
+    /// A feed address made just now (shown once).
+    new_feed: Option<String>,
+}
+
+async fn notifications_view(s: &Services, signed: Signed, status: StatusCode, new_feed: Option<String>) -> Response {
+    let feed = match s.catalog.feed_token(&signed.customer.id).await {
+        Ok(feed) => feed,
+        Err(e) => return access_refused(s, signed.nav, &e.into()),
+    };
+    let t = NotificationsPage {
+        brand: brand(s),
+        csrf: signed.session.csrf,
+        notify: signed.user.notify_releases,
+        critical_to_all: s.portal.notify_critical_to_all,
+        can_manage: signed.user.role == Role::Admin,
+        feed_since: feed.map(|f| f.created_at.to_string()),
+        new_feed,
+        nav: Some(signed.nav),
+    };
+    page(status, &t)
+}
+
+/// `GET /portal/notifications`: release notices by e-mail (each user's
+/// own choice), and the company's Atom feed.
+async fn notifications_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    match signed(&s, &headers, "notifications").await {
+        Ok(signed) => notifications_view(&s, signed, StatusCode::OK, None).await,
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NotifyForm {
+    #[serde(default)]
+    csrf: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    notify: Option<String>,
+}
+
+/// `POST /portal/notifications`: this user's release notices on or off.
+async fn set_notifications(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<NotifyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let signed = match signed(&s, &headers, "notifications").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let Ok(Form(form)) = form else {
+        let detail = "The form was not readable.".into();
+        return error_page(&s, Some(signed.nav), StatusCode::BAD_REQUEST, "invalid_form", detail);
+    };
+    if !same(&form.csrf, &signed.session.csrf) {
+        return csrf_refused(&s, Some(signed.nav));
+    }
+    let on = form.notify.is_some();
+    match Portal::new(&s).set_notify(&signed.customer.id, &signed.user.email, on).await {
+        Ok(()) => see_other("/portal/notifications"),
+        Err(e) => portal_failure(&s, Some(signed.nav), &e),
+    }
+}
+
+/// `POST /portal/notifications/feed`: a new address for the company's
+/// Atom feed (the old one stops working), shown once; admins only.
+async fn new_feed_address(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let signed = match signed(&s, &headers, "notifications").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if !same(&csrf, &signed.session.csrf) {
+        return csrf_refused(&s, Some(signed.nav));
+    }
+    if signed.user.role != Role::Admin {
+        let detail = "Only your company's portal admins make feed addresses.".to_owned();
+        return error_page(&s, Some(signed.nav), StatusCode::FORBIDDEN, "portal_admin_only", detail);
+    }
+    let customer = signed.customer.id.clone();
+    match s.catalog.create_feed_token(&customer, Timestamp(s.clock.now_unix())).await {
+        Ok((_, token)) => {
+            let url = format!(
+                "{}/feeds/{}/releases.atom?token={token}",
+                s.downloads.urls.public_url.trim_end_matches('/'),
+                crate::signing::encode_segment(&customer)
+            );
+            notifications_view(&s, signed, StatusCode::CREATED, Some(url)).await
+        }
+        Err(e) => access_refused(&s, signed.nav, &e.into()),
+    }
 }
 
 #[derive(Template)]

@@ -14,6 +14,7 @@
 //! Only digests of links and session ids are stored: a copy of the store
 //! signs nobody in.
 
+pub mod notify;
 pub mod oidc;
 
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,10 @@ pub struct PortalUser {
     /// the sessions of before.)
     #[serde(default)]
     pub session_epoch: u32,
+    /// E-mail me when a release my company may download is published (the
+    /// Notifications page).
+    #[serde(default)]
+    pub notify_releases: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +213,7 @@ impl<'a> Portal<'a> {
                         created_at: now,
                         last_sign_in_at: None,
                         session_epoch: epoch,
+                        notify_releases: false,
                     }))
                 }
             })
@@ -230,6 +236,13 @@ impl<'a> Portal<'a> {
     /// The users of `customer`, by address. (A walk over every user: the
     /// portal's user count is people, not downloads.)
     pub async fn users_of(&self, customer: &str) -> Result<Vec<PortalUser>, PortalError> {
+        let mut users = self.all_users().await?;
+        users.retain(|u| u.customer == customer);
+        Ok(users)
+    }
+
+    /// Every customer's users, by address.
+    pub async fn all_users(&self) -> Result<Vec<PortalUser>, PortalError> {
         let store = self.svc.catalog.records();
         let mut out = Vec::new();
         let mut after: Option<String> = None;
@@ -239,8 +252,7 @@ impl<'a> Portal<'a> {
             after = Some(last.clone());
             for (key, value) in &page {
                 match serde_json::from_slice::<PortalUser>(value) {
-                    Ok(u) if u.customer == customer => out.push(u),
-                    Ok(_) => {}
+                    Ok(u) => out.push(u),
                     Err(e) => tracing::warn!(key = %key, error = %e, "skipping a corrupt portal user"),
                 }
             }
@@ -375,6 +387,19 @@ impl<'a> Portal<'a> {
             })
             .await?;
         Ok(updated.is_some())
+    }
+
+    /// Turn `email`'s release notices on or off.
+    pub async fn set_notify(&self, customer: &str, email: &str, on: bool) -> Result<(), PortalError> {
+        self.svc
+            .catalog
+            .update::<PortalUser, _>(Kind::PortalUser, email, |current| {
+                Ok(current
+                    .filter(|u| u.customer == customer && u.notify_releases != on)
+                    .map(|u| PortalUser { notify_releases: on, ..u.clone() }))
+            })
+            .await?;
+        Ok(())
     }
 
     /// Sign out: the session is deleted.
