@@ -44,6 +44,7 @@ fn event(i: u64) -> Event {
             range: None,
             delivery: "proxy".into(),
             via: Some("customer_api".into()),
+            by: None,
         }
     } else {
         Detail::DownloadCompleted {

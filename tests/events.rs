@@ -69,6 +69,7 @@ fn initiated(at: u64, customer: &str) -> Event {
         range: None,
         delivery: "proxy".into(),
         via: Some("customer_api".into()),
+        by: None,
     };
     Event::new(at, subject(customer, "1.0.0"), detail)
 }

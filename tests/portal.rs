@@ -534,6 +534,57 @@ async fn release_notices_reach_who_asked_for_them() {
     assert_eq!((r.status, code(&r).as_str()), (403, "portal_admin_only"));
 }
 
+/// Downloads filtered by channel and platform, and "what is new since my
+/// last download"; History says who downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_filtered_and_news_shown() {
+    let Setup { a, smtp } = setup().await;
+    release(&a, "1.0.1", "stable", &[("app.dmg", "macos-arm64")], "2026-02-01T00:00:00Z").await;
+    let mut ann = signed_in_as(&a, &smtp, "ann@acme.test", 1).await;
+    let page = html(&ann.get("/portal/downloads").await);
+    assert!(!page.contains("Your last download") && !page.contains("name=\"new\""), "nothing downloaded yet");
+    assert!(page.contains("app.dmg") && page.contains("app.tar.gz"));
+    let mac = html(&ann.get("/portal/downloads?platform=macos-arm64").await);
+    assert!(mac.contains("app.dmg") && !mac.contains("app.tar.gz"), "{mac}");
+    let linux = html(&ann.get("/portal/downloads?platform=linux-x86_64&channel=stable").await);
+    assert!(!linux.contains("app.dmg") && linux.contains("app.tar.gz"), "{linux}");
+    for odd in ["?channel=beta", "?platform=%3Cscript%3E", "?channel=stable&new=1&platform="] {
+        let r = ann.get(&format!("/portal/downloads{odd}")).await;
+        assert_eq!(r.status, 200, "{odd}");
+        assert!(!html(&r).contains("<script>"), "{odd}");
+    }
+    assert!(html(&ann.get("/portal/downloads?channel=beta").await).contains("Nothing matches these filters"));
+
+    let csrf = field(&page, "csrf");
+    let file = [("csrf", csrf.as_str()), ("product", "app"), ("version", "1.0.0"), ("filename", "app.tar.gz")];
+    let r = ann.post("/portal/downloads", &file).await;
+    let got = common::request(a.gw.public, "GET", location(&r), &[]).await;
+    assert_eq!(sha256_hex(got.bytes()), sha256_hex(&test_bytes(10_000)));
+    let page = html(&ann.get("/portal/downloads?new=1").await);
+    assert!(page.contains("Your last download") && page.contains("Nothing new since your last download"), "{page}");
+
+    // A release published after it (a second later: times are in seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    a.call("PUT", "/admin/v1/products/app/releases/1.2.0", Some(json!({ "channel": "stable" }))).await;
+    a.blobs.put("app/1.2.0/app-1.2.tar.gz", &test_bytes(500)).await;
+    let r = a.call("PUT", &common::artifact_path("1.2.0", "app-1.2.tar.gz", "linux-x86_64"), None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    a.call("POST", "/admin/v1/products/app/releases/1.2.0/publish", None).await;
+    let page = html(&ann.get("/portal/downloads?new=1").await);
+    assert!(page.contains("app-1.2.tar.gz") && page.contains("New since your last download"), "{page}");
+    assert!(!page.contains("app.dmg") && !page.contains(">app.tar.gz<"), "only the new release: {page}");
+
+    let mut history = String::new();
+    for _ in 0..200 {
+        history = html(&ann.get("/portal/history").await);
+        if history.contains("by ann@acme.test") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(history.contains("via portal, by ann@acme.test"), "{history}");
+}
+
 /// A suspended customer's sessions end; its users' links stop working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {
@@ -639,7 +690,10 @@ async fn licenses_usage_and_keys() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "at,what,file,from,detail");
     assert_eq!(lines.len(), 2, "{csv}");
-    assert!(lines[1].contains("Download started,app 1.0.0 app.tar.gz,127.0.0.1,via portal"), "{csv}");
+    assert!(
+        lines[1].contains("Download started,app 1.0.0 app.tar.gz,127.0.0.1,\"via portal, by ann@acme.test\""),
+        "{csv}"
+    );
     // Odd queries are not errors: an unknown kind is everything.
     assert_eq!(ann.get("/portal/history?kind=%00&product=%FF").await.status, 200);
 

@@ -372,4 +372,8 @@ pub struct Grant {
     /// (`tauri`, `sparkle`, `electron`); recorded with its initiation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The portal user who asked for it (`via: portal`); recorded with its
+    /// initiation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }

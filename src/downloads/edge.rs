@@ -98,6 +98,7 @@ pub(super) async fn hand_over(
             range: None,
             delivery: Delivery::Edge.as_str().to_owned(),
             via: Some(req.surface.to_owned()),
+            by: req.by.map(str::to_owned),
         };
         svc.record(subject, detail).await;
     }

@@ -24,6 +24,8 @@ pub struct IssueRequest<'a> {
     pub client: IpAddr,
     /// The door that asked, recorded with a refusal (`customer_api`, ...).
     pub surface: &'static str,
+    /// The portal user who asked, recorded on the grant and its initiation.
+    pub by: Option<&'a str>,
 }
 
 /// A grant and its URL, with the quota usage it was judged on.
@@ -77,7 +79,8 @@ pub async fn issue(svc: &Services, req: &IssueRequest<'_>) -> Result<Granted, Ac
     let (delivery, cdn_profile) = product.map(|p| (p.delivery, p.cdn_profile)).unwrap_or_default();
     let profile = super::edge::profile_for(svc, req.product, delivery, cdn_profile.as_deref());
     let issuer = Issuer { catalog: &svc.catalog, keys: &svc.keys, policy: &svc.downloads.urls };
-    let mut issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now, req.surface).await?;
+    let door = access::Door { via: req.surface, by: req.by };
+    let mut issued = issuer.issue(req.customer, &entitlement.id, artifact, req.client, now, door).await?;
     tracing::info!(grant = %issued.grant.id, product = %req.product, version = %req.version, "download URL issued");
     let Some(profile) = profile else {
         let delivery = if delivery == Delivery::Edge { Delivery::Proxy } else { delivery };
@@ -225,6 +228,7 @@ pub async fn upgrade(svc: &Services, req: &UpgradeRequest<'_>) -> Result<Option<
             wanted: Wanted::File(&artifact.filename),
             client: req.client,
             surface: req.surface,
+            by: None,
         },
     )
     .await?;

@@ -263,6 +263,7 @@ impl Redemption {
                 range: range_header.clone(),
                 delivery: delivery.as_str().to_owned(),
                 via: c.grant.via.clone(),
+                by: c.grant.by.clone(),
             };
             svc.record(subject.clone(), detail).await;
         }

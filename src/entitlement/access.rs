@@ -265,6 +265,14 @@ pub struct Issued {
     pub artifact: Artifact,
 }
 
+/// Who asked for a grant: the door (`customer_api`, `portal`, a feed) and,
+/// through the portal, the person.
+#[derive(Debug, Clone, Copy)]
+pub struct Door<'a> {
+    pub via: &'a str,
+    pub by: Option<&'a str>,
+}
+
 /// Mints grants and their URLs.
 #[derive(Debug, Clone, Copy)]
 pub struct Issuer<'a> {
@@ -282,7 +290,7 @@ impl Issuer<'_> {
         artifact: Artifact,
         client: IpAddr,
         now: Timestamp,
-        via: &str,
+        door: Door<'_>,
     ) -> Result<Issued, AccessError> {
         let grant = Grant {
             id: new_grant_id(entitlement)?,
@@ -296,7 +304,8 @@ impl Issuer<'_> {
             started_at: None,
             requested_from: Some(client),
             started_from: None,
-            via: Some(via.to_owned()),
+            via: Some(door.via.to_owned()),
+            by: door.by.map(str::to_owned),
         };
         let path = download_path(&artifact);
         let claims = Claims {

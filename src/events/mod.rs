@@ -128,10 +128,13 @@ pub enum Detail {
         range: Option<String>,
         /// `proxy`: the gateway streams the bytes.
         delivery: String,
-        /// The door that issued the grant: `customer_api`, or the update
-        /// feed (`tauri`, `sparkle`, `electron`).
+        /// The door that issued the grant: `customer_api`, `portal`, or the
+        /// update feed (`tauri`, `sparkle`, `electron`).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         via: Option<String>,
+        /// The portal user who asked for it (`via: portal`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        by: Option<String>,
     },
     /// One response body of a download ended (a resume or a parallel segment
     /// is a response of its own).

@@ -84,6 +84,7 @@ fn effects_count_per_dimension() {
             range: None,
             delivery: "proxy".into(),
             via: None,
+            by: None,
         },
     );
     let fx = effects(&init);

@@ -414,6 +414,7 @@ pub(crate) async fn create_download(
         wanted,
         client,
         surface: SURFACE,
+        by: None,
     };
     let granted = downloads::issue(&s, &request).await?;
     let response = (StatusCode::CREATED, Json(DownloadView::from(&granted))).into_response();

@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::problem::from_access;
 use super::{PeerAddr, client_ip};
-use crate::catalog::{Customer, Timestamp};
+use crate::catalog::{Customer, PLATFORM_ANY, Timestamp};
 use crate::downloads::{self, IssueRequest};
 use crate::entitlement::access::{self, Filter, Wanted};
 use crate::events::{Change, Detail, Subject};
@@ -135,6 +135,26 @@ struct DownloadsPage {
     csrf: String,
     customer_name: String,
     products: Vec<ProductView>,
+    /// The filters' choices, and what is chosen.
+    channels: Vec<String>,
+    platforms: Vec<String>,
+    channel: String,
+    platform: String,
+    only_new: bool,
+    last_download: Option<String>,
+    /// Every release filtered out.
+    nothing_shown: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DownloadsQuery {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    /// `1`: only releases published since the user's last download.
+    #[serde(default)]
+    new: Option<String>,
 }
 
 struct ProductView {
@@ -150,6 +170,8 @@ struct ReleaseView {
     version: String,
     channel: String,
     critical: bool,
+    /// Published since the user's last download.
+    new: bool,
     published: Option<String>,
     notes_html: Option<String>,
     files: Vec<FileView>,
@@ -638,24 +660,59 @@ fn human_size(bytes: u64) -> String {
 /// `GET /portal/downloads`: every product the customer is entitled to,
 /// the releases it may download now (newest first; drafts and yanked
 /// releases are not listed), their files with digests and a button each.
-async fn downloads_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
-    let Signed { session, customer, nav, .. } = match signed(&s, &headers, "downloads").await {
+async fn downloads_page(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    q: Result<Query<DownloadsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Signed { session, user, customer, nav } = match signed(&s, &headers, "downloads").await {
         Ok(signed) => signed,
         Err(r) => return r,
     };
-    match product_views(&s, &customer).await {
-        Ok(products) => page(
-            StatusCode::OK,
-            &DownloadsPage {
-                brand: brand(&s),
-                nav: Some(nav),
-                csrf: session.csrf,
-                customer_name: customer.name.clone(),
-                products,
-            },
-        ),
-        Err(e) => access_refused(&s, nav, &e),
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let mut products = match product_views(&s, &customer, user.last_download_at).await {
+        Ok(products) => products,
+        Err(e) => return access_refused(&s, nav, &e),
+    };
+    // The filters' choices are what there is; a choice not among them
+    // (hand-made) shows nothing rather than everything.
+    let mut channels: Vec<String> =
+        products.iter().flat_map(|p| p.releases.iter().map(|r| r.channel.clone())).collect();
+    let mut platforms: Vec<String> = products
+        .iter()
+        .flat_map(|p| p.releases.iter().flat_map(|r| r.files.iter().map(|f| f.platform.clone())))
+        .collect();
+    for list in [&mut channels, &mut platforms] {
+        list.sort_unstable();
+        list.dedup();
     }
+    let channel = q.channel.filter(|c| !c.is_empty()).unwrap_or_default();
+    let platform = q.platform.filter(|p| !p.is_empty()).unwrap_or_default();
+    let only_new = q.new.as_deref() == Some("1");
+    for p in &mut products {
+        p.releases.retain(|r| (channel.is_empty() || r.channel == channel) && (!only_new || r.new));
+        for r in &mut p.releases {
+            // A file for any platform suits every platform.
+            r.files.retain(|f| platform.is_empty() || f.platform == platform || f.platform == PLATFORM_ANY);
+        }
+        p.releases.retain(|r| !r.files.is_empty());
+    }
+    let nothing_shown = products.iter().all(|p| p.releases.is_empty());
+    let t = DownloadsPage {
+        brand: brand(&s),
+        nav: Some(nav),
+        csrf: session.csrf,
+        customer_name: customer.name.clone(),
+        nothing_shown,
+        products,
+        channels,
+        platforms,
+        channel,
+        platform,
+        only_new,
+        last_download: user.last_download_at.map(|t| t.to_string()),
+    };
+    page(StatusCode::OK, &t)
 }
 
 /// An error page for a refusal the customer API would answer with a problem:
@@ -666,7 +723,13 @@ fn access_refused(s: &Services, nav: Nav, e: &access::AccessError) -> Response {
     error_page(s, Some(nav), status, p.code, e.to_string())
 }
 
-async fn product_views(s: &Services, customer: &Customer) -> Result<Vec<ProductView>, access::AccessError> {
+/// The customer's products and the releases it may download now; `new`:
+/// published after `since`.
+async fn product_views(
+    s: &Services,
+    customer: &Customer,
+    since: Option<Timestamp>,
+) -> Result<Vec<ProductView>, access::AccessError> {
     let now = Timestamp(s.clock.now_unix());
     let entitlements = s.catalog.entitlements_of(&customer.id).await?;
     let mut ids: Vec<&str> = entitlements.iter().map(|e| e.product.as_str()).collect();
@@ -690,6 +753,10 @@ async fn product_views(s: &Services, customer: &Customer) -> Result<Vec<ProductV
                     version: r.version.to_string(),
                     channel: word(&r.channel),
                     critical: r.critical,
+                    new: match (since, r.published_at) {
+                        (Some(since), Some(at)) => at.0 > since.0,
+                        _ => false,
+                    },
                     published: r.published_at.map(|t| t.to_string()),
                     notes_html: r.notes.as_deref().map(super::notes::to_html),
                     files: d
@@ -732,7 +799,7 @@ async fn download(
     headers: HeaderMap,
     form: Result<Form<DownloadForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Signed { session, customer, nav, .. } = match signed(&s, &headers, "downloads").await {
+    let Signed { session, user, customer, nav } = match signed(&s, &headers, "downloads").await {
         Ok(signed) => signed,
         Err(r) => return r,
     };
@@ -759,9 +826,13 @@ async fn download(
         wanted: Wanted::File(&form.filename),
         client,
         surface: "portal",
+        by: Some(&user.email),
     };
     match downloads::issue(&s, &req).await {
-        Ok(granted) => see_other(&granted.issued.url),
+        Ok(granted) => {
+            Portal::new(&s).downloaded(&user.email).await;
+            see_other(&granted.issued.url)
+        }
         Err(e) => access_refused(&s, nav, &e),
     }
 }
@@ -1118,14 +1189,18 @@ async fn history_rows(
             };
             let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at));
             let (what, from, detail) = match &e.detail {
-                Detail::DownloadInitiated { client_ip, via, range, .. } => (
+                Detail::DownloadInitiated { client_ip, via, by, range, .. } => (
                     "Download started".to_owned(),
                     client_ip.clone().unwrap_or_default(),
-                    [via.as_ref().map(|v| format!("via {v}")), range.as_ref().map(|r| format!("range {r}"))]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    [
+                        via.as_ref().map(|v| format!("via {v}")),
+                        by.as_ref().map(|b| format!("by {b}")),
+                        range.as_ref().map(|r| format!("range {r}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 ),
                 Detail::DownloadCompleted { result, bytes_sent, reached_end, .. } => {
                     let done = matches!(result, crate::events::Completion::Complete) && *reached_end;

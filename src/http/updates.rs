@@ -233,6 +233,7 @@ pub(crate) async fn sparkle(
             wanted: Wanted::File(&artifact.filename),
             client,
             surface: "sparkle",
+            by: None,
         };
         if let Some(granted) = offered(downloads::issue(&s, &req).await.map(Some))? {
             items.push(appcast_item(&d.release, &granted));
@@ -404,6 +405,7 @@ pub(crate) async fn electron_file(
         wanted: Wanted::File(&filename),
         client,
         surface: "electron",
+        by: None,
     };
     let granted = downloads::issue(&s, &req).await?;
     // The grant URL on this origin, as a path: the client asked this

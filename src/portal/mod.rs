@@ -89,6 +89,10 @@ pub struct PortalUser {
     /// Notifications page).
     #[serde(default)]
     pub notify_releases: bool,
+    /// When the user last pressed a Download button ("what's new since my
+    /// last download").
+    #[serde(default)]
+    pub last_download_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +218,7 @@ impl<'a> Portal<'a> {
                         last_sign_in_at: None,
                         session_epoch: epoch,
                         notify_releases: false,
+                        last_download_at: None,
                     }))
                 }
             })
@@ -387,6 +392,22 @@ impl<'a> Portal<'a> {
             })
             .await?;
         Ok(updated.is_some())
+    }
+
+    /// Note that `email` just downloaded (best effort: a lost write only
+    /// makes "new since my last download" show more).
+    pub async fn downloaded(&self, email: &str) {
+        let now = self.now();
+        let written = self
+            .svc
+            .catalog
+            .update::<PortalUser, _>(Kind::PortalUser, email, |current| {
+                Ok(current.map(|u| PortalUser { last_download_at: Some(now), ..u.clone() }))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "a portal user's last download was not noted");
+        }
     }
 
     /// Turn `email`'s release notices on or off.

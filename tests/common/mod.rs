@@ -676,6 +676,7 @@ pub fn test_grant(n: usize, entitlement: &str, issued: u64) -> tollgate::catalog
         requested_from: None,
         started_from: None,
         via: None,
+        by: None,
     }
 }
 
