@@ -31,6 +31,8 @@ LAYERS = [
     ["entitlement", "events", "cuts"],
     ["quota"],
     ["catalog"],
+    # The OpenID Connect client: over the outgoing HTTP client.
+    ["oidc"],
     ["storage", "ratelimit", "metrics", "http_client", "server", "telemetry", "admin_tokens", "cdn", "mail"],
     ["config"],
     ["quota_limits", "clock", "signing"],

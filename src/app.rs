@@ -137,7 +137,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         limits: Arc::new(RateLimits::from_config(&config.limits, &config.portal)),
         portal: config.portal.clone(),
         mail: crate::mail::Mailer::from_config(&config.portal.smtp)?,
-        sso: crate::portal::oidc::SsoProviders::from_config(&config.portal.sso, config.allow_world_readable_secrets)?,
+        sso: crate::oidc::Providers::from_config(&config.portal.sso, config.allow_world_readable_secrets)?,
         downloads: DownloadPolicy {
             urls: UrlPolicy {
                 public_url: config.server.public_url.clone(),
@@ -289,6 +289,8 @@ impl Gateway {
             // Grants no URL can use any more are deleted every few minutes.
             Some(tokio::spawn(grants::purge_worker(svc.catalog.clone(), svc.clock.clone(), usable_after_expiry))),
             Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
+            // The portal's expired sign-in links, SSO flows and sessions.
+            Some(tokio::spawn(crate::portal::sweep_worker(svc.clone()))),
             Some(tokio::spawn(events::trim_worker(svc.event_log.clone(), svc.clock.clone(), self.retention))),
             // Repeated denials' summaries, when their windows close.
             (!svc.denials.window().is_zero()).then(|| tokio::spawn(svc.clone().denial_worker())),

@@ -46,6 +46,7 @@ pub mod http;
 pub mod http_client;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod portal;
 pub mod quota;
 pub mod quota_limits;

@@ -91,7 +91,7 @@ pub struct Services {
     /// The SMTP relay sign-in e-mails go through, when one is configured.
     pub mail: Option<crate::mail::Mailer>,
     /// The OpenID providers portal users may sign in with.
-    pub sso: crate::portal::oidc::SsoProviders,
+    pub sso: crate::oidc::Providers,
 }
 
 impl Services {

@@ -585,6 +585,41 @@ async fn downloads_are_filtered_and_news_shown() {
     assert!(history.contains("via portal, by ann@acme.test"), "{history}");
 }
 
+/// Links nobody used and sessions nobody ended are swept away once they
+/// have expired, and only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_links_and_sessions_are_swept() {
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let clock = tollgate::clock::ManualClock::new(tollgate::clock::unix_seconds(std::time::SystemTime::now()));
+    let a = Admin::start_clocked(clock.clone(), |c| {
+        no_rate_limits(c);
+        c.portal.smtp.url = Some(url);
+        c.portal.vendor_name = "Example".into();
+    })
+    .await;
+    a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
+    customer(&a, "acme", json!({})).await;
+    a.call("PUT", "/admin/v1/customers/acme/users/ann@acme.test", None).await;
+    let mut b = Browser::new(&a);
+    let unused = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
+    let link = mailed_link(&mut b, &smtp, "ann@acme.test", 2).await;
+    assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
+    let portal = tollgate::portal::Portal::new(&a.gw.state);
+    assert_eq!(portal.sweep().await.unwrap(), 0, "nothing has expired");
+    assert_eq!(b.get("/portal/downloads").await.status, 200);
+
+    clock.advance(16 * 60);
+    assert_eq!(portal.sweep().await.unwrap(), 1, "the unused link");
+    assert_eq!(b.get("/portal/downloads").await.status, 200, "the session is live");
+    clock.advance(13 * 3600);
+    assert_eq!(portal.sweep().await.unwrap(), 1, "the session, past its absolute limit");
+    assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
+    let r = sign_in(&mut Browser::new(&a), &unused).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
+    assert_eq!(portal.sweep().await.unwrap(), 0);
+}
+
 /// A suspended customer's sessions end; its users' links stop working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {

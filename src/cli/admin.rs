@@ -56,6 +56,9 @@ enum AdminCommand {
     /// Customer API keys: create, list, revoke.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCmd),
+    /// The customer portal's users: put, get, list, delete, sign-out.
+    #[command(subcommand)]
+    User(UserCmd),
     /// The download event log as JSON lines; --follow to keep tailing it.
     Events(EventsArgs),
     /// A download report as a table (or --csv).
@@ -305,6 +308,27 @@ enum ApiKeyCmd {
     Revoke { customer: String, id: String },
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum UserCmd {
+    /// Add a person to a customer's portal, or change their role. They sign
+    /// in at /portal with a link mailed to the address.
+    Put {
+        customer: String,
+        email: String,
+        /// admin (also manages the customer's API keys and people) or member.
+        #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
+        role: String,
+    },
+    /// Show a user.
+    Get { customer: String, email: String },
+    /// List a customer's users.
+    List { customer: String },
+    /// Remove a user; their sessions end at their next request.
+    Delete { customer: String, email: String },
+    /// Sign a user out everywhere (a lost laptop); they can sign in again.
+    SignOut { customer: String, email: String },
+}
+
 /// One admin API request.
 #[derive(Debug, Clone, PartialEq)]
 struct Call {
@@ -491,6 +515,21 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
                 call("DELETE", format!("/admin/v1/customers/{}/api-keys/{}", seg(customer), seg(id)), None)
             }
         },
+        AdminCommand::User(cmd) => {
+            let user =
+                |customer: &str, email: &str| format!("/admin/v1/customers/{}/users/{}", seg(customer), seg(email));
+            match cmd {
+                UserCmd::Put { customer, email, role } => {
+                    call("PUT", user(customer, email), Some(json!({ "role": role })))
+                }
+                UserCmd::Get { customer, email } => call("GET", user(customer, email), None),
+                UserCmd::List { customer } => call("GET", format!("/admin/v1/customers/{}/users", seg(customer)), None),
+                UserCmd::Delete { customer, email } => call("DELETE", user(customer, email), None),
+                UserCmd::SignOut { customer, email } => {
+                    call("POST", format!("{}/sign-out", user(customer, email)), None)
+                }
+            }
+        }
     }
 }
 
@@ -650,6 +689,18 @@ mod tests {
         assert_eq!(c.path, "/admin/v1/reports/downloads?group_by=release&from=2026-11-01&format=csv");
         let c = to_call(&parse(&["adoption", "app", "1.0.0"]), now);
         assert_eq!(c.path, "/admin/v1/products/app/releases/1.0.0/adoption");
+        let c = to_call(&parse(&["user", "put", "acme", "Ann@acme.example", "--role", "admin"]), now);
+        assert_eq!(
+            c,
+            call("PUT", "/admin/v1/customers/acme/users/Ann%40acme.example".into(), Some(json!({ "role": "admin" })))
+        );
+        let c = to_call(&parse(&["user", "sign-out", "acme", "ann@acme.example"]), now);
+        assert_eq!(c, call("POST", "/admin/v1/customers/acme/users/ann%40acme.example/sign-out".into(), None));
+        let c = to_call(&parse(&["user", "list", "acme"]), now);
+        assert_eq!(c, call("GET", "/admin/v1/customers/acme/users".into(), None));
+        assert!(
+            crate::cli::Cli::try_parse_from(["tollgate", "admin", "user", "put", "a", "b@c.d", "--role", "x"]).is_err()
+        );
         let c = to_call(&parse(&["webhook", "put", "ops", "https://h/x", "--type", "download.denied"]), now);
         assert_eq!(
             c,

@@ -540,7 +540,7 @@ async fn sso_start(
     if let Err(wait) = s.limits.sso_start(client) {
         return super::problem::rate_limited(wait).into_response();
     }
-    match s.sso.start(&s, &form.provider).await {
+    match crate::portal::oidc::start(&s, &form.provider).await {
         Ok(started) => {
             let mut r = see_other(&started.location);
             let max_age = crate::portal::oidc::FLOW_TTL.as_secs();
@@ -567,7 +567,7 @@ async fn sso_callback(
 ) -> Response {
     let answer = q.map(|Query(q)| q).unwrap_or_default();
     let client = client_ip(peer.0.ip(), &headers, &s.trusted_proxies);
-    let (user, provider) = match s.sso.finish(&s, cookie(&headers, SSO_COOKIE), &answer).await {
+    let (user, provider) = match crate::portal::oidc::finish(&s, cookie(&headers, SSO_COOKIE), &answer).await {
         Ok(proven) => proven,
         Err(e) => {
             if matches!(e, SsoError::InvalidFlow | SsoError::InvalidToken(_))

@@ -37,6 +37,22 @@ pub struct UserChange<'a> {
     pub sessions_ended: bool,
 }
 
+/// How often expired links, flows and sessions are swept away.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sweep the portal's expired records every [`SWEEP_EVERY`], until dropped.
+pub async fn sweep_worker(svc: std::sync::Arc<Services>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        match Portal::new(&svc).sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired portal links, sign-ins and sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep the portal's expired records"),
+        }
+    }
+}
+
 /// Record a change to a portal user (`portal.user_changed`).
 pub async fn record_change(svc: &Services, c: UserChange<'_>) {
     let role = c.role.map(|r| r.as_str().to_owned());
@@ -427,6 +443,48 @@ impl<'a> Portal<'a> {
     pub async fn end_session(&self, id: &str) -> Result<(), PortalError> {
         self.svc.catalog.records().delete(Kind::PortalSession, &digest(id)).await?;
         Ok(())
+    }
+
+    /// Delete the sign-in links, SSO flows and sessions that can no longer
+    /// be used (expired by time); how many. Used ones are deleted as they
+    /// are used, so this is what nobody came back for.
+    pub async fn sweep(&self) -> Result<usize, PortalError> {
+        #[derive(Deserialize)]
+        struct Expiring {
+            #[serde(default)]
+            expires_at: Option<Timestamp>,
+            #[serde(default)]
+            created_at: Option<Timestamp>,
+            #[serde(default)]
+            seen_at: Option<Timestamp>,
+        }
+        let now = self.now().0;
+        let p = &self.svc.portal;
+        let store = self.svc.catalog.records();
+        let mut deleted = 0;
+        for kind in [Kind::SignInLink, Kind::SsoFlow, Kind::PortalSession] {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.list(kind, "", after.as_deref(), crate::catalog::store::MAX_PAGE).await?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (key, value) in &page {
+                    let dead = match serde_json::from_slice::<Expiring>(value) {
+                        Ok(Expiring { expires_at: Some(t), .. }) => now >= t.0,
+                        Ok(Expiring { created_at: Some(created), seen_at: Some(seen), .. }) => {
+                            now.saturating_sub(seen.0) > p.session_idle.as_secs()
+                                || now.saturating_sub(created.0) > p.session_absolute.as_secs()
+                        }
+                        // Unreadable: nothing could use it either.
+                        _ => true,
+                    };
+                    if dead && store.delete(kind, key).await? {
+                        deleted += 1;
+                    }
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     async fn customer_active(&self, id: &str) -> Result<bool, PortalError> {

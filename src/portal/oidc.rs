@@ -1,52 +1,27 @@
-//! Portal sign-in with OpenID Connect: the authorization code flow with
-//! PKCE (S256), `state` and `nonce`, the client authenticated with
-//! `client_secret_basic` (OpenID Connect Core 1.0 §3.1, RFC 7636, RFC 9207).
+//! Portal sign-in with OpenID Connect: the flows (a record each, in the
+//! state store, under the SHA-256 of its `state`, used once and bound to the
+//! browser that started it by a cookie holding `state`) and what a proven
+//! identity may do. The protocol is [`crate::oidc`].
 //!
 //! The provider proves an e-mail address; who may sign in is still decided
 //! by the portal's users: the address must be a user's, of a customer the
 //! provider is trusted for, and verified by the provider (unless the
-//! operator says otherwise). The ID token is checked here in full: its
-//! signature (RS256, PS256 or ES256, against the provider's published
-//! keys), issuer, audience, authorized party, expiry, issue time and nonce.
-//! When the token carries no `email`, the provider's userinfo endpoint is
-//! asked with the access token, and its `sub` must be the token's.
-//!
-//! A started sign-in is a record (state store, both engines) under the
-//! SHA-256 of its `state`, used once (deleted when the provider answers)
-//! and bound to the browser that started it by a cookie holding `state`.
+//! operator says otherwise).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::BodyExt as _;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use super::{Portal, PortalError, PortalUser, new_token};
 use crate::catalog::Timestamp;
 use crate::catalog::store::{Kind, get_json, put_json};
-use crate::config::portal::SsoProviderConfig;
-use crate::config::secret::{self, Secret};
-use crate::http_client::{HttpClient, full};
+use crate::oidc::{OidcError, Provider, printable};
 use crate::services::Services;
 
 /// How long a started sign-in waits for the provider's answer.
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
-/// How long the provider's metadata and keys are kept before being read
-/// again (a key not among them is looked for at once, at most every
-/// [`KEYS_REFRESH_MIN`]).
-const METADATA_TTL: Duration = Duration::from_secs(3600);
-const KEYS_REFRESH_MIN: Duration = Duration::from_secs(30);
-/// The longest answer read from a provider.
-const MAX_ANSWER: usize = 256 * 1024;
-/// How long a provider may take to answer.
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clocks may differ by this much.
-const SKEW: u64 = 120;
 
 /// Why an SSO sign-in did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -73,61 +48,14 @@ pub enum SsoError {
     Portal(#[from] PortalError),
 }
 
-/// What the provider publishes about itself (OpenID Connect Discovery).
-#[derive(Debug, Clone, Deserialize)]
-struct Metadata {
-    issuer: String,
-    authorization_endpoint: String,
-    token_endpoint: String,
-    jwks_uri: String,
-    #[serde(default)]
-    userinfo_endpoint: Option<String>,
-}
-
-/// A JSON Web Key (RFC 7517), the fields used here.
-#[derive(Debug, Clone, Deserialize)]
-struct Jwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default, rename = "use")]
-    usage: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct JwkSet {
-    keys: Vec<Value>,
-}
-
-#[derive(Debug, Default)]
-struct Cache {
-    metadata: Option<(Instant, Metadata)>,
-    keys: Option<(Instant, Vec<Jwk>)>,
-}
-
-/// One configured provider and what was read of it.
-#[derive(Debug)]
-pub struct Provider {
-    pub id: String,
-    pub name: String,
-    issuer: String,
-    client_id: String,
-    client_secret: Secret,
-    customers: Vec<String>,
-    require_verified_email: bool,
-    cache: tokio::sync::Mutex<Cache>,
+impl From<OidcError> for SsoError {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Denied(why) => SsoError::Denied(why),
+            OidcError::Provider(why) => SsoError::Provider(why),
+            OidcError::InvalidToken(why) => SsoError::InvalidToken(why),
+        }
+    }
 }
 
 /// A started sign-in, under the SHA-256 of its `state`.
@@ -162,575 +90,88 @@ pub struct Started {
     pub state: String,
 }
 
-/// The configured providers.
-#[derive(Debug, Default)]
-pub struct SsoProviders {
-    providers: Vec<Provider>,
-    http: Option<HttpClient>,
-}
-
-impl SsoProviders {
-    pub fn from_config(list: &[SsoProviderConfig], allow_world_readable: bool) -> anyhow::Result<Self> {
-        let mut providers = Vec::new();
-        for (i, p) in list.iter().enumerate() {
-            let key = format!("portal.sso[{i}].client_secret");
-            let client_secret =
-                secret::resolve(&key, p.client_secret.as_ref(), p.client_secret_file.as_deref(), allow_world_readable)?;
-            providers.push(Provider {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                issuer: p.issuer.trim_end_matches('/').to_owned(),
-                client_id: p.client_id.clone(),
-                client_secret,
-                customers: p.customers.clone(),
-                require_verified_email: p.require_verified_email,
-                cache: tokio::sync::Mutex::default(),
-            });
-        }
-        let http = if providers.is_empty() { None } else { Some(HttpClient::new()?) };
-        Ok(Self { providers, http })
-    }
-
-    /// The providers, for the sign-in page's buttons.
-    pub fn list(&self) -> &[Provider] {
-        &self.providers
-    }
-
-    fn provider(&self, id: &str) -> Result<&Provider, SsoError> {
-        self.providers.iter().find(|p| p.id == id).ok_or(SsoError::UnknownProvider)
-    }
-
-    fn http(&self) -> Result<&HttpClient, SsoError> {
-        self.http.as_ref().ok_or(SsoError::UnknownProvider)
-    }
-
-    /// Start signing in with provider `id`: a flow record, and the
-    /// provider's authorization URL to send the browser to.
-    pub async fn start(&self, svc: &Services, id: &str) -> Result<Started, SsoError> {
-        let provider = self.provider(id)?;
-        let meta = provider.metadata(self.http()?).await?;
-        let state = new_token()?;
-        let nonce = new_token()?;
-        let verifier = new_token()?;
-        let challenge = b64url(&sha2::Sha256::digest(verifier.as_bytes()));
-        let expires_at = Timestamp(svc.clock.now_unix() + FLOW_TTL.as_secs());
-        let flow = Flow { provider: provider.id.clone(), verifier, nonce: nonce.clone(), expires_at };
-        put_json(svc.catalog.records().as_ref(), Kind::SsoFlow, &super::digest(&state), &flow)
-            .await
-            .map_err(PortalError::from)?;
-        let query = form(&[
-            ("response_type", "code"),
-            ("client_id", &provider.client_id),
-            ("redirect_uri", &redirect_uri(svc)),
-            ("scope", "openid email"),
-            ("state", &state),
-            ("nonce", &nonce),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]);
-        let sep = if meta.authorization_endpoint.contains('?') { '&' } else { '?' };
-        Ok(Started { location: format!("{}{sep}{query}", meta.authorization_endpoint), state })
-    }
-
-    /// The provider's answer: the flow it ends (which `cookie_state`, the
-    /// browser's, must name), the code exchanged for tokens, the ID token
-    /// checked, and the portal user it proves.
-    pub async fn finish(
-        &self,
-        svc: &Services,
-        cookie_state: Option<&str>,
-        answer: &Callback,
-    ) -> Result<(PortalUser, &Provider), SsoError> {
-        let state = answer.state.as_deref().unwrap_or("");
-        // SECURITY: the answer must come back to the browser that asked
-        // (login CSRF); the cookie holds the state this browser started.
-        let same = cookie_state.is_some_and(|c| !c.is_empty() && bool::from(c.as_bytes().ct_eq(state.as_bytes())));
-        if !same || state.len() > 64 {
-            return Err(SsoError::InvalidFlow);
-        }
-        let store = svc.catalog.records();
-        let key = super::digest(state);
-        let flow: Flow = get_json(store.as_ref(), Kind::SsoFlow, &key)
-            .await
-            .map_err(PortalError::from)?
-            .ok_or(SsoError::InvalidFlow)?;
-        // Used once: of two racing answers, one deletes it.
-        if !store.delete(Kind::SsoFlow, &key).await.map_err(PortalError::from)? {
-            return Err(SsoError::InvalidFlow);
-        }
-        let now = svc.clock.now_unix();
-        if now >= flow.expires_at.0 {
-            return Err(SsoError::InvalidFlow);
-        }
-        let provider = self.provider(&flow.provider).map_err(|_| SsoError::InvalidFlow)?;
-        if let Some(error) = &answer.error {
-            let text = answer.error_description.as_deref().unwrap_or(error);
-            return Err(SsoError::Denied(printable(text, 200)));
-        }
-        // RFC 9207: an answer naming another issuer is a mix-up.
-        if answer.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != provider.issuer) {
-            return Err(SsoError::InvalidToken("the answer names another issuer".into()));
-        }
-        let code = answer.code.as_deref().filter(|c| !c.is_empty()).ok_or(SsoError::InvalidFlow)?;
-        let http = self.http()?;
-        let meta = provider.metadata(http).await?;
-        let tokens = provider.exchange(http, &meta, code, &flow.verifier, &redirect_uri(svc)).await?;
-        let id_token = tokens
-            .get("id_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| SsoError::InvalidToken("the token endpoint answered without an id_token".into()))?;
-        let claims = provider.verify(http, id_token, &flow.nonce, now).await?;
-        let mut identity = claims.clone();
-        if claims.get("email").is_none() {
-            let access = tokens.get("access_token").and_then(Value::as_str);
-            identity = provider.userinfo(http, &meta, access, &claims).await?;
-        }
-        let email = identity.get("email").and_then(Value::as_str).unwrap_or("");
-        let shown = printable(email, 254);
-        let Some(email) = super::canonical_email(email) else {
-            return Err(SsoError::NotAllowed(if shown.is_empty() { "(no e-mail address)".into() } else { shown }));
-        };
-        let verified = match identity.get("email_verified") {
-            Some(Value::Bool(b)) => *b,
-            // Some providers send it as a string.
-            Some(Value::String(s)) => s == "true",
-            _ => false,
-        };
-        if provider.require_verified_email && !verified {
-            tracing::info!(provider = %provider.id, "an SSO sign-in proved an address not verified by the provider");
-            return Err(SsoError::NotAllowed(email));
-        }
-        let portal = Portal::new(svc);
-        let user = portal.user(&email).await?;
-        let allowed = match &user {
-            Some(u) => {
-                (provider.customers.is_empty() || provider.customers.contains(&u.customer))
-                    && portal.customer_active(&u.customer).await?
-            }
-            None => false,
-        };
-        match user {
-            Some(u) if allowed => Ok((u, provider)),
-            _ => Err(SsoError::NotAllowed(email)),
-        }
-    }
-}
-
 /// Where the provider sends the browser back.
 fn redirect_uri(svc: &Services) -> String {
     format!("{}/portal/sso/callback", svc.downloads.urls.public_url.trim_end_matches('/'))
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// Start signing in with provider `id`: a flow record, and the provider's
+/// authorization URL to send the browser to.
+pub async fn start(svc: &Services, id: &str) -> Result<Started, SsoError> {
+    let (provider, http) = svc.sso.provider(id).ok_or(SsoError::UnknownProvider)?;
+    let state = new_token()?;
+    let nonce = new_token()?;
+    let verifier = new_token()?;
+    let location = provider.authorization_url(http, &redirect_uri(svc), &state, &nonce, &verifier).await?;
+    let expires_at = Timestamp(svc.clock.now_unix() + FLOW_TTL.as_secs());
+    let flow = Flow { provider: provider.id.clone(), verifier, nonce, expires_at };
+    put_json(svc.catalog.records().as_ref(), Kind::SsoFlow, &super::digest(&state), &flow)
+        .await
+        .map_err(PortalError::from)?;
+    Ok(Started { location, state })
 }
 
-fn unb64url(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
-}
-
-/// What a query or form escapes: every byte but RFC 3986's unreserved ones.
-const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// `application/x-www-form-urlencoded` (and a query string): every byte
-/// but the unreserved ones escaped.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, ESCAPED), utf8_percent_encode(v, ESCAPED)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A provider's text, fit to show: control characters dropped, cut.
-fn printable(text: &str, max: usize) -> String {
-    text.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
-/// An endpoint the metadata names may be plain HTTP only when the issuer is
-/// (which configuration allows on loopback alone).
-fn endpoint_allowed(issuer: &str, url: &str) -> bool {
-    url.starts_with("https://") || (issuer.starts_with("http://") && url.starts_with("http://"))
-}
-
-impl Provider {
-    async fn fetch(
-        &self,
-        http: &HttpClient,
-        request: http::Request<crate::http_client::ReqBody>,
-    ) -> Result<(http::StatusCode, Bytes), SsoError> {
-        let what = request.uri().to_string();
-        let answer = async {
-            let response = http.send(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        };
-        match tokio::time::timeout(PROVIDER_TIMEOUT, answer).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(SsoError::Provider(format!("{what}: {e}"))),
-            Err(_) => Err(SsoError::Provider(format!("{what}: no answer within {PROVIDER_TIMEOUT:?}"))),
-        }
+/// The provider's answer: the flow it ends (which `cookie_state`, the
+/// browser's, must name), the identity the code proves, and the portal user
+/// it is.
+pub async fn finish<'s>(
+    svc: &'s Services,
+    cookie_state: Option<&str>,
+    answer: &Callback,
+) -> Result<(PortalUser, &'s Provider), SsoError> {
+    let state = answer.state.as_deref().unwrap_or("");
+    // SECURITY: the answer must come back to the browser that asked
+    // (login CSRF); the cookie holds the state this browser started.
+    let same = cookie_state.is_some_and(|c| !c.is_empty() && bool::from(c.as_bytes().ct_eq(state.as_bytes())));
+    if !same || state.len() > 64 {
+        return Err(SsoError::InvalidFlow);
     }
-
-    async fn get_json(&self, http: &HttpClient, url: &str, bearer: Option<&str>) -> Result<Value, SsoError> {
-        let mut request = http::Request::get(url).header(http::header::ACCEPT, "application/json");
-        if let Some(token) = bearer {
-            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = request.body(full(Bytes::new())).map_err(|e| SsoError::Provider(format!("{url}: {e}")))?;
-        let (status, body) = self.fetch(http, request).await?;
-        if !status.is_success() {
-            return Err(SsoError::Provider(format!("{url} answered {status}")));
-        }
-        serde_json::from_slice(&body).map_err(|e| SsoError::Provider(format!("{url}: not JSON: {e}")))
+    let store = svc.catalog.records();
+    let key = super::digest(state);
+    let flow: Flow =
+        get_json(store.as_ref(), Kind::SsoFlow, &key).await.map_err(PortalError::from)?.ok_or(SsoError::InvalidFlow)?;
+    // Used once: of two racing answers, one deletes it.
+    if !store.delete(Kind::SsoFlow, &key).await.map_err(PortalError::from)? {
+        return Err(SsoError::InvalidFlow);
     }
-
-    /// The provider's metadata, read at first use and every hour.
-    async fn metadata(&self, http: &HttpClient) -> Result<Metadata, SsoError> {
-        let mut cache = self.cache.lock().await;
-        if let Some((at, meta)) = &cache.metadata
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(meta.clone());
-        }
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let meta: Metadata = serde_json::from_value(self.get_json(http, &url, None).await?)
-            .map_err(|e| SsoError::Provider(format!("{url}: {e}")))?;
-        // Discovery §4.3: the issuer it states is the one configured.
-        if meta.issuer.trim_end_matches('/') != self.issuer {
-            return Err(SsoError::Provider(format!("{url} names another issuer: {:?}", meta.issuer)));
-        }
-        let endpoints = [&meta.authorization_endpoint, &meta.token_endpoint, &meta.jwks_uri];
-        let userinfo = meta.userinfo_endpoint.iter();
-        if let Some(bad) = endpoints.into_iter().chain(userinfo).find(|u| !endpoint_allowed(&self.issuer, u)) {
-            return Err(SsoError::Provider(format!("{url}: endpoint {bad:?} is not https")));
-        }
-        cache.metadata = Some((Instant::now(), meta.clone()));
-        Ok(meta)
+    let now = svc.clock.now_unix();
+    if now >= flow.expires_at.0 {
+        return Err(SsoError::InvalidFlow);
     }
-
-    /// The provider's signing keys; read again when `refresh` and the last
-    /// read is older than [`KEYS_REFRESH_MIN`] (a rotated key).
-    async fn keys(&self, http: &HttpClient, meta: &Metadata, refresh: bool) -> Result<Vec<Jwk>, SsoError> {
-        let cache = self.cache.lock().await;
-        if let Some((at, keys)) = &cache.keys {
-            let fresh = at.elapsed() < METADATA_TTL && !(refresh && at.elapsed() >= KEYS_REFRESH_MIN);
-            if fresh {
-                return Ok(keys.clone());
-            }
-        }
-        drop(cache);
-        let set: JwkSet = serde_json::from_value(self.get_json(http, &meta.jwks_uri, None).await?)
-            .map_err(|e| SsoError::Provider(format!("{}: {e}", meta.jwks_uri)))?;
-        // Keys of kinds not known here are skipped, not fatal.
-        let keys: Vec<Jwk> = set.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
-        self.cache.lock().await.keys = Some((Instant::now(), keys.clone()));
-        Ok(keys)
+    let (provider, http) = svc.sso.provider(&flow.provider).ok_or(SsoError::InvalidFlow)?;
+    if let Some(error) = &answer.error {
+        let text = answer.error_description.as_deref().unwrap_or(error);
+        return Err(SsoError::Denied(printable(text, 200)));
     }
-
-    /// The authorization code for tokens.
-    async fn exchange(
-        &self,
-        http: &HttpClient,
-        meta: &Metadata,
-        code: &str,
-        verifier: &str,
-        redirect_uri: &str,
-    ) -> Result<serde_json::Map<String, Value>, SsoError> {
-        let body = form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ]);
-        // RFC 6749 §2.3.1: the id and secret are form-encoded, then Basic.
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            utf8_percent_encode(&self.client_id, ESCAPED),
-            utf8_percent_encode(self.client_secret.expose(), ESCAPED)
-        ));
-        let url = &meta.token_endpoint;
-        let request = http::Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
-            .body(full(body))
-            .map_err(|e| SsoError::Provider(format!("{url}: {e}")))?;
-        let (status, body) = self.fetch(http, request).await?;
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if !status.is_success() {
-            // An error answer (RFC 6749 §5.2): a used or expired code, …
-            let error = json.get("error").and_then(Value::as_str).unwrap_or("no error code");
-            return Err(SsoError::Denied(format!("the token endpoint answered {status}: {}", printable(error, 100))));
-        }
-        match json {
-            Value::Object(map) => Ok(map),
-            _ => Err(SsoError::Provider(format!("{url}: the answer is not a JSON object"))),
-        }
+    // RFC 9207: an answer naming another issuer is a mix-up.
+    if answer.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != provider.issuer()) {
+        return Err(SsoError::InvalidToken("the answer names another issuer".into()));
     }
-
-    /// Check an ID token; its claims.
-    async fn verify(
-        &self,
-        http: &HttpClient,
-        token: &str,
-        nonce: &str,
-        now: u64,
-    ) -> Result<serde_json::Map<String, Value>, SsoError> {
-        let bad = |why: &str| SsoError::InvalidToken(why.to_owned());
-        let mut parts = token.split('.');
-        let (Some(head), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("the ID token is not a JWS in compact form"));
-        };
-        let header: Value =
-            unb64url(head).and_then(|h| serde_json::from_slice(&h).ok()).ok_or_else(|| bad("unreadable header"))?;
-        let claims: serde_json::Map<String, Value> =
-            unb64url(body).and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| bad("unreadable claims"))?;
-        let signature = unb64url(sig).ok_or_else(|| bad("unreadable signature"))?;
-        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-        let kid = header.get("kid").and_then(Value::as_str);
-        let signed = &token.as_bytes()[..head.len() + 1 + body.len()];
-        // SECURITY: only the asymmetric algorithms named here; `none` and
-        // HMAC (which a public key would "verify") are refused.
-        if !matches!(alg, "RS256" | "PS256" | "ES256") {
-            return Err(SsoError::InvalidToken(format!("algorithm {:?} is not accepted", printable(alg, 20))));
-        }
-        let meta = self.metadata(http).await?;
-        let mut verified = false;
-        for refresh in [false, true] {
-            let keys = self.keys(http, &meta, refresh).await?;
-            let candidates: Vec<&Jwk> = keys.iter().filter(|k| fits(k, alg, kid)).collect();
-            if candidates.is_empty() {
-                continue;
-            }
-            verified = candidates.iter().any(|k| check_signature(k, alg, signed, &signature));
-            break;
-        }
-        if !verified {
-            return Err(bad("the signature does not verify with the provider's keys"));
-        }
-        let text = |name: &str| claims.get(name).and_then(Value::as_str);
-        let number = |name: &str| claims.get(name).and_then(Value::as_u64);
-        if text("iss").map(|i| i.trim_end_matches('/')) != Some(self.issuer.as_str()) {
-            return Err(bad("issued by another issuer"));
-        }
-        let audiences: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        if !audiences.contains(&self.client_id.as_str()) {
-            return Err(bad("issued for another client"));
-        }
-        if (audiences.len() > 1 || text("azp").is_some()) && text("azp") != Some(self.client_id.as_str()) {
-            return Err(bad("authorized for another party"));
-        }
-        match number("exp") {
-            Some(exp) if exp + SKEW > now => {}
-            _ => return Err(bad("expired")),
-        }
-        if number("iat").is_none_or(|iat| iat > now + SKEW) {
-            return Err(bad("issued in the future, or without an issue time"));
-        }
-        let same_nonce = text("nonce").is_some_and(|n| bool::from(n.as_bytes().ct_eq(nonce.as_bytes())));
-        if !same_nonce {
-            return Err(bad("the nonce is not this sign-in's"));
-        }
-        if text("sub").is_none_or(str::is_empty) {
-            return Err(bad("no subject"));
-        }
-        Ok(claims)
-    }
-
-    /// The userinfo claims, for a token that carried no address; the same
-    /// subject or nothing (Core §5.3.2).
-    async fn userinfo(
-        &self,
-        http: &HttpClient,
-        meta: &Metadata,
-        access: Option<&str>,
-        claims: &serde_json::Map<String, Value>,
-    ) -> Result<serde_json::Map<String, Value>, SsoError> {
-        let (Some(url), Some(access)) = (&meta.userinfo_endpoint, access) else {
-            return Ok(claims.clone());
-        };
-        let Value::Object(info) = self.get_json(http, url, Some(access)).await? else {
-            return Err(SsoError::Provider(format!("{url}: the answer is not a JSON object")));
-        };
-        if info.get("sub") != claims.get("sub") {
-            return Err(SsoError::InvalidToken("userinfo is about another subject".into()));
-        }
-        Ok(info)
-    }
-}
-
-/// Whether key `k` may check a signature of `alg` by key id `kid`.
-fn fits(k: &Jwk, alg: &str, kid: Option<&str>) -> bool {
-    let kty = if alg == "ES256" { "EC" } else { "RSA" };
-    k.kty == kty
-        && k.usage.as_deref().is_none_or(|u| u == "sig")
-        && k.alg.as_deref().is_none_or(|a| a == alg)
-        && (kid.is_none() || k.kid.as_deref() == kid)
-}
-
-fn check_signature(k: &Jwk, alg: &str, signed: &[u8], signature: &[u8]) -> bool {
-    use aws_lc_rs::signature as sig;
-    let field = |f: &Option<String>| f.as_deref().and_then(unb64url);
-    match alg {
-        "RS256" | "PS256" => {
-            let (Some(n), Some(e)) = (field(&k.n), field(&k.e)) else { return false };
-            let params = if alg == "RS256" { &sig::RSA_PKCS1_2048_8192_SHA256 } else { &sig::RSA_PSS_2048_8192_SHA256 };
-            sig::RsaPublicKeyComponents { n: &n, e: &e }.verify(params, signed, signature).is_ok()
-        }
-        "ES256" => {
-            let (Some(x), Some(y)) = (field(&k.x), field(&k.y)) else { return false };
-            if k.crv.as_deref() != Some("P-256") || x.len() != 32 || y.len() != 32 {
-                return false;
-            }
-            let mut point = vec![4u8];
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point).verify(signed, signature).is_ok()
-        }
+    let code = answer.code.as_deref().filter(|c| !c.is_empty()).ok_or(SsoError::InvalidFlow)?;
+    let identity = provider.redeem(http, code, &flow.verifier, &flow.nonce, &redirect_uri(svc), now).await?;
+    let email = identity.get("email").and_then(Value::as_str).unwrap_or("");
+    let shown = printable(email, 254);
+    let Some(email) = super::canonical_email(email) else {
+        return Err(SsoError::NotAllowed(if shown.is_empty() { "(no e-mail address)".into() } else { shown }));
+    };
+    let verified = match identity.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        // Some providers send it as a string.
+        Some(Value::String(s)) => s == "true",
         _ => false,
+    };
+    if provider.require_verified_email() && !verified {
+        tracing::info!(provider = %provider.id, "an SSO sign-in proved an address not verified by the provider");
+        return Err(SsoError::NotAllowed(email));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair as _};
-
-    use super::*;
-
-    fn provider() -> Provider {
-        Provider {
-            id: "idp".into(),
-            name: "IdP".into(),
-            issuer: "https://id.example.com".into(),
-            client_id: "tollgate".into(),
-            client_secret: Secret::new("s"),
-            customers: vec![],
-            require_verified_email: true,
-            cache: tokio::sync::Mutex::default(),
-        }
-    }
-
-    /// A provider whose metadata and keys are already read: `verify` asks
-    /// nothing over the network.
-    fn primed(key: &EcdsaKeyPair) -> Provider {
-        let p = provider();
-        let public = key.public_key().as_ref();
-        let jwk = Jwk {
-            kty: "EC".into(),
-            kid: Some("k1".into()),
-            usage: Some("sig".into()),
-            alg: None,
-            n: None,
-            e: None,
-            crv: Some("P-256".into()),
-            x: Some(b64url(&public[1..33])),
-            y: Some(b64url(&public[33..65])),
-        };
-        let meta = Metadata {
-            issuer: p.issuer.clone(),
-            authorization_endpoint: "https://id.example.com/auth".into(),
-            token_endpoint: "https://id.example.com/token".into(),
-            jwks_uri: "https://id.example.com/jwks".into(),
-            userinfo_endpoint: None,
-        };
-        {
-            let mut cache = p.cache.try_lock().unwrap();
-            cache.metadata = Some((Instant::now(), meta));
-            cache.keys = Some((Instant::now(), vec![jwk]));
-        }
-        p
-    }
-
-    fn token(key: &EcdsaKeyPair, header: Value, claims: Value) -> String {
-        let signed = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
-        let signature = key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
-        format!("{signed}.{}", b64url(signature.as_ref()))
-    }
-
-    const NOW: u64 = 1_800_000_000;
-
-    fn good_claims() -> Value {
-        serde_json::json!({ "iss": "https://id.example.com", "aud": "tollgate", "sub": "u1", "exp": NOW + 300, "iat": NOW, "nonce": "n0nce", "email": "ann@acme.example" })
-    }
-
-    /// Every rule of an ID token, each broken once: only the good token
-    /// passes.
-    #[tokio::test]
-    async fn id_tokens_are_checked_in_full() {
-        let rng = SystemRandom::new();
-        let doc = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
-        let other_doc = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let other = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, other_doc.as_ref()).unwrap();
-        let p = primed(&key);
-        let http = HttpClient::new().unwrap();
-        let header = serde_json::json!({ "alg": "ES256", "kid": "k1" });
-        let good = token(&key, header.clone(), good_claims());
-        let claims = p.verify(&http, &good, "n0nce", NOW).await.unwrap();
-        assert_eq!(claims["email"], "ann@acme.example");
-
-        let with = |field: &str, value: Value| {
-            let mut c = good_claims();
-            c[field] = value;
-            token(&key, header.clone(), c)
-        };
-        let without = |field: &str| {
-            let mut c = good_claims();
-            c.as_object_mut().unwrap().remove(field);
-            token(&key, header.clone(), c)
-        };
-        let (head, rest) = good.split_once('.').unwrap();
-        let none_header = b64url(br#"{"alg":"none"}"#);
-        let hs_header = b64url(br#"{"alg":"HS256","kid":"k1"}"#);
-        let bad = [
-            ("another key", token(&other, header.clone(), good_claims())),
-            ("unknown kid", token(&key, serde_json::json!({ "alg": "ES256", "kid": "k2" }), good_claims())),
-            ("alg none", format!("{none_header}.{}", rest.rsplit_once('.').unwrap().0) + "."),
-            ("alg HS256", format!("{hs_header}.{rest}")),
-            ("claims changed", format!("{head}.{}.{}", b64url(with("sub", "u2".into()).as_bytes()), "x")),
-            ("issuer", with("iss", "https://evil.example.com".into())),
-            ("audience", with("aud", "someone-else".into())),
-            ("azp", with("aud", serde_json::json!(["tollgate", "other"]))),
-            ("expired", with("exp", (NOW - 600).into())),
-            ("no exp", without("exp")),
-            ("future iat", with("iat", (NOW + 3600).into())),
-            ("nonce", with("nonce", "other".into())),
-            ("no nonce", without("nonce")),
-            ("no sub", without("sub")),
-            ("two parts", "a.b".to_owned()),
-            ("garbage", "!!.??.**".to_owned()),
-        ];
-        for (what, t) in bad {
-            assert!(p.verify(&http, &t, "n0nce", NOW).await.is_err(), "{what} was accepted");
-        }
-        // Several audiences with the right authorized party are fine.
-        let mut c = good_claims();
-        c["aud"] = serde_json::json!(["tollgate", "other"]);
-        c["azp"] = "tollgate".into();
-        assert!(p.verify(&http, &token(&key, header, c), "n0nce", NOW).await.is_ok());
-    }
-
-    #[test]
-    fn forms_escape_all_but_unreserved_bytes() {
-        assert_eq!(form(&[("a b", "x&y=z/é+"), ("c_d", "-._~")]), "a%20b=x%26y%3Dz%2F%C3%A9%2B&c_d=-._~");
-    }
-
-    #[test]
-    fn plain_http_endpoints_only_for_a_plain_http_issuer() {
-        assert!(endpoint_allowed("https://id.example.com", "https://id.example.com/token"));
-        assert!(!endpoint_allowed("https://id.example.com", "http://id.example.com/token"));
-        assert!(endpoint_allowed("http://127.0.0.1:4000", "http://127.0.0.1:4000/token"));
-        assert!(!endpoint_allowed("https://id.example.com", "javascript:alert(1)"));
+    let portal = Portal::new(svc);
+    let user = portal.user(&email).await?;
+    let allowed = match &user {
+        Some(u) => provider.trusted_for(&u.customer) && portal.customer_active(&u.customer).await?,
+        None => false,
+    };
+    match user {
+        Some(u) if allowed => Ok((u, provider)),
+        _ => Err(SsoError::NotAllowed(email)),
     }
 }
