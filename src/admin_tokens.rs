@@ -11,14 +11,16 @@ use crate::config::Secret;
 /// Prefix of generated admin tokens, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "tga_";
 
+pub use crate::config::AdminRole;
+
 #[derive(Clone)]
 pub struct AdminTokens {
-    entries: Vec<(String, [u8; 32])>,
+    entries: Vec<(String, AdminRole, [u8; 32])>,
 }
 
 impl std::fmt::Debug for AdminTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|(id, _)| id)).finish()
+        f.debug_list().entries(self.entries.iter().map(|(id, ..)| id)).finish()
     }
 }
 
@@ -27,9 +29,14 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl AdminTokens {
-    /// From (id, token) pairs; only digests are kept.
+    /// From (id, token) pairs, each with every right; only digests are kept.
     pub fn new(tokens: Vec<(String, Secret)>) -> Self {
-        Self { entries: tokens.into_iter().map(|(id, t)| (id, digest(t.expose()))).collect() }
+        Self::with_roles(tokens.into_iter().map(|(id, t)| (id, AdminRole::Owner, t)).collect())
+    }
+
+    /// From (id, role, token); only digests are kept.
+    pub fn with_roles(tokens: Vec<(String, AdminRole, Secret)>) -> Self {
+        Self { entries: tokens.into_iter().map(|(id, role, t)| (id, role, digest(t.expose()))).collect() }
     }
 
     /// A new random token: `tga_` and 32 random bytes in base64url.
@@ -39,15 +46,20 @@ impl AdminTokens {
         Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
     }
 
+    /// The role of the token with id `id`, if it is configured.
+    pub fn role_of(&self, id: &str) -> Option<AdminRole> {
+        self.entries.iter().find(|(i, ..)| i == id).map(|(_, role, _)| *role)
+    }
+
     /// The id of the token `presented` is, if any. Every entry is compared, in
     /// constant time, so timing reveals neither which token nor how much of it
     /// matched.
-    pub fn check(&self, presented: &str) -> Option<&str> {
+    pub fn check(&self, presented: &str) -> Option<(&str, AdminRole)> {
         let d = digest(presented);
         let mut found = None;
-        for (id, expected) in &self.entries {
+        for (id, role, expected) in &self.entries {
             if bool::from(expected.ct_eq(&d)) {
-                found = Some(id.as_str());
+                found = Some((id.as_str(), *role));
             }
         }
         found
@@ -64,10 +76,30 @@ mod tests {
         assert!(a.starts_with(TOKEN_PREFIX) && a.len() > 40);
         let tokens =
             AdminTokens::new(vec![("ci".into(), Secret::new(a.clone())), ("ems".into(), Secret::new("other"))]);
-        assert_eq!(tokens.check(&a), Some("ci"));
-        assert_eq!(tokens.check("other"), Some("ems"));
+        assert_eq!(tokens.check(&a), Some(("ci", AdminRole::Owner)));
+        assert_eq!(tokens.check("other"), Some(("ems", AdminRole::Owner)));
         assert_eq!(tokens.check(""), None);
         assert_eq!(tokens.check(&format!("{a}x")), None);
         assert_eq!(format!("{tokens:?}"), "[\"ci\", \"ems\"]");
+    }
+
+    #[test]
+    fn roles_change_only_their_areas() {
+        use http::Method;
+        let (get, put, post, delete) = (Method::GET, Method::PUT, Method::POST, Method::DELETE);
+        let cases = [
+            (AdminRole::ReadOnly, &get, "/admin/v1/webhooks", true),
+            (AdminRole::ReadOnly, &put, "/admin/v1/customers/a", false),
+            (AdminRole::ReadOnly, &post, "/admin/v1/products/a/releases/1.0.0/publish", false),
+            (AdminRole::ReleaseManager, &post, "/admin/v1/products/a/releases/1.0.0/publish", true),
+            (AdminRole::ReleaseManager, &put, "/admin/v1/customers/a", false),
+            (AdminRole::ReleaseManager, &delete, "/admin/v1/webhooks/w", false),
+            (AdminRole::Support, &put, "/admin/v1/customers/a/entitlements/e", true),
+            (AdminRole::Support, &delete, "/admin/v1/products/a", false),
+            (AdminRole::Owner, &delete, "/admin/v1/webhooks/w", true),
+        ];
+        for (role, method, path, allowed) in cases {
+            assert_eq!(role.may(method, path), allowed, "{role:?} {method} {path}");
+        }
     }
 }

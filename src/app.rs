@@ -99,9 +99,10 @@ pub fn load_admin_tokens(config: &Config) -> anyhow::Result<(AdminTokens, KeySou
     let mut tokens = Vec::with_capacity(config.admin.tokens.len());
     for (i, t) in config.admin.tokens.iter().enumerate() {
         let name = format!("admin.tokens[{i}].secret");
-        tokens.push((t.id.clone(), secret::resolve(&name, t.secret.as_ref(), t.secret_file.as_deref(), allow)?));
+        let secret = secret::resolve(&name, t.secret.as_ref(), t.secret_file.as_deref(), allow)?;
+        tokens.push((t.id.clone(), t.role, secret));
     }
-    Ok((AdminTokens::new(tokens), KeySource::Configured))
+    Ok((AdminTokens::with_roles(tokens), KeySource::Configured))
 }
 
 /// Build the shared services from configuration.

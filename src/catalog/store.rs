@@ -48,6 +48,8 @@ pub enum Kind {
     /// A portal sign-in started with an OpenID provider, by its `state`'s
     /// SHA-256.
     SsoFlow,
+    /// A vendor console session, by its cookie's SHA-256.
+    ConsoleSession,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::SignInLink => "sign_in_link",
             Kind::PortalSession => "portal_session",
             Kind::SsoFlow => "sso_flow",
+            Kind::ConsoleSession => "console_session",
         }
     }
 }

@@ -381,6 +381,46 @@ impl Default for AdminConfig {
     }
 }
 
+/// What an admin token (and a console session signed in with it) may do.
+/// Everyone reads everything; changes are by area.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminRole {
+    /// Everything.
+    #[default]
+    Owner,
+    /// Products, releases, their files (uploads, publish, yank, cut).
+    ReleaseManager,
+    /// Customers, their entitlements, API keys, feed tokens and portal users.
+    Support,
+    /// Reads only.
+    ReadOnly,
+}
+
+impl AdminRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Owner => "owner",
+            AdminRole::ReleaseManager => "release-manager",
+            AdminRole::Support => "support",
+            AdminRole::ReadOnly => "read-only",
+        }
+    }
+
+    /// Whether a request with `method` to admin API `path` is this role's.
+    pub fn may(self, method: &http::Method, path: &str) -> bool {
+        if method == http::Method::GET || method == http::Method::HEAD {
+            return true;
+        }
+        match self {
+            AdminRole::Owner => true,
+            AdminRole::ReadOnly => false,
+            AdminRole::ReleaseManager => path.starts_with("/admin/v1/products"),
+            AdminRole::Support => path.starts_with("/admin/v1/customers"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminTokenConfig {
@@ -388,6 +428,11 @@ pub struct AdminTokenConfig {
     pub id: String,
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+    /// `owner` (the default: everything), `release-manager` (products and
+    /// releases), `support` (customers) or `read-only`; in the admin API and
+    /// the console alike.
+    #[serde(default)]
+    pub role: AdminRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -522,6 +522,19 @@ async fn lifecycle(
 ) -> AdminResult {
     let (product, v) = path(p)?;
     let version = version(&v)?;
+    let r = change_release(s, product, version, action).await?;
+    Ok(Json(r).into_response())
+}
+
+/// A release's lifecycle step (publish, yank, restore), with its event and,
+/// for a first publication, the portal's release notices: the admin API's
+/// and the console's one way to do it.
+pub(crate) async fn change_release(
+    s: &Arc<Services>,
+    product: String,
+    version: Version,
+    action: ReleaseAction,
+) -> Result<Release, AdminError> {
     let now = Timestamp(s.clock.now_unix());
     let before = s.catalog.release(&product, &version).await?.map(|r| r.status);
     let r = s.catalog.apply(&product, &version, action, now).await?;
@@ -548,7 +561,7 @@ async fn lifecycle(
             tokio::spawn(crate::portal::notify::release_published(s.clone(), product, version));
         }
     }
-    Ok(Json(r).into_response())
+    Ok(r)
 }
 
 #[utoipa::path(post, path = "/admin/v1/products/{product}/releases/{version}/publish", tag = "admin", params(("product" = String, Path, description = "product id"), ("version" = String, Path, description = "semantic version")), request_body(content = Option<PublishBody>, description = "optional"), responses((status = 200, description = "published (or already was)", body = Release), (status = 409, description = "yanked: restore instead", body = Problem)))]

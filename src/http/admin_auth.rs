@@ -12,10 +12,18 @@ use super::bearer;
 use super::problem::Problem;
 use crate::services::Services;
 
-/// Middleware: refuse with `401 unauthorized` unless an admin token is given.
+/// Middleware: refuse with `401 unauthorized` unless an admin token is
+/// given, and with `403 role_forbids` when the token's role does not change
+/// what the request would.
 pub async fn require_admin(State(state): State<Arc<Services>>, request: Request, next: Next) -> Response {
     match bearer(&request).and_then(|t| state.admin_tokens.check(t)) {
-        Some(id) => {
+        Some((id, role)) if !role.may(request.method(), request.uri().path()) => {
+            tracing::info!(token = id, role = role.as_str(), "admin request refused by role");
+            Problem::new(StatusCode::FORBIDDEN, "role_forbids", "Forbidden")
+                .with_detail(format!("Admin token {id:?} is {}: it does not change this.", role.as_str()))
+                .into_response()
+        }
+        Some((id, _)) => {
             tracing::debug!(token = id, "admin request authorised");
             next.run(request).await
         }

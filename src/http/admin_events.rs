@@ -128,7 +128,7 @@ pub(crate) struct Report {
 }
 
 /// A UTC day from `2026-11-24` or an RFC 3339 time.
-fn parse_day(field: &str, text: &str) -> Result<u64, AdminError> {
+pub(crate) fn parse_day(field: &str, text: &str) -> Result<u64, AdminError> {
     let t = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
     humantime::parse_rfc3339_weak(&t)
         .map(|t| crate::clock::unix_seconds(t) / 86_400 * 86_400)

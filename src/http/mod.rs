@@ -7,7 +7,9 @@ pub mod admin_auth;
 pub mod admin_events;
 pub mod admin_webhooks;
 pub mod byteranges;
+pub mod chart;
 pub mod conditional;
+pub mod console;
 pub mod customer_api;
 pub mod download;
 pub mod health;
@@ -69,7 +71,9 @@ pub fn admin_router(state: Arc<Services>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi_json));
-    let routes = exempt.merge(admin_api::routes(state.clone()));
+    // The vendor console: its own sign-in (an admin token for a session),
+    // on this listener only.
+    let routes = exempt.merge(admin_api::routes(state.clone())).merge(console::routes());
     with_common_layers(routes, state)
 }
 

@@ -39,7 +39,7 @@ const SESSION_COOKIE: &str = "tg_portal";
 const CSRF_COOKIE: &str = "tg_portal_csrf";
 /// The `state` of an OpenID sign-in this browser started.
 const SSO_COOKIE: &str = "tg_portal_sso";
-const STYLE: &str = include_str!("../../templates/portal/style.css");
+pub(super) const STYLE: &str = include_str!("../../templates/portal/style.css");
 
 pub fn routes() -> axum::Router<Arc<Services>> {
     axum::Router::new()
@@ -186,7 +186,7 @@ struct FileView {
 }
 
 /// A page, with the headers every portal page carries.
-fn page(status: StatusCode, t: &impl Template) -> Response {
+pub(super) fn page(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => {
             let mut r = (status, html).into_response();
@@ -216,7 +216,7 @@ fn secure_headers(h: &mut HeaderMap) {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -239,7 +239,7 @@ fn error_page(s: &Services, nav: Option<Nav>, status: StatusCode, code: &'static
     page(status, &t)
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -254,13 +254,13 @@ fn secure(s: &Services) -> &'static str {
     if s.downloads.urls.public_url.starts_with("https://") { "; Secure" } else { "" }
 }
 
-fn set_cookie(r: &mut Response, value: String) {
+pub(super) fn set_cookie(r: &mut Response, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -646,7 +646,7 @@ async fn sign_out(
     r
 }
 
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -860,7 +860,7 @@ struct LicenseView {
     not_covered: String,
 }
 
-fn word<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn word<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
