@@ -142,6 +142,17 @@ async fn the_console_in_chromium() {
     assert!(page.contains("<span id=\"total\">2</span>"));
     look(&b, "reports").await;
 
+    // Live activity: the page open, a download appears on it as it happens.
+    b.goto(&format!("{base}/console/activity?customer=acme")).await;
+    b.wait_for_url("/console/activity").await;
+    look(&b, "activity").await;
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    let grant = Admin::json(&r)["grant_id"].as_str().unwrap().to_owned();
+    let live = Admin::json(&r)["url"].as_str().unwrap().to_owned();
+    assert_eq!(common::request(a.gw.public, "GET", target(&live), &[]).await.status, 200);
+    b.wait_for_text("Live: ").await;
+    b.wait_for_text(&grant).await;
+
     // Yank: the URL the customer holds is refused.
     b.goto(&format!("{base}/console/releases/app/1.1.0")).await;
     b.wait_for_text("Yank: 1 customers").await;
@@ -202,6 +213,82 @@ fn code(r: &Reply) -> String {
     let page = Jar::page(r);
     let start = page.find("<code>").unwrap_or_else(|| panic!("no code in {page}")) + 6;
     page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+/// Read a response's bytes from `stream` until `text` shows up (10 s).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, text: &str) {
+    use tokio::io::AsyncReadExt as _;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(text) {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{text:?} never came: {seen}"))
+            .unwrap();
+        assert!(n > 0, "the stream ended before {text:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// The live stream: server-sent events from now, filtered; a reconnection
+/// with `Last-Event-ID` goes on from there (nothing twice, nothing missed);
+/// without a session, no stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_stream_follows_the_log() {
+    use tokio::io::AsyncWriteExt as _;
+    let (a, key) = setup().await;
+    let mut ops = Jar { a: &a, cookies: vec![] };
+    ops.sign_in(&a.token).await;
+    let cookie = ops.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let open = |last: Option<String>| {
+        let cookie = cookie.clone();
+        let admin = a.gw.admin;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+            let last = last.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+            let head = format!(
+                "GET /console/activity/stream?type=download.initiated HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n{last}\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream
+        }
+    };
+    let download = || async {
+        let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+        let body = Admin::json(&r);
+        let url = body["url"].as_str().unwrap().to_owned();
+        assert_eq!(common::request(a.gw.public, "GET", target(&url), &[]).await.status, 200);
+        body["grant_id"].as_str().unwrap().to_owned()
+    };
+    let before = download().await;
+    // In the log (events are written in the background) before the stream opens.
+    common::initiations(&a, 1).await;
+    let mut stream = open(None).await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "text/event-stream").await;
+    let first = download().await;
+    read_until(&mut stream, &mut seen, &first).await;
+    assert!(!seen.contains(&before), "from now on, not the past: {seen}");
+    assert!(!seen.contains("download.completed"), "filtered by type: {seen}");
+    let id = seen.lines().rev().find_map(|l| l.strip_prefix("id:")).unwrap().trim().to_owned();
+    drop(stream);
+
+    // Gone a while: two downloads meanwhile, then reconnected from `id`.
+    let (second, third) = (download().await, download().await);
+    let mut stream = open(Some(id)).await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, &third).await;
+    assert!(seen.contains(&second) && !seen.contains(&first), "{seen}");
+
+    // No session, no stream; a made-up Last-Event-ID is not trusted.
+    let r = request_with_body(a.gw.admin, "GET", "/console/activity/stream", &[], Default::default()).await;
+    assert_eq!(r.status, 303);
+    let mut stream = open(Some("'; DROP TABLE events".into())).await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "text/event-stream").await;
+    let fourth = download().await;
+    read_until(&mut stream, &mut seen, &fourth).await;
+    assert!(!seen.contains(&third), "a bad Last-Event-ID starts from now: {seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

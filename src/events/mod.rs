@@ -481,6 +481,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Is `cursor` a position this log could have handed out?
     fn valid_cursor(&self, cursor: &str) -> bool;
 
+    /// The position of the newest event (where a live tail starts); `None`
+    /// while the log is empty.
+    async fn end(&self) -> Result<Option<String>, StoreError>;
+
     /// The counter cells and seen customers of `dimension` over `days`.
     async fn cells(&self, days: &Days, dimension: Dimension) -> Result<(Vec<Cell>, Vec<Seen>), StoreError>;
 

@@ -275,6 +275,13 @@ impl EventLog for RedisDb {
         Ok(out)
     }
 
+    async fn end(&self) -> Result<Option<String>, StoreError> {
+        let key = self.event_key("log");
+        let mut conn = self.connection();
+        let newest = entries(&mut conn, "XREVRANGE", &key, "+", "-", 1).await?;
+        Ok(newest.into_iter().next().map(|(id, _)| id))
+    }
+
     fn valid_cursor(&self, cursor: &str) -> bool {
         let Some((ms, seq)) = cursor.split_once('-') else { return false };
         let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();

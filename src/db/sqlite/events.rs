@@ -214,6 +214,15 @@ impl EventLog for SqliteDb {
         self.with_conn(move |conn| recent(conn, &filter, limit)).await
     }
 
+    async fn end(&self) -> Result<Option<String>, StoreError> {
+        self.with_conn(|conn| {
+            let seq: Option<i64> =
+                conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).map_err(sqlite_error)?;
+            Ok(seq.map(|s| s.to_string()))
+        })
+        .await
+    }
+
     fn valid_cursor(&self, cursor: &str) -> bool {
         cursor.bytes().all(|b| b.is_ascii_digit()) && cursor.parse::<i64>().is_ok()
     }
