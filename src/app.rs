@@ -138,6 +138,7 @@ pub async fn build_services(config: &Config, keys: KeyRing, clock: Arc<dyn Clock
         limits: Arc::new(RateLimits::from_config(&config.limits, &config.portal)),
         portal: config.portal.clone(),
         mail: crate::mail::Mailer::from_config(&config.portal.smtp)?,
+        branding: std::sync::RwLock::new(config.portal.branding()),
         sso: crate::oidc::Providers::from_config(&config.portal.sso, config.allow_world_readable_secrets)?,
         downloads: DownloadPolicy {
             urls: UrlPolicy {
@@ -292,6 +293,8 @@ impl Gateway {
             Some(tokio::spawn(uploads::direct::sweep_worker(svc.clone()))),
             // The portal's expired sign-in links, SSO flows and sessions.
             Some(tokio::spawn(crate::portal::sweep_worker(svc.clone()))),
+            // Branding set through the admin API, as another replica wrote it.
+            Some(tokio::spawn(crate::portal::branding_worker(svc.clone()))),
             Some(tokio::spawn(events::trim_worker(svc.event_log.clone(), svc.clock.clone(), self.retention))),
             // Repeated denials' summaries, when their windows close.
             (!svc.denials.window().is_zero()).then(|| tokio::spawn(svc.clone().denial_worker())),

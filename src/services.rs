@@ -90,11 +90,19 @@ pub struct Services {
     pub portal: crate::config::PortalConfig,
     /// The SMTP relay sign-in e-mails go through, when one is configured.
     pub mail: Option<crate::mail::Mailer>,
+    /// What the portal shows of the vendor (configuration, or the admin
+    /// API's, refreshed from the state store by `portal::branding_worker`).
+    pub branding: std::sync::RwLock<crate::config::portal::Branding>,
     /// The OpenID providers portal users may sign in with.
     pub sso: crate::oidc::Providers,
 }
 
 impl Services {
+    /// What the portal shows of the vendor, now.
+    pub fn brand(&self) -> crate::config::portal::Branding {
+        self.branding.read().map_or_else(|poisoned| poisoned.into_inner().clone(), |b| b.clone())
+    }
+
     /// Record an event at the clock's current time.
     pub async fn record(&self, subject: Subject, detail: Detail) {
         self.events.record(Event::new(self.clock.now_millis(), subject, detail)).await;

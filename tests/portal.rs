@@ -620,6 +620,49 @@ async fn expired_links_and_sessions_are_swept() {
     assert_eq!(portal.sweep().await.unwrap(), 0);
 }
 
+/// The vendor sets the portal's name, colour and logo through the admin
+/// API: pages, stylesheet and e-mails follow; bad values are refused and
+/// change nothing; a reset goes back to the configuration's. The OpenID
+/// providers are listed without their secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branding_is_set_through_the_admin_api() {
+    let Setup { a, smtp } = setup().await;
+    let r = a.call("GET", "/admin/v1/portal/branding", None).await;
+    assert_eq!(Admin::json(&r)["vendor_name"], "Example", "the configuration's");
+    let brand = json!({ "vendor_name": "Acme <Soft>", "accent_color": "#14532d", "logo_url": "/logo.svg" });
+    let r = a.call("PUT", "/admin/v1/portal/branding", Some(brand.clone())).await;
+    assert_eq!((r.status, Admin::json(&r)), (200, brand.clone()));
+    let page = html(&Browser::new(&a).get("/portal/sign-in").await);
+    assert!(page.contains("Acme &#60;Soft&#62; downloads") && page.contains("src=\"/logo.svg\""), "{page}");
+    let css = common::request(a.gw.public, "GET", "/portal/style.css", &[]).await;
+    assert!(String::from_utf8_lossy(css.bytes()).contains("--accent: #14532d"));
+    let mut b = Browser::new(&a);
+    let page = html(&b.get("/portal/sign-in").await);
+    b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "ann@acme.test")]).await;
+    assert_eq!(smtp.wait_for("ann@acme.test", 1).await.subject, "Sign in to Acme <Soft> downloads");
+
+    for (bad, field) in [
+        (json!({ "vendor_name": "x", "accent_color": "red" }), "accent_color"),
+        (json!({ "vendor_name": " ", "accent_color": "#000000" }), "vendor_name"),
+        (json!({ "vendor_name": "x", "accent_color": "#000000", "logo_url": "javascript:alert(1)" }), "logo_url"),
+        (json!({ "vendor_name": "x", "accent_color": "#000000", "logo_url": "//evil.test/x.png" }), "logo_url"),
+    ] {
+        let r = a.call("PUT", "/admin/v1/portal/branding", Some(bad.clone())).await;
+        assert_eq!((r.status, r.code().as_str()), (422, "invalid_field"), "{bad}");
+        assert!(Admin::json(&r)["detail"].as_str().unwrap().starts_with(field), "{bad}: {r:?}");
+    }
+    for bad in [json!({ "vendor_name": "x" }), json!({ "vendor_name": "x", "accent_color": "#000000", "extra": 1 })] {
+        assert_eq!(a.call("PUT", "/admin/v1/portal/branding", Some(bad)).await.status, 400);
+    }
+    assert_eq!(Admin::json(&a.call("GET", "/admin/v1/portal/branding", None).await), brand, "unchanged");
+
+    let r = a.call("DELETE", "/admin/v1/portal/branding", None).await;
+    assert_eq!(Admin::json(&r)["vendor_name"], "Example");
+    assert!(html(&Browser::new(&a).get("/portal/sign-in").await).contains("Example downloads"));
+    let r = a.call("GET", "/admin/v1/portal/sso", None).await;
+    assert_eq!(Admin::json(&r), json!([]), "none configured here (tests/portal_sso.rs lists its own)");
+}
+
 /// A suspended customer's sessions end; its users' links stop working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {

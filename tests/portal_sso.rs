@@ -215,6 +215,11 @@ fn code_of(r: &Reply) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_replayed_answers_sign_nobody_in() {
     let (a, idp) = setup().await;
+    // The admin API lists the providers, never their secrets.
+    let listed = Admin::json(&a.call("GET", "/admin/v1/portal/sso", None).await);
+    assert_eq!(listed[1]["id"], "globex-idp");
+    assert_eq!(listed[1]["customers"], json!(["globex"]));
+    assert!(!listed.to_string().contains(CLIENT_SECRET));
     let mut jar = Jar { a: &a, cookies: vec![] };
     let r = jar.start("test-idp").await;
     assert_eq!(r.status, 303, "{r:?}");

@@ -50,6 +50,8 @@ pub enum Kind {
     SsoFlow,
     /// A vendor console session, by its cookie's SHA-256.
     ConsoleSession,
+    /// A portal setting made through the admin API (`branding`).
+    PortalSetting,
 }
 
 impl Kind {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::PortalSession => "portal_session",
             Kind::SsoFlow => "sso_flow",
             Kind::ConsoleSession => "console_session",
+            Kind::PortalSetting => "portal_setting",
         }
     }
 }

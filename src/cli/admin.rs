@@ -59,6 +59,9 @@ enum AdminCommand {
     /// The customer portal's users: put, get, list, delete, sign-out.
     #[command(subcommand)]
     User(UserCmd),
+    /// The customer portal's branding and OpenID providers.
+    #[command(subcommand)]
+    Portal(PortalCmd),
     /// The download event log as JSON lines; --follow to keep tailing it.
     Events(EventsArgs),
     /// A download report as a table (or --csv).
@@ -309,6 +312,26 @@ enum ApiKeyCmd {
 }
 
 #[derive(Debug, clap::Subcommand)]
+enum PortalCmd {
+    /// Show the branding; with the three options, set it (for every
+    /// replica); with --reset, go back to the configuration's.
+    Branding {
+        #[arg(long, requires_all = ["accent_color"], conflicts_with = "reset")]
+        vendor_name: Option<String>,
+        /// `#rrggbb`, dark enough for white text.
+        #[arg(long, requires_all = ["vendor_name"], conflicts_with = "reset")]
+        accent_color: Option<String>,
+        /// An https: URL or a path on the gateway.
+        #[arg(long, requires_all = ["vendor_name"], conflicts_with = "reset")]
+        logo_url: Option<String>,
+        #[arg(long)]
+        reset: bool,
+    },
+    /// List the OpenID providers (configuration: `[[portal.sso]]`).
+    Sso,
+}
+
+#[derive(Debug, clap::Subcommand)]
 enum UserCmd {
     /// Add a person to a customer's portal, or change their role. They sign
     /// in at /portal with a link mailed to the address.
@@ -515,6 +538,15 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
                 call("DELETE", format!("/admin/v1/customers/{}/api-keys/{}", seg(customer), seg(id)), None)
             }
         },
+        AdminCommand::Portal(PortalCmd::Sso) => call("GET", "/admin/v1/portal/sso".to_owned(), None),
+        AdminCommand::Portal(PortalCmd::Branding { reset: true, .. }) => {
+            call("DELETE", "/admin/v1/portal/branding".to_owned(), None)
+        }
+        AdminCommand::Portal(PortalCmd::Branding { vendor_name: Some(name), accent_color, logo_url, .. }) => {
+            let body = json!({ "vendor_name": name, "accent_color": accent_color, "logo_url": logo_url });
+            call("PUT", "/admin/v1/portal/branding".to_owned(), Some(body))
+        }
+        AdminCommand::Portal(PortalCmd::Branding { .. }) => call("GET", "/admin/v1/portal/branding".to_owned(), None),
         AdminCommand::User(cmd) => {
             let user =
                 |customer: &str, email: &str| format!("/admin/v1/customers/{}/users/{}", seg(customer), seg(email));
@@ -696,6 +728,18 @@ mod tests {
         );
         let c = to_call(&parse(&["user", "sign-out", "acme", "ann@acme.example"]), now);
         assert_eq!(c, call("POST", "/admin/v1/customers/acme/users/ann%40acme.example/sign-out".into(), None));
+        let c =
+            to_call(&parse(&["portal", "branding", "--vendor-name", "Acme Soft", "--accent-color", "#123456"]), now);
+        assert_eq!(
+            c,
+            call(
+                "PUT",
+                "/admin/v1/portal/branding".into(),
+                Some(json!({ "vendor_name": "Acme Soft", "accent_color": "#123456", "logo_url": null }))
+            )
+        );
+        assert_eq!(to_call(&parse(&["portal", "branding", "--reset"]), now).method, "DELETE");
+        assert_eq!(to_call(&parse(&["portal", "branding"]), now).method, "GET");
         let c = to_call(&parse(&["user", "list", "acme"]), now);
         assert_eq!(c, call("GET", "/admin/v1/customers/acme/users".into(), None));
         assert!(

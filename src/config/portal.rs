@@ -118,16 +118,63 @@ pub fn issuer_allowed(url: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-impl PortalConfig {
-    /// The rules a portal configuration keeps; the error starts with the key.
-    pub fn validate(&self) -> Result<(), String> {
+/// What the portal shows of the vendor: from configuration, or set through
+/// the admin API (which then wins, on every replica).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Branding {
+    /// In page titles, the header and the e-mails.
+    #[schema(max_length = 100)]
+    pub vendor_name: String,
+    /// `#rrggbb`, dark enough for white text (4.5:1).
+    #[schema(pattern = r"^#[0-9A-Fa-f]{6}$")]
+    pub accent_color: String,
+    /// An `https:` URL or a path on this origin.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+}
+
+impl Branding {
+    /// The rules branding keeps; the error starts with the key's name
+    /// (after `prefix`).
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
         let accent = &self.accent_color;
         if !(accent.len() == 7 && accent.starts_with('#') && accent[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(format!("portal.accent_color: {accent:?} is not a #rrggbb colour"));
+            return Err(format!("{prefix}accent_color: {accent:?} is not a #rrggbb colour"));
         }
-        if self.vendor_name.trim().is_empty() || self.vendor_name.chars().any(char::is_control) {
-            return Err("portal.vendor_name: must be a name, without control characters".into());
+        let name = &self.vendor_name;
+        if name.trim().is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
+            return Err(format!(
+                "{prefix}vendor_name: must be a name of at most 100 characters, without control characters"
+            ));
         }
+        if let Some(logo) = &self.logo_url {
+            let path_ok = logo.starts_with('/') && !logo.starts_with("//");
+            let url_ok = logo.starts_with("https://") && logo.len() > 8;
+            if !(path_ok || url_ok)
+                || logo.len() > 2048
+                || logo.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"')
+            {
+                return Err(format!("{prefix}logo_url: {logo:?} must be an https: URL or a path on this origin"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PortalConfig {
+    /// The branding configured.
+    pub fn branding(&self) -> Branding {
+        Branding {
+            vendor_name: self.vendor_name.clone(),
+            accent_color: self.accent_color.clone(),
+            logo_url: self.logo_url.clone(),
+        }
+    }
+
+    /// The rules a portal configuration keeps; the error starts with the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.branding().validate("portal.")?;
         if !(Duration::from_secs(60)..=Duration::from_secs(86_400)).contains(&self.link_ttl) {
             return Err("portal.link_ttl: must be 1m to 1d".into());
         }
@@ -137,11 +184,6 @@ impl PortalConfig {
         }
         if self.session_absolute < self.session_idle {
             return Err("portal.session_absolute: must be at least portal.session_idle".into());
-        }
-        if let Some(logo) = &self.logo_url
-            && !(logo.starts_with("https://") || logo.starts_with('/'))
-        {
-            return Err(format!("portal.logo_url: {logo:?} must be an https: URL or a path on this origin"));
         }
         for (i, p) in self.sso.iter().enumerate() {
             p.validate(&format!("portal.sso[{i}]"))?;

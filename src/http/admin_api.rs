@@ -91,6 +91,8 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             get(get_portal_user).put(put_portal_user).delete(delete_portal_user),
         )
         .route("/admin/v1/customers/{customer}/users/{email}/sign-out", post(sign_out_portal_user))
+        .route("/admin/v1/portal/branding", get(get_branding).put(put_branding).delete(reset_branding))
+        .route("/admin/v1/portal/sso", get(list_sso_providers))
         .route("/admin/v1/customers/{customer}/api-keys/{id}", axum::routing::delete(revoke_api_key))
         .route("/admin/v1/events", get(admin_events::list_events))
         .route("/admin/v1/reports/downloads", get(admin_events::downloads_report))
@@ -1028,6 +1030,60 @@ pub(crate) async fn sign_out_portal_user(
     };
     crate::portal::record_change(&s, c).await;
     Ok(Json(user).into_response())
+}
+
+/// What the customer portal shows of the vendor: set here, or the
+/// configuration's (`[portal]`).
+#[utoipa::path(get, path = "/admin/v1/portal/branding", tag = "admin", responses((status = 200, body = crate::config::portal::Branding)))]
+pub(crate) async fn get_branding(State(s): State<Arc<Services>>) -> AdminResult {
+    let stored = crate::portal::stored_branding(&s).await.map_err(portal_error)?;
+    Ok(Json(stored.unwrap_or_else(|| s.portal.branding())).into_response())
+}
+
+/// Set the portal's name, accent colour and logo for every replica (within
+/// 10 seconds); it wins over the configuration until reset.
+#[utoipa::path(put, path = "/admin/v1/portal/branding", tag = "admin", request_body = crate::config::portal::Branding, responses((status = 200, description = "set", body = crate::config::portal::Branding), (status = 422, description = "`invalid_field`: not a #rrggbb colour, an empty name, a logo neither https: nor a path here", body = Problem)))]
+pub(crate) async fn put_branding(State(s): State<Arc<Services>>, RawBody(raw): RawBody) -> AdminResult {
+    let b: crate::config::portal::Branding = body(&raw)?;
+    let set = crate::portal::set_branding(&s, Some(b)).await.map_err(portal_error)?;
+    Ok(Json(set).into_response())
+}
+
+/// Go back to the configuration's branding.
+#[utoipa::path(delete, path = "/admin/v1/portal/branding", tag = "admin", responses((status = 200, description = "the configuration's, now in force", body = crate::config::portal::Branding)))]
+pub(crate) async fn reset_branding(State(s): State<Arc<Services>>) -> AdminResult {
+    let set = crate::portal::set_branding(&s, None).await.map_err(portal_error)?;
+    Ok(Json(set).into_response())
+}
+
+/// An OpenID provider of the portal, as configured (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SsoProviderView {
+    id: String,
+    name: String,
+    issuer: String,
+    /// The customers whose users may sign in with it; empty: any.
+    customers: Vec<String>,
+    require_verified_email: bool,
+}
+
+/// The portal's OpenID providers. They are configuration (`[[portal.sso]]`):
+/// their client secrets belong in secret files, not in the state store.
+#[utoipa::path(get, path = "/admin/v1/portal/sso", tag = "admin", responses((status = 200, body = Vec<SsoProviderView>)))]
+pub(crate) async fn list_sso_providers(State(s): State<Arc<Services>>) -> AdminResult {
+    let list: Vec<SsoProviderView> = s
+        .portal
+        .sso
+        .iter()
+        .map(|p| SsoProviderView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            customers: p.customers.clone(),
+            require_verified_email: p.require_verified_email,
+        })
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 /// A new API key: the record, and the key itself, shown this once.

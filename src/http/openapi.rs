@@ -37,7 +37,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_api::delete_entitlement,
         admin_api::list_api_keys, admin_api::create_api_key, admin_api::revoke_api_key,
         admin_api::create_feed_token, admin_api::revoke_feed_token,
-        admin_api::put_portal_user, admin_api::get_portal_user, admin_api::list_portal_users, admin_api::delete_portal_user, admin_api::sign_out_portal_user,
+        admin_api::put_portal_user, admin_api::get_portal_user, admin_api::list_portal_users, admin_api::delete_portal_user, admin_api::sign_out_portal_user, admin_api::get_branding, admin_api::put_branding, admin_api::reset_branding, admin_api::list_sso_providers,
         admin_events::list_events, admin_events::downloads_report, admin_events::adoption,
         admin_webhooks::put_webhook, admin_webhooks::list_webhooks, admin_webhooks::get_webhook,
         admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters,

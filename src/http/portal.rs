@@ -82,8 +82,8 @@ struct Nav {
 }
 
 fn brand(s: &Services) -> Brand {
-    let p = &s.portal;
-    Brand { vendor_name: p.vendor_name.clone(), logo_url: p.logo_url.clone() }
+    let b = s.brand();
+    Brand { vendor_name: b.vendor_name, logo_url: b.logo_url }
 }
 
 #[derive(Template)]
@@ -327,7 +327,7 @@ async fn home(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
 }
 
 async fn style(State(s): State<Arc<Services>>) -> Response {
-    let css = STYLE.replacen("--accent: #1a4f8b", &format!("--accent: {}", s.portal.accent_color), 1);
+    let css = STYLE.replacen("--accent: #1a4f8b", &format!("--accent: {}", s.brand().accent_color), 1);
     let mut r = css.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
@@ -425,11 +425,11 @@ async fn send_link(s: &Services, user: &PortalUser, token: &str) {
     let minutes = s.portal.link_ttl.as_secs().div_ceil(60);
     let mail = Mail {
         to: user.email.clone(),
-        subject: format!("Sign in to {} downloads", s.portal.vendor_name),
+        subject: format!("Sign in to {} downloads", s.brand().vendor_name),
         body: format!(
             "Hello,\n\nOpen this link to sign in to {} downloads. It works once, within {minutes} minutes:\n\n{link}\n\n\
              If you did not ask to sign in, ignore this e-mail.\n",
-            s.portal.vendor_name
+            s.brand().vendor_name
         ),
     };
     if let Err(e) = mailer.send(mail).await {
@@ -1516,7 +1516,7 @@ async fn invite(
     let (user, created) = match Portal::new(&s).put_user(&customer, &email, role).await {
         Ok(done) => done,
         Err(PortalError::EmailTaken(_)) => {
-            let message = Some(format!("{email} cannot be added here; ask {} to help.", s.portal.vendor_name));
+            let message = Some(format!("{email} cannot be added here; ask {} to help.", s.brand().vendor_name));
             return team_view(&s, signed, StatusCode::CONFLICT, message).await;
         }
         Err(e) => return portal_failure(&s, Some(signed.nav), &e),
@@ -1552,7 +1552,7 @@ async fn send_invitation(s: &Services, user: &PortalUser, inviter: &str, company
         return;
     };
     let sign_in = format!("{}/portal/sign-in", s.downloads.urls.public_url.trim_end_matches('/'));
-    let vendor = &s.portal.vendor_name;
+    let vendor = &s.brand().vendor_name;
     let mail = Mail {
         to: user.email.clone(),
         subject: format!("You can now download {vendor} software for {company}"),

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::store::{Kind, StoreError, get_json, put_json};
 use crate::catalog::{CatalogError, Customer, CustomerStatus, Timestamp};
+use crate::config::portal::Branding;
 use crate::events::{Change, Detail, Subject};
 use crate::services::Services;
 
@@ -35,6 +36,61 @@ pub struct UserChange<'a> {
     /// The portal user who made it; `None`: the vendor (admin API).
     pub by: Option<&'a str>,
     pub sessions_ended: bool,
+}
+
+/// How often each replica reads the branding the admin API set.
+const BRANDING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The branding the admin API set, if any.
+pub async fn stored_branding(svc: &Services) -> Result<Option<Branding>, PortalError> {
+    Ok(get_json(svc.catalog.records().as_ref(), Kind::PortalSetting, "branding").await?)
+}
+
+/// Set the portal's branding (every replica within [`BRANDING_EVERY`]; this
+/// one at once); `None` goes back to the configuration's.
+pub async fn set_branding(svc: &Services, branding: Option<Branding>) -> Result<Branding, PortalError> {
+    let store = svc.catalog.records();
+    let effective = match branding {
+        Some(b) => {
+            b.validate("").map_err(|reason| {
+                let field = if reason.starts_with("accent") {
+                    "accent_color"
+                } else if reason.starts_with("logo") {
+                    "logo_url"
+                } else {
+                    "vendor_name"
+                };
+                CatalogError::Invalid { field, reason }
+            })?;
+            put_json(store.as_ref(), Kind::PortalSetting, "branding", &b).await?;
+            b
+        }
+        None => {
+            store.delete(Kind::PortalSetting, "branding").await?;
+            svc.portal.branding()
+        }
+    };
+    apply_branding(svc, effective.clone());
+    Ok(effective)
+}
+
+fn apply_branding(svc: &Services, b: Branding) {
+    match svc.branding.write() {
+        Ok(mut current) => *current = b,
+        Err(poisoned) => *poisoned.into_inner() = b,
+    }
+}
+
+/// Keep this replica's branding as stored, until dropped.
+pub async fn branding_worker(svc: std::sync::Arc<Services>) {
+    let mut tick = tokio::time::interval(BRANDING_EVERY);
+    loop {
+        tick.tick().await;
+        match stored_branding(&svc).await {
+            Ok(stored) => apply_branding(&svc, stored.unwrap_or_else(|| svc.portal.branding())),
+            Err(e) => tracing::warn!(error = %e, "could not read the portal's branding"),
+        }
+    }
 }
 
 /// How often expired links, flows and sessions are swept away.

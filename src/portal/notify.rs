@@ -78,7 +78,7 @@ pub async fn release_published(svc: Arc<Services>, product_id: String, version: 
 
 fn notice(svc: &Services, user: &PortalUser, company: &str, product: &str, release: &Release) -> Mail {
     let base = svc.downloads.urls.public_url.trim_end_matches('/');
-    let vendor = &svc.portal.vendor_name;
+    let vendor = &svc.brand().vendor_name;
     let critical = if release.critical { " (a critical update)" } else { "" };
     let mut notes: String = release.notes.as_deref().unwrap_or("").chars().take(NOTES_IN_MAIL).collect();
     if release.notes.as_deref().is_some_and(|n| n.chars().count() > NOTES_IN_MAIL) {
