@@ -10,6 +10,7 @@
 #[macro_use]
 mod common;
 
+use common::jar::{Browser, code, field, html};
 use common::{Admin, Reply, StoreKind, ask, customer, release, request_with_body, target, test_bytes};
 use serde_json::json;
 use tollgate::admin_tokens::AdminRole;
@@ -168,51 +169,10 @@ async fn the_console_in_chromium() {
     b.wait_for_url("/console/sign-in").await;
 }
 
-/// A cookie jar on the admin listener.
-struct Jar<'a> {
-    a: &'a Admin,
-    cookies: Vec<(String, String)>,
-}
-
-impl Jar<'_> {
-    async fn send(&mut self, method: &str, target: &str, body: &str) -> Reply {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-        let r = request_with_body(self.a.gw.admin, method, target, &headers, body.to_owned().into()).await;
-        for v in r.headers.get_all("set-cookie") {
-            let text = v.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !attributes.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-        r
-    }
-
-    fn page(r: &Reply) -> String {
-        String::from_utf8_lossy(r.bytes()).into_owned()
-    }
-
-    fn field(page: &str, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in {page}")) + marker.len();
-        page[start..start + page[start..].find('"').unwrap()].to_owned()
-    }
-
-    async fn sign_in(&mut self, token: &str) -> Reply {
-        let page = Self::page(&self.send("GET", "/console/sign-in", "").await);
-        let csrf = Self::field(&page, "csrf");
-        let token = percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC).to_string();
-        self.send("POST", "/console/sign-in", &format!("csrf={csrf}&token={token}")).await
-    }
-}
-
-fn code(r: &Reply) -> String {
-    let page = Jar::page(r);
-    let start = page.find("<code>").unwrap_or_else(|| panic!("no code in {page}")) + 6;
-    page[start..start + page[start..].find('<').unwrap()].to_owned()
+/// Sign in to the console with `token`.
+async fn sign_in(jar: &mut Browser, token: &str) -> Reply {
+    let page = html(&jar.get("/console/sign-in").await);
+    jar.post("/console/sign-in", &[("csrf", &field(&page, "csrf")), ("token", token)]).await
 }
 
 /// Read a response's bytes from `stream` until `text` shows up (10 s).
@@ -237,9 +197,9 @@ async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, text:
 async fn the_activity_stream_follows_the_log() {
     use tokio::io::AsyncWriteExt as _;
     let (a, key) = setup().await;
-    let mut ops = Jar { a: &a, cookies: vec![] };
-    ops.sign_in(&a.token).await;
-    let cookie = ops.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
+    let cookie = ops.cookie_header();
     let open = |last: Option<String>| {
         let cookie = cookie.clone();
         let admin = a.gw.admin;
@@ -298,7 +258,7 @@ async fn the_console_refuses_what_it_should() {
     for path in ["/console", "/console/sign-in", "/console/customers", "/console/style.css"] {
         assert_eq!(common::request(a.gw.public, "GET", path, &[]).await.status, 404, "{path}");
     }
-    let mut jar = Jar { a: &a, cookies: vec![] };
+    let mut jar = Browser::admin(&a);
     // Not signed in: every page sends to sign-in.
     for path in ["/console/customers", "/console/customers/acme", "/console/releases/app/1.1.0", "/console/reports"] {
         let r = jar.send("GET", path, "").await;
@@ -307,19 +267,19 @@ async fn the_console_refuses_what_it_should() {
     let r = jar.send("POST", "/console/releases/app/1.1.0/publish", "csrf=x").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/console/sign-in")));
     // Wrong tokens, a form without its token, a made-up session.
-    let r = jar.sign_in("tga_not-a-token").await;
+    let r = sign_in(&mut jar, "tga_not-a-token").await;
     assert_eq!(r.status, 401);
     let r = jar.send("POST", "/console/sign-in", &format!("csrf=x&token={}", a.token)).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
-    jar.cookies.push(("tg_console".into(), "made-up".into()));
+    jar.cookies.insert("tg_console".into(), "made-up".into());
     assert_eq!(jar.send("GET", "/console/customers", "").await.status, 303);
 
     // Read-only: sees, changes nothing (the console and the API alike).
-    let mut viewer = Jar { a: &a, cookies: vec![] };
-    assert_eq!(viewer.sign_in(VIEWER).await.header("location"), Some("/console/customers"));
-    let page = Jar::page(&viewer.send("GET", "/console/releases/app/1.1.0", "").await);
+    let mut viewer = Browser::admin(&a);
+    assert_eq!(sign_in(&mut viewer, VIEWER).await.header("location"), Some("/console/customers"));
+    let page = html(&viewer.send("GET", "/console/releases/app/1.1.0", "").await);
     assert!(page.contains("Your role does not change releases") && !page.contains("/publish\""), "{page}");
-    let csrf = Jar::field(&page, "csrf");
+    let csrf = field(&page, "csrf");
     for action in ["publish", "yank", "restore"] {
         let r = viewer.send("POST", &format!("/console/releases/app/1.1.0/{action}"), &format!("csrf={csrf}")).await;
         assert_eq!((r.status, code(&r).as_str()), (403, "role_forbids"), "{action}");
@@ -344,13 +304,13 @@ async fn the_console_refuses_what_it_should() {
     assert_eq!(a.call("GET", "/admin/v1/customers/evil", None).await.status, 404);
 
     // The owner: a form without the session's token is refused.
-    let mut ops = Jar { a: &a, cookies: vec![] };
-    ops.sign_in(&a.token).await;
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
     let r = ops.send("POST", "/console/releases/app/1.1.0/publish", "csrf=wrong").await;
     assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
     // Bad input: not a version, an unknown release or action, odd dates.
-    let page = Jar::page(&ops.send("GET", "/console/releases/app/1.1.0", "").await);
-    let csrf = Jar::field(&page, "csrf");
+    let page = html(&ops.send("GET", "/console/releases/app/1.1.0", "").await);
+    let csrf = field(&page, "csrf");
     for (method, path, want) in [
         ("GET", "/console/releases/app/one".to_owned(), 404),
         ("GET", "/console/releases/app/9.9.9".to_owned(), 404),
@@ -363,7 +323,7 @@ async fn the_console_refuses_what_it_should() {
         ("GET", format!("/console/customers?q={}", "%00".repeat(100)), 200),
     ] {
         let r = ops.send(method, &path, &format!("csrf={csrf}")).await;
-        assert_eq!(r.status, want, "{method} {path}: {}", Jar::page(&r));
+        assert_eq!(r.status, want, "{method} {path}: {}", html(&r));
     }
     // Publishing a yanked-then-restored release is not a publish.
     let r = ops.send("POST", "/console/releases/app/1.0.0/publish", &format!("csrf={csrf}")).await;

@@ -8,62 +8,10 @@
 #[macro_use]
 mod common;
 
-use std::collections::BTreeMap;
-
+use common::jar::{Browser, code, field, html};
 use common::smtp::SmtpServer;
 use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release, request_with_body, sha256_hex, test_bytes};
 use serde_json::json;
-
-/// A cookie jar and a gateway: just enough browser.
-struct Browser<'a> {
-    a: &'a Admin,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(a: &'a Admin) -> Self {
-        Browser { a, cookies: BTreeMap::new() }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn keep(&mut self, r: &Reply) {
-        for v in r.headers.get_all("set-cookie") {
-            let text = v.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    async fn get(&mut self, target: &str) -> Reply {
-        let cookie = self.cookie_header();
-        let r = request_with_body(self.a.gw.public, "GET", target, &[("cookie", &cookie)], Default::default()).await;
-        self.keep(&r);
-        r
-    }
-
-    async fn post(&mut self, target: &str, form: &[(&str, &str)]) -> Reply {
-        let cookie = self.cookie_header();
-        let body = form
-            .iter()
-            .map(|(k, v)| {
-                format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC))
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-        let r = request_with_body(self.a.gw.public, "POST", target, &headers, body.into()).await;
-        self.keep(&r);
-        r
-    }
-}
 
 /// The path and query of an absolute URL.
 fn path_of(url: &str) -> &str {
@@ -71,27 +19,9 @@ fn path_of(url: &str) -> &str {
     &rest[rest.find('/').unwrap()..]
 }
 
-fn html(r: &Reply) -> String {
-    String::from_utf8_lossy(r.bytes()).into_owned()
-}
-
-/// The value of the hidden input `name` in a page (the first one).
-fn field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in {page}")) + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
-}
-
 fn location(r: &Reply) -> &str {
     assert_eq!(r.status, 303, "{r:?}");
     r.header("location").unwrap()
-}
-
-/// The page's error code, as the error page shows it.
-fn code(r: &Reply) -> String {
-    let page = html(r);
-    let start = page.find("<code>").unwrap_or_else(|| panic!("no code in {page}")) + 6;
-    page[start..start + page[start..].find('<').unwrap()].to_owned()
 }
 
 struct Setup {
@@ -133,7 +63,7 @@ async fn setup_with(tweak: impl FnOnce(&mut tollgate::config::Config)) -> Setup 
 }
 
 /// Ask for a link for `email` and return its path (the `n`th mail to it).
-async fn mailed_link(b: &mut Browser<'_>, smtp: &SmtpServer, email: &str, n: usize) -> String {
+async fn mailed_link(b: &mut Browser, smtp: &SmtpServer, email: &str, n: usize) -> String {
     let page = html(&b.get("/portal/sign-in").await);
     let r = b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", email)]).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -146,7 +76,7 @@ async fn mailed_link(b: &mut Browser<'_>, smtp: &SmtpServer, email: &str, n: usi
 }
 
 /// Follow a link to a signed-in session: the confirmation page, its button.
-async fn sign_in(b: &mut Browser<'_>, link: &str) -> Reply {
+async fn sign_in(b: &mut Browser, link: &str) -> Reply {
     let confirm = b.get(link).await;
     assert_eq!(confirm.status, 200, "{confirm:?}");
     let page = html(&confirm);
@@ -158,7 +88,7 @@ async fn sign_in(b: &mut Browser<'_>, link: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_in_by_e_mail_and_downloads() {
     let Setup { a, smtp } = setup().await;
-    let mut b = Browser::new(&a);
+    let mut b = Browser::public(&a);
     assert_eq!(location(&b.get("/portal").await), "/portal/sign-in");
     let sign_in_page = b.get("/portal/sign-in").await;
     assert_eq!(sign_in_page.header("content-security-policy").map(|c| c.contains("default-src 'none'")), Some(true));
@@ -215,13 +145,13 @@ async fn a_user_signs_in_by_e_mail_and_downloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_links_and_sessions_refuse_what_they_should() {
     let Setup { a, smtp } = setup().await;
-    let mut b = Browser::new(&a);
+    let mut b = Browser::public(&a);
 
     // A sign-in form without its token, or with another browser's.
     let r = b.post("/portal/sign-in", &[("csrf", "x"), ("email", "ann@acme.test")]).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
     let page = html(&b.get("/portal/sign-in").await);
-    let mut other = Browser::new(&a);
+    let mut other = Browser::public(&a);
     let r = other.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "ann@acme.test")]).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"), "the token without its cookie");
 
@@ -245,9 +175,9 @@ async fn forms_links_and_sessions_refuse_what_they_should() {
     assert_ne!(b.cookies["tg_portal"], "attacker-chosen");
 
     // The link works once; a made-up one not at all.
-    let r = sign_in(&mut Browser::new(&a), &link).await;
+    let r = sign_in(&mut Browser::public(&a), &link).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
-    let r = sign_in(&mut Browser::new(&a), "/portal/auth?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    let r = sign_in(&mut Browser::public(&a), "/portal/auth?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
     assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
 
     // Forms of the session need its token.
@@ -290,8 +220,8 @@ async fn forms_links_and_sessions_refuse_what_they_should() {
 }
 
 /// A signed-in browser of `email` (its `n`th mail is the link).
-async fn signed_in_as<'a>(a: &'a Admin, smtp: &SmtpServer, email: &str, n: usize) -> Browser<'a> {
-    let mut b = Browser::new(a);
+async fn signed_in_as(a: &Admin, smtp: &SmtpServer, email: &str, n: usize) -> Browser {
+    let mut b = Browser::public(a);
     let link = mailed_link(&mut b, smtp, email, n).await;
     assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
     b
@@ -601,7 +531,7 @@ async fn expired_links_and_sessions_are_swept() {
     a.call("PUT", "/admin/v1/products/app", Some(json!({ "name": "App" }))).await;
     customer(&a, "acme", json!({})).await;
     a.call("PUT", "/admin/v1/customers/acme/users/ann@acme.test", None).await;
-    let mut b = Browser::new(&a);
+    let mut b = Browser::public(&a);
     let unused = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
     let link = mailed_link(&mut b, &smtp, "ann@acme.test", 2).await;
     assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
@@ -615,7 +545,7 @@ async fn expired_links_and_sessions_are_swept() {
     clock.advance(13 * 3600);
     assert_eq!(portal.sweep().await.unwrap(), 1, "the session, past its absolute limit");
     assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
-    let r = sign_in(&mut Browser::new(&a), &unused).await;
+    let r = sign_in(&mut Browser::public(&a), &unused).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
     assert_eq!(portal.sweep().await.unwrap(), 0);
 }
@@ -632,11 +562,11 @@ async fn branding_is_set_through_the_admin_api() {
     let brand = json!({ "vendor_name": "Acme <Soft>", "accent_color": "#14532d", "logo_url": "/logo.svg" });
     let r = a.call("PUT", "/admin/v1/portal/branding", Some(brand.clone())).await;
     assert_eq!((r.status, Admin::json(&r)), (200, brand.clone()));
-    let page = html(&Browser::new(&a).get("/portal/sign-in").await);
+    let page = html(&Browser::public(&a).get("/portal/sign-in").await);
     assert!(page.contains("Acme &#60;Soft&#62; downloads") && page.contains("src=\"/logo.svg\""), "{page}");
     let css = common::request(a.gw.public, "GET", "/portal/style.css", &[]).await;
     assert!(String::from_utf8_lossy(css.bytes()).contains("--accent: #14532d"));
-    let mut b = Browser::new(&a);
+    let mut b = Browser::public(&a);
     let page = html(&b.get("/portal/sign-in").await);
     b.post("/portal/sign-in", &[("csrf", &field(&page, "csrf")), ("email", "ann@acme.test")]).await;
     assert_eq!(smtp.wait_for("ann@acme.test", 1).await.subject, "Sign in to Acme <Soft> downloads");
@@ -658,7 +588,7 @@ async fn branding_is_set_through_the_admin_api() {
 
     let r = a.call("DELETE", "/admin/v1/portal/branding", None).await;
     assert_eq!(Admin::json(&r)["vendor_name"], "Example");
-    assert!(html(&Browser::new(&a).get("/portal/sign-in").await).contains("Example downloads"));
+    assert!(html(&Browser::public(&a).get("/portal/sign-in").await).contains("Example downloads"));
     let r = a.call("GET", "/admin/v1/portal/sso", None).await;
     assert_eq!(Admin::json(&r), json!([]), "none configured here (tests/portal_sso.rs lists its own)");
 }
@@ -667,14 +597,14 @@ async fn branding_is_set_through_the_admin_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_customer_is_signed_out() {
     let Setup { a, smtp } = setup().await;
-    let mut b = Browser::new(&a);
+    let mut b = Browser::public(&a);
     let link = mailed_link(&mut b, &smtp, "ann@acme.test", 1).await;
-    let spare = mailed_link(&mut Browser::new(&a), &smtp, "ann@acme.test", 2).await;
+    let spare = mailed_link(&mut Browser::public(&a), &smtp, "ann@acme.test", 2).await;
     assert_eq!(location(&sign_in(&mut b, &link).await), "/portal/downloads");
     let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(location(&b.get("/portal/downloads").await), "/portal/sign-in");
-    let r = sign_in(&mut Browser::new(&a), &spare).await;
+    let r = sign_in(&mut Browser::public(&a), &spare).await;
     assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
 }
 
@@ -722,7 +652,7 @@ async fn licenses_usage_and_keys() {
     a.call("PUT", "/admin/v1/customers/acme/users/bob@acme.test", None).await;
     let globex_key = customer(&a, "globex", json!({ "product": "other" })).await;
 
-    let mut ann = Browser::new(&a);
+    let mut ann = Browser::public(&a);
     let link = mailed_link(&mut ann, &smtp, "ann@acme.test", 1).await;
     sign_in(&mut ann, &link).await;
     let licenses = html(&ann.get("/portal/licenses").await);
@@ -797,7 +727,7 @@ async fn licenses_usage_and_keys() {
     assert_eq!(a.customer(&key, "GET", "/v1/usage", None).await.status, 401);
 
     // A member sees the keys, and can change nothing.
-    let mut bob = Browser::new(&a);
+    let mut bob = Browser::public(&a);
     let link = mailed_link(&mut bob, &smtp, "bob@acme.test", 1).await;
     sign_in(&mut bob, &link).await;
     let page = html(&bob.get("/portal/api-keys").await);

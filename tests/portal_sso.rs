@@ -8,8 +8,9 @@
 #[macro_use]
 mod common;
 
+use common::jar::{Browser, code, field, html};
 use common::oidc::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
-use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release, request_with_body};
+use common::{Admin, Reply, StoreKind, customer, no_rate_limits, release};
 use serde_json::json;
 use tollgate::config::portal::SsoProviderConfig;
 use tollgate::config::secret::Secret;
@@ -147,49 +148,10 @@ async fn users_sign_in_with_their_company_account() {
     assert!(b.source().await.contains("gus@globex.test"));
 }
 
-/// A cookie jar over plain HTTP (no redirects followed).
-struct Jar<'a> {
-    a: &'a Admin,
-    cookies: Vec<(String, String)>,
-}
-
-impl Jar<'_> {
-    fn header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn keep(&mut self, r: &Reply) {
-        for v in r.headers.get_all("set-cookie") {
-            let text = v.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !attributes.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    async fn send(&mut self, method: &str, target: &str, body: &str) -> Reply {
-        let cookie = self.header();
-        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
-        let r = request_with_body(self.a.gw.public, method, target, &headers, body.to_owned().into()).await;
-        self.keep(&r);
-        r
-    }
-
-    /// Press a provider's button: the provider's authorization URL.
-    async fn start(&mut self, provider: &str) -> Reply {
-        let page = String::from_utf8_lossy(self.send("GET", "/portal/sign-in", "").await.bytes()).into_owned();
-        let marker = "name=\"csrf\" value=\"";
-        let at = page.find(marker).unwrap() + marker.len();
-        let csrf = &page[at..at + page[at..].find('"').unwrap()];
-        self.send("POST", "/portal/sso", &format!("csrf={csrf}&provider={provider}")).await
-    }
+/// Press a provider's button: the provider's authorization URL.
+async fn start(jar: &mut Browser, provider: &str) -> Reply {
+    let page = html(&jar.get("/portal/sign-in").await);
+    jar.post("/portal/sso", &[("csrf", &field(&page, "csrf")), ("provider", provider)]).await
 }
 
 fn query(url: &str) -> std::collections::BTreeMap<String, String> {
@@ -203,12 +165,6 @@ fn query(url: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-fn code_of(r: &Reply) -> String {
-    let page = String::from_utf8_lossy(r.bytes()).into_owned();
-    let start = page.find("<code>").unwrap_or_else(|| panic!("no code in {page}")) + 6;
-    page[start..start + page[start..].find('<').unwrap()].to_owned()
-}
-
 /// What an attacker can send to the callback gets no session: answers not
 /// started in this browser, made-up codes, a provider's error, an answer
 /// naming another issuer; each flow ends at its first answer.
@@ -220,8 +176,8 @@ async fn forged_and_replayed_answers_sign_nobody_in() {
     assert_eq!(listed[1]["id"], "globex-idp");
     assert_eq!(listed[1]["customers"], json!(["globex"]));
     assert!(!listed.to_string().contains(CLIENT_SECRET));
-    let mut jar = Jar { a: &a, cookies: vec![] };
-    let r = jar.start("test-idp").await;
+    let mut jar = Browser::public(&a);
+    let r = start(&mut jar, "test-idp").await;
     assert_eq!(r.status, 303, "{r:?}");
     let to = r.header("location").unwrap().to_owned();
     assert!(to.starts_with(&format!("{}/auth?", idp.issuer)), "{to}");
@@ -232,35 +188,39 @@ async fn forged_and_replayed_answers_sign_nobody_in() {
     assert_eq!(q["code_challenge"].len(), 43, "a SHA-256, base64url");
     assert!(q["nonce"].len() >= 43 && q["state"].len() >= 43);
     let state = q["state"].clone();
-    assert_eq!(jar.cookie("tg_portal_sso").as_deref(), Some(state.as_str()), "the browser keeps its state");
+    assert_eq!(
+        jar.cookies.get("tg_portal_sso").map(String::as_str),
+        Some(state.as_str()),
+        "the browser keeps its state"
+    );
 
     // Another browser (the victim's, lured to the attacker's answer) has no
     // such state: refused, and the flow is still the first browser's.
-    let mut victim = Jar { a: &a, cookies: vec![] };
-    let r = victim.send("GET", &format!("/portal/sso/callback?code=abc&state={state}"), "").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (403, "sso_flow_invalid"));
-    victim.cookies.push(("tg_portal_sso".into(), "another-state".into()));
-    let r = victim.send("GET", &format!("/portal/sso/callback?code=abc&state={state}"), "").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (403, "sso_flow_invalid"));
+    let mut victim = Browser::public(&a);
+    let r = victim.get(&format!("/portal/sso/callback?code=abc&state={state}")).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "sso_flow_invalid"));
+    victim.cookies.insert("tg_portal_sso".into(), "another-state".into());
+    let r = victim.get(&format!("/portal/sso/callback?code=abc&state={state}")).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "sso_flow_invalid"));
 
     // A made-up code: the provider refuses it; the flow is used up.
     let r = jar.send("GET", &format!("/portal/sso/callback?code=made-up&state={state}"), "").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (403, "sso_denied"), "{r:?}");
-    assert_eq!(jar.cookie("tg_portal_sso"), None, "the state cookie is cleared");
-    jar.cookies.push(("tg_portal_sso".into(), state.clone()));
+    assert_eq!((r.status, code(&r).as_str()), (403, "sso_denied"), "{r:?}");
+    assert_eq!(jar.cookies.get("tg_portal_sso").cloned(), None, "the state cookie is cleared");
+    jar.cookies.insert("tg_portal_sso".into(), state.clone());
     let r = jar.send("GET", &format!("/portal/sso/callback?code=made-up&state={state}"), "").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (403, "sso_flow_invalid"), "one answer per flow");
+    assert_eq!((r.status, code(&r).as_str()), (403, "sso_flow_invalid"), "one answer per flow");
 
     // The provider's error, and an answer from another issuer (RFC 9207).
-    for (answer, code) in [
+    for (answer, want) in [
         ("error=access_denied&error_description=The%20user%20said%20no", "sso_denied"),
         ("code=x&iss=http%3A%2F%2Fevil.test", "sso_invalid_token"),
     ] {
-        let mut jar = Jar { a: &a, cookies: vec![] };
-        let state = query(jar.start("test-idp").await.header("location").unwrap())["state"].clone();
+        let mut jar = Browser::public(&a);
+        let state = query(start(&mut jar, "test-idp").await.header("location").unwrap())["state"].clone();
         let r = jar.send("GET", &format!("/portal/sso/callback?{answer}&state={state}"), "").await;
-        assert_eq!((r.status, code_of(&r).as_str()), (403, code), "{answer}");
-        assert!(jar.cookie("tg_portal").is_none(), "no session");
+        assert_eq!((r.status, code(&r).as_str()), (403, want), "{answer}");
+        assert!(!jar.cookies.contains_key("tg_portal"), "no session");
     }
 
     // Malformed: nothing, garbage, a huge state; an unknown provider; a
@@ -273,10 +233,10 @@ async fn forged_and_replayed_answers_sign_nobody_in() {
         let r = jar.send("GET", target, "").await;
         assert_eq!(r.status, 403, "{target}: {r:?}");
     }
-    let r = jar.start("nobody").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (404, "unknown_provider"));
+    let r = start(&mut jar, "nobody").await;
+    assert_eq!((r.status, code(&r).as_str()), (404, "unknown_provider"));
     let r = jar.send("POST", "/portal/sso", "provider=test-idp").await;
-    assert_eq!((r.status, code_of(&r).as_str()), (403, "csrf_refused"));
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
     let r = jar.send("GET", "/portal/downloads", "").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/portal/sign-in")), "nobody signed in");
 }

@@ -496,19 +496,17 @@ async fn authenticate(
             return portal_failure(&s, None, &e);
         }
     };
-    let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
-    let via = Some("link".to_owned());
-    s.record(
-        subject,
-        Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()), via },
-    )
-    .await;
-    signed_in_now(&s, &id)
+    signed_in_now(&s, &session, &id, client, "link".to_owned()).await
 }
 
-/// The answer to a sign-in that worked: the session's cookie (and the
-/// pre-session ones cleared), on to Downloads.
-fn signed_in_now(s: &Services, id: &str) -> Response {
+/// A sign-in that worked: `portal.signed_in` recorded (`via` the link or
+/// the provider), and the answer: the session's cookie (the pre-session
+/// ones cleared), on to Downloads.
+async fn signed_in_now(s: &Services, session: &Session, id: &str, client: std::net::IpAddr, via: String) -> Response {
+    let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
+    let detail =
+        Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()), via: Some(via) };
+    s.record(subject, detail).await;
     let mut r = see_other("/portal/downloads");
     set_cookie(&mut r, format!("{SESSION_COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Lax{}", secure(s)));
     set_cookie(&mut r, format!("{CSRF_COOKIE}=; Path=/portal; Max-Age=0; HttpOnly; SameSite=Strict{}", secure(s)));
@@ -587,14 +585,7 @@ async fn sso_callback(
         Ok(started) => started,
         Err(e) => return portal_failure(&s, None, &e),
     };
-    let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
-    let via = Some(format!("sso:{}", provider.id));
-    s.record(
-        subject,
-        Detail::PortalSignedIn { email: session.email.clone(), client_ip: Some(client.to_string()), via },
-    )
-    .await;
-    signed_in_now(&s, &id)
+    signed_in_now(&s, &session, &id, client, format!("sso:{}", provider.id)).await
 }
 
 fn sso_failure(s: &Services, e: &SsoError) -> Response {

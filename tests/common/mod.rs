@@ -26,6 +26,7 @@ use tollgate::storage::{BlobStore, ObjectKey};
 
 pub mod browser;
 pub mod edge;
+pub mod jar;
 pub mod oidc;
 mod s3;
 pub mod smtp;
