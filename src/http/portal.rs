@@ -29,6 +29,7 @@ use crate::downloads::{self, IssueRequest};
 use crate::entitlement::access::{self, Filter, Wanted};
 use crate::events::{Change, Detail, Subject};
 use crate::mail::Mail;
+use crate::oidc::OidcError;
 use crate::portal::oidc::SsoError;
 use crate::portal::{Portal, PortalError, PortalUser, Role, Session, UserChange, canonical_email};
 use crate::services::Services;
@@ -568,7 +569,7 @@ async fn sso_callback(
     let (user, provider) = match crate::portal::oidc::finish(&s, cookie(&headers, SSO_COOKIE), &answer).await {
         Ok(proven) => proven,
         Err(e) => {
-            if matches!(e, SsoError::InvalidFlow | SsoError::InvalidToken(_))
+            if matches!(e, SsoError::InvalidFlow | SsoError::Oidc(OidcError::InvalidToken(_)))
                 && let Err(wait) = s.limits.refused_credential(client)
             {
                 return super::problem::rate_limited(wait).into_response();
@@ -592,13 +593,13 @@ fn sso_failure(s: &Services, e: &SsoError) -> Response {
     match e {
         SsoError::UnknownProvider => error_page(s, None, StatusCode::NOT_FOUND, "unknown_provider", e.to_string()),
         SsoError::InvalidFlow => error_page(s, None, StatusCode::FORBIDDEN, "sso_flow_invalid", e.to_string()),
-        SsoError::Denied(_) => error_page(s, None, StatusCode::FORBIDDEN, "sso_denied", e.to_string()),
-        SsoError::InvalidToken(_) => {
+        SsoError::Oidc(OidcError::Denied(_)) => error_page(s, None, StatusCode::FORBIDDEN, "sso_denied", e.to_string()),
+        SsoError::Oidc(OidcError::InvalidToken(_)) => {
             tracing::warn!(error = %e, "an SSO answer failed its checks");
             error_page(s, None, StatusCode::FORBIDDEN, "sso_invalid_token", e.to_string())
         }
         SsoError::NotAllowed(_) => error_page(s, None, StatusCode::FORBIDDEN, "sso_not_allowed", e.to_string()),
-        SsoError::Provider(_) => {
+        SsoError::Oidc(OidcError::Provider(_)) => {
             tracing::warn!(error = %e, "an SSO provider could not be used");
             let detail = "The sign-in provider cannot be reached right now; try again, or sign in by e-mail.".into();
             error_page(s, None, StatusCode::BAD_GATEWAY, "sso_provider_unavailable", detail)

@@ -31,31 +31,16 @@ pub enum SsoError {
     /// Started in another browser, used, expired, or forged.
     #[error("this sign-in was not started here, or has expired; start again")]
     InvalidFlow,
-    /// The provider said no (the user cancelled, or was refused there).
-    #[error("the sign-in provider refused: {0}")]
-    Denied(String),
-    /// The provider could not be reached or answered nonsense.
-    #[error("the sign-in provider could not be used: {0}")]
-    Provider(String),
-    /// The ID token or the userinfo answer failed a check.
-    #[error("the sign-in provider's answer was not valid: {0}")]
-    InvalidToken(String),
+    /// The provider said no, could not be used, or its answer failed a
+    /// check.
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
     /// The proven address is not a user of a customer this provider may
     /// sign in (or not verified): one answer, whatever the reason.
     #[error("{0} cannot sign in to this portal with this provider")]
     NotAllowed(String),
     #[error(transparent)]
     Portal(#[from] PortalError),
-}
-
-impl From<OidcError> for SsoError {
-    fn from(e: OidcError) -> Self {
-        match e {
-            OidcError::Denied(why) => SsoError::Denied(why),
-            OidcError::Provider(why) => SsoError::Provider(why),
-            OidcError::InvalidToken(why) => SsoError::InvalidToken(why),
-        }
-    }
 }
 
 /// A started sign-in, under the SHA-256 of its `state`.
@@ -141,11 +126,11 @@ pub async fn finish<'s>(
     let (provider, http) = svc.sso.provider(&flow.provider).ok_or(SsoError::InvalidFlow)?;
     if let Some(error) = &answer.error {
         let text = answer.error_description.as_deref().unwrap_or(error);
-        return Err(SsoError::Denied(printable(text, 200)));
+        return Err(OidcError::Denied(printable(text, 200)).into());
     }
     // RFC 9207: an answer naming another issuer is a mix-up.
     if answer.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != provider.issuer()) {
-        return Err(SsoError::InvalidToken("the answer names another issuer".into()));
+        return Err(OidcError::InvalidToken("the answer names another issuer".into()).into());
     }
     let code = answer.code.as_deref().filter(|c| !c.is_empty()).ok_or(SsoError::InvalidFlow)?;
     let identity = provider.redeem(http, code, &flow.verifier, &flow.nonce, &redirect_uri(svc), now).await?;
