@@ -141,9 +141,15 @@ async fn signed(s: &Services, headers: &HeaderMap, page: &'static str) -> Result
         let _ = store.delete(Kind::ConsoleSession, &key).await;
         return Err(see_other("/console/sign-in"));
     }
+    // Seen: at most once a minute, by compare-and-set, so that a sign-out
+    // racing this request stays signed out.
     if now.saturating_sub(session.seen_at.0) >= 60 {
-        let seen = ConsoleSession { seen_at: Timestamp(now), ..session.clone() };
-        let _ = put_json(store.as_ref(), Kind::ConsoleSession, &key, &seen).await;
+        let _ = s
+            .catalog
+            .update::<ConsoleSession, _>(Kind::ConsoleSession, &key, |current| {
+                Ok(current.map(|c| ConsoleSession { seen_at: Timestamp(now), ..c.clone() }))
+            })
+            .await;
     }
     let nav = Nav { who: session.token_id.clone(), role: session.role.as_str(), csrf: session.csrf.clone(), page };
     Ok((session, nav))
