@@ -810,6 +810,35 @@ async fn the_portal_in_chromium() {
     b.click("button[aria-label='Download app.tar.gz']").await;
     let file = common::browser::downloaded(downloads.path(), "app.tar.gz").await;
     assert_eq!(sha256_hex(&file), sha256_hex(&test_bytes(10_000)));
+    // The download in History (who, by which door) and in Usage.
+    for _ in 0..100 {
+        b.goto(&format!("{base}/portal/history")).await;
+        b.wait_for_url("/portal/history").await;
+        if b.source().await.contains("via portal, by ann@acme.test") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(b.source().await.contains("via portal, by ann@acme.test"));
+    b.goto(&format!("{base}/portal/usage")).await;
+    b.wait_for_url("/portal/usage").await;
+    assert!(b.source().await.contains("Downloads running now"));
+
+    // An API key made and revoked by hand; a colleague invited.
+    b.goto(&format!("{base}/portal/api-keys")).await;
+    b.wait_for_url("/portal/api-keys").await;
+    b.type_into("#name", "build server").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("it is not shown again").await;
+    assert!(b.source().await.contains("id=\"new-key\">tg_acme_"));
+    b.click("button[aria-label='Revoke build server']").await;
+    b.wait_for_text("revoked ").await;
+    b.goto(&format!("{base}/portal/team")).await;
+    b.wait_for_url("/portal/team").await;
+    b.type_into("#email", "bob@acme.test").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("bob@acme.test was added").await;
+    assert!(smtp.wait_for("bob@acme.test", 1).await.body.contains("/portal/sign-in"));
 
     // An error page, as a person meets one: a link used a second time.
     b.goto(mail.body[start..].split_whitespace().next().unwrap()).await;
