@@ -752,8 +752,10 @@ fn screenshot(name: &str) -> std::path::PathBuf {
 
 /// The same journey in headless Chromium (Debian's, over WebDriver): the
 /// pages as a person sees them, axe-core's check on each (no serious or
-/// critical violation), screenshots at desktop and phone widths, and the
-/// file downloaded by clicking its button has the release's SHA-256.
+/// critical violation), screenshots at desktop and phone widths; the file
+/// downloaded by clicking its button has the release's SHA-256 and is then
+/// in History; an API key is created and revoked and a colleague invited,
+/// by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_in_chromium() {
     let Setup { a, smtp } = setup().await;
