@@ -46,9 +46,11 @@ impl AdminTokens {
         Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    /// The role of the token with id `id`, if it is configured.
-    pub fn role_of(&self, id: &str) -> Option<AdminRole> {
-        self.entries.iter().find(|(i, ..)| i == id).map(|(_, role, _)| *role)
+    /// The role of the token with id `id`, and a fingerprint of its secret
+    /// (a digest of its digest), if it is configured: a console session
+    /// keeps both, and ends when either changes (a rotated secret).
+    pub fn role_of(&self, id: &str) -> Option<(AdminRole, String)> {
+        self.entries.iter().find(|(i, ..)| i == id).map(|(_, role, d)| (*role, hex::encode(&Sha256::digest(d)[..16])))
     }
 
     /// The id of the token `presented` is, if any. Every entry is compared, in
@@ -81,6 +83,12 @@ mod tests {
         assert_eq!(tokens.check(""), None);
         assert_eq!(tokens.check(&format!("{a}x")), None);
         assert_eq!(format!("{tokens:?}"), "[\"ci\", \"ems\"]");
+        // A rotated secret under the same id and role: another fingerprint.
+        let rotated = AdminTokens::new(vec![("ci".into(), Secret::new("new secret"))]);
+        let (role, before) = tokens.role_of("ci").unwrap();
+        assert_eq!(role, AdminRole::Owner);
+        assert_ne!(rotated.role_of("ci").unwrap().1, before);
+        assert_eq!(tokens.role_of("nobody"), None);
     }
 
     #[test]

@@ -200,8 +200,7 @@ async fn the_activity_stream_follows_the_log() {
     let mut ops = Browser::admin(&a);
     sign_in(&mut ops, &a.token).await;
     let cookie = ops.cookie_header();
-    let open = |last: Option<String>| {
-        let cookie = cookie.clone();
+    let open = |cookie: String, last: Option<String>| {
         let admin = a.gw.admin;
         async move {
             let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
@@ -223,7 +222,7 @@ async fn the_activity_stream_follows_the_log() {
     let before = download().await;
     // In the log (events are written in the background) before the stream opens.
     common::initiations(&a, 1).await;
-    let mut stream = open(None).await;
+    let mut stream = open(cookie.clone(), None).await;
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, "text/event-stream").await;
     let first = download().await;
@@ -235,15 +234,33 @@ async fn the_activity_stream_follows_the_log() {
 
     // Gone a while: two downloads meanwhile, then reconnected from `id`.
     let (second, third) = (download().await, download().await);
-    let mut stream = open(Some(id)).await;
+    let mut stream = open(cookie.clone(), Some(id)).await;
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, &third).await;
     assert!(seen.contains(&second) && !seen.contains(&first), "{seen}");
 
+    // Signed out: the open stream ends (within its 5 s check).
+    let page = html(&ops.get("/console/customers").await);
+    ops.post("/console/sign-out", &[("csrf", &field(&page, "csrf"))]).await;
+    {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("the stream ended").unwrap();
+            if n == 0 || String::from_utf8_lossy(&buf[..n]).ends_with("0\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
+    let cookie = ops.cookie_header();
+
     // No session, no stream; a made-up Last-Event-ID is not trusted.
     let r = request_with_body(a.gw.admin, "GET", "/console/activity/stream", &[], Default::default()).await;
     assert_eq!(r.status, 303);
-    let mut stream = open(Some("'; DROP TABLE events".into())).await;
+    let mut stream = open(cookie.clone(), Some("'; DROP TABLE events".into())).await;
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, "text/event-stream").await;
     let fourth = download().await;

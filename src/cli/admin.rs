@@ -316,6 +316,7 @@ enum PortalCmd {
     /// Show the branding; with the three options, set it (for every
     /// replica); with --reset, go back to the configuration's.
     Branding {
+        /// The vendor's name, in titles, the header and e-mails.
         #[arg(long, requires_all = ["accent_color"], conflicts_with = "reset")]
         vendor_name: Option<String>,
         /// `#rrggbb`, dark enough for white text.
@@ -324,6 +325,7 @@ enum PortalCmd {
         /// An https: URL or a path on the gateway.
         #[arg(long, requires_all = ["vendor_name"], conflicts_with = "reset")]
         logo_url: Option<String>,
+        /// Go back to the configuration's branding.
         #[arg(long)]
         reset: bool,
     },

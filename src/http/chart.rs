@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(scale(3), (3, 1));
         assert_eq!(scale(7), (8, 2));
         assert_eq!(scale(23), (25, 5));
-        assert_eq!(scale(101), (200, 50));
+        assert_eq!(scale(101), (150, 50));
     }
 
     #[test]

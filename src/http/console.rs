@@ -62,6 +62,10 @@ pub fn routes() -> axum::Router<Arc<Services>> {
 struct ConsoleSession {
     token_id: String,
     role: AdminRole,
+    /// [`crate::admin_tokens::AdminTokens::role_of`]'s fingerprint of the
+    /// token's secret at sign-in.
+    #[serde(default)]
+    fingerprint: String,
     created_at: Timestamp,
     seen_at: Timestamp,
     csrf: String,
@@ -135,9 +139,10 @@ async fn signed(s: &Services, headers: &HeaderMap, page: &'static str) -> Result
     let Some(session) = session else { return Err(see_other("/console/sign-in")) };
     let now = s.clock.now_unix();
     let expired = now.saturating_sub(session.seen_at.0) > IDLE || now.saturating_sub(session.created_at.0) > ABSOLUTE;
-    // The token must still be configured, with the same role.
+    // The token must still be configured, with the same role and secret
+    // (rotating a leaked token ends its sessions).
     let current = s.admin_tokens.role_of(&session.token_id);
-    if expired || current != Some(session.role) {
+    if expired || current != Some((session.role, session.fingerprint.clone())) {
         let _ = store.delete(Kind::ConsoleSession, &key).await;
         return Err(see_other("/console/sign-in"));
     }
@@ -223,7 +228,9 @@ async fn sign_in(
         (Err(e), _) | (_, Err(e)) => return failed(None, &e),
     };
     let now = Timestamp(s.clock.now_unix());
-    let session = ConsoleSession { token_id: token_id.to_owned(), role, created_at: now, seen_at: now, csrf };
+    let fingerprint = s.admin_tokens.role_of(token_id).map(|(_, f)| f).unwrap_or_default();
+    let session =
+        ConsoleSession { token_id: token_id.to_owned(), role, fingerprint, created_at: now, seen_at: now, csrf };
     if let Err(e) = put_json(s.catalog.records().as_ref(), Kind::ConsoleSession, &digest(&id), &session).await {
         return failed(None, &e);
     }
@@ -657,6 +664,10 @@ const ACTIVITY_JS: &str = include_str!("../../templates/console/activity.js");
 const STREAM_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// How often a stream looks for new events.
 const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Between two pages of a stream catching up (a resumed one).
+const STREAM_PACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often a running stream checks that its session is still live.
+const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default, Deserialize)]
 struct ActivityQuery {
@@ -774,6 +785,9 @@ async fn activity_stream(
     if let Err(r) = signed(&s, &headers, "activity").await {
         return r;
     }
+    // Looked at again while the stream runs: a sign-out, a removed token or
+    // a changed role ends it.
+    let session_key = cookie(&headers, SESSION_COOKIE).map(digest).unwrap_or_default();
     let Ok(filter) = q.map(|Query(q)| q).unwrap_or_default().filter() else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -793,28 +807,41 @@ async fn activity_stream(
         },
     };
     let until = tokio::time::Instant::now() + STREAM_FOR;
-    let state = (s, start, filter, std::collections::VecDeque::new());
-    let events = futures_util::stream::unfold(state, move |(s, mut after, filter, mut queue)| async move {
-        loop {
-            if let Some((position, event)) = queue.pop_front() {
-                let data = serde_json::to_string(&event).unwrap_or_default();
-                let item = Sse::default().id(position).data(data);
-                return Some((Ok::<_, std::convert::Infallible>(item), (s, after, filter, queue)));
-            }
-            if tokio::time::Instant::now() >= until {
-                return None;
-            }
-            match s.event_log.read(after.as_deref(), &filter, 100, 10_000).await {
-                Ok(page) => {
-                    if page.next.is_some() {
-                        after = page.next;
-                    }
-                    queue.extend(page.items);
+    let checked = tokio::time::Instant::now();
+    let state = (s, start, filter, std::collections::VecDeque::new(), checked);
+    let events = futures_util::stream::unfold(state, move |(s, mut after, filter, mut queue, mut checked)| {
+        let session_key = session_key.clone();
+        async move {
+            loop {
+                if let Some((position, event)) = queue.pop_front() {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    let item = Sse::default().id(position).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(item), (s, after, filter, queue, checked)));
                 }
-                Err(e) => tracing::warn!(error = %e, "the activity stream could not read the log"),
-            }
-            if queue.is_empty() {
-                tokio::time::sleep(STREAM_POLL).await;
+                if tokio::time::Instant::now() >= until {
+                    return None;
+                }
+                if checked.elapsed() >= STREAM_RECHECK {
+                    checked = tokio::time::Instant::now();
+                    let session: Option<ConsoleSession> =
+                        get_json(s.catalog.records().as_ref(), Kind::ConsoleSession, &session_key).await.ok().flatten();
+                    let live = session
+                        .is_some_and(|c| s.admin_tokens.role_of(&c.token_id) == Some((c.role, c.fingerprint.clone())));
+                    if !live {
+                        return None;
+                    }
+                }
+                match s.event_log.read(after.as_deref(), &filter, 100, 10_000).await {
+                    Ok(page) => {
+                        if page.next.is_some() {
+                            after = page.next;
+                        }
+                        queue.extend(page.items);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the activity stream could not read the log"),
+                }
+                // Idle: wait for news; catching up: a breath between pages.
+                tokio::time::sleep(if queue.is_empty() { STREAM_POLL } else { STREAM_PACE }).await;
             }
         }
     });

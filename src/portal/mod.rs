@@ -454,6 +454,9 @@ impl<'a> Portal<'a> {
     /// has ends at its next request. `false`: no such user.
     pub async fn end_all_sessions(&self, customer: &str, email: &str) -> Result<bool, PortalError> {
         let Some(email) = canonical_email(email) else { return Ok(false) };
+        if self.user(&email).await?.is_none_or(|u| u.customer != customer) {
+            return Ok(false);
+        }
         let updated = self
             .svc
             .catalog
@@ -518,7 +521,9 @@ impl<'a> Portal<'a> {
         let p = &self.svc.portal;
         let store = self.svc.catalog.records();
         let mut deleted = 0;
-        for kind in [Kind::SignInLink, Kind::SsoFlow, Kind::PortalSession] {
+        // Console sessions too (their own limits are shorter than the
+        // portal's: they are refused earlier, and swept by these).
+        for kind in [Kind::SignInLink, Kind::SsoFlow, Kind::PortalSession, Kind::ConsoleSession] {
             let mut after: Option<String> = None;
             loop {
                 let page = store.list(kind, "", after.as_deref(), crate::catalog::store::MAX_PAGE).await?;
