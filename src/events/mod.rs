@@ -58,10 +58,12 @@ pub enum EventType {
     PortalSignedIn,
     #[serde(rename = "portal.user_changed")]
     PortalUserChanged,
+    #[serde(rename = "customer.changed")]
+    CustomerChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::DownloadInitiated,
         EventType::DownloadCompleted,
         EventType::DownloadDenied,
@@ -71,6 +73,7 @@ impl EventType {
         EventType::EntitlementChanged,
         EventType::PortalSignedIn,
         EventType::PortalUserChanged,
+        EventType::CustomerChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +87,7 @@ impl EventType {
             EventType::EntitlementChanged => "entitlement.changed",
             EventType::PortalSignedIn => "portal.signed_in",
             EventType::PortalUserChanged => "portal.user_changed",
+            EventType::CustomerChanged => "customer.changed",
         }
     }
 
@@ -206,6 +210,14 @@ pub enum Detail {
         #[serde(skip_serializing_if = "std::ops::Not::not", default)]
         sessions_ended: bool,
     },
+    /// A customer was created, or its name, status, networks or quota
+    /// changed.
+    #[serde(rename = "customer.changed")]
+    CustomerChanged {
+        change: Change,
+        /// The status after the change: `active` or `suspended`.
+        status: String,
+    },
 }
 
 impl Detail {
@@ -220,6 +232,7 @@ impl Detail {
             Detail::EntitlementChanged { .. } => EventType::EntitlementChanged,
             Detail::PortalSignedIn { .. } => EventType::PortalSignedIn,
             Detail::PortalUserChanged { .. } => EventType::PortalUserChanged,
+            Detail::CustomerChanged { .. } => EventType::CustomerChanged,
         }
     }
 }
@@ -254,12 +267,37 @@ pub struct Event {
     pub subject: Subject,
     #[serde(flatten)]
     pub detail: Detail,
+    /// Who made the change: `admin:<token id>` (the admin API, and so the
+    /// CLI) or `console:<token id>` (the vendor console). Absent for what
+    /// customers and the gateway itself do (their events name the person
+    /// in `data.by` where there is one).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub actor: Option<String>,
+}
+
+tokio::task_local! {
+    /// The vendor identity on whose behalf the current request runs.
+    static ACTOR: String;
+}
+
+/// Run `f` on behalf of `actor`: every event created in it (in this task)
+/// names `actor`. Set by the admin API's authentication and by the
+/// console for its forms, so a change is attributed wherever it is
+/// recorded, with no parameter threaded through every layer.
+pub async fn acting_as<F: Future>(actor: String, f: F) -> F::Output {
+    ACTOR.scope(actor, f).await
+}
+
+/// The identity [`acting_as`] set for this task, if any.
+pub fn current_actor() -> Option<String> {
+    ACTOR.try_with(Clone::clone).ok()
 }
 
 impl Event {
-    /// A new event at `at_ms` with a fresh id.
+    /// A new event at `at_ms` with a fresh id, attributed to the current
+    /// [`acting_as`] identity.
     pub fn new(at_ms: u64, subject: Subject, detail: Detail) -> Self {
-        Self { id: next_id(at_ms), at: at_ms, subject, detail }
+        Self { id: next_id(at_ms), at: at_ms, subject, detail, actor: current_actor() }
     }
 
     pub fn event_type(&self) -> EventType {

@@ -656,18 +656,18 @@ fn null_is_any_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Version
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CustomerBody {
-    name: String,
+    pub name: String,
     /// Default: the current status (`active` for a new customer), so that a
     /// `PUT` that only renames never lifts a suspension.
     #[serde(default)]
-    status: Option<CustomerStatus>,
+    pub status: Option<CustomerStatus>,
     /// Default: the current list (none for a new customer); `[]` removes it.
     #[serde(default)]
     #[schema(value_type = Option<Vec<Cidr>>)]
-    allowed_cidrs: Option<Vec<ipnet::IpNet>>,
+    pub allowed_cidrs: Option<Vec<ipnet::IpNet>>,
     /// Default: the current quota (none for a new customer); `{}` removes it.
     #[serde(default, deserialize_with = "crate::table::optional_table")]
-    quota: Option<Quota>,
+    pub quota: Option<Quota>,
 }
 
 #[utoipa::path(put, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), request_body = CustomerBody, responses((status = 201, description = "created", body = Customer), (status = 200, description = "replaced or unchanged", body = Customer), (status = 412, description = "`precondition_failed`: the record is not at the revision `If-Match` names (its `ETag`), or exists despite `If-None-Match: *`", body = Problem)))]
@@ -679,20 +679,41 @@ pub(crate) async fn put_customer(
 ) -> AdminResult {
     let id = path(p)?;
     let b: CustomerBody = body(&raw)?;
+    let pre = precondition(&headers, || s.catalog.customer_stored(&id)).await?;
+    Ok(written_at(&write_customer(&s, &id, pre, &b).await?))
+}
+
+/// Create or change a customer (`customer.changed` unless nothing changed):
+/// the admin API's `PUT` and the console's forms.
+pub(crate) async fn write_customer(
+    s: &Services,
+    id: &str,
+    pre: Option<Expect>,
+    b: &CustomerBody,
+) -> Result<Updated<Customer>, AdminError> {
     // Fields left out keep their stored values: merged onto the record as it
     // is at the write (a compare-and-set), never onto a stale read.
-    let pre = precondition(&headers, || s.catalog.customer_stored(&id)).await?;
     let updated = s
         .catalog
-        .update_customer(&id, pre, |current: Option<&Customer>| Customer {
+        .update_customer(id, pre, |current: Option<&Customer>| Customer {
             status: b.status.or(current.map(|c| c.status)).unwrap_or(CustomerStatus::Active),
             allowed_cidrs: b.allowed_cidrs.clone().or(current.map(|c| c.allowed_cidrs.clone())).unwrap_or_default(),
             quota: b.quota.or(current.map(|c| c.quota)).unwrap_or_default(),
-            id: id.clone(),
+            id: id.to_owned(),
             name: b.name.clone(),
         })
         .await?;
-    Ok(written_at(&updated))
+    let change = match updated.written {
+        Written::Created => Some(Change::Created),
+        Written::Updated => Some(Change::Updated),
+        Written::Unchanged => None,
+    };
+    if let Some(change) = change {
+        let subject = Subject { customer: Some(id.to_owned()), ..Subject::default() };
+        let status = crate::http::portal::word(&updated.record.status);
+        s.record(subject, Detail::CustomerChanged { change, status }).await;
+    }
+    Ok(updated)
 }
 
 #[utoipa::path(get, path = "/admin/v1/customers/{customer}", tag = "admin", params(("customer" = String, Path, description = "customer id")), responses((status = 200, body = Customer)))]
@@ -776,16 +797,26 @@ pub(crate) async fn put_entitlement(
         status: b.status,
         quota: b.quota,
     };
-    let stored = s.catalog.put_entitlement_if(&e, pre).await?;
+    Ok(written_at(&write_entitlement(&s, &e, pre).await?))
+}
+
+/// Create or replace an entitlement (`entitlement.changed` unless nothing
+/// changed): the admin API's `PUT` and the console's forms.
+pub(crate) async fn write_entitlement(
+    s: &Services,
+    e: &Entitlement,
+    pre: Option<Expect>,
+) -> Result<Updated<Entitlement>, AdminError> {
+    let stored = s.catalog.put_entitlement_if(e, pre).await?;
     let change = match stored.written {
         Written::Created => Some(Change::Created),
         Written::Updated => Some(Change::Updated),
         Written::Unchanged => None,
     };
     if let Some(change) = change {
-        entitlement_changed(&s, &e.customer, &e.product, &e.id, change).await;
+        entitlement_changed(s, &e.customer, &e.product, &e.id, change).await;
     }
-    Ok(written_at(&stored))
+    Ok(stored)
 }
 
 async fn entitlement_changed(s: &Services, customer: &str, product: &str, id: &str, change: Change) {
@@ -822,12 +853,17 @@ pub(crate) async fn delete_entitlement(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (customer, id) = path(p)?;
-    let product = s.catalog.entitlement(&customer, &id).await?.map(|e| e.product).unwrap_or_default();
-    let existed = s.catalog.delete_entitlement(&customer, &id).await?;
+    deleted(remove_entitlement(&s, &customer, &id).await?, "entitlement")
+}
+
+/// Delete an entitlement (`entitlement.changed`); `false`: there was none.
+pub(crate) async fn remove_entitlement(s: &Services, customer: &str, id: &str) -> Result<bool, AdminError> {
+    let product = s.catalog.entitlement(customer, id).await?.map(|e| e.product).unwrap_or_default();
+    let existed = s.catalog.delete_entitlement(customer, id).await?;
     if existed {
-        entitlement_changed(&s, &customer, &product, &id, Change::Deleted).await;
+        entitlement_changed(s, customer, &product, id, Change::Deleted).await;
     }
-    deleted(existed, "entitlement")
+    Ok(existed)
 }
 
 // API keys.

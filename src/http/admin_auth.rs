@@ -25,7 +25,7 @@ pub async fn require_admin(State(state): State<Arc<Services>>, request: Request,
         }
         Some((id, _)) => {
             tracing::debug!(token = id, "admin request authorised");
-            next.run(request).await
+            crate::events::acting_as(format!("admin:{id}"), next.run(request)).await
         }
         None => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
             .with_detail("This needs an admin token: Authorization: Bearer <token>.")

@@ -34,7 +34,10 @@ mod releases;
 mod reports;
 
 use activity::{activity_page, activity_script, activity_stream};
-use customers::{customer_page, customers_page};
+use customers::{
+    create_customer, create_entitlement, customer_page, customers_page, delete_entitlement, edit_customer,
+    entitlement_page, new_entitlement_page, replace_entitlement,
+};
 use releases::{release_action, release_page, releases_page};
 use reports::reports_page;
 
@@ -52,8 +55,12 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/console/style.css", get(style))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
-        .route("/console/customers", get(customers_page))
-        .route("/console/customers/{id}", get(customer_page))
+        .route("/console/customers", get(customers_page).post(create_customer))
+        .route("/console/customers/{id}", get(customer_page).post(edit_customer))
+        .route("/console/customers/{id}/new-entitlement", get(new_entitlement_page))
+        .route("/console/customers/{id}/entitlements", post(create_entitlement))
+        .route("/console/customers/{id}/entitlements/{entitlement}", get(entitlement_page).post(replace_entitlement))
+        .route("/console/customers/{id}/entitlements/{entitlement}/delete", post(delete_entitlement))
         .route("/console/releases", get(releases_page))
         .route("/console/releases/{product}/{version}", get(release_page))
         .route("/console/releases/{product}/{version}/{action}", post(release_action))
@@ -168,6 +175,12 @@ pub(super) async fn signed(
     }
     let nav = Nav { who: session.token_id.clone(), role: session.role.as_str(), csrf: session.csrf.clone(), page };
     Ok((session, nav))
+}
+
+/// Run a form's change on behalf of the session's admin token: its events
+/// name `console:<token id>`.
+pub(super) async fn attributed<F: Future>(session: &ConsoleSession, f: F) -> F::Output {
+    crate::events::acting_as(format!("console:{}", session.token_id), f).await
 }
 
 /// The key of this request's session record ("" without a cookie).

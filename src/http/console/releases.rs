@@ -149,7 +149,7 @@ pub(super) async fn release_action(
     let Ok(v) = Version::parse(&version) else {
         return error(Some(nav), StatusCode::NOT_FOUND, "not_found", format!("{version:?} is not a version."));
     };
-    match crate::http::admin_api::change_release(&s, product.clone(), v, action).await {
+    match super::attributed(&session, crate::http::admin_api::change_release(&s, product.clone(), v, action)).await {
         Ok(_) => {
             tracing::info!(token = %session.token_id, product = %product, version = %version, "console release change");
             see_other(&format!(
