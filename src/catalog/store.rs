@@ -52,6 +52,9 @@ pub enum Kind {
     ConsoleSession,
     /// A portal setting made through the admin API (`branding`).
     PortalSetting,
+    /// A request to send a dead letter again: `<endpoint>/<event id>`,
+    /// taken (deleted) by the first replica's webhook deliverer to see it.
+    Redelivery,
 }
 
 impl Kind {
@@ -75,6 +78,7 @@ impl Kind {
             Kind::SsoFlow => "sso_flow",
             Kind::ConsoleSession => "console_session",
             Kind::PortalSetting => "portal_setting",
+            Kind::Redelivery => "redelivery",
         }
     }
 }

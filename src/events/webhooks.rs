@@ -95,6 +95,7 @@ pub struct DeadLetter {
     /// The event, as it would have been delivered.
     #[schema(value_type = Object)]
     pub event: serde_json::Value,
+    /// Attempts made, those of requested redeliveries ([`request_redelivery`]) included.
     pub attempts: u32,
     /// The last answer's status, or why there was none.
     pub last_error: String,
@@ -239,7 +240,55 @@ impl Deliverer {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the webhook endpoints"),
             }
+            if let Err(e) = self.take_redeliveries().await {
+                tracing::warn!(error = %e, "cannot read the dead letters to send again");
+            }
             tokio::time::sleep(RELOAD_EVERY).await;
+        }
+    }
+
+    /// Send again the dead letters someone asked for ([`Kind::Redelivery`]):
+    /// each request is taken by deleting it (of racing replicas, one
+    /// deletes it), then sent once in a task of its own. Delivered: the dead
+    /// letter goes. Refused again: it stays, with this attempt counted.
+    async fn take_redeliveries(&self) -> Result<(), StoreError> {
+        let asked = self.store.list(Kind::Redelivery, "", None, crate::catalog::store::MAX_PAGE).await?;
+        for (key, _) in asked {
+            if !self.store.delete(Kind::Redelivery, &key).await? {
+                continue;
+            }
+            let Some(dead) = get_json::<DeadLetter>(&*self.store, Kind::DeadLetter, &key).await? else { continue };
+            let Some(endpoint) = endpoint_of(&*self.store, &dead.endpoint).await?.filter(|e| e.enabled) else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move { this.redeliver(&endpoint, &key, dead).await });
+        }
+        Ok(())
+    }
+
+    async fn redeliver(&self, endpoint: &Endpoint, key: &str, dead: DeadLetter) {
+        let id = dead.event["id"].as_str().unwrap_or_default().to_owned();
+        let body = Bytes::from(serde_json::to_vec(&dead.event).unwrap_or_default());
+        match self.send(endpoint, &id, body).await {
+            Ok(()) => {
+                tracing::info!(endpoint = %endpoint.id, event = %id, "dead letter delivered on request");
+                if let Err(e) = self.store.delete(Kind::DeadLetter, key).await {
+                    tracing::warn!(endpoint = %endpoint.id, event = %id, error = %e, "cannot remove a delivered dead letter");
+                }
+            }
+            Err(last_error) => {
+                tracing::warn!(endpoint = %endpoint.id, event = %id, error = %last_error, "dead letter refused again");
+                let again = DeadLetter {
+                    attempts: dead.attempts.saturating_add(1),
+                    last_error,
+                    failed_at: Timestamp(self.clock.now_unix()),
+                    ..dead
+                };
+                if let Err(e) = put_json(&*self.store, Kind::DeadLetter, key, &again).await {
+                    tracing::warn!(endpoint = %endpoint.id, event = %id, error = %e, "cannot update a dead letter");
+                }
+            }
         }
     }
 
@@ -404,6 +453,21 @@ pub async fn all_endpoints(store: &dyn RecordStore) -> Result<Vec<Endpoint>, Sto
             _ => return Ok(out),
         }
     }
+}
+
+/// Ask for dead letter `event` of `endpoint` to be sent again (once, by
+/// the next replica's deliverer to look, within seconds). `None`: no such
+/// dead letter.
+pub async fn request_redelivery(
+    store: &dyn RecordStore,
+    endpoint: &str,
+    event: &str,
+    now: Timestamp,
+) -> Result<Option<DeadLetter>, StoreError> {
+    let key = format!("{endpoint}/{event}");
+    let Some(dead) = get_json::<DeadLetter>(store, Kind::DeadLetter, &key).await? else { return Ok(None) };
+    put_json(store, Kind::Redelivery, &key, &serde_json::json!({ "requested_at": now })).await?;
+    Ok(Some(dead))
 }
 
 pub async fn endpoint_of(store: &dyn RecordStore, id: &str) -> Result<Option<Endpoint>, StoreError> {

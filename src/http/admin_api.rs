@@ -103,6 +103,7 @@ pub fn routes(state: Arc<Services>) -> Router<Arc<Services>> {
             get(admin_webhooks::get_webhook).put(admin_webhooks::put_webhook).delete(admin_webhooks::delete_webhook),
         )
         .route("/admin/v1/webhooks/{id}/dead-letters", get(admin_webhooks::list_dead_letters))
+        .route("/admin/v1/webhooks/{id}/dead-letters/{event}/redeliver", post(admin_webhooks::redeliver_dead_letter))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -122,6 +123,9 @@ pub enum AdminError {
     /// A product's delivery mode this gateway cannot serve.
     #[error("{0}")]
     DeliveryUnsupported(String),
+    /// The request conflicts with the record's state: `409` with this code.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error("storage: {0}")]
@@ -146,6 +150,9 @@ impl AdminError {
             }
             AdminError::InvalidCursor => Problem::new(StatusCode::BAD_REQUEST, "invalid_cursor", "Bad Request")
                 .with_detail("`after` must be the `next` of an earlier page of this log."),
+            AdminError::Conflict(code, d) => {
+                Problem::new(StatusCode::CONFLICT, code, "Conflict").with_detail(d.clone())
+            }
             AdminError::DeliveryUnsupported(d) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "delivery_unsupported", "Unprocessable Content")
                     .with_detail(d.clone())

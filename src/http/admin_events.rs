@@ -181,28 +181,28 @@ pub(crate) async fn downloads_report(
 /// A customer entitled to a release and whether, and when, they took it.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Adopter {
-    customer: String,
-    name: String,
+    pub customer: String,
+    pub name: String,
     /// First download started, if any.
-    first_initiated: Option<Timestamp>,
+    pub first_initiated: Option<Timestamp>,
     /// First download that delivered the file's last byte, if any.
-    first_completed: Option<Timestamp>,
+    pub first_completed: Option<Timestamp>,
 }
 
 /// Who among the customers entitled to a release has downloaded it.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AdoptionView {
-    product: String,
-    version: String,
-    critical: bool,
+    pub product: String,
+    pub version: String,
+    pub critical: bool,
     /// Customers entitled to the release now.
-    entitled: usize,
+    pub entitled: usize,
     /// Entitled customers with a completed download.
-    completed: usize,
+    pub completed: usize,
     /// Entitled and have started a download of it.
-    downloaded: Vec<Adopter>,
+    pub downloaded: Vec<Adopter>,
     /// Entitled and have not started one: who still needs it.
-    not_downloaded: Vec<Adopter>,
+    pub not_downloaded: Vec<Adopter>,
 }
 
 /// Adoption of a release: for each customer entitled to it, whether they have
@@ -213,11 +213,21 @@ pub(crate) async fn adoption(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> AdminResult {
     let (release, entitled) = release_audience(&s, p).await?;
+    Ok(Json(adoption_of(&s, &release, &entitled).await?).into_response())
+}
+
+/// [`AdoptionView`] of `release` among `entitled` (the admin API's and the
+/// console's).
+pub(crate) async fn adoption_of(
+    s: &Services,
+    release: &crate::catalog::Release,
+    entitled: &[crate::entitlement::access::Eligible],
+) -> Result<AdoptionView, AdminError> {
     let (product, version) = (release.product.clone(), release.version.to_string());
     let taken = s.event_log.adoption(&product, &version).await.map_err(crate::catalog::CatalogError::from)?;
     let (mut downloaded, mut not_downloaded) = (Vec::new(), Vec::new());
     let mut completed = 0;
-    for e in &entitled {
+    for e in entitled {
         let a = taken.iter().find(|a| a.customer == e.customer);
         let adopter = Adopter {
             customer: e.customer.clone(),
@@ -232,7 +242,7 @@ pub(crate) async fn adoption(
             not_downloaded.push(adopter);
         }
     }
-    Ok(Json(AdoptionView {
+    Ok(AdoptionView {
         product,
         version,
         critical: release.critical,
@@ -241,5 +251,4 @@ pub(crate) async fn adoption(
         downloaded,
         not_downloaded,
     })
-    .into_response())
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::Items;
 use super::admin_api::{AdminError, AdminResult, body, deleted, path};
-use super::problem::RawBody;
+use super::problem::{Problem, RawBody};
 use crate::catalog::repo::check_id;
 use crate::catalog::store::{Kind, put_json};
 use crate::catalog::{CatalogError, Timestamp};
@@ -145,4 +145,45 @@ pub(crate) async fn list_dead_letters(
         return Err(AdminError::NotFound("webhook".into()));
     }
     Ok(Json(Items { items: dead_letters_of(&s, &id).await? }).into_response())
+}
+
+/// Send a dead letter again: once, within seconds, by the webhook
+/// deliverer (`202`; the dead letter goes when the endpoint accepts it,
+/// and stays, its attempt counted, when it does not).
+#[utoipa::path(post, path = "/admin/v1/webhooks/{id}/dead-letters/{event}/redeliver", tag = "admin", params(("id" = String, Path, description = "endpoint id"), ("event" = String, Path, description = "the dead letter's event id")), responses((status = 202, description = "queued: sent within seconds", body = DeadLetter), (status = 409, description = "`webhook_disabled`: the endpoint is disabled", body = Problem)))]
+pub(crate) async fn redeliver_dead_letter(
+    State(s): State<Arc<Services>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> AdminResult {
+    let (id, event) = path(p)?;
+    redeliver(&s, &id, &event).await.map(|dead| (StatusCode::ACCEPTED, Json(dead)).into_response())
+}
+
+/// [`redeliver_dead_letter`]: the admin API's and the console's.
+pub(crate) async fn redeliver(s: &Services, id: &str, event: &str) -> Result<DeadLetter, AdminError> {
+    let store = s.catalog.records();
+    let endpoint = webhooks::endpoint_of(store.as_ref(), id).await.map_err(CatalogError::from)?;
+    let endpoint = endpoint.ok_or_else(|| AdminError::NotFound("webhook".into()))?;
+    if !endpoint.enabled {
+        return Err(AdminError::Conflict(
+            "webhook_disabled",
+            "The endpoint is disabled: enable it before sending to it again.".into(),
+        ));
+    }
+    let now = Timestamp(s.clock.now_unix());
+    webhooks::request_redelivery(store.as_ref(), id, event, now)
+        .await
+        .map_err(CatalogError::from)?
+        .ok_or_else(|| AdminError::NotFound("dead letter".into()))
+}
+
+/// Every endpoint with its dead letters (the console's webhooks page).
+pub(crate) async fn endpoints_with_dead_letters(s: &Services) -> Result<Vec<(Endpoint, Vec<DeadLetter>)>, AdminError> {
+    let endpoints = webhooks::all_endpoints(s.catalog.records().as_ref()).await.map_err(CatalogError::from)?;
+    let mut out = Vec::new();
+    for e in endpoints {
+        let dead = dead_letters_of(s, &e.id).await?;
+        out.push((e, dead));
+    }
+    Ok(out)
 }

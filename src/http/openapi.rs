@@ -40,7 +40,7 @@ use super::{admin_api, admin_artifacts, admin_events, admin_webhooks, customer_a
         admin_api::put_portal_user, admin_api::get_portal_user, admin_api::list_portal_users, admin_api::delete_portal_user, admin_api::sign_out_portal_user, admin_api::get_branding, admin_api::put_branding, admin_api::reset_branding, admin_api::list_sso_providers,
         admin_events::list_events, admin_events::downloads_report, admin_events::adoption,
         admin_webhooks::put_webhook, admin_webhooks::list_webhooks, admin_webhooks::get_webhook,
-        admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters,
+        admin_webhooks::delete_webhook, admin_webhooks::list_dead_letters, admin_webhooks::redeliver_dead_letter,
         customer_api::list_entitlements, customer_api::list_releases, customer_api::create_download,
         customer_api::upgrade, customer_api::usage,
         updates::tauri, updates::tauri_path, updates::sparkle, updates::electron_channel_file,

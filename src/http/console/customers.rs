@@ -19,7 +19,9 @@ use serde::Deserialize;
 
 use super::{ConsoleSession, Nav, error, failed, signed, view};
 use crate::catalog::store::Expect;
-use crate::catalog::{CatalogError, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, License, Timestamp};
+use crate::catalog::{
+    CatalogError, Channel, Customer, CustomerStatus, Entitlement, EntitlementStatus, License, Timestamp,
+};
 use crate::events::{EventType, Filter, day_of};
 use crate::http::admin_api::{AdminError, CustomerBody, remove_entitlement, write_customer, write_entitlement};
 use crate::http::portal::{human_size, same, see_other, word};
@@ -75,10 +77,10 @@ impl Problems {
 }
 
 /// The form's check of the session's CSRF token and role for a change to
-/// admin API `path`; `Err` is the answer.
-fn may_write(session: &ConsoleSession, nav: &Nav, fields: &Fields, method: Method, path: &str) -> Result<(), Response> {
+/// admin API `path`: `Some` is the refusal.
+fn refused(session: &ConsoleSession, nav: &Nav, fields: &Fields, method: Method, path: &str) -> Option<Response> {
     if !same(field(fields, "csrf"), &session.csrf) {
-        return Err(error(
+        return Some(error(
             Some(nav.clone()),
             StatusCode::FORBIDDEN,
             "csrf_refused",
@@ -87,9 +89,9 @@ fn may_write(session: &ConsoleSession, nav: &Nav, fields: &Fields, method: Metho
     }
     if !session.role.may(&method, path) {
         let detail = format!("You are signed in as {} ({}): it does not change customers.", nav.who, nav.role);
-        return Err(error(Some(nav.clone()), StatusCode::FORBIDDEN, "role_forbids", detail));
+        return Some(error(Some(nav.clone()), StatusCode::FORBIDDEN, "role_forbids", detail));
     }
-    Ok(())
+    None
 }
 
 fn may_change(session: &ConsoleSession) -> bool {
@@ -191,7 +193,7 @@ pub(super) async fn create_customer(
     };
     let fields = form.map(|Form(f)| f).unwrap_or_default();
     let (id, name) = (field(&fields, "id").to_owned(), field(&fields, "name").to_owned());
-    if let Err(r) = may_write(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
+    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
         return r;
     }
     let mut problems = Problems::default();
@@ -277,8 +279,12 @@ fn event_rows(events: &[crate::events::Event]) -> Vec<[String; 4]> {
         .map(|e| {
             let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at));
             let sub = &e.subject;
-            let what =
-                [&sub.product, &sub.version, &sub.filename].into_iter().flatten().cloned().collect::<Vec<_>>().join(" ");
+            let what = [&sub.product, &sub.version, &sub.filename]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
             let data = serde_json::to_value(&e.detail).ok().map(|v| v["data"].clone()).unwrap_or_default();
             let why = match e.event_type() {
                 EventType::DownloadDenied => {
@@ -425,7 +431,7 @@ pub(super) async fn edit_customer(
         Err(r) => return r,
     };
     let fields = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(r) = may_write(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
+    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
         return r;
     }
     let mut problems = Problems::default();
@@ -575,7 +581,8 @@ impl EntitlementValues {
             p.add("starts_at", "Give the day it starts.");
         }
         let expires = parse("expires_at", &self.expires, before.and_then(|b| b.expires_at), &mut p);
-        let maintenance = parse("maintenance_until", &self.maintenance, before.and_then(|b| b.maintenance_until), &mut p);
+        let maintenance =
+            parse("maintenance_until", &self.maintenance, before.and_then(|b| b.maintenance_until), &mut p);
         let versions = if self.versions.is_empty() { Ok(VersionReq::STAR) } else { VersionReq::parse(&self.versions) };
         if let Err(e) = &versions {
             p.add("versions", format!("{:?} is not a version requirement (*, ^2, >=2.1, <3): {e}.", self.versions));
@@ -595,8 +602,13 @@ impl EntitlementValues {
         if status.is_err() {
             p.add("status", "Choose a status.");
         }
-        let platforms: Vec<String> =
-            self.platforms.split([',', ' ', '\n']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect();
+        let platforms: Vec<String> = self
+            .platforms
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect();
         for platform in &platforms {
             if !crate::signing::is_valid_id(platform) {
                 p.add("platforms", format!("{platform:?} is not a platform name (A-Z a-z 0-9 . _ -)."));
@@ -759,7 +771,7 @@ async fn save_entitlement(
         Ok(signed) => signed,
         Err(r) => return r,
     };
-    if let Err(r) = may_write(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
+    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
         return r;
     }
     let Ok(pre) = expect(&fields) else {
@@ -825,7 +837,7 @@ pub(super) async fn delete_entitlement(
         Err(r) => return r,
     };
     let fields = form.map(|Form(f)| f).unwrap_or_default();
-    if let Err(r) = may_write(&session, &nav, &fields, Method::DELETE, "/admin/v1/customers/-") {
+    if let Some(r) = refused(&session, &nav, &fields, Method::DELETE, "/admin/v1/customers/-") {
         return r;
     }
     match super::attributed(&session, remove_entitlement(&s, &customer, &id)).await {

@@ -32,14 +32,16 @@ mod activity;
 mod customers;
 mod releases;
 mod reports;
+mod webhooks;
 
 use activity::{activity_page, activity_script, activity_stream};
 use customers::{
     create_customer, create_entitlement, customer_page, customers_page, delete_entitlement, edit_customer,
     entitlement_page, new_entitlement_page, replace_entitlement,
 };
-use releases::{release_action, release_page, releases_page};
-use reports::reports_page;
+use releases::{adoption_csv, release_action, release_page, releases_page};
+use reports::{report_csv, reports_page};
+use webhooks::{redeliver_action, webhooks_page};
 
 const SESSION_COOKIE: &str = "tg_console";
 const CSRF_COOKIE: &str = "tg_console_csrf";
@@ -63,8 +65,11 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/console/customers/{id}/entitlements/{entitlement}/delete", post(delete_entitlement))
         .route("/console/releases", get(releases_page))
         .route("/console/releases/{product}/{version}", get(release_page))
-        .route("/console/releases/{product}/{version}/{action}", post(release_action))
+        .route("/console/releases/{product}/{version}/{action}", get(adoption_csv).post(release_action))
         .route("/console/reports", get(reports_page))
+        .route("/console/reports/{file}", get(report_csv))
+        .route("/console/webhooks", get(webhooks_page))
+        .route("/console/webhooks/{id}/dead-letters/{event}/redeliver", post(redeliver_action))
         .route("/console/activity", get(activity_page))
         .route("/console/activity/stream", get(activity_stream))
         .route("/console/activity.js", get(activity_script))

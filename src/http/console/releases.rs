@@ -10,8 +10,11 @@ use axum::response::Response;
 
 use super::{CsrfForm, Nav, error, failed, signed, view};
 use crate::catalog::{ReleaseAction, Timestamp};
+use crate::events::day_of;
+use crate::http::admin_events::{AdoptionView, adoption_of};
 use crate::http::portal::{human_size, same, see_other, word};
 use crate::services::Services;
+use crate::signing::encode_segment;
 use semver::Version;
 
 // Releases.
@@ -73,6 +76,38 @@ struct ReleasePage {
     eligible: Vec<[String; 3]>,
     /// The session's role may publish or yank it.
     may_change: bool,
+    rollout: Option<u8>,
+    url: String,
+    /// Entitled customers who started a download of it, who completed one.
+    adopted: usize,
+    completed: usize,
+    adoption_chart: String,
+    /// Customer, name, first started, first completed.
+    adopters: Vec<[String; 4]>,
+    not_adopted: Vec<[String; 2]>,
+}
+
+/// Adoption over time is drawn for at most this many days.
+const ADOPTION_DAYS: u64 = 90;
+
+/// Entitled customers who had started a download by each day, from the
+/// release's publication (or first download) to today.
+fn adoption_chart(view: &AdoptionView, published: Option<Timestamp>, now: u64) -> String {
+    let firsts: Vec<u64> =
+        view.downloaded.iter().filter_map(|a| a.first_initiated.or(a.first_completed)).map(|t| t.0).collect();
+    let start = published.map(|t| t.0).or_else(|| firsts.iter().copied().min()).unwrap_or(now);
+    let today = now / 86_400;
+    let first_day = (start / 86_400).max(today.saturating_sub(ADOPTION_DAYS - 1)).min(today);
+    let labels: Vec<String> = (first_day..=today).map(|d| day_of(d * 86_400)).collect();
+    let counts: Vec<u64> =
+        (first_day..=today).map(|d| firsts.iter().filter(|t| **t / 86_400 <= d).count() as u64).collect();
+    let series = vec![("customers who have it".to_owned(), counts)];
+    crate::http::chart::stacked_bars(
+        "adoption",
+        &format!("Entitled customers who have downloaded it, by day ({} entitled)", view.entitled),
+        &labels,
+        &series,
+    )
 }
 
 /// `GET /console/releases/{product}/{version}`: the release, its files,
@@ -105,7 +140,23 @@ pub(super) async fn release_page(
         Err(e) => return failed(Some(nav), &e),
     };
     let may_change = session.role.may(&Method::POST, &format!("/admin/v1/products/{product}"));
+    let adoption = match adoption_of(&s, &release, &eligible).await {
+        Ok(a) => a,
+        Err(e) => return failed(Some(nav), &e.to_problem().detail.unwrap_or_default()),
+    };
+    let date = |t: Option<Timestamp>| t.map_or_else(|| "—".to_owned(), |t| t.to_string());
     let t = ReleasePage {
+        url: format!("/console/releases/{}/{}", encode_segment(&product), encode_segment(&v.to_string())),
+        rollout: release.rollout,
+        adopted: adoption.downloaded.len(),
+        completed: adoption.completed,
+        adoption_chart: adoption_chart(&adoption, release.published_at, now.0),
+        adopters: adoption
+            .downloaded
+            .iter()
+            .map(|a| [a.customer.clone(), a.name.clone(), date(a.first_initiated), date(a.first_completed)])
+            .collect(),
+        not_adopted: adoption.not_downloaded.iter().map(|a| [a.customer.clone(), a.name.clone()]).collect(),
         csrf: session.csrf,
         nav: Some(nav),
         status: word(&release.status),
@@ -118,6 +169,54 @@ pub(super) async fn release_page(
         version: v.to_string(),
     };
     view(StatusCode::OK, &t)
+}
+
+/// `GET /console/releases/{product}/{version}/adoption.csv`: every
+/// customer entitled to it, whether and when they took it.
+pub(super) async fn adoption_csv(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    Path((product, version, file)): Path<(String, String, String)>,
+) -> Response {
+    let (_, nav) = match signed(&s, &headers, "releases").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    if file != "adoption.csv" {
+        return error(Some(nav), StatusCode::NOT_FOUND, "not_found", "No such page.");
+    }
+    let Ok(v) = Version::parse(&version) else {
+        return error(Some(nav), StatusCode::NOT_FOUND, "not_found", format!("{version:?} is not a version."));
+    };
+    let found = async {
+        let release = s.catalog.release(&product, &v).await.map_err(|e| e.to_string())?;
+        let Some(release) = release else { return Ok(None) };
+        let artifacts = s.catalog.artifacts(&product, &v).await.map_err(|e| e.to_string())?;
+        let now = Timestamp(s.clock.now_unix());
+        let eligible = crate::entitlement::access::eligible_customers(&s.catalog, &release, &artifacts, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        adoption_of(&s, &release, &eligible).await.map(Some).map_err(|e| e.to_problem().detail.unwrap_or_default())
+    };
+    let view = match found.await {
+        Ok(Some(view)) => view,
+        Ok(None) => return error(Some(nav), StatusCode::NOT_FOUND, "not_found", "No such release."),
+        Err(e) => return failed(Some(nav), &e),
+    };
+    let field = crate::events::report::csv_field;
+    let date = |t: Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    let mut out = String::from("customer,name,downloaded,first_started,first_completed\r\n");
+    for (a, took) in view.downloaded.iter().map(|a| (a, true)).chain(view.not_downloaded.iter().map(|a| (a, false))) {
+        out.push_str(&format!(
+            "{},{},{},{},{}\r\n",
+            field(&a.customer),
+            field(&a.name),
+            if took { "yes" } else { "no" },
+            date(a.first_initiated),
+            date(a.first_completed)
+        ));
+    }
+    super::reports::csv_response(&format!("adoption-{}-{}", view.product, view.version), out)
 }
 
 /// `POST /console/releases/{product}/{version}/{publish|yank|restore}`: as
@@ -152,11 +251,7 @@ pub(super) async fn release_action(
     match super::attributed(&session, crate::http::admin_api::change_release(&s, product.clone(), v, action)).await {
         Ok(_) => {
             tracing::info!(token = %session.token_id, product = %product, version = %version, "console release change");
-            see_other(&format!(
-                "/console/releases/{}/{}",
-                crate::signing::encode_segment(&product),
-                crate::signing::encode_segment(&version)
-            ))
+            see_other(&format!("/console/releases/{}/{}", encode_segment(&product), encode_segment(&version)))
         }
         Err(e) => {
             let p = e.to_problem();
