@@ -61,27 +61,37 @@ async fn look(b: &common::browser::Browser, name: &str) {
     b.screenshot(&screenshot(&format!("console-{name}"))).await;
 }
 
-/// The numbers the chart draws: (series, value) of every bar.
-fn bars(page: &str) -> Vec<(String, u64)> {
-    page.split("<rect ")
+/// The bars of chart `id` on a page: (series, label, value) each.
+fn chart(page: &str, id: &str) -> Vec<(String, String, u64)> {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no chart {id}: {page}"));
+    let svg = &page[start..start + page[start..].find("</svg>").unwrap()];
+    svg.split("<rect ")
         .filter_map(|r| {
             let attr = |name: &str| {
                 let marker = format!("{name}=\"");
                 let start = r.find(&marker)? + marker.len();
                 Some(r[start..start + r[start..].find('"')?].to_owned())
             };
-            Some((attr("data-series")?, attr("data-value")?.parse().ok()?))
+            Some((attr("data-series").unwrap_or_default(), attr("data-label")?, attr("data-value")?.parse().ok()?))
         })
         .collect()
+}
+
+/// The report API's JSON for `group_by` over 2026 to today.
+async fn report(a: &Admin, group_by: &str) -> serde_json::Value {
+    Admin::json(&a.call("GET", &format!("/admin/v1/reports/downloads?group_by={group_by}&from=2026-01-01"), None).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_chromium() {
     let (a, key) = setup().await;
-    // A download of 1.0.0 before: the report has something to draw.
+    // A download of 1.0.0 before, and a refusal: the reports have
+    // something to draw.
     let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
     let url = Admin::json(&r)["url"].as_str().unwrap().to_owned();
     assert_eq!(common::request(a.gw.public, "GET", target(&url), &[]).await.status, 200);
+    let r = ask(&a, &key, json!({ "product": "other", "version": "1.0.0", "filename": "x" })).await;
+    assert!(r.status >= 400, "{r:?}");
 
     let downloads = tempfile::tempdir().unwrap();
     let b = common::browser::Browser::start(downloads.path()).await;
@@ -101,47 +111,136 @@ async fn the_console_in_chromium() {
     let page = b.source().await;
     assert!(page.contains("/console/customers/globex") && !page.contains("/console/customers/acme"), "{page}");
     b.goto(&format!("{base}/console/customers/acme")).await;
-    b.wait_for_text("Recent events").await;
-    assert!(b.source().await.contains("download.initiated"));
+    b.wait_for_text("Recent downloads").await;
+    let page = b.source().await;
+    assert!(page.contains("download.initiated") && page.contains("not_entitled"), "a download and a denial: {page}");
     look(&b, "customer").await;
 
-    // The draft's customers, seen before publishing it.
+    // A new customer, with an entitlement: first refused beside its field,
+    // then saved.
+    b.goto(&format!("{base}/console/customers")).await;
+    b.type_into("#new-id", "initech").await;
+    b.type_into("#new-name", "Initech").await;
+    b.click("form[method='post'][action='/console/customers'] button[type=submit]").await;
+    b.wait_for_url("/console/customers/initech").await;
+    b.click("a[href='/console/customers/initech/new-entitlement']").await;
+    b.wait_for_url("/console/customers/initech/new-entitlement").await;
+    b.type_into("#id", "initech-app").await;
+    b.click("#product option[value='app']").await;
+    b.clear("#versions").await;
+    b.type_into("#versions", "one point oh").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_text("field(s) need a change").await;
+    let page = b.source().await;
+    assert!(page.contains("id=\"versions-error\"") && page.contains("is not a version requirement"), "{page}");
+    assert!(page.contains("value=\"initech-app\""), "what was typed is kept: {page}");
+    look(&b, "entitlement-invalid").await;
+    b.clear("#versions").await;
+    b.type_into("#versions", "^1").await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_url("/console/customers/initech").await;
+    b.wait_for_text("initech-app").await;
+    let r = a.call("GET", "/admin/v1/customers/initech/entitlements/initech-app", None).await;
+    let e = Admin::json(&r);
+    assert_eq!((e["product"].as_str(), e["versions"].as_str()), (Some("app"), Some("^1")), "{e}");
+    let changed = events(&a, "type=entitlement.changed&customer=initech", 1).await;
+    assert_eq!(changed[0]["actor"], "console:ops", "the change names who made it");
+
+    // The draft's customers, seen before publishing it: acme and initech.
     b.goto(&format!("{base}/console/releases")).await;
     b.wait_for_url("/console/releases").await;
     look(&b, "releases").await;
     b.click("a[href='/console/releases/app/1.1.0']").await;
     b.wait_for_url("/console/releases/app/1.1.0").await;
     let page = b.source().await;
-    assert!(page.contains("Customers it will reach: <span id=\"eligible-count\">1</span>"), "{page}");
-    assert!(page.contains("/console/customers/acme") && !page.contains("/console/customers/globex"));
+    assert!(page.contains("Customers it will reach: <span id=\"eligible-count\">2</span>"), "{page}");
+    assert!(page.contains("/console/customers/initech") && !page.contains("/console/customers/globex"));
     look(&b, "release-draft").await;
     b.click("form button[type=submit]:not(.link)").await;
-    b.wait_for_text("Yank: 1 customers").await;
+    b.wait_for_text("Yank: 2 customers").await;
     let r = a.call("GET", "/admin/v1/products/app/releases/1.1.0", None).await;
     assert_eq!(Admin::json(&r)["status"], "published");
 
-    // The customer downloads it; the chart shows the API's numbers.
-    let r = ask(&a, &key, json!({ "product": "app", "version": "1.1.0", "platform": "linux-x86_64" })).await;
+    // The new customer downloads it.
+    let r = a.call("POST", "/admin/v1/customers/initech/api-keys", None).await;
+    let initech = Admin::json(&r)["key"].as_str().unwrap().to_owned();
+    let r = ask(&a, &initech, json!({ "product": "app", "version": "1.1.0", "platform": "linux-x86_64" })).await;
     assert_eq!(r.status, 201, "{r:?}");
     let url = Admin::json(&r)["url"].as_str().unwrap().to_owned();
     assert_eq!(common::request(a.gw.public, "GET", target(&url), &[]).await.status, 200);
     let mut api = serde_json::Value::Null;
     for _ in 0..200 {
-        api = Admin::json(&a.call("GET", "/admin/v1/reports/downloads?group_by=product&from=2026-01-01", None).await);
-        if api["total"]["initiations"] == 2 {
+        api = report(&a, "product").await;
+        if api["total"]["initiations"] == 2 && api["total"]["completions"] == 2 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!(api["total"]["initiations"], 2, "{api}");
+
+    // Every chart draws the report API's numbers.
     b.goto(&format!("{base}/console/reports")).await;
     b.wait_for_url("/console/reports").await;
     let page = b.source().await;
-    let drawn: u64 = bars(&page).iter().filter(|(s, _)| s == "app").map(|(_, n)| n).sum();
+    let drawn: u64 = chart(&page, "started").iter().filter(|(s, _, _)| s == "app").map(|(_, _, n)| n).sum();
     let app_row = api["rows"].as_array().unwrap().iter().find(|r| r["group"] == "app").unwrap();
     assert_eq!(drawn, app_row["initiations"].as_u64().unwrap(), "{page}");
     assert!(page.contains("<span id=\"total\">2</span>"));
+    let by_day = report(&a, "day").await;
+    for (series, field) in [("started", "initiations"), ("completed", "completions")] {
+        let mut drawn: Vec<(String, u64)> =
+            chart(&page, "compared").into_iter().filter(|(s, _, _)| s == series).map(|(_, day, n)| (day, n)).collect();
+        drawn.sort();
+        let mut api: Vec<(String, u64)> = by_day["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r[field].as_u64().unwrap() > 0)
+            .map(|r| (r["group"].as_str().unwrap().to_owned(), r[field].as_u64().unwrap()))
+            .collect();
+        api.sort();
+        assert_eq!(drawn, api, "{series} per day");
+    }
+    let denials: Vec<(String, u64)> = chart(&page, "denials").into_iter().map(|(_, r, n)| (r, n)).collect();
+    let api_denials: Vec<(String, u64)> =
+        api["total"]["denials"].as_object().unwrap().iter().map(|(r, n)| (r.clone(), n.as_u64().unwrap())).collect();
+    assert!(!api_denials.is_empty());
+    assert_eq!(
+        denials.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        api_denials.into_iter().collect()
+    );
+    let by_platform = report(&a, "platform").await;
+    let platforms: std::collections::BTreeMap<String, u64> =
+        chart(&page, "platforms").into_iter().map(|(_, p, n)| (p, n)).collect();
+    let api_platforms: std::collections::BTreeMap<String, u64> = by_platform["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["group"].as_str().unwrap().to_owned(), r["initiations"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(platforms, api_platforms);
     look(&b, "reports").await;
+    // Grouped by customer: both customers' bars.
+    b.goto(&format!("{base}/console/reports?group=customer")).await;
+    b.wait_for_text("by customer").await;
+    let page = b.source().await;
+    let series: std::collections::BTreeSet<String> = chart(&page, "started").into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(series, ["acme".to_owned(), "initech".to_owned()].into());
+
+    // The release's adoption: initech has it, acme still needs it; as the
+    // adoption API says, and as CSV.
+    b.goto(&format!("{base}/console/releases/app/1.1.0")).await;
+    b.wait_for_text("Adoption: ").await;
+    let page = b.source().await;
+    assert!(page.contains("<span id=\"adopted\">1</span> of 2 customers"), "{page}");
+    let adopters = &page[page.find("id=\"adopters\"").unwrap()..page.find("id=\"not-adopted\"").unwrap()];
+    let waiting = &page[page.find("id=\"not-adopted\"").unwrap()..];
+    assert!(adopters.contains("initech") && !adopters.contains(">acme<"), "{adopters}");
+    assert!(waiting.contains(">acme<") && !waiting.contains("initech"), "{waiting}");
+    let api = Admin::json(&a.call("GET", "/admin/v1/products/app/releases/1.1.0/adoption", None).await);
+    assert_eq!(api["downloaded"][0]["customer"], "initech", "{api}");
+    assert_eq!(chart(&page, "adoption").last().map(|(_, _, n)| *n), Some(1), "adopters by today");
+    look(&b, "release-adoption").await;
 
     // Live activity: the page open, a download appears on it as it happens.
     b.goto(&format!("{base}/console/activity?customer=acme")).await;
@@ -154,14 +253,31 @@ async fn the_console_in_chromium() {
     b.wait_for_text("Live: ").await;
     b.wait_for_text(&grant).await;
 
+    b.goto(&format!("{base}/console/webhooks")).await;
+    b.wait_for_url("/console/webhooks").await;
+    look(&b, "webhooks").await;
+
     // Yank: the URL the customer holds is refused.
     b.goto(&format!("{base}/console/releases/app/1.1.0")).await;
-    b.wait_for_text("Yank: 1 customers").await;
+    b.wait_for_text("Yank: 2 customers").await;
     b.click("form button[type=submit]:not(.link)").await;
     b.wait_for_text("Restore").await;
     look(&b, "release-yanked").await;
     let r = common::request(a.gw.public, "GET", target(&url), &[]).await;
     assert!(r.status >= 400, "a yanked release's URL: {r:?}");
+
+    // Phone width: the pages still read.
+    b.window(390, 844).await;
+    for (path, name) in [
+        ("/console/customers/initech", "customer-phone"),
+        ("/console/releases/app/1.1.0", "release-phone"),
+        ("/console/reports", "reports-phone"),
+    ] {
+        b.goto(&format!("{base}{path}")).await;
+        b.wait_for_url(path).await;
+        look(&b, name).await;
+    }
+    b.window(1280, 900).await;
 
     b.click("button.link").await;
     b.wait_for_url("/console/sign-in").await;
@@ -345,4 +461,279 @@ async fn the_console_refuses_what_it_should() {
     // Publishing a yanked-then-restored release is not a publish.
     let r = ops.send("POST", "/console/releases/app/1.0.0/publish", &format!("csrf={csrf}")).await;
     assert_eq!(r.status, 303, "publishing a published release is idempotent");
+}
+
+/// The events `query` selects, once there are at least `n` (events are
+/// written in the background).
+async fn events(a: &Admin, query: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    for _ in 0..200 {
+        let r = a.call("GET", &format!("/admin/v1/events?{query}"), None).await;
+        items = Admin::json(&r)["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{query}: {} events of {n}: {items:?}", items.len());
+}
+
+/// The value of `name`'s hidden input on a page.
+fn revision(page: &str) -> String {
+    field(page, "revision")
+}
+
+/// Customer and entitlement forms: every field's bad value is refused
+/// beside it with nothing written; two people saving one record from the
+/// same read — the second is shown the news, not written over it; a
+/// read-only token posts every form and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_forms_refuse_bad_input_and_lost_updates() {
+    let (a, _) = setup().await;
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
+    let page = html(&ops.get("/console/customers").await);
+    let csrf = field(&page, "csrf");
+    let stored = |path: &'static str| {
+        let a = &a;
+        async move { a.call("GET", path, None).await }
+    };
+
+    // New customers: empty fields, an id that is not one, one taken.
+    for (id, name, problem) in [
+        ("", "Nameless", "Give the customer an id"),
+        ("ok-id", "", "Give the customer a name"),
+        ("../etc", "Traversal", "must be 1-128 characters"),
+        ("acme", "Acme again", "There is a customer &#34;acme&#34; already"),
+    ] {
+        let r = ops.post("/console/customers", &[("csrf", &csrf), ("id", id), ("name", name)]).await;
+        let body = html(&r);
+        assert_eq!(r.status, 422, "{id:?}: {body}");
+        assert!(body.contains(problem) && body.contains("aria-invalid=\"true\""), "{id:?}: {body}");
+    }
+    assert_eq!(Admin::json(&stored("/admin/v1/customers/acme").await)["name"], "acme", "not renamed");
+    assert_eq!(stored("/admin/v1/customers/ok-id").await.status, 404);
+
+    // Editing acme: bad values each refused, nothing written.
+    let page = html(&ops.get("/console/customers/acme").await);
+    let rev = revision(&page);
+    for (name, status, networks, problem) in [
+        ("", "active", "", "A customer needs a name"),
+        ("Acme", "deleted", "", "is not a status"),
+        ("Acme", "active", "10.0.0.0/33", "is not a network"),
+        ("Acme", "active", "192.0.2.1/24\nnot-a-net", "&#34;not-a-net&#34; is not a network"),
+    ] {
+        let form =
+            [("csrf", csrf.as_str()), ("revision", &rev), ("name", name), ("status", status), ("networks", networks)];
+        let r = ops.post("/console/customers/acme", &form).await;
+        let body = html(&r);
+        assert_eq!(r.status, 422, "{name:?} {status:?} {networks:?}: {body}");
+        assert!(body.contains(problem), "{problem}: {body}");
+    }
+    let r = ops
+        .post("/console/customers/acme", &[("csrf", &csrf), ("revision", "abc"), ("name", "X"), ("status", "active")])
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(Admin::json(&stored("/admin/v1/customers/acme").await)["name"], "acme", "nothing written");
+
+    // Two people opened acme's page; the first suspends it, the second's
+    // rename (from the same read) is refused and shown what is stored now.
+    let suspend = [
+        ("csrf", csrf.as_str()),
+        ("revision", &rev),
+        ("name", "Acme Corp"),
+        ("status", "suspended"),
+        ("networks", "198.51.100.0/24"),
+    ];
+    let r = ops.post("/console/customers/acme", &suspend).await;
+    assert_eq!(r.status, 303, "{}", html(&r));
+    let rename =
+        [("csrf", csrf.as_str()), ("revision", &rev), ("name", "Acme Renamed"), ("status", "active"), ("networks", "")];
+    let r = ops.post("/console/customers/acme", &rename).await;
+    let body = html(&r);
+    assert_eq!(r.status, 422);
+    assert!(body.contains("Someone changed this since you opened the form"), "{body}");
+    let now = Admin::json(&stored("/admin/v1/customers/acme").await);
+    assert_eq!((now["name"].as_str(), now["status"].as_str()), (Some("Acme Corp"), Some("suspended")), "{now}");
+    assert_eq!(now["allowed_cidrs"], json!(["198.51.100.0/24"]));
+    // setup()'s creation, then this change.
+    let changed = events(&a, "type=customer.changed&customer=acme", 2).await;
+    let last = changed.last().unwrap();
+    assert_eq!(
+        (last["actor"].as_str(), last["data"]["status"].as_str()),
+        (Some("console:ops"), Some("suspended")),
+        "{last}"
+    );
+    // The API's own changes name the API's token.
+    let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme Corp", "status": "active" }))).await;
+    assert_eq!(r.status, 200);
+    let changed = events(&a, "type=customer.changed&customer=acme", 3).await;
+    assert_eq!(changed.last().unwrap()["actor"], "admin:ops", "{changed:?}");
+
+    // Entitlements: each bad field refused beside it, nothing written.
+    let good = |over: &[(&'static str, &'static str)]| {
+        let mut f: Vec<(&'static str, &'static str)> = vec![
+            ("id", "second"),
+            ("product", "app"),
+            ("license", "term"),
+            ("starts", "2026-01-01"),
+            ("expires", "2027-01-01"),
+            ("maintenance", ""),
+            ("versions", "^1"),
+            ("channels", "stable"),
+            ("platforms", "linux-x86_64"),
+            ("status", "active"),
+        ];
+        for (k, v) in over {
+            f.retain(|(name, _)| name != k);
+            if !v.is_empty() || *k == "id" || *k == "starts" || *k == "product" {
+                f.push((k, v));
+            }
+        }
+        f
+    };
+    for (over, field_id, problem) in [
+        (vec![("id", "")], "id-error", "Give the entitlement an id"),
+        (vec![("id", "bad/id")], "id-error", "must be 1-128 characters"),
+        (vec![("id", "main")], "id-error", "is taken"),
+        (vec![("product", "")], "product-error", "Choose a product"),
+        (vec![("product", "nothing")], "product-error", "no product"),
+        (vec![("license", "forever")], "license-error", "Choose a license"),
+        (vec![("starts", "")], "starts-error", "Give the day it starts"),
+        (vec![("starts", "2026-13-45")], "starts-error", "is not a date"),
+        (vec![("starts", "yesterday")], "starts-error", "is not a date"),
+        (vec![("expires", "2025-01-01")], "expires-error", "must end after it starts"),
+        (vec![("maintenance", "2026-01-01T00:00:00Z")], "maintenance-error", "is not a date"),
+        (vec![("versions", ">>1")], "versions-error", "is not a version requirement"),
+        (vec![("channels", "")], "channels-error", "Tick at least one channel"),
+        (vec![("channels", "nightly")], "channels-error", "is not a channel"),
+        (vec![("platforms", "../../etc")], "platforms-error", "is not a platform name"),
+        (vec![("status", "gone")], "status-error", "Choose a status"),
+    ] {
+        let mut form = good(&over);
+        form.push(("csrf", &csrf));
+        form.push(("revision", ""));
+        let r = ops.post("/console/customers/acme/entitlements", &form).await;
+        let body = html(&r);
+        assert_eq!(r.status, 422, "{over:?}: {body}");
+        assert!(body.contains(&format!("id=\"{field_id}\"")) && body.contains(problem), "{over:?} {problem}: {body}");
+    }
+    let r = a.call("GET", "/admin/v1/customers/acme/entitlements", None).await;
+    assert_eq!(Admin::json(&r)["items"].as_array().unwrap().len(), 1, "nothing written");
+    let main = Admin::json(&a.call("GET", "/admin/v1/customers/acme/entitlements/main", None).await);
+    assert_eq!(main["license"], "perpetual", "the taken id was not overwritten");
+
+    // A good one, two channels; then edited from two reads of one revision.
+    let mut form = good(&[]);
+    form.push(("channels", "beta"));
+    form.push(("csrf", &csrf));
+    form.push(("revision", ""));
+    let r = ops.post("/console/customers/acme/entitlements", &form).await;
+    assert_eq!(r.status, 303, "{}", html(&r));
+    let e = Admin::json(&a.call("GET", "/admin/v1/customers/acme/entitlements/second", None).await);
+    assert_eq!(e["channels"], json!(["stable", "beta"]), "{e}");
+    assert_eq!(
+        (e["starts_at"].as_str(), e["expires_at"].as_str()),
+        (Some("2026-01-01T00:00:00Z"), Some("2027-01-01T00:00:00Z"))
+    );
+    let page = html(&ops.get("/console/customers/acme/entitlements/second").await);
+    let rev = revision(&page);
+    assert!(page.contains("value=\"2026-01-01\""), "{page}");
+    let mut first = good(&[("versions", "^2")]);
+    first.extend([("csrf", csrf.as_str()), ("revision", rev.as_str())]);
+    let r = ops.post("/console/customers/acme/entitlements/second", &first).await;
+    assert_eq!(r.status, 303, "{}", html(&r));
+    let mut second = good(&[("license", "trial")]);
+    second.extend([("csrf", csrf.as_str()), ("revision", rev.as_str())]);
+    let r = ops.post("/console/customers/acme/entitlements/second", &second).await;
+    let body = html(&r);
+    assert_eq!(r.status, 422);
+    assert!(body.contains("Someone changed this") && body.contains("value=\"^2\""), "shows what is stored: {body}");
+    let e = Admin::json(&a.call("GET", "/admin/v1/customers/acme/entitlements/second", None).await);
+    assert_eq!((e["versions"].as_str(), e["license"].as_str()), (Some("^2"), Some("term")), "{e}");
+    // An id in the URL that the customer does not have is not created.
+    let mut other = good(&[]);
+    other.extend([("csrf", csrf.as_str()), ("revision", "1")]);
+    let r = ops.post("/console/customers/globex/entitlements/second", &other).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(a.call("GET", "/admin/v1/customers/globex/entitlements/second", None).await.status, 404);
+    // Removed.
+    let r = ops.post("/console/customers/acme/entitlements/second/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(a.call("GET", "/admin/v1/customers/acme/entitlements/second", None).await.status, 404);
+    let r = ops.post("/console/customers/acme/entitlements/second/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404);
+    // Not a form at all, and not UTF-8.
+    let r = ops.send("POST", "/console/customers/acme/entitlements", "%FF%FE=%00&&==").await;
+    assert_eq!(r.status, 403, "no CSRF token: refused before anything else");
+
+    // Read-only: every form posted with its own session's token is refused.
+    let mut viewer = Browser::admin(&a);
+    sign_in(&mut viewer, VIEWER).await;
+    let page = html(&viewer.get("/console/customers/acme").await);
+    assert!(!page.contains("new-entitlement") && !page.contains("name=\"revision\""), "no forms shown: {page}");
+    let vcsrf = field(&page, "csrf");
+    let mut form = good(&[("id", "viewer")]);
+    form.extend([("csrf", vcsrf.as_str()), ("revision", "")]);
+    for path in [
+        "/console/customers",
+        "/console/customers/acme",
+        "/console/customers/acme/entitlements",
+        "/console/customers/acme/entitlements/main",
+        "/console/customers/acme/entitlements/main/delete",
+        "/console/webhooks/w/dead-letters/ev_1/redeliver",
+    ] {
+        let mut form = form.clone();
+        form.extend([("name", "Viewer"), ("status", "suspended")]);
+        let r = viewer.post(path, &form).await;
+        assert_eq!((r.status, code(&r).as_str()), (403, "role_forbids"), "{path}");
+    }
+    let r = a.call("GET", "/admin/v1/customers/acme/entitlements", None).await;
+    assert_eq!(Admin::json(&r)["items"].as_array().unwrap().len(), 1, "nothing changed");
+    assert_eq!(Admin::json(&stored("/admin/v1/customers/acme").await)["status"], "active");
+}
+
+/// Reports and adoption as CSV: the report API's numbers, formulas
+/// defused; bad ranges and tables refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_tables_export_as_csv() {
+    let (a, key) = setup().await;
+    a.call("PUT", "/admin/v1/customers/-evil", Some(json!({ "name": "=HYPERLINK(\"x\")" }))).await;
+    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    let url = Admin::json(&r)["url"].as_str().unwrap().to_owned();
+    assert_eq!(common::request(a.gw.public, "GET", target(&url), &[]).await.status, 200);
+    common::initiations(&a, 1).await;
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
+    let r = ops.get("/console/reports/downloads.csv?from=2026-01-01&group=product").await;
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    let api = a.call("GET", "/admin/v1/reports/downloads?group_by=product&from=2026-01-01&format=csv", None).await;
+    assert_eq!(html(&r), html(&api), "the report API's CSV");
+    let r = ops.get("/console/reports/customers.csv?from=2026-01-01").await;
+    assert!(html(&r).lines().any(|l| l.starts_with("acme,1,")), "{}", html(&r));
+    for bad in [
+        "/console/reports/secrets.csv",
+        "/console/reports/downloads.csv?group=password",
+        "/console/reports/downloads.csv?from=tomorrow",
+    ] {
+        let r = ops.get(bad).await;
+        assert!(r.status == 404 || r.status == 400, "{bad}: {}", r.status);
+        assert_ne!(r.header("content-type"), Some("text/csv; charset=utf-8"), "{bad}");
+    }
+    // Adoption: every entitled customer, the one with a formula for a name defused.
+    a.call(
+        "PUT",
+        "/admin/v1/customers/-evil/entitlements/e",
+        Some(json!({ "product": "app", "license": "perpetual", "starts_at": "2020-01-01T00:00:00Z" })),
+    )
+    .await;
+    let r = ops.get("/console/releases/app/1.0.0/adoption.csv").await;
+    let body = html(&r);
+    assert!(r.header("content-disposition").unwrap().contains("adoption-app-1.0.0.csv"));
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "customer,name,downloaded,first_started,first_completed");
+    assert!(lines.iter().any(|l| l.starts_with("acme,acme,yes,20")), "{body}");
+    assert!(lines.contains(&"'-evil,\"'=HYPERLINK(\"\"x\"\")\",no,,"), "{body}");
+    assert_eq!(ops.get("/console/releases/app/1.0.0/other.csv").await.status, 404);
+    assert_eq!(ops.get("/console/releases/app/9.0.0/adoption.csv").await.status, 404);
 }

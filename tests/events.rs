@@ -862,6 +862,73 @@ async fn webhooks_retry_filter_and_dead_letter(kind: StoreKind) {
     assert_eq!((first["type"].as_str(), first["version"].as_str()), (Some("release.published"), Some("1.0.0")));
 }
 
+/// The dead letters of `endpoint`, once `ready` holds for them (bounded).
+async fn dead_letters(a: &Admin, endpoint: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut items = Vec::new();
+    for _ in 0..300 {
+        let r = a.call("GET", &format!("/admin/v1/webhooks/{endpoint}/dead-letters"), None).await;
+        items = Admin::json(&r)["items"].as_array().unwrap().clone();
+        if ready(&items) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{endpoint}'s dead letters never got there: {items:?}");
+}
+
+/// A dead letter sent again on request: refused again, it stays with the
+/// attempt counted; accepted, it goes, delivered signed as the first time.
+/// Asked through the admin API and through the console's button.
+#[tokio::test]
+async fn dead_letters_are_sent_again_on_request() {
+    let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, quick_webhooks).await;
+    let receiver = Receiver::start().await;
+    // The first 4 tries of each event are refused: 3 attempts, then 1 on request.
+    let secret = add_webhook(&a, "late", &format!("{}/fail4/hook", receiver.url), &["release.published"]).await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux")], "2026-01-01T00:00:00Z").await;
+    let dead = dead_letters(&a, "late", |d| !d.is_empty()).await;
+    assert_eq!((dead[0]["attempts"].as_u64(), dead[0]["last_error"].as_str()), (Some(3), Some("answered 503")));
+    let event = dead[0]["event"]["id"].as_str().unwrap().to_owned();
+
+    let redeliver = format!("/admin/v1/webhooks/late/dead-letters/{event}/redeliver");
+    let r = a.call("POST", &redeliver, None).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(Admin::json(&r)["event"]["id"], event.as_str());
+    let dead = dead_letters(&a, "late", |d| d.first().is_some_and(|d| d["attempts"] == 4)).await;
+    assert_eq!(dead[0]["last_error"], "answered 503", "refused again: kept, counted");
+    assert!(receiver.taken("/fail4/hook").is_empty());
+
+    // Unknown letters and endpoints; a disabled endpoint is not sent to.
+    for (path, status) in [
+        ("/admin/v1/webhooks/late/dead-letters/ev_00000000000000000000000000000000/redeliver", 404),
+        (&*format!("/admin/v1/webhooks/nobody/dead-letters/{event}/redeliver"), 404),
+        ("/admin/v1/webhooks/late/dead-letters/..%2F..%2Fwebhook%2Flate/redeliver", 404),
+    ] {
+        assert_eq!(a.call("POST", path, None).await.status, status, "{path}");
+    }
+    let off =
+        json!({ "url": format!("{}/fail4/hook", receiver.url), "types": ["release.published"], "enabled": false });
+    a.call("PUT", "/admin/v1/webhooks/late", Some(off)).await;
+    let r = a.call("POST", &redeliver, None).await;
+    assert_eq!((r.status, r.code().as_str()), (409, "webhook_disabled"));
+    let on = json!({ "url": format!("{}/fail4/hook", receiver.url), "types": ["release.published"] });
+    a.call("PUT", "/admin/v1/webhooks/late", Some(on)).await;
+
+    // Through the console: accepted this time; the letter goes.
+    let mut ops = common::jar::Browser::admin(&a);
+    let page = common::jar::html(&ops.get("/console/sign-in").await);
+    ops.post("/console/sign-in", &[("csrf", &common::jar::field(&page, "csrf")), ("token", &a.token)]).await;
+    let page = common::jar::html(&ops.get("/console/webhooks").await);
+    assert!(page.contains(&event) && page.contains("Send again"), "{page}");
+    let csrf = common::jar::field(&page, "csrf");
+    let r = ops.post(&format!("/console/webhooks/late/dead-letters/{event}/redeliver"), &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/console/webhooks?sent=1")));
+    let got = receiver.wait_for("/fail4/hook", 1).await;
+    assert_eq!(verified(&got[0], &secret)["type"], "release.published");
+    dead_letters(&a, "late", <[Value]>::is_empty).await;
+    assert_eq!(a.call("POST", &redeliver, None).await.status, 404, "nothing left to send");
+}
+
 mod webhooks {
     #[tokio::test]
     async fn retry_filter_and_dead_letter_sqlite() {

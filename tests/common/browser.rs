@@ -148,6 +148,12 @@ impl Browser {
         self.call("POST", &self.at(&format!("/element/{}/click", e.0)), Some(json!({}))).await;
     }
 
+    /// Empty a text field.
+    pub async fn clear(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call("POST", &self.at(&format!("/element/{}/clear", e.0)), Some(json!({}))).await;
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.call("POST", &self.at(&format!("/element/{}/value", e.0)), Some(json!({ "text": text }))).await;
