@@ -24,8 +24,13 @@ const VIEWER: &str = "tga_viewer-token-for-tests-only-000000000000";
 /// published, a draft 1.1.0 with a file, acme entitled to app, globex to
 /// another product.
 async fn setup() -> (Admin, String) {
+    // A known public port, so that the portal links the console makes
+    // ("view as customer") are this gateway's: a browser follows them.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let a = Admin::start_tweaked(StoreKind::Sqlite, common::Backend::Local, |c| {
         common::no_rate_limits(c);
+        c.server.listen = ([127, 0, 0, 1], port).into();
+        c.server.public_url = format!("http://127.0.0.1:{port}");
         let path = c.default_admin_token_path();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         tollgate::config::secret::create_secret_file(&path, "tga_owner-token-for-tests-only-0000000000000").unwrap();
@@ -115,6 +120,16 @@ async fn the_console_in_chromium() {
     let page = b.source().await;
     assert!(page.contains("download.initiated") && page.contains("not_entitled"), "a download and a denial: {page}");
     look(&b, "customer").await;
+
+    // View as the customer: its portal, read-only, on the public listener.
+    b.click("form[action='/console/customers/acme/view-as'] button").await;
+    b.wait_for_url("/console/customers/acme/view-as").await;
+    b.click("#open-view").await;
+    b.wait_for_url("/portal/auth").await;
+    b.click("form[action='/portal/auth'] button[type=submit]").await;
+    b.wait_for_url("/portal/downloads").await;
+    b.wait_for_text("read-only view of this customer").await;
+    look(&b, "view-as").await;
 
     // A new customer, with an entitlement: first refused beside its field,
     // then saved.
@@ -681,6 +696,7 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
         "/console/customers/acme/entitlements",
         "/console/customers/acme/entitlements/main",
         "/console/customers/acme/entitlements/main/delete",
+        "/console/customers/acme/view-as",
         "/console/webhooks/w/dead-letters/ev_1/redeliver",
     ] {
         let mut form = form.clone();
@@ -736,4 +752,107 @@ async fn report_tables_export_as_csv() {
     assert!(lines.contains(&"'-evil,\"'=HYPERLINK(\"\"x\"\")\",no,,"), "{body}");
     assert_eq!(ops.get("/console/releases/app/1.0.0/other.csv").await.status, 404);
     assert_eq!(ops.get("/console/releases/app/9.0.0/adoption.csv").await.status, 404);
+}
+
+/// "View as customer": the customer's portal opened read-only from the
+/// console through a single-use link, every change refused, over after 15
+/// minutes, recorded with who opened it; refused to a read-only role and
+/// for a suspended customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_as_customer_is_read_only_time_limited_and_audited() {
+    let clock = tollgate::clock::ManualClock::new(tollgate::clock::unix_seconds(std::time::SystemTime::now()));
+    let a = Admin::start_clocked(clock.clone(), common::no_rate_limits).await;
+    release(&a, "1.0.0", "stable", &[("app.tar.gz", "linux-x86_64")], "2026-01-01T00:00:00Z").await;
+    customer(&a, "acme", json!({})).await;
+    a.call("PUT", "/admin/v1/customers/acme/users/ann@acme.test", None).await;
+    let mut ops = Browser::admin(&a);
+    sign_in(&mut ops, &a.token).await;
+    let page = html(&ops.get("/console/customers/acme").await);
+    assert!(page.contains("View as this customer"), "{page}");
+    let csrf = field(&page, "csrf");
+    let r = ops.post("/console/customers/acme/view-as", &[("csrf", "wrong")]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "csrf_refused"));
+    let r = ops.post("/console/customers/nobody/view-as", &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "customer_unavailable"));
+
+    let r = ops.post("/console/customers/acme/view-as", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200);
+    let page = html(&r);
+    let at = page.find("id=\"open-view\" href=\"").unwrap() + "id=\"open-view\" href=\"".len();
+    let link = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    // On the public listener, at the gateway's public URL.
+    let base = a.gw.state.downloads.urls.public_url.trim_end_matches('/').to_owned();
+    assert!(link.starts_with(&format!("{base}/portal/auth?token=")), "{link}");
+    let link = link[base.len()..].to_owned();
+    let mut view = Browser::public(&a);
+    let confirm = html(&view.get(&link).await);
+    let auth = [("csrf", field(&confirm, "csrf")), ("token", field(&confirm, "token"))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = view.post("/portal/auth", &auth).await;
+    assert_eq!(r.header("location"), Some("/portal/downloads"), "{}", html(&r));
+    // Used once.
+    let mut other = Browser::public(&a);
+    let confirm = html(&other.get(&link).await);
+    let r =
+        other.post("/portal/auth", &[("csrf", &field(&confirm, "csrf")), ("token", &field(&confirm, "token"))]).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "invalid_link"));
+
+    // Every page reads; every change is refused.
+    for path in [
+        "/portal/downloads",
+        "/portal/licenses",
+        "/portal/usage",
+        "/portal/history",
+        "/portal/api-keys",
+        "/portal/team",
+        "/portal/notifications",
+    ] {
+        let r = view.get(path).await;
+        let body = html(&r);
+        assert_eq!(r.status, 200, "{path}: {body}");
+        assert!(body.contains("read-only view of this customer"), "{path}: {body}");
+    }
+    let page = html(&view.get("/portal/downloads").await);
+    let vcsrf = field(&page, "csrf");
+    for (path, form) in [
+        ("/portal/downloads", vec![("product", "app"), ("version", "1.0.0"), ("filename", "app.tar.gz")]),
+        ("/portal/api-keys", vec![("name", "mine")]),
+        ("/portal/api-keys/revoke", vec![("id", "x")]),
+        ("/portal/team", vec![("email", "eve@evil.test"), ("role", "admin")]),
+        ("/portal/team/role", vec![("email", "ann@acme.test"), ("role", "admin")]),
+        ("/portal/team/remove", vec![("email", "ann@acme.test")]),
+        ("/portal/notifications", vec![("notify", "on")]),
+        ("/portal/notifications/feed", vec![]),
+        ("/portal/sign-out-everywhere", vec![]),
+    ] {
+        let mut form = form;
+        form.push(("csrf", &vcsrf));
+        let r = view.post(path, &form).await;
+        assert_eq!((r.status, code(&r).as_str()), (403, "view_only"), "{path}");
+    }
+    assert!(common::initiations(&a, 0).await.is_empty(), "nothing downloaded");
+    let r = a.call("GET", "/admin/v1/customers/acme/api-keys", None).await;
+    assert_eq!(Admin::json(&r)["items"].as_array().unwrap().len(), 1, "setup's key only");
+    assert!(a.call("GET", "/admin/v1/customers/acme/users/eve@evil.test", None).await.status == 404);
+
+    // Audited: who, whose, until when.
+    let viewed = events(&a, "type=portal.viewed_as", 1).await;
+    assert_eq!(viewed[0]["customer"], "acme");
+    assert!(viewed[0]["actor"].as_str().unwrap().starts_with("console:"), "{viewed:?}");
+    assert!(viewed[0]["data"]["until"].is_string(), "{viewed:?}");
+
+    // Over after 15 minutes, however busy.
+    for _ in 0..3 {
+        clock.advance(4 * 60);
+        assert_eq!(view.get("/portal/downloads").await.status, 200);
+    }
+    clock.advance(4 * 60);
+    assert_eq!(view.get("/portal/downloads").await.header("location"), Some("/portal/sign-in"));
+
+    // A read-only console role may not open it; nor may anyone once the
+    // customer is suspended.
+    a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "acme", "status": "suspended" }))).await;
+    let page = html(&ops.get("/console/customers/acme").await);
+    let r = ops.post("/console/customers/acme/view-as", &[("csrf", &field(&page, "csrf"))]).await;
+    assert_eq!((r.status, code(&r).as_str()), (409, "customer_unavailable"));
 }

@@ -60,10 +60,12 @@ pub enum EventType {
     PortalUserChanged,
     #[serde(rename = "customer.changed")]
     CustomerChanged,
+    #[serde(rename = "portal.viewed_as")]
+    PortalViewedAs,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::DownloadInitiated,
         EventType::DownloadCompleted,
         EventType::DownloadDenied,
@@ -74,6 +76,7 @@ impl EventType {
         EventType::PortalSignedIn,
         EventType::PortalUserChanged,
         EventType::CustomerChanged,
+        EventType::PortalViewedAs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +91,7 @@ impl EventType {
             EventType::PortalSignedIn => "portal.signed_in",
             EventType::PortalUserChanged => "portal.user_changed",
             EventType::CustomerChanged => "customer.changed",
+            EventType::PortalViewedAs => "portal.viewed_as",
         }
     }
 
@@ -218,6 +222,15 @@ pub enum Detail {
         /// The status after the change: `active` or `suspended`.
         status: String,
     },
+    /// A vendor's person opened the customer's portal read-only from the
+    /// console ("view as customer"); `actor` names them.
+    #[serde(rename = "portal.viewed_as")]
+    PortalViewedAs {
+        /// When the view ends.
+        until: crate::catalog::Timestamp,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_ip: Option<String>,
+    },
 }
 
 impl Detail {
@@ -233,6 +246,7 @@ impl Detail {
             Detail::PortalSignedIn { .. } => EventType::PortalSignedIn,
             Detail::PortalUserChanged { .. } => EventType::PortalUserChanged,
             Detail::CustomerChanged { .. } => EventType::CustomerChanged,
+            Detail::PortalViewedAs { .. } => EventType::PortalViewedAs,
         }
     }
 }

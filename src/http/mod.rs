@@ -58,7 +58,7 @@ pub fn public_router(state: Arc<Services>) -> Router {
         .route("/feeds/{customer}/releases.atom", get(updates::atom))
         .merge(customer_api::routes(state.clone()));
     // Off, the portal's paths are unknown routes (404), signed in or not.
-    let routes = if state.portal.enabled { routes.merge(portal::routes()) } else { routes };
+    let routes = if state.portal.enabled { routes.merge(portal::routes(state.clone())) } else { routes };
     with_common_layers(routes, state)
 }
 

@@ -16,7 +16,7 @@ use askama::Template;
 use axum::Extension;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -42,8 +42,8 @@ const CSRF_COOKIE: &str = "tg_portal_csrf";
 const SSO_COOKIE: &str = "tg_portal_sso";
 pub(super) const STYLE: &str = include_str!("../../templates/portal/style.css");
 
-pub fn routes() -> axum::Router<Arc<Services>> {
-    axum::Router::new()
+pub fn routes(state: Arc<Services>) -> axum::Router<Arc<Services>> {
+    let signing_in = axum::Router::new()
         .route("/portal", get(home))
         .route("/portal/", get(home))
         .route("/portal/style.css", get(style))
@@ -51,8 +51,9 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/auth", get(confirm_page).post(authenticate))
         .route("/portal/sso", post(sso_start))
         .route("/portal/sso/callback", get(sso_callback))
+        .route("/portal/sign-out", post(sign_out));
+    axum::Router::new()
         .route("/portal/downloads", get(downloads_page).post(download))
-        .route("/portal/sign-out", post(sign_out))
         .route("/portal/licenses", get(licenses_page))
         .route("/portal/usage", get(usage_page))
         .route("/portal/history", get(history_page))
@@ -65,6 +66,8 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/portal/team/role", post(change_role))
         .route("/portal/team/remove", post(remove_member))
         .route("/portal/sign-out-everywhere", post(sign_out_everywhere))
+        .route_layer(axum::middleware::from_fn_with_state(state, refuse_changes_in_a_view))
+        .merge(signing_in)
 }
 
 /// What every page shows of the vendor.
@@ -80,6 +83,8 @@ struct Nav {
     email: String,
     csrf: String,
     page: &'static str,
+    /// A vendor's read-only view: a banner says so.
+    view_only: bool,
 }
 
 fn brand(s: &Services) -> Brand {
@@ -289,7 +294,12 @@ struct Signed {
 async fn signed(s: &Services, headers: &HeaderMap, page: &'static str) -> Result<Signed, Response> {
     match signed_in(s, headers).await? {
         Some((session, user, customer)) => {
-            let nav = Nav { email: session.email.clone(), csrf: session.csrf.clone(), page };
+            let nav = Nav {
+                email: session.email.clone(),
+                csrf: session.csrf.clone(),
+                page,
+                view_only: session.view_as.is_some(),
+            };
             Ok(Signed { session, user, customer, nav })
         }
         None => Err(see_other("/portal/sign-in")),
@@ -497,7 +507,48 @@ async fn authenticate(
             return portal_failure(&s, None, &e);
         }
     };
+    if let Some(actor) = session.view_as.clone() {
+        // Audited: who looked at whose portal, from where, until when.
+        let subject = Subject { customer: Some(session.customer.clone()), ..Subject::default() };
+        let until = Timestamp(session.created_at.0 + crate::portal::VIEW_FOR);
+        let detail = Detail::PortalViewedAs { until, client_ip: Some(client.to_string()) };
+        crate::events::acting_as(actor, s.record(subject, detail)).await;
+        let mut r = see_other("/portal/downloads");
+        set_cookie(&mut r, format!("{SESSION_COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Lax{}", secure(&s)));
+        set_cookie(&mut r, format!("{CSRF_COOKIE}=; Path=/portal; Max-Age=0; HttpOnly; SameSite=Strict{}", secure(&s)));
+        return r;
+    }
     signed_in_now(&s, &session, &id, client, "link".to_owned()).await
+}
+
+/// Every change a signed-in page makes (its `POST`s) is refused in a
+/// vendor's read-only view of the portal (`403 view_only`); signing out
+/// is not a change.
+async fn refuse_changes_in_a_view(
+    State(s): State<Arc<Services>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && let Some(id) = cookie(request.headers(), SESSION_COOKIE)
+    {
+        match Portal::new(&s).session(id).await {
+            Ok(Some((session, _, _))) if session.view_as.is_some() => {
+                return error_page(
+                    &s,
+                    None,
+                    StatusCode::FORBIDDEN,
+                    "view_only",
+                    "This is a read-only view of the customer's portal: nothing can be changed or downloaded from it."
+                        .into(),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return portal_failure(&s, None, &e),
+        }
+    }
+    next.run(request).await
 }
 
 /// A sign-in that worked: `portal.signed_in` recorded (`via` the link or

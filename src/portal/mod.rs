@@ -172,7 +172,16 @@ struct SignInLink {
     email: String,
     customer: String,
     expires_at: Timestamp,
+    /// A vendor's read-only view of the customer's portal, by this console
+    /// identity ([`Portal::new_view_link`]); `email` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    view_as: Option<String>,
 }
+
+/// How long a vendor's read-only view of a customer's portal lasts.
+pub const VIEW_FOR: u64 = 15 * 60;
+/// How long the console's link into such a view can be used.
+const VIEW_LINK_TTL: u64 = 120;
 
 /// A signed-in browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +195,11 @@ pub struct Session {
     /// The user's [`PortalUser::session_epoch`] when it started.
     #[serde(default)]
     pub epoch: u32,
+    /// A vendor's read-only view of the customer's portal, opened from the
+    /// console by this identity (`console:<token id>`): no user behind it,
+    /// every change refused, over after [`VIEW_FOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_as: Option<String>,
 }
 
 /// Why a portal request was refused.
@@ -357,7 +371,7 @@ impl<'a> Portal<'a> {
         }
         let token = new_token()?;
         let expires_at = Timestamp(self.now().0 + self.svc.portal.link_ttl.as_secs());
-        let link = SignInLink { email: user.email.clone(), customer: user.customer.clone(), expires_at };
+        let link = SignInLink { email: user.email.clone(), customer: user.customer.clone(), expires_at, view_as: None };
         put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
         Ok(Some((user, token)))
     }
@@ -378,12 +392,53 @@ impl<'a> Portal<'a> {
         if now.0 >= link.expires_at.0 {
             return Err(PortalError::InvalidLink);
         }
+        if let Some(actor) = link.view_as {
+            if !self.customer_active(&link.customer).await? {
+                return Err(PortalError::InvalidLink);
+            }
+            return self.start_view(&link.customer, &actor).await;
+        }
         match self.user(&link.email).await? {
             Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {
                 self.start_session(&u).await
             }
             _ => Err(PortalError::InvalidLink),
         }
+    }
+
+    /// A single-use link (valid [`VIEW_LINK_TTL`] seconds) into a read-only
+    /// view of `customer`'s portal for `actor`, a console identity; `None`
+    /// when the customer does not exist or is suspended.
+    pub async fn new_view_link(&self, customer: &str, actor: &str) -> Result<Option<String>, PortalError> {
+        if !self.customer_active(customer).await? {
+            return Ok(None);
+        }
+        let token = new_token()?;
+        let link = SignInLink {
+            email: String::new(),
+            customer: customer.to_owned(),
+            expires_at: Timestamp(self.now().0 + VIEW_LINK_TTL),
+            view_as: Some(actor.to_owned()),
+        };
+        put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
+        Ok(Some(token))
+    }
+
+    /// A read-only session of `customer`'s portal for `actor`.
+    async fn start_view(&self, customer: &str, actor: &str) -> Result<(Session, String), PortalError> {
+        let now = self.now();
+        let id = new_token()?;
+        let session = Session {
+            email: format!("{actor} (read-only view)"),
+            customer: customer.to_owned(),
+            created_at: now,
+            seen_at: now,
+            csrf: new_token()?,
+            epoch: 0,
+            view_as: Some(actor.to_owned()),
+        };
+        put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
+        Ok((session, id))
     }
 
     /// A new session for `user`, whose sign-in was proven (a link, an
@@ -399,6 +454,7 @@ impl<'a> Portal<'a> {
             seen_at: now,
             csrf: new_token()?,
             epoch: user.session_epoch,
+            view_as: None,
         };
         put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         let _ = self
@@ -423,11 +479,25 @@ impl<'a> Portal<'a> {
         let now = self.now();
         let p = &self.svc.portal;
         let idle = now.0.saturating_sub(session.seen_at.0) > p.session_idle.as_secs();
-        let old = now.0.saturating_sub(session.created_at.0) > p.session_absolute.as_secs();
-        let user = self
-            .user(&session.email)
-            .await?
-            .filter(|u| u.customer == session.customer && u.session_epoch == session.epoch);
+        let absolute = if session.view_as.is_some() { VIEW_FOR } else { p.session_absolute.as_secs() };
+        let old = now.0.saturating_sub(session.created_at.0) > absolute;
+        let user = match &session.view_as {
+            // A vendor's view: no user; it sees what the customer's admins see.
+            Some(_) => Some(PortalUser {
+                email: session.email.clone(),
+                customer: session.customer.clone(),
+                role: Role::Admin,
+                created_at: session.created_at,
+                last_sign_in_at: None,
+                session_epoch: 0,
+                notify_releases: false,
+                last_download_at: None,
+            }),
+            None => self
+                .user(&session.email)
+                .await?
+                .filter(|u| u.customer == session.customer && u.session_epoch == session.epoch),
+        };
         let customer = self.svc.catalog.customer(&session.customer).await?;
         let live = match (&user, &customer) {
             (Some(_), Some(c)) => !idle && !old && c.status != CustomerStatus::Suspended,

@@ -849,3 +849,56 @@ pub(super) async fn delete_entitlement(
         Err(e) => failed(Some(nav), &e.to_problem().detail.unwrap_or_default()),
     }
 }
+
+#[derive(Template)]
+#[template(path = "console/view_as.html")]
+struct ViewAsPage {
+    nav: Option<Nav>,
+    customer: String,
+    link: String,
+}
+
+/// `POST /console/customers/{id}/view-as`: open the customer's portal
+/// read-only, for [`crate::portal::VIEW_FOR`], through a single-use link
+/// on the public listener; `portal.viewed_as` names who, when it is used.
+pub(super) async fn view_as(
+    State(s): State<Arc<Services>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let (session, nav) = match signed(&s, &headers, "customers").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let fields = form.map(|Form(f)| f).unwrap_or_default();
+    if let Some(r) = refused(&session, &nav, &fields, Method::POST, "/admin/v1/customers/-") {
+        return r;
+    }
+    if !s.portal.enabled {
+        return error(
+            Some(nav),
+            StatusCode::CONFLICT,
+            "portal_disabled",
+            "The customer portal is off (portal.enabled).",
+        );
+    }
+    let actor = format!("console:{}", session.token_id);
+    match crate::portal::Portal::new(&s).new_view_link(&id, &actor).await {
+        Ok(Some(token)) => {
+            tracing::info!(token = %session.token_id, customer = %id, "console opened a customer's portal read-only");
+            let base = s.downloads.urls.public_url.trim_end_matches('/');
+            // A page with the link, not a redirect: the console's pages
+            // send forms to this origin only (CSP form-action).
+            let t = ViewAsPage { nav: Some(nav), customer: id, link: format!("{base}/portal/auth?token={token}") };
+            view(StatusCode::OK, &t)
+        }
+        Ok(None) => error(
+            Some(nav),
+            StatusCode::CONFLICT,
+            "customer_unavailable",
+            format!("No active customer {id:?}: a suspended customer's portal is closed to everyone."),
+        ),
+        Err(e) => failed(Some(nav), &e),
+    }
+}

@@ -37,7 +37,7 @@ mod webhooks;
 use activity::{activity_page, activity_script, activity_stream};
 use customers::{
     create_customer, create_entitlement, customer_page, customers_page, delete_entitlement, edit_customer,
-    entitlement_page, new_entitlement_page, replace_entitlement,
+    entitlement_page, new_entitlement_page, replace_entitlement, view_as,
 };
 use releases::{adoption_csv, release_action, release_page, releases_page};
 use reports::{report_csv, reports_page};
@@ -60,6 +60,7 @@ pub fn routes() -> axum::Router<Arc<Services>> {
         .route("/console/customers", get(customers_page).post(create_customer))
         .route("/console/customers/{id}", get(customer_page).post(edit_customer))
         .route("/console/customers/{id}/new-entitlement", get(new_entitlement_page))
+        .route("/console/customers/{id}/view-as", post(view_as))
         .route("/console/customers/{id}/entitlements", post(create_entitlement))
         .route("/console/customers/{id}/entitlements/{entitlement}", get(entitlement_page).post(replace_entitlement))
         .route("/console/customers/{id}/entitlements/{entitlement}/delete", post(delete_entitlement))
