@@ -879,7 +879,7 @@ async fn dead_letters(a: &Admin, endpoint: &str, ready: impl Fn(&[Value]) -> boo
 /// A dead letter sent again on request: refused again, it stays with the
 /// attempt counted; accepted, it goes, delivered signed as the first time.
 /// Asked through the admin API and through the console's button.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_sent_again_on_request() {
     let a = Admin::start_tweaked(StoreKind::Sqlite, Backend::Local, quick_webhooks).await;
     let receiver = Receiver::start().await;
@@ -891,9 +891,20 @@ async fn dead_letters_are_sent_again_on_request() {
     let event = dead[0]["event"]["id"].as_str().unwrap().to_owned();
 
     let redeliver = format!("/admin/v1/webhooks/late/dead-letters/{event}/redeliver");
-    let r = a.call("POST", &redeliver, None).await;
-    assert_eq!(r.status, 202, "{r:?}");
-    assert_eq!(Admin::json(&r)["event"]["id"], event.as_str());
+    // Asked for with the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, &a.token).unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let admin_url = format!("http://{}", a.gw.admin);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["admin", "--url", &admin_url, "--token-file", token.to_str().unwrap()])
+        .args(["webhook", "redeliver", "late", &event])
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && printed.contains(&event), "{printed} {}", String::from_utf8_lossy(&out.stderr));
     let dead = dead_letters(&a, "late", |d| d.first().is_some_and(|d| d["attempts"] == 4)).await;
     assert_eq!(dead[0]["last_error"], "answered 503", "refused again: kept, counted");
     assert!(receiver.taken("/fail4/hook").is_empty());

@@ -68,7 +68,7 @@ enum AdminCommand {
     Report(ReportArgs),
     /// Who among the customers entitled to a release has downloaded it.
     Adoption { product: String, version: String },
-    /// Webhook endpoints: put, get, list, delete, dead-letters.
+    /// Webhook endpoints: put, get, list, delete, dead-letters, redeliver.
     #[command(subcommand)]
     Webhook(WebhookCmd),
 }
@@ -97,6 +97,13 @@ enum WebhookCmd {
     Delete { id: String },
     /// Events the endpoint never accepted.
     DeadLetters { id: String },
+    /// Send a dead letter again, once, within seconds (it goes when the
+    /// endpoint accepts it).
+    Redeliver {
+        id: String,
+        /// The dead letter's event id (`ev_…`).
+        event: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -528,6 +535,9 @@ fn to_call(cmd: &AdminCommand, now: &str) -> Call {
             WebhookCmd::List => call("GET", "/admin/v1/webhooks".into(), None),
             WebhookCmd::Delete { id } => call("DELETE", format!("/admin/v1/webhooks/{}", seg(id)), None),
             WebhookCmd::DeadLetters { id } => call("GET", format!("/admin/v1/webhooks/{}/dead-letters", seg(id)), None),
+            WebhookCmd::Redeliver { id, event } => {
+                call("POST", format!("/admin/v1/webhooks/{}/dead-letters/{}/redeliver", seg(id), seg(event)), None)
+            }
         },
         AdminCommand::ApiKey(c) => match c {
             ApiKeyCmd::Create { customer, name, .. } => {
