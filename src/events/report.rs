@@ -103,6 +103,23 @@ pub fn rows(cells: &[Cell], seen: &[Seen]) -> Vec<ReportRow> {
     rows.into_values().collect()
 }
 
+/// The rows summed into one (`group` = `total`); its `customers` are the
+/// distinct customers over every group.
+pub fn total(rows: &[ReportRow], seen: &[Seen]) -> ReportRow {
+    let mut total = ReportRow { group: "total".into(), ..ReportRow::default() };
+    for r in rows {
+        total.initiations += r.initiations;
+        total.completions += r.completions;
+        total.aborted += r.aborted;
+        total.bytes += r.bytes;
+        for (reason, n) in &r.denials {
+            *total.denials.entry(reason.clone()).or_default() += n;
+        }
+    }
+    total.customers = seen.iter().map(|s| s.customer.as_str()).collect::<BTreeSet<_>>().len() as u64;
+    total
+}
+
 /// The report as CSV (RFC 4180): one column per denial reason seen in any row.
 pub fn csv(dimension: Dimension, rows: &[ReportRow]) -> String {
     let reasons: BTreeSet<&str> = rows.iter().flat_map(|r| r.denials.keys().map(String::as_str)).collect();

@@ -164,17 +164,7 @@ pub(crate) async fn downloads_report(
         ];
         return Ok((headers, report::csv(q.group_by, &rows)).into_response());
     }
-    let mut total = ReportRow { group: "total".into(), ..ReportRow::default() };
-    for r in &rows {
-        total.initiations += r.initiations;
-        total.completions += r.completions;
-        total.aborted += r.aborted;
-        total.bytes += r.bytes;
-        for (reason, n) in &r.denials {
-            *total.denials.entry(reason.clone()).or_default() += n;
-        }
-    }
-    total.customers = seen.iter().map(|s| s.customer.as_str()).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let total = report::total(&rows, &seen);
     Ok(Json(Report { from: days.from, to: days.to, group_by: q.group_by, rows, total }).into_response())
 }
 

@@ -24,7 +24,7 @@ use crate::catalog::{
 };
 use crate::events::{EventType, Filter, day_of};
 use crate::http::admin_api::{AdminError, CustomerBody, remove_entitlement, write_customer, write_entitlement};
-use crate::http::portal::{human_size, same, see_other, word};
+use crate::http::portal::{human_size, see_other, word};
 use crate::services::Services;
 use crate::signing::encode_segment;
 
@@ -76,26 +76,24 @@ impl Problems {
     }
 }
 
-/// The form's check of the session's CSRF token and role for a change to
-/// admin API `path`: `Some` is the refusal.
-fn refused(session: &ConsoleSession, nav: &Nav, fields: &Fields, method: Method, path: &str) -> Option<Response> {
-    if !same(field(fields, "csrf"), &session.csrf) {
-        return Some(error(
-            Some(nav.clone()),
-            StatusCode::FORBIDDEN,
-            "csrf_refused",
-            "This form is out of date; reload the page.",
-        ));
-    }
-    if !session.role.may(&method, path) {
-        let detail = format!("You are signed in as {} ({}): it does not change customers.", nav.who, nav.role);
-        return Some(error(Some(nav.clone()), StatusCode::FORBIDDEN, "role_forbids", detail));
-    }
-    None
+/// Changes to customers are the admin API's `/admin/v1/customers/…`.
+const CUSTOMERS: &str = "/admin/v1/customers/-";
+
+/// A posted form's fields and session, checked ([`super::form_session`]).
+async fn posted(
+    s: &Services,
+    headers: &HeaderMap,
+    form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
+    method: Method,
+) -> Result<(ConsoleSession, Nav, Fields), Response> {
+    let fields = form.map(|Form(f)| f).unwrap_or_default();
+    let (session, nav) =
+        super::form_session(s, headers, "customers", field(&fields, "csrf"), (method, CUSTOMERS), "customers").await?;
+    Ok((session, nav, fields))
 }
 
 fn may_change(session: &ConsoleSession) -> bool {
-    session.role.may(&Method::PUT, "/admin/v1/customers/-")
+    session.role.may(&Method::PUT, CUSTOMERS)
 }
 
 fn customer_url(id: &str) -> String {
@@ -187,15 +185,11 @@ pub(super) async fn create_customer(
     headers: HeaderMap,
     form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "customers").await {
-        Ok(signed) => signed,
+    let (session, nav, fields) = match posted(&s, &headers, form, Method::PUT).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let fields = form.map(|Form(f)| f).unwrap_or_default();
     let (id, name) = (field(&fields, "id").to_owned(), field(&fields, "name").to_owned());
-    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
-        return r;
-    }
     let mut problems = Problems::default();
     if id.is_empty() {
         problems.add("id", "Give the customer an id (your system's, e.g. its account number).");
@@ -426,14 +420,10 @@ pub(super) async fn edit_customer(
     Path(id): Path<String>,
     form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "customers").await {
-        Ok(signed) => signed,
+    let (session, nav, fields) = match posted(&s, &headers, form, Method::PUT).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let fields = form.map(|Form(f)| f).unwrap_or_default();
-    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
-        return r;
-    }
     let mut problems = Problems::default();
     let name = field(&fields, "name").to_owned();
     if name.is_empty() {
@@ -767,13 +757,12 @@ async fn save_entitlement(
     existing: Option<String>,
     fields: Fields,
 ) -> Response {
-    let (session, nav) = match signed(s, headers, "customers").await {
-        Ok(signed) => signed,
-        Err(r) => return r,
-    };
-    if let Some(r) = refused(&session, &nav, &fields, Method::PUT, "/admin/v1/customers/-") {
-        return r;
-    }
+    let csrf = field(&fields, "csrf");
+    let (session, nav) =
+        match super::form_session(s, headers, "customers", csrf, (Method::PUT, CUSTOMERS), "customers").await {
+            Ok(signed) => signed,
+            Err(r) => return r,
+        };
     let Ok(pre) = expect(&fields) else {
         return error(Some(nav), StatusCode::BAD_REQUEST, "invalid_request", "The form's revision is not readable.");
     };
@@ -832,14 +821,10 @@ pub(super) async fn delete_entitlement(
     Path((customer, id)): Path<(String, String)>,
     form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "customers").await {
-        Ok(signed) => signed,
+    let (session, nav, _) = match posted(&s, &headers, form, Method::DELETE).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let fields = form.map(|Form(f)| f).unwrap_or_default();
-    if let Some(r) = refused(&session, &nav, &fields, Method::DELETE, "/admin/v1/customers/-") {
-        return r;
-    }
     match super::attributed(&session, remove_entitlement(&s, &customer, &id)).await {
         Ok(true) => {
             tracing::info!(token = %session.token_id, customer = %customer, entitlement = %id, "console removed an entitlement");
@@ -867,14 +852,10 @@ pub(super) async fn view_as(
     Path(id): Path<String>,
     form: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "customers").await {
-        Ok(signed) => signed,
+    let (session, nav, _) = match posted(&s, &headers, form, Method::POST).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let fields = form.map(|Form(f)| f).unwrap_or_default();
-    if let Some(r) = refused(&session, &nav, &fields, Method::POST, "/admin/v1/customers/-") {
-        return r;
-    }
     if !s.portal.enabled {
         return error(
             Some(nav),

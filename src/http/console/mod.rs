@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form};
@@ -180,6 +180,34 @@ pub(super) async fn signed(
             .await;
     }
     let nav = Nav { who: session.token_id.clone(), role: session.role.as_str(), csrf: session.csrf.clone(), page };
+    Ok((session, nav))
+}
+
+/// A change posted from a console page: the session and its header, once
+/// the form's CSRF token and the role's right to `method` on admin API
+/// `path` are checked (`what` names the area in the refusal); otherwise
+/// the answer (sign-in, `403 csrf_refused`, `403 role_forbids`).
+pub(super) async fn form_session(
+    s: &Services,
+    headers: &HeaderMap,
+    page: &'static str,
+    csrf: &str,
+    (method, path): (Method, &str),
+    what: &str,
+) -> Result<(ConsoleSession, Nav), Response> {
+    let (session, nav) = signed(s, headers, page).await?;
+    if !same(csrf, &session.csrf) {
+        return Err(error(
+            Some(nav),
+            StatusCode::FORBIDDEN,
+            "csrf_refused",
+            "This form is out of date; reload the page.",
+        ));
+    }
+    if !session.role.may(&method, path) {
+        let detail = format!("You are signed in as {} ({}): it does not change {what}.", nav.who, nav.role);
+        return Err(error(Some(nav), StatusCode::FORBIDDEN, "role_forbids", detail));
+    }
     Ok((session, nav))
 }
 

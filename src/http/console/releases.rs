@@ -12,7 +12,7 @@ use super::{CsrfForm, Nav, error, failed, signed, view};
 use crate::catalog::{ReleaseAction, Timestamp};
 use crate::events::day_of;
 use crate::http::admin_events::{AdoptionView, adoption_of};
-use crate::http::portal::{human_size, same, see_other, word};
+use crate::http::portal::{human_size, see_other, word};
 use crate::services::Services;
 use crate::signing::encode_segment;
 use semver::Version;
@@ -227,18 +227,13 @@ pub(super) async fn release_action(
     Path((product, version, action)): Path<(String, String, String)>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "releases").await {
-        Ok(signed) => signed,
-        Err(r) => return r,
-    };
-    if !same(&form.map(|Form(f)| f.csrf).unwrap_or_default(), &session.csrf) {
-        return error(Some(nav), StatusCode::FORBIDDEN, "csrf_refused", "This form is out of date; reload the page.");
-    }
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
     let path = format!("/admin/v1/products/{product}/releases/{version}/{action}");
-    if !session.role.may(&Method::POST, &path) {
-        let detail = format!("You are signed in as {} ({}): it does not change releases.", nav.who, nav.role);
-        return error(Some(nav), StatusCode::FORBIDDEN, "role_forbids", detail);
-    }
+    let (session, nav) =
+        match super::form_session(&s, &headers, "releases", &csrf, (Method::POST, &path), "releases").await {
+            Ok(signed) => signed,
+            Err(r) => return r,
+        };
     let action = match action.as_str() {
         "publish" => ReleaseAction::Publish { backdated_to: None },
         "yank" => ReleaseAction::Yank,

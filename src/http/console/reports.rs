@@ -71,6 +71,20 @@ fn asked(s: &Services, q: &ReportQuery) -> Result<Asked, (&'static str, String)>
     Ok(Asked { days, labels, group, query })
 }
 
+/// A signed-in request for a report and what it asks, or the answer.
+async fn report_request(
+    s: &Services,
+    headers: &HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Nav, Asked), Response> {
+    let (_, nav) = signed(s, headers, "reports").await?;
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    match asked(s, &q) {
+        Ok(a) => Ok((nav, a)),
+        Err((code, detail)) => Err(error(Some(nav), StatusCode::BAD_REQUEST, code, detail)),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/reports.html")]
 struct ReportsPage {
@@ -128,14 +142,9 @@ pub(super) async fn reports_page(
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, nav) = match signed(&s, &headers, "reports").await {
-        Ok(signed) => signed,
+    let (nav, a) = match report_request(&s, &headers, q).await {
+        Ok(asked) => asked,
         Err(r) => return r,
-    };
-    let q = q.map(|Query(q)| q).unwrap_or_default();
-    let a = match asked(&s, &q) {
-        Ok(a) => a,
-        Err((code, detail)) => return error(Some(nav), StatusCode::BAD_REQUEST, code, detail),
     };
     let found = async {
         let (cells, _) = s.event_log.cells(&a.days, a.group.1).await.map_err(|e| e.to_string())?;
@@ -201,17 +210,7 @@ pub(super) async fn reports_page(
     let platform_items: Vec<(String, u64)> = by_platform.iter().map(|r| (r.group.clone(), r.initiations)).collect();
     let platforms_chart = crate::http::chart::bars("platforms", "Downloads started, by platform", &platform_items);
 
-    let mut total = ReportRow { group: "total".into(), ..ReportRow::default() };
-    for r in &by_group {
-        total.initiations += r.initiations;
-        total.completions += r.completions;
-        total.aborted += r.aborted;
-        total.bytes += r.bytes;
-        for (reason, n) in &r.denials {
-            *total.denials.entry(reason.clone()).or_default() += n;
-        }
-    }
-    total.customers = seen.iter().map(|s| s.customer.as_str()).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let total = report::total(&by_group, &seen);
     let t = ReportsPage {
         nav: Some(nav),
         from: a.days.from.clone(),
@@ -241,14 +240,9 @@ pub(super) async fn report_csv(
     Path(file): Path<String>,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, nav) = match signed(&s, &headers, "reports").await {
-        Ok(signed) => signed,
+    let (nav, a) = match report_request(&s, &headers, q).await {
+        Ok(asked) => asked,
         Err(r) => return r,
-    };
-    let q = q.map(|Query(q)| q).unwrap_or_default();
-    let a = match asked(&s, &q) {
-        Ok(a) => a,
-        Err((code, detail)) => return error(Some(nav), StatusCode::BAD_REQUEST, code, detail),
     };
     let dimension = match file.as_str() {
         "downloads.csv" => a.group.1,

@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::{CsrfForm, Nav, error, failed, signed, view};
 use crate::http::admin_webhooks::{endpoints_with_dead_letters, redeliver};
-use crate::http::portal::{same, see_other};
+use crate::http::portal::see_other;
 use crate::services::Services;
 
 #[derive(Template)]
@@ -97,17 +97,12 @@ pub(super) async fn redeliver_action(
     Path((id, event)): Path<(String, String)>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let (session, nav) = match signed(&s, &headers, "webhooks").await {
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    let change = (Method::POST, "/admin/v1/webhooks/-");
+    let (session, nav) = match super::form_session(&s, &headers, "webhooks", &csrf, change, "webhooks").await {
         Ok(signed) => signed,
         Err(r) => return r,
     };
-    if !same(&form.map(|Form(f)| f.csrf).unwrap_or_default(), &session.csrf) {
-        return error(Some(nav), StatusCode::FORBIDDEN, "csrf_refused", "This form is out of date; reload the page.");
-    }
-    if !session.role.may(&Method::POST, "/admin/v1/webhooks/-") {
-        let detail = format!("You are signed in as {} ({}): it does not change webhooks.", nav.who, nav.role);
-        return error(Some(nav), StatusCode::FORBIDDEN, "role_forbids", detail);
-    }
     match redeliver(&s, &id, &event).await {
         Ok(_) => {
             tracing::info!(token = %session.token_id, endpoint = %id, event = %event, "console asked to send a dead letter again");
