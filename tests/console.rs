@@ -182,6 +182,7 @@ async fn the_console_in_chromium() {
     let r = ask(&a, &initech, json!({ "product": "app", "version": "1.1.0", "platform": "linux-x86_64" })).await;
     assert_eq!(r.status, 201, "{r:?}");
     let url = Admin::json(&r)["url"].as_str().unwrap().to_owned();
+    let first_grant = Admin::json(&r)["grant_id"].as_str().unwrap().to_owned();
     assert_eq!(common::request(a.gw.public, "GET", target(&url), &[]).await.status, 200);
     let mut api = serde_json::Value::Null;
     for _ in 0..200 {
@@ -258,10 +259,12 @@ async fn the_console_in_chromium() {
     look(&b, "release-adoption").await;
 
     // Live activity: the page open, a download appears on it as it happens.
-    b.goto(&format!("{base}/console/activity?customer=acme")).await;
+    // The new customer's download is listed; another appears as it happens.
+    b.goto(&format!("{base}/console/activity?customer=initech")).await;
     b.wait_for_url("/console/activity").await;
+    assert!(b.source().await.contains(&first_grant), "the download listed");
     look(&b, "activity").await;
-    let r = ask(&a, &key, json!({ "product": "app", "version": "1.0.0", "filename": "app.tar.gz" })).await;
+    let r = ask(&a, &initech, json!({ "product": "app", "version": "1.1.0", "platform": "linux-x86_64" })).await;
     let grant = Admin::json(&r)["grant_id"].as_str().unwrap().to_owned();
     let live = Admin::json(&r)["url"].as_str().unwrap().to_owned();
     assert_eq!(common::request(a.gw.public, "GET", target(&live), &[]).await.status, 200);
@@ -523,7 +526,8 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
     ] {
         let r = ops.post("/console/customers", &[("csrf", &csrf), ("id", id), ("name", name)]).await;
         let body = html(&r);
-        assert_eq!(r.status, 422, "{id:?}: {body}");
+        let want = if id == "acme" { 409 } else { 422 };
+        assert_eq!(r.status, want, "{id:?}: {body}");
         assert!(body.contains(problem) && body.contains("aria-invalid=\"true\""), "{id:?}: {body}");
     }
     assert_eq!(Admin::json(&stored("/admin/v1/customers/acme").await)["name"], "acme", "not renamed");
@@ -564,10 +568,17 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
     assert_eq!(r.status, 303, "{}", html(&r));
     let rename =
         [("csrf", csrf.as_str()), ("revision", &rev), ("name", "Acme Renamed"), ("status", "active"), ("networks", "")];
+    // A refusal of a field keeps the revision the form was read at…
+    let mut stale = rename;
+    stale[2] = ("name", "");
+    let page = html(&ops.post("/console/customers/acme", &stale).await);
+    assert_eq!(revision(&page), rev, "a refused form keeps its revision");
+    // …so saving it again is a conflict, answered with what is stored now.
     let r = ops.post("/console/customers/acme", &rename).await;
     let body = html(&r);
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 409);
     assert!(body.contains("Someone changed this since you opened the form"), "{body}");
+    assert!(body.contains("value=\"Acme Corp\"") && revision(&body) != rev, "the stored record, its revision: {body}");
     let now = Admin::json(&stored("/admin/v1/customers/acme").await);
     assert_eq!((now["name"].as_str(), now["status"].as_str()), (Some("Acme Corp"), Some("suspended")), "{now}");
     assert_eq!(now["allowed_cidrs"], json!(["198.51.100.0/24"]));
@@ -617,7 +628,7 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
         (vec![("starts", "")], "starts-error", "Give the day it starts"),
         (vec![("starts", "2026-13-45")], "starts-error", "is not a date"),
         (vec![("starts", "yesterday")], "starts-error", "is not a date"),
-        (vec![("expires", "2025-01-01")], "expires-error", "must end after it starts"),
+        (vec![("expires", "2025-01-01")], "expires-error", "must not end before it starts"),
         (vec![("maintenance", "2026-01-01T00:00:00Z")], "maintenance-error", "is not a date"),
         (vec![("versions", ">>1")], "versions-error", "is not a version requirement"),
         (vec![("channels", "")], "channels-error", "Tick at least one channel"),
@@ -630,7 +641,8 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
         form.push(("revision", ""));
         let r = ops.post("/console/customers/acme/entitlements", &form).await;
         let body = html(&r);
-        assert_eq!(r.status, 422, "{over:?}: {body}");
+        let want = if field_id == "id-error" && problem == "is taken" { 409 } else { 422 };
+        assert_eq!(r.status, want, "{over:?}: {body}");
         assert!(body.contains(&format!("id=\"{field_id}\"")) && body.contains(problem), "{over:?} {problem}: {body}");
     }
     let r = a.call("GET", "/admin/v1/customers/acme/entitlements", None).await;
@@ -649,20 +661,27 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
     assert_eq!(e["channels"], json!(["stable", "beta"]), "{e}");
     assert_eq!(
         (e["starts_at"].as_str(), e["expires_at"].as_str()),
-        (Some("2026-01-01T00:00:00Z"), Some("2027-01-01T00:00:00Z"))
+        (Some("2026-01-01T00:00:00Z"), Some("2027-01-02T00:00:00Z")),
+        "works through its last day"
     );
     let page = html(&ops.get("/console/customers/acme/entitlements/second").await);
     let rev = revision(&page);
-    assert!(page.contains("value=\"2026-01-01\""), "{page}");
+    assert!(page.contains("value=\"2026-01-01\"") && page.contains("value=\"2027-01-01\""), "{page}");
     let mut first = good(&[("versions", "^2")]);
     first.extend([("csrf", csrf.as_str()), ("revision", rev.as_str())]);
     let r = ops.post("/console/customers/acme/entitlements/second", &first).await;
     assert_eq!(r.status, 303, "{}", html(&r));
     let mut second = good(&[("license", "trial")]);
     second.extend([("csrf", csrf.as_str()), ("revision", rev.as_str())]);
+    // Refused for a field first: the form keeps the revision read.
+    let mut bad = second.clone();
+    bad.retain(|(k, _)| *k != "versions");
+    bad.push(("versions", "nope"));
+    let page = html(&ops.post("/console/customers/acme/entitlements/second", &bad).await);
+    assert_eq!(revision(&page), rev, "a refused form keeps its revision");
     let r = ops.post("/console/customers/acme/entitlements/second", &second).await;
     let body = html(&r);
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 409);
     assert!(body.contains("Someone changed this") && body.contains("value=\"^2\""), "shows what is stored: {body}");
     let e = Admin::json(&a.call("GET", "/admin/v1/customers/acme/entitlements/second", None).await);
     assert_eq!((e["versions"].as_str(), e["license"].as_str()), (Some("^2"), Some("term")), "{e}");

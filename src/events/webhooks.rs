@@ -34,7 +34,7 @@ use utoipa::ToSchema;
 use super::EventLog;
 use super::EventType;
 use crate::catalog::Timestamp;
-use crate::catalog::store::{Kind, RecordStore, StoreError, get_json, put_json};
+use crate::catalog::store::{CasOutcome, Kind, RecordStore, StoreError, get_json, put_json};
 use crate::http_client::{HttpClient, full};
 
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -247,27 +247,57 @@ impl Deliverer {
         }
     }
 
-    /// Send again the dead letters someone asked for ([`Kind::Redelivery`]):
-    /// each request is taken by deleting it (of racing replicas, one
-    /// deletes it), then sent once in a task of its own. Delivered: the dead
-    /// letter goes. Refused again: it stays, with this attempt counted.
+    /// Send again the dead letters someone asked for ([`Kind::Redelivery`]).
+    /// A request is claimed by compare-and-set (`taken_at`), so of racing
+    /// replicas one sends it; it stays while the send runs, so asking again
+    /// meanwhile sends nothing twice; a claim older than
+    /// [`Deliverer::redelivery_stale`] (its replica stopped) is taken over.
+    /// Sent once: accepted, the dead letter goes; refused, it is written
+    /// back with the attempt counted, if nothing changed it meanwhile.
     async fn take_redeliveries(&self) -> Result<(), StoreError> {
         let asked = self.store.list(Kind::Redelivery, "", None, crate::catalog::store::MAX_PAGE).await?;
+        let now = self.clock.now_unix();
         for (key, _) in asked {
-            if !self.store.delete(Kind::Redelivery, &key).await? {
-                continue;
+            if let Err(e) = self.take_redelivery(&key, now).await {
+                tracing::warn!(key = %key, error = %e, "cannot take a request to send a dead letter again");
             }
-            let Some(dead) = get_json::<DeadLetter>(&*self.store, Kind::DeadLetter, &key).await? else { continue };
-            let Some(endpoint) = endpoint_of(&*self.store, &dead.endpoint).await?.filter(|e| e.enabled) else {
-                continue;
-            };
-            let this = self.clone();
-            tokio::spawn(async move { this.redeliver(&endpoint, &key, dead).await });
         }
         Ok(())
     }
 
-    async fn redeliver(&self, endpoint: &Endpoint, key: &str, dead: DeadLetter) {
+    fn redelivery_stale(&self) -> u64 {
+        self.settings.timeout.as_secs().saturating_add(60)
+    }
+
+    async fn take_redelivery(&self, key: &str, now: u64) -> Result<(), StoreError> {
+        let Some(request) = self.store.get_versioned(Kind::Redelivery, key).await? else { return Ok(()) };
+        let mut asked: Redelivery = serde_json::from_slice(&request.value).unwrap_or_default();
+        if asked.taken_at.is_some_and(|t| now.saturating_sub(t.0) < self.redelivery_stale()) {
+            return Ok(());
+        }
+        asked.taken_at = Some(Timestamp(now));
+        let claim = serde_json::to_vec(&asked).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let expect = crate::catalog::store::Expect::Revision(request.revision);
+        if matches!(self.store.put_if(Kind::Redelivery, key, &claim, expect).await?, CasOutcome::Conflict) {
+            return Ok(());
+        }
+        let dead = self.store.get_versioned(Kind::DeadLetter, key).await?;
+        let dead = dead.and_then(|d| Some((serde_json::from_slice::<DeadLetter>(&d.value).ok()?, d.revision)));
+        let Some((dead, revision)) = dead else {
+            self.store.delete(Kind::Redelivery, key).await?;
+            return Ok(());
+        };
+        let Some(endpoint) = endpoint_of(&*self.store, &dead.endpoint).await?.filter(|e| e.enabled) else {
+            self.store.delete(Kind::Redelivery, key).await?;
+            return Ok(());
+        };
+        let this = self.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move { this.redeliver(&endpoint, &key, dead, revision).await });
+        Ok(())
+    }
+
+    async fn redeliver(&self, endpoint: &Endpoint, key: &str, dead: DeadLetter, revision: u64) {
         let id = dead.event["id"].as_str().unwrap_or_default().to_owned();
         let body = Bytes::from(serde_json::to_vec(&dead.event).unwrap_or_default());
         match self.send(endpoint, &id, body).await {
@@ -285,10 +315,20 @@ impl Deliverer {
                     failed_at: Timestamp(self.clock.now_unix()),
                     ..dead
                 };
-                if let Err(e) = put_json(&*self.store, Kind::DeadLetter, key, &again).await {
+                // Only over the letter as it was read: one deleted meanwhile
+                // (its endpoint removed) is not brought back.
+                let expect = crate::catalog::store::Expect::Revision(revision);
+                let written = match serde_json::to_vec(&again) {
+                    Ok(bytes) => self.store.put_if(Kind::DeadLetter, key, &bytes, expect).await.map(|_| ()),
+                    Err(e) => Err(StoreError::Internal(e.to_string())),
+                };
+                if let Err(e) = written {
                     tracing::warn!(endpoint = %endpoint.id, event = %id, error = %e, "cannot update a dead letter");
                 }
             }
+        }
+        if let Err(e) = self.store.delete(Kind::Redelivery, key).await {
+            tracing::warn!(endpoint = %endpoint.id, event = %id, error = %e, "cannot end a request to send again");
         }
     }
 
@@ -466,8 +506,21 @@ pub async fn request_redelivery(
 ) -> Result<Option<DeadLetter>, StoreError> {
     let key = format!("{endpoint}/{event}");
     let Some(dead) = get_json::<DeadLetter>(store, Kind::DeadLetter, &key).await? else { return Ok(None) };
-    put_json(store, Kind::Redelivery, &key, &serde_json::json!({ "requested_at": now })).await?;
+    let asked = Redelivery { requested_at: Some(now), taken_at: None };
+    let bytes = serde_json::to_vec(&asked).map_err(|e| StoreError::Internal(e.to_string()))?;
+    // Asked already (waiting, or being sent): that request stands.
+    store.put_if(Kind::Redelivery, &key, &bytes, crate::catalog::store::Expect::Absent).await?;
     Ok(Some(dead))
+}
+
+/// A request to send a dead letter again.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Redelivery {
+    #[serde(default)]
+    requested_at: Option<Timestamp>,
+    /// When a deliverer took it (it is being sent).
+    #[serde(default)]
+    taken_at: Option<Timestamp>,
 }
 
 pub async fn endpoint_of(store: &dyn RecordStore, id: &str) -> Result<Option<Endpoint>, StoreError> {

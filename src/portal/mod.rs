@@ -176,6 +176,9 @@ struct SignInLink {
     /// identity ([`Portal::new_view_link`]); `email` is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     view_as: Option<String>,
+    /// With `view_as`: the fingerprint of that admin token's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    view_key: Option<String>,
 }
 
 /// How long a vendor's read-only view of a customer's portal lasts.
@@ -200,6 +203,11 @@ pub struct Session {
     /// every change refused, over after [`VIEW_FOR`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view_as: Option<String>,
+    /// With `view_as`: the fingerprint of that admin token's secret; the
+    /// view ends when the token is removed, rotated or loses the right to
+    /// change customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_key: Option<String>,
 }
 
 /// Why a portal request was refused.
@@ -371,7 +379,13 @@ impl<'a> Portal<'a> {
         }
         let token = new_token()?;
         let expires_at = Timestamp(self.now().0 + self.svc.portal.link_ttl.as_secs());
-        let link = SignInLink { email: user.email.clone(), customer: user.customer.clone(), expires_at, view_as: None };
+        let link = SignInLink {
+            email: user.email.clone(),
+            customer: user.customer.clone(),
+            expires_at,
+            view_as: None,
+            view_key: None,
+        };
         put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
         Ok(Some((user, token)))
     }
@@ -393,10 +407,11 @@ impl<'a> Portal<'a> {
             return Err(PortalError::InvalidLink);
         }
         if let Some(actor) = link.view_as {
-            if !self.customer_active(&link.customer).await? {
+            let key = link.view_key.unwrap_or_default();
+            if !self.viewer_still_allowed(&actor, &key) || !self.customer_active(&link.customer).await? {
                 return Err(PortalError::InvalidLink);
             }
-            return self.start_view(&link.customer, &actor).await;
+            return self.start_view(&link.customer, &actor, key).await;
         }
         match self.user(&link.email).await? {
             Some(u) if u.customer == link.customer && self.customer_active(&u.customer).await? => {
@@ -407,9 +422,10 @@ impl<'a> Portal<'a> {
     }
 
     /// A single-use link (valid [`VIEW_LINK_TTL`] seconds) into a read-only
-    /// view of `customer`'s portal for `actor`, a console identity; `None`
-    /// when the customer does not exist or is suspended.
-    pub async fn new_view_link(&self, customer: &str, actor: &str) -> Result<Option<String>, PortalError> {
+    /// view of `customer`'s portal for admin token `token_id`, opened from
+    /// the console; `None` when the customer does not exist or is
+    /// suspended.
+    pub async fn new_view_link(&self, customer: &str, token_id: &str) -> Result<Option<String>, PortalError> {
         if !self.customer_active(customer).await? {
             return Ok(None);
         }
@@ -418,14 +434,26 @@ impl<'a> Portal<'a> {
             email: String::new(),
             customer: customer.to_owned(),
             expires_at: Timestamp(self.now().0 + VIEW_LINK_TTL),
-            view_as: Some(actor.to_owned()),
+            view_as: Some(format!("console:{token_id}")),
+            view_key: self.svc.admin_tokens.role_of(token_id).map(|(_, fingerprint)| fingerprint),
         };
         put_json(self.svc.catalog.records().as_ref(), Kind::SignInLink, &digest(&token), &link).await?;
         Ok(Some(token))
     }
 
+    /// The console identity `actor` (`console:<token id>`) is still the
+    /// token whose secret had fingerprint `key`, with a role that changes
+    /// customers.
+    fn viewer_still_allowed(&self, actor: &str, key: &str) -> bool {
+        let Some(token_id) = actor.strip_prefix("console:") else { return false };
+        match self.svc.admin_tokens.role_of(token_id) {
+            Some((role, fingerprint)) => fingerprint == key && role.may(&http::Method::PUT, "/admin/v1/customers/-"),
+            None => false,
+        }
+    }
+
     /// A read-only session of `customer`'s portal for `actor`.
-    async fn start_view(&self, customer: &str, actor: &str) -> Result<(Session, String), PortalError> {
+    async fn start_view(&self, customer: &str, actor: &str, key: String) -> Result<(Session, String), PortalError> {
         let now = self.now();
         let id = new_token()?;
         let session = Session {
@@ -436,6 +464,7 @@ impl<'a> Portal<'a> {
             csrf: new_token()?,
             epoch: 0,
             view_as: Some(actor.to_owned()),
+            view_key: Some(key),
         };
         put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         Ok((session, id))
@@ -455,6 +484,7 @@ impl<'a> Portal<'a> {
             csrf: new_token()?,
             epoch: user.session_epoch,
             view_as: None,
+            view_key: None,
         };
         put_json(self.svc.catalog.records().as_ref(), Kind::PortalSession, &digest(&id), &session).await?;
         let _ = self
@@ -480,7 +510,10 @@ impl<'a> Portal<'a> {
         let p = &self.svc.portal;
         let idle = now.0.saturating_sub(session.seen_at.0) > p.session_idle.as_secs();
         let absolute = if session.view_as.is_some() { VIEW_FOR } else { p.session_absolute.as_secs() };
-        let old = now.0.saturating_sub(session.created_at.0) > absolute;
+        let mut old = now.0.saturating_sub(session.created_at.0) > absolute;
+        if let Some(actor) = &session.view_as {
+            old |= !self.viewer_still_allowed(actor, session.view_key.as_deref().unwrap_or_default());
+        }
         let user = match &session.view_as {
             // A vendor's view: no user; it sees what the customer's admins see.
             Some(_) => Some(PortalUser {

@@ -40,6 +40,8 @@ fn field<'f>(f: &'f Fields, name: &str) -> &'f str {
 struct Problems {
     fields: Vec<(&'static str, String)>,
     form: Option<String>,
+    /// The record changed meanwhile, or the id is taken: `409`, not `422`.
+    conflict: bool,
 }
 
 impl Problems {
@@ -55,6 +57,15 @@ impl Problems {
         self.fields.is_empty() && self.form.is_none()
     }
 
+    /// The status of a page showing these problems.
+    fn status(&self) -> StatusCode {
+        match (self.is_empty(), self.conflict) {
+            (true, _) => StatusCode::OK,
+            (false, true) => StatusCode::CONFLICT,
+            (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
     /// The admin API's refusal, placed beside the field it names.
     fn from_admin(e: &AdminError) -> Self {
         let mut p = Problems::default();
@@ -64,6 +75,7 @@ impl Problems {
                 p.add("product", format!("There is no product {id:?}."));
             }
             AdminError::Catalog(CatalogError::PreconditionFailed) => {
+                p.conflict = true;
                 p.form = Some(
                     "Someone changed this since you opened the form (or created it first). Nothing was written; \
                      the form now shows what is stored — check it and save again."
@@ -207,6 +219,7 @@ pub(super) async fn create_customer(
             }
             Err(AdminError::Catalog(CatalogError::PreconditionFailed)) => {
                 problems.add("id", format!("There is a customer {id:?} already."));
+                problems.conflict = true;
             }
             Err(e) => problems = Problems::from_admin(&e),
         }
@@ -225,7 +238,7 @@ pub(super) async fn create_customer(
         new_name: name,
         problems,
     };
-    view(StatusCode::UNPROCESSABLE_ENTITY, &t)
+    view(t.problems.status(), &t)
 }
 
 // A customer.
@@ -297,7 +310,8 @@ async fn customer_view(
     session: &ConsoleSession,
     nav: Nav,
     id: &str,
-    posted: Option<(&Fields, Problems)>,
+    posted: Option<&Fields>,
+    problems: Problems,
 ) -> Response {
     let stored = match s.catalog.customer_stored(id).await {
         Ok(Some(c)) => c,
@@ -320,17 +334,20 @@ async fn customer_view(
         Ok(found) => found,
         Err(e) => return failed(Some(nav), &e),
     };
-    let (status, (name, networks, problems)) = match posted {
-        Some((f, problems)) => {
-            (field(f, "status").to_owned(), (field(f, "name").to_owned(), field(f, "networks").to_owned(), problems))
-        }
+    // Values as posted keep the revision they were read at, so a second
+    // Save cannot overwrite what someone else changed since.
+    let (status, name, networks, revision) = match posted {
+        Some(f) => (
+            field(f, "status").to_owned(),
+            field(f, "name").to_owned(),
+            field(f, "networks").to_owned(),
+            field(f, "revision").parse().unwrap_or(stored.revision),
+        ),
         None => (
             word(&customer.status),
-            (
-                customer.name.clone(),
-                customer.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-                Problems::default(),
-            ),
+            customer.name.clone(),
+            customer.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            stored.revision,
         ),
     };
     let url = customer_url(id);
@@ -339,7 +356,7 @@ async fn customer_view(
         may_change: may_change(session),
         nav: Some(nav),
         id: id.to_owned(),
-        revision: stored.revision,
+        revision,
         name,
         status,
         networks,
@@ -354,9 +371,10 @@ async fn customer_view(
                 channels: e.channels.iter().map(word).collect::<Vec<_>>().join(", "),
                 dates: format!(
                     "{} → {}{}",
-                    day_of(e.starts_at.0),
-                    e.expires_at.map_or_else(|| "no end".to_owned(), |t| day_of(t.0)),
-                    e.maintenance_until.map_or_else(String::new, |t| format!(" (updates until {})", day_of(t.0)))
+                    Day::Start.shown(e.starts_at),
+                    e.expires_at.map_or_else(|| "no end".to_owned(), |t| format!("through {}", Day::Through.shown(t))),
+                    e.maintenance_until
+                        .map_or_else(String::new, |t| format!(" (updates until {})", Day::LastSecond.shown(t)))
                 ),
                 status: word(&e.status),
                 id: e.id,
@@ -395,8 +413,7 @@ async fn customer_view(
         denials: event_rows(&denials),
         url,
     };
-    let status = if t.problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    view(status, &t)
+    view(t.problems.status(), &t)
 }
 
 /// `GET /console/customers/{id}`.
@@ -409,7 +426,7 @@ pub(super) async fn customer_page(
         Ok(signed) => signed,
         Err(r) => return r,
     };
-    customer_view(&s, &session, nav, &id, None).await
+    customer_view(&s, &session, nav, &id, None, Problems::default()).await
 }
 
 /// `POST /console/customers/{id}`: name, status (suspend, reactivate) and
@@ -464,7 +481,9 @@ pub(super) async fn edit_customer(
             Err(e) => problems = Problems::from_admin(&e),
         }
     }
-    customer_view(&s, &session, nav, &id, Some((&fields, problems))).await
+    // Changed meanwhile: shown as it is now, with the news.
+    let posted = (!problems.conflict).then_some(&fields);
+    customer_view(&s, &session, nav, &id, posted, problems).await
 }
 
 // Entitlements.
@@ -484,6 +503,34 @@ struct EntitlementPage {
     products: Vec<String>,
     v: EntitlementValues,
     problems: Problems,
+}
+
+/// How a form's UTC day stands for an entitlement's instant: it starts at
+/// the day's first second; it works *through* its end day (the stored end
+/// is exclusive: the next day's first second); "updates until" covers
+/// releases published on that day too (its last second).
+#[derive(Debug, Clone, Copy)]
+enum Day {
+    Start,
+    Through,
+    LastSecond,
+}
+
+impl Day {
+    fn instant(self, day_start: u64) -> Timestamp {
+        Timestamp(match self {
+            Day::Start => day_start,
+            Day::Through => day_start + 86_400,
+            Day::LastSecond => day_start + 86_399,
+        })
+    }
+
+    fn shown(self, t: Timestamp) -> String {
+        match self {
+            Day::Through => day_of(t.0.saturating_sub(1)),
+            Day::Start | Day::LastSecond => day_of(t.0),
+        }
+    }
 }
 
 /// The form's values, as text.
@@ -507,9 +554,9 @@ impl EntitlementValues {
             id: e.id.clone(),
             product: e.product.clone(),
             license: word(&e.license),
-            starts: day_of(e.starts_at.0),
-            expires: e.expires_at.map(|t| day_of(t.0)).unwrap_or_default(),
-            maintenance: e.maintenance_until.map(|t| day_of(t.0)).unwrap_or_default(),
+            starts: Day::Start.shown(e.starts_at),
+            expires: e.expires_at.map(|t| Day::Through.shown(t)).unwrap_or_default(),
+            maintenance: e.maintenance_until.map(|t| Day::LastSecond.shown(t)).unwrap_or_default(),
             versions: e.versions.to_string(),
             channels: e.channels.iter().map(word).collect(),
             platforms: e.platforms.as_ref().map(|p| p.join(", ")).unwrap_or_default(),
@@ -541,15 +588,15 @@ impl EntitlementValues {
     /// instant (the form shows days; the API may have set a time).
     fn entitlement(&self, customer: &str, before: Option<&Entitlement>) -> Result<Entitlement, Problems> {
         let mut p = Problems::default();
-        let parse = |field: &'static str, text: &str, kept: Option<Timestamp>, p: &mut Problems| {
+        let parse = |field: &'static str, text: &str, kept: Option<Timestamp>, day: Day, p: &mut Problems| {
             if text.is_empty() {
                 return None;
             }
-            if let Some(kept) = kept.filter(|k| day_of(k.0) == text) {
+            if let Some(kept) = kept.filter(|k| day.shown(*k) == text) {
                 return Some(kept);
             }
             match crate::http::admin_events::parse_day(field, text) {
-                Ok(t) if text.len() == 10 => Some(Timestamp(t)),
+                Ok(t) if text.len() == 10 => Some(day.instant(t)),
                 _ => {
                     p.add(field, format!("{text:?} is not a date (YYYY-MM-DD)."));
                     None
@@ -566,13 +613,18 @@ impl EntitlementValues {
         if license.is_err() {
             p.add("license", "Choose a license type.");
         }
-        let starts = parse("starts_at", &self.starts, before.map(|b| b.starts_at), &mut p);
+        let starts = parse("starts_at", &self.starts, before.map(|b| b.starts_at), Day::Start, &mut p);
         if self.starts.is_empty() {
             p.add("starts_at", "Give the day it starts.");
         }
-        let expires = parse("expires_at", &self.expires, before.and_then(|b| b.expires_at), &mut p);
-        let maintenance =
-            parse("maintenance_until", &self.maintenance, before.and_then(|b| b.maintenance_until), &mut p);
+        let expires = parse("expires_at", &self.expires, before.and_then(|b| b.expires_at), Day::Through, &mut p);
+        let maintenance = parse(
+            "maintenance_until",
+            &self.maintenance,
+            before.and_then(|b| b.maintenance_until),
+            Day::LastSecond,
+            &mut p,
+        );
         let versions = if self.versions.is_empty() { Ok(VersionReq::STAR) } else { VersionReq::parse(&self.versions) };
         if let Err(e) = &versions {
             p.add("versions", format!("{:?} is not a version requirement (*, ^2, >=2.1, <3): {e}.", self.versions));
@@ -609,7 +661,7 @@ impl EntitlementValues {
             && e <= s
             && p.of("expires_at").is_empty()
         {
-            p.add("expires_at", "It must end after it starts.");
+            p.add("expires_at", "It must not end before it starts.");
         }
         match (license, status, versions, starts) {
             (Ok(license), Ok(status), Ok(versions), Some(starts_at)) if p.is_empty() => Ok(Entitlement {
@@ -664,7 +716,7 @@ async fn entitlement_view(
         Some((id, _)) => format!("{customer_url}/entitlements/{}", encode_segment(id)),
         None => format!("{customer_url}/entitlements"),
     };
-    let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = problems.status();
     let t = EntitlementPage {
         csrf: session.csrf.clone(),
         may_change: may_change(session),
@@ -763,8 +815,18 @@ async fn save_entitlement(
             Ok(signed) => signed,
             Err(r) => return r,
         };
-    let Ok(pre) = expect(&fields) else {
-        return error(Some(nav), StatusCode::BAD_REQUEST, "invalid_request", "The form's revision is not readable.");
+    let pre = match (expect(&fields), &existing) {
+        // A new one is written only where there is none.
+        (_, None) => Expect::Absent,
+        (Ok(Expect::Revision(r)), Some(_)) => Expect::Revision(r),
+        _ => {
+            return error(
+                Some(nav),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The form's revision is not readable.",
+            );
+        }
     };
     let mut v = EntitlementValues::posted(&fields);
     if let Some(id) = &existing {
@@ -779,8 +841,13 @@ async fn save_entitlement(
         },
         None => None,
     };
-    let revision = |b: &Option<crate::catalog::Stored<Entitlement>>| b.as_ref().map(|b| b.revision).unwrap_or(0);
-    let shown = existing.clone().map(|id| (id, revision(&before)));
+    // Shown again with the revision it was read at (not the stored one):
+    // saving it again cannot overwrite a change made meanwhile.
+    let read_at = match pre {
+        Expect::Revision(r) => r,
+        Expect::Absent => 0,
+    };
+    let shown = existing.clone().map(|id| (id, read_at));
     let problems = match v.entitlement(&customer, before.as_ref().map(|b| &b.record)) {
         Err(p) => p,
         Ok(e) => {
@@ -790,7 +857,7 @@ async fn save_entitlement(
                     return see_other(&customer_url(&customer));
                 }
                 Err(AdminError::Catalog(CatalogError::PreconditionFailed)) if existing.is_none() => {
-                    let mut p = Problems::default();
+                    let mut p = Problems { conflict: true, ..Problems::default() };
                     p.add("id", format!("{:?} is taken: this customer has an entitlement by that id.", e.id));
                     p
                 }
@@ -831,7 +898,11 @@ pub(super) async fn delete_entitlement(
             see_other(&customer_url(&customer))
         }
         Ok(false) => error(Some(nav), StatusCode::NOT_FOUND, "not_found", "No such entitlement."),
-        Err(e) => failed(Some(nav), &e.to_problem().detail.unwrap_or_default()),
+        Err(e) => {
+            let p = e.to_problem();
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(Some(nav), status, p.code, p.detail.unwrap_or_default())
+        }
     }
 }
 
@@ -864,8 +935,7 @@ pub(super) async fn view_as(
             "The customer portal is off (portal.enabled).",
         );
     }
-    let actor = format!("console:{}", session.token_id);
-    match crate::portal::Portal::new(&s).new_view_link(&id, &actor).await {
+    match crate::portal::Portal::new(&s).new_view_link(&id, &session.token_id).await {
         Ok(Some(token)) => {
             tracing::info!(token = %session.token_id, customer = %id, "console opened a customer's portal read-only");
             let base = s.downloads.urls.public_url.trim_end_matches('/');

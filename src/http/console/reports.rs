@@ -147,13 +147,13 @@ pub(super) async fn reports_page(
         Err(r) => return r,
     };
     let found = async {
-        let (cells, _) = s.event_log.cells(&a.days, a.group.1).await.map_err(|e| e.to_string())?;
-        let by_group = report_rows(&s, &a.days, a.group.1).await?;
+        // The grouping's counters read once: its chart, table and total
+        // agree with each other whatever arrives meanwhile.
+        let (cells, seen) = s.event_log.cells(&a.days, a.group.1).await.map_err(|e| e.to_string())?;
+        let by_group = report::rows(&cells, &seen);
         let by_day = report_rows(&s, &a.days, Dimension::Day).await?;
         let by_customer = report_rows(&s, &a.days, Dimension::Customer).await?;
         let by_platform = report_rows(&s, &a.days, Dimension::Platform).await?;
-        // The whole range's distinct customers: what the API's total says.
-        let (_, seen) = s.event_log.cells(&a.days, Dimension::Product).await.map_err(|e| e.to_string())?;
         Ok::<_, String>((cells, by_group, by_day, by_customer, by_platform, seen))
     };
     let (cells, by_group, by_day, mut by_customer, mut by_platform, seen) = match found.await {
