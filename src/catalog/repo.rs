@@ -298,6 +298,11 @@ impl CatalogRepo {
         self.page(Kind::Product, "", cursor, limit).await
     }
 
+    /// Every product, by id.
+    pub async fn all_products(&self) -> Result<Vec<Product>, CatalogError> {
+        self.all(Kind::Product, "").await
+    }
+
     /// Delete a product that has no releases left.
     pub async fn delete_product(&self, id: &str) -> Result<bool, CatalogError> {
         if !self.store.list(Kind::Release, &format!("{id}/"), None, 1).await?.is_empty() {

@@ -1164,11 +1164,23 @@ pub(super) async fn release_audience(
 ) -> Result<(Release, Vec<crate::entitlement::access::Eligible>), AdminError> {
     let (product, v) = path(p)?;
     let version = version(&v)?;
-    let release = s.catalog.release(&product, &version).await?.ok_or_else(|| AdminError::NotFound("release".into()))?;
-    let artifacts = s.catalog.artifacts(&product, &version).await?;
+    let (release, _, items) =
+        audience(s, &product, &version).await?.ok_or_else(|| AdminError::NotFound("release".into()))?;
+    Ok((release, items))
+}
+
+/// A release, its files, and the customers it reaches now (the admin
+/// API's and the console's); `None`: no such release.
+pub(crate) async fn audience(
+    s: &Services,
+    product: &str,
+    version: &Version,
+) -> Result<Option<(Release, Vec<crate::catalog::Artifact>, Vec<crate::entitlement::access::Eligible>)>, AdminError> {
+    let Some(release) = s.catalog.release(product, version).await? else { return Ok(None) };
+    let artifacts = s.catalog.artifacts(product, version).await?;
     let now = Timestamp(s.clock.now_unix());
     let items = eligible(&s.catalog, &release, &artifacts, now).await?;
-    Ok((release, items))
+    Ok(Some((release, artifacts, items)))
 }
 
 #[cfg(test)]

@@ -986,29 +986,21 @@ struct UsagePage {
     limits: Vec<UsageView>,
 }
 
-struct UsageView {
-    name: String,
-    scope: String,
-    limit: u64,
-    used: u64,
-    limit_text: String,
-    used_text: String,
-    remaining_text: String,
-    resets: String,
+pub(super) struct UsageView {
+    pub name: String,
+    pub scope: String,
+    pub limit: u64,
+    pub used: u64,
+    pub limit_text: String,
+    pub used_text: String,
+    pub remaining_text: String,
+    pub resets: String,
 }
 
-/// `GET /portal/usage`: every limit in force, its use, and when it resets.
-async fn usage_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
-    let Signed { customer, nav, .. } = match signed(&s, &headers, "usage").await {
-        Ok(signed) => signed,
-        Err(r) => return r,
-    };
-    let usage = match downloads::usage(&s, &customer, None).await {
-        Ok(u) => u,
-        Err(e) => return access_refused(&s, nav, &e.into()),
-    };
-    let limits = usage
-        .usage
+/// Each limit in force with its use, as the portal's Usage page and the
+/// console's customer page show it.
+pub(super) fn usage_views(usage: &[crate::quota::Usage]) -> Vec<UsageView> {
+    usage
         .iter()
         .map(|u| {
             let bytes =
@@ -1029,7 +1021,20 @@ async fn usage_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Respo
                 resets: u.resets_at.map_or_else(|| "—".to_owned(), |t| Timestamp(t).to_string()),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `GET /portal/usage`: every limit in force, its use, and when it resets.
+async fn usage_page(State(s): State<Arc<Services>>, headers: HeaderMap) -> Response {
+    let Signed { customer, nav, .. } = match signed(&s, &headers, "usage").await {
+        Ok(signed) => signed,
+        Err(r) => return r,
+    };
+    let usage = match downloads::usage(&s, &customer, None).await {
+        Ok(u) => u,
+        Err(e) => return access_refused(&s, nav, &e.into()),
+    };
+    let limits = usage_views(&usage.usage);
     page(StatusCode::OK, &UsagePage { brand: brand(&s), nav: Some(nav), active: usage.active, limits })
 }
 
@@ -1317,11 +1322,22 @@ async fn history_csv(
         csv.push_str(&cells.join(","));
         csv.push_str("\r\n");
     }
-    let mut r = csv.into_response();
+    let mut r = csv_download("download-history", csv);
+    secure_headers(r.headers_mut());
+    r
+}
+
+/// A CSV download named `{name}.csv`, never cached, never sniffed (the
+/// portal's history and the console's tables).
+pub(super) fn csv_download(name: &str, body: String) -> Response {
+    let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"download-history.csv\""));
-    secure_headers(h);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
 }
 

@@ -24,7 +24,7 @@ use crate::catalog::{
 };
 use crate::events::{EventType, Filter, day_of};
 use crate::http::admin_api::{AdminError, CustomerBody, remove_entitlement, write_customer, write_entitlement};
-use crate::http::portal::{human_size, see_other, word};
+use crate::http::portal::{see_other, word};
 use crate::services::Services;
 use crate::signing::encode_segment;
 
@@ -258,7 +258,7 @@ struct CustomerPage {
     networks: String,
     problems: Problems,
     entitlements: Vec<EntitlementRow>,
-    usage: Vec<[String; 4]>,
+    usage: Vec<crate::http::portal::UsageView>,
     users: Vec<[String; 3]>,
     keys: Vec<[String; 3]>,
     downloads: Vec<[String; 4]>,
@@ -380,27 +380,7 @@ async fn customer_view(
                 id: e.id,
             })
             .collect(),
-        usage: usage
-            .usage
-            .iter()
-            .map(|u| {
-                let bytes = matches!(
-                    u.limit.kind,
-                    crate::quota::LimitKind::BytesPerDay | crate::quota::LimitKind::BytesPerMonth
-                );
-                let amount = |n: u64| if bytes { human_size(n) } else { n.to_string() };
-                let scope = match &u.limit.scope {
-                    crate::quota::QuotaScope::Customer => "all downloads".to_owned(),
-                    crate::quota::QuotaScope::Entitlement(id) => format!("entitlement {id}"),
-                };
-                [
-                    u.limit.kind.as_str().replace('_', " "),
-                    scope,
-                    format!("{} of {}", amount(u.used), amount(u.limit.limit)),
-                    u.resets_at.map_or_else(|| "—".to_owned(), |t| Timestamp(t).to_string()),
-                ]
-            })
-            .collect(),
+        usage: crate::http::portal::usage_views(&usage.usage),
         users: users.into_iter().map(|u| [u.email, u.role.as_str().to_owned(), date(u.last_sign_in_at)]).collect(),
         keys: keys
             .into_iter()
@@ -684,19 +664,6 @@ impl EntitlementValues {
     }
 }
 
-async fn product_ids(s: &Services) -> Result<Vec<String>, CatalogError> {
-    let mut ids = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = s.catalog.products(cursor.as_deref(), Some(200)).await?;
-        ids.extend(page.items.into_iter().map(|p| p.id));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(ids),
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments, reason = "one page's parts")]
 async fn entitlement_view(
     s: &Services,
@@ -707,8 +674,8 @@ async fn entitlement_view(
     v: EntitlementValues,
     problems: Problems,
 ) -> Response {
-    let products = match product_ids(s).await {
-        Ok(p) => p,
+    let products = match s.catalog.all_products().await {
+        Ok(p) => p.into_iter().map(|p| p.id).collect(),
         Err(e) => return failed(Some(nav), &e),
     };
     let customer_url = customer_url(customer);

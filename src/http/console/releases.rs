@@ -11,6 +11,7 @@ use axum::response::Response;
 use super::{CsrfForm, Nav, error, failed, signed, view};
 use crate::catalog::{ReleaseAction, Timestamp};
 use crate::events::day_of;
+use crate::http::admin_api::audience;
 use crate::http::admin_events::{AdoptionView, adoption_of};
 use crate::http::portal::{human_size, see_other, word};
 use crate::services::Services;
@@ -32,32 +33,25 @@ pub(super) async fn releases_page(State(s): State<Arc<Services>>, headers: Heade
         Ok(signed) => signed,
         Err(r) => return r,
     };
+    let all = match s.catalog.all_products().await {
+        Ok(p) => p,
+        Err(e) => return failed(Some(nav), &e),
+    };
     let mut products = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = match s.catalog.products(cursor.as_deref(), Some(200)).await {
-            Ok(p) => p,
+    for p in all {
+        let mut releases = match s.catalog.all_releases(&p.id).await {
+            Ok(r) => r,
             Err(e) => return failed(Some(nav), &e),
         };
-        for p in page.items {
-            let mut releases = match s.catalog.all_releases(&p.id).await {
-                Ok(r) => r,
-                Err(e) => return failed(Some(nav), &e),
-            };
-            releases.sort_by(|a, b| b.version.cmp(&a.version));
-            let rows = releases
-                .into_iter()
-                .map(|r| {
-                    let published = r.published_at.map_or_else(String::new, |t| t.to_string());
-                    [r.version.to_string(), word(&r.channel), word(&r.status), published]
-                })
-                .collect();
-            products.push((p.id, p.name, rows));
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
+        releases.sort_by(|a, b| b.version.cmp(&a.version));
+        let rows = releases
+            .into_iter()
+            .map(|r| {
+                let published = r.published_at.map_or_else(String::new, |t| t.to_string());
+                [r.version.to_string(), word(&r.channel), word(&r.status), published]
+            })
+            .collect();
+        products.push((p.id, p.name, rows));
     }
     view(StatusCode::OK, &ReleasesPage { nav: Some(nav), products })
 }
@@ -125,24 +119,16 @@ pub(super) async fn release_page(
     let Ok(v) = Version::parse(&version) else {
         return error(Some(nav), StatusCode::NOT_FOUND, "not_found", format!("{version:?} is not a version."));
     };
-    let release = match s.catalog.release(&product, &v).await {
-        Ok(Some(r)) => r,
+    let (release, artifacts, eligible) = match audience(&s, &product, &v).await {
+        Ok(Some(found)) => found,
         Ok(None) => return error(Some(nav), StatusCode::NOT_FOUND, "not_found", "No such release."),
         Err(e) => return failed(Some(nav), &e),
     };
-    let artifacts = match s.catalog.artifacts(&product, &v).await {
-        Ok(a) => a,
-        Err(e) => return failed(Some(nav), &e),
-    };
     let now = Timestamp(s.clock.now_unix());
-    let eligible = match crate::entitlement::access::eligible_customers(&s.catalog, &release, &artifacts, now).await {
-        Ok(e) => e,
-        Err(e) => return failed(Some(nav), &e),
-    };
     let may_change = session.role.may(&Method::POST, &format!("/admin/v1/products/{product}"));
     let adoption = match adoption_of(&s, &release, &eligible).await {
         Ok(a) => a,
-        Err(e) => return failed(Some(nav), &e.to_problem().detail.unwrap_or_default()),
+        Err(e) => return failed(Some(nav), &e),
     };
     let date = |t: Option<Timestamp>| t.map_or_else(|| "—".to_owned(), |t| t.to_string());
     let t = ReleasePage {
@@ -189,14 +175,8 @@ pub(super) async fn adoption_csv(
         return error(Some(nav), StatusCode::NOT_FOUND, "not_found", format!("{version:?} is not a version."));
     };
     let found = async {
-        let release = s.catalog.release(&product, &v).await.map_err(|e| e.to_string())?;
-        let Some(release) = release else { return Ok(None) };
-        let artifacts = s.catalog.artifacts(&product, &v).await.map_err(|e| e.to_string())?;
-        let now = Timestamp(s.clock.now_unix());
-        let eligible = crate::entitlement::access::eligible_customers(&s.catalog, &release, &artifacts, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        adoption_of(&s, &release, &eligible).await.map(Some).map_err(|e| e.to_problem().detail.unwrap_or_default())
+        let Some((release, _, eligible)) = audience(&s, &product, &v).await? else { return Ok(None) };
+        adoption_of(&s, &release, &eligible).await.map(Some)
     };
     let view = match found.await {
         Ok(Some(view)) => view,
@@ -216,7 +196,7 @@ pub(super) async fn adoption_csv(
             date(a.first_completed)
         ));
     }
-    super::reports::csv_response(&format!("adoption-{}-{}", view.product, view.version), out)
+    crate::http::portal::csv_download(&format!("adoption-{}-{}", view.product, view.version), out)
 }
 
 /// `POST /console/releases/{product}/{version}/{publish|yank|restore}`: as

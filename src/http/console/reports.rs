@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::{Nav, error, failed, signed, view};
@@ -270,18 +270,5 @@ pub(super) async fn report_csv(
     } else {
         report::csv(dimension, &rows)
     };
-    csv_response(&format!("{}-{}-{}", file.trim_end_matches(".csv"), a.days.from, a.days.to), body)
-}
-
-/// A CSV download named `{name}.csv`, never cached.
-pub(super) fn csv_response(name: &str, body: String) -> Response {
-    let mut r = body.into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    r
+    crate::http::portal::csv_download(&format!("{}-{}-{}", file.trim_end_matches(".csv"), a.days.from, a.days.to), body)
 }
