@@ -590,6 +590,8 @@ async fn customer_forms_refuse_bad_input_and_lost_updates() {
         (Some("console:ops"), Some("suspended")),
         "{last}"
     );
+    let page = html(&ops.get("/console/activity?type=customer.changed&customer=acme").await);
+    assert!(page.contains("acme · by console:ops"), "the activity page names who: {page}");
     // The API's own changes name the API's token.
     let r = a.call("PUT", "/admin/v1/customers/acme", Some(json!({ "name": "Acme Corp", "status": "active" }))).await;
     assert_eq!(r.status, 200);

@@ -13,6 +13,7 @@
     var e;
     try { e = JSON.parse(message.data); } catch (_) { return; }
     var about = [e.customer, e.product, e.version, e.filename].filter(Boolean).join(' ');
+    if (e.actor) { about += ' · by ' + e.actor; }
     var cells = [e.at, e.type, about, JSON.stringify(e.data || {})];
     var row = document.createElement('tr');
     cells.forEach(function (text, i) {

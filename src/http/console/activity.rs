@@ -63,12 +63,15 @@ struct ActivityPage {
 fn event_row(e: &crate::events::Event) -> [String; 4] {
     let at = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at));
     let sub = &e.subject;
-    let about = [&sub.customer, &sub.product, &sub.version, &sub.filename]
+    let mut about = [&sub.customer, &sub.product, &sub.version, &sub.filename]
         .into_iter()
         .flatten()
         .cloned()
         .collect::<Vec<_>>()
         .join(" ");
+    if let Some(actor) = &e.actor {
+        about.push_str(&format!(" · by {actor}"));
+    }
     let data = serde_json::to_value(&e.detail).ok().map(|v| v["data"].to_string()).unwrap_or_default();
     [at.to_string(), e.event_type().as_str().to_owned(), about, data]
 }
