@@ -5,8 +5,10 @@
 //!
 //! The servers (the gateway, nginx) run on CPU 1 and the load generators
 //! (`wrk -t1`, this process's clients, `redis-benchmark`) on CPU 0, so the
-//! two never share a core; Redis and the in-process S3 server are not pinned
-//! and serve both sides alike. Each pair is run `rounds` times, alternating
+//! two never share a core (the runner runs under `taskset -c 0`; the
+//! servers are pinned away from it by `support::pinned`). Redis is not
+//! pinned and serves both sides alike; the in-process S3 server shares
+//! CPU 0 with the load generator, for both sides. Each pair is run `rounds` times, alternating
 //! which side goes first; the best figure of each side is kept. One line per
 //! scenario: our figure, the reference's, the ratio and the goal of
 //! issue 15.
@@ -290,7 +292,7 @@ const LOAD_ENV: [(&str, &str); 1] = [("TOLLGATE_SERVER__MAX_CONNECTIONS_PER_ADDR
 
 /// The data-plane pairs; returns nginx's small-file figure, the reference
 /// for the grant URL's.
-fn data_plane(plan: &Plan, dir: &Path, lines: &mut Vec<Line>) -> f64 {
+fn data_plane(plan: &Plan, dir: &Path, pairs: bool, lines: &mut Vec<Line>) -> f64 {
     let small = "load/1.0/small.bin";
     let large = "load/1.0/large.bin";
     write_object(dir, small, plan.small);
@@ -301,6 +303,10 @@ fn data_plane(plan: &Plan, dir: &Path, lines: &mut Vec<Line>) -> f64 {
     let ours_small = format!("{base}{}", sign(dir, small, &base));
     let ours_large = format!("{base}{}", sign(dir, large, &base));
     let (theirs_small, theirs_large) = (nginx.url(small), nginx.url(large));
+    if !pairs {
+        slow_downloads(plan, &gateway, &ours_large, &nginx, &theirs_large, lines);
+        return 0.0;
+    }
     let kib = plan.small / 1024;
     let (a, nginx_small) = pair(
         plan.rounds,
@@ -349,26 +355,42 @@ fn slow_clients(url: &str, clients: usize, secs: u64, rss: &dyn Fn() -> (u64, u6
             for _ in 0..clients {
                 let (addr, target, stop, connected) = (addr.clone(), target.clone(), stop2.clone(), connected2.clone());
                 tasks.push(tokio::spawn(async move {
-                    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+                    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
                     // A small receive window: the client really is slow.
-                    socket.set_recv_buffer_size(8 * 1024).ok()?;
-                    let mut tcp = socket.connect(addr.parse().ok()?).await.ok()?;
-                    tcp.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.ok()?;
+                    socket.set_recv_buffer_size(8 * 1024).map_err(|e| format!("buffer: {e}"))?;
+                    let addr = addr.parse().map_err(|e| format!("address: {e}"))?;
+                    let mut tcp = socket.connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+                    let head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+                    tcp.write_all(head.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
                     connected.fetch_add(1, Ordering::Relaxed);
                     let mut buf = vec![0u8; 4096];
                     let mut got = 0usize;
                     while !stop.load(Ordering::Relaxed) {
-                        got += tcp.read(&mut buf).await.ok()?;
+                        match tcp.read(&mut buf).await {
+                            Ok(0) => return Err(format!("closed after {got} bytes")),
+                            Ok(n) => got += n,
+                            Err(e) => return Err(format!("read after {got} bytes: {e}")),
+                        }
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     }
-                    Some(got)
+                    if got == 0 { Err("nothing received".to_owned()) } else { Ok(got) }
                 }));
             }
             let mut served = 0;
+            let mut why = std::collections::BTreeMap::<String, usize>::new();
             for t in tasks {
-                served += usize::from(t.await.ok().flatten().is_some_and(|got| got > 0));
+                match t.await {
+                    Ok(Ok(_)) => served += 1,
+                    Ok(Err(e)) => {
+                        *why.entry(
+                            e.split(" after ").next().unwrap_or("").to_owned() + &e[e.rfind(':').unwrap_or(e.len())..],
+                        )
+                        .or_default() += 1
+                    }
+                    Err(e) => *why.entry(e.to_string()).or_default() += 1,
+                }
             }
-            served
+            (served, why)
         })
     });
     let (mut peak_rss, mut peak_threads) = (0, 0);
@@ -380,9 +402,9 @@ fn slow_clients(url: &str, clients: usize, secs: u64, rss: &dyn Fn() -> (u64, u6
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
-    let served = load.join().unwrap_or_else(|_| fail("the slow clients panicked".into()));
+    let (served, why) = load.join().unwrap_or_else(|_| fail("the slow clients panicked".into()));
     if served < clients {
-        fail(format!("only {served} of {clients} slow clients received bytes"));
+        fail(format!("only {served} of {clients} slow clients of {url} kept receiving bytes; the others: {why:?}"));
     }
     (peak_rss, peak_threads)
 }
@@ -519,9 +541,24 @@ fn control_plane(plan: &Plan, dir: &Path, nginx_small: f64, runtime: &tokio::run
 fn through_s3(plan: &Plan, dir: &Path, runtime: &tokio::runtime::Runtime, lines: &mut Vec<Line>) {
     let server = runtime.block_on(s3::S3Server::start());
     let key = "load/1.0/large.bin";
-    let object = server.root.path().join(s3::BUCKET).join(key);
-    std::fs::create_dir_all(object.parent().unwrap_or(server.root.path())).unwrap_or_else(|e| fail(e.to_string()));
-    std::fs::copy(dir.join("data/blobs").join(key), &object).unwrap_or_else(|e| fail(e.to_string()));
+    // Stored through the S3 API, as an upload would be: the server keeps the
+    // object's ETag then. A file copied in beside it has none, and s3s-fs
+    // answers every HEAD and GET of such a file by reading all of it for an
+    // MD5 first (the gateway's HEAD would cost as much as a download).
+    let client = s3_client(&server.endpoint);
+    runtime.block_on(async {
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(dir.join("data/blobs").join(key))
+            .await
+            .unwrap_or_else(|e| fail(e.to_string()));
+        client
+            .put_object()
+            .bucket(s3::BUCKET)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail(format!("put: {e}")));
+    });
     let work = tempfile::tempdir_in(dir).unwrap_or_else(|e| fail(e.to_string()));
     let mut env: Vec<(&str, &str)> = LOAD_ENV.to_vec();
     env.extend([
@@ -535,7 +572,7 @@ fn through_s3(plan: &Plan, dir: &Path, runtime: &tokio::runtime::Runtime, lines:
     let (_gateway, public, _admin) = start_gateway_on(work.path(), &env, Some(SERVER_CPU));
     let base = format!("http://{public}");
     let ours = format!("{base}{}", sign(work.path(), key, &base));
-    let direct = runtime.block_on(presigned_get(&server.endpoint, key));
+    let direct = runtime.block_on(presigned_get(&client, key));
     let (a, b) = pair(
         plan.rounds,
         || wrk(dir, &ours, 1, plan.secs).mib_per_second(),
@@ -550,7 +587,7 @@ fn through_s3(plan: &Plan, dir: &Path, runtime: &tokio::runtime::Runtime, lines:
     });
 }
 
-async fn presigned_get(endpoint: &str, key: &str) -> String {
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let credentials = aws_sdk_s3::config::Credentials::new(s3::S3_ACCESS_KEY, s3::S3_SECRET_KEY, None, None, "bench");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -559,7 +596,10 @@ async fn presigned_get(endpoint: &str, key: &str) -> String {
         .force_path_style(true)
         .credentials_provider(credentials)
         .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn presigned_get(client: &aws_sdk_s3::Client, key: &str) -> String {
     let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
         .unwrap_or_else(|e| fail(e.to_string()));
     client
@@ -676,13 +716,13 @@ fn main() {
     let build = if cfg!(debug_assertions) { "debug" } else { "optimised" };
     let mode = if plan.full { "full" } else { "smoke (figures mean nothing)" };
     println!("side by side: {build} build, {mode}; servers on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU}, loopback");
-    // `SIDE_BY_SIDE_ONLY=data|s3|control|upload` runs one group (the others need
+    // `SIDE_BY_SIDE_ONLY=data|slow|s3|control|upload` runs one group (the others need
     // the data plane's files, which are written anyway).
     let only = std::env::var("SIDE_BY_SIDE_ONLY").unwrap_or_default();
     let wanted = |group: &str| only.is_empty() || only == group;
     let mut lines = Vec::new();
-    let nginx_small = if wanted("data") {
-        data_plane(&plan, &dir, &mut lines)
+    let nginx_small = if wanted("data") || only == "slow" {
+        data_plane(&plan, &dir, only != "slow", &mut lines)
     } else {
         write_object(&dir, "load/1.0/large.bin", plan.large);
         0.0

@@ -52,17 +52,34 @@ pub fn start_gateway(dir: &Path, env: &[(&str, &str)]) -> (Gateway, String, Stri
     start_gateway_on(dir, env, None)
 }
 
-/// `program` run on CPU `cpu` only (through `taskset`), when one is given
-/// and the machine has more than one.
+/// `program` run on CPU `cpu` only (through `taskset`), or on every CPU
+/// for `None`, when the machine has more than one. The runner itself runs
+/// under `taskset -c 0`, whose mask its children inherit: an unpinned
+/// server would share the load generator's core.
 pub fn pinned(program: &str, cpu: Option<usize>) -> Command {
-    match cpu.filter(|_| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)) {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string(), program]);
-            c
-        }
-        None => Command::new(program),
+    let online = online_cpus();
+    if online < 2 {
+        return Command::new(program);
     }
+    let mut c = Command::new("taskset");
+    let cpus = match cpu {
+        Some(cpu) => cpu.to_string(),
+        None => format!("0-{}", online - 1),
+    };
+    c.args(["-c", &cpus, program]);
+    c
+}
+
+/// The machine's CPUs, whatever this process's affinity mask
+/// (`available_parallelism` counts only the CPUs this process may use).
+pub fn online_cpus() -> usize {
+    let counted = std::fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|list| {
+        list.trim().split(',').try_fold(0usize, |n, range| {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            Some(n + b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1)
+        })
+    });
+    counted.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 /// [`start_gateway`], pinned to `cpu`.
@@ -183,7 +200,7 @@ pub fn start_redis(dir: &Path) -> Redis {
         .and_then(|l| l.local_addr())
         .unwrap_or_else(|e| fail(format!("no free port: {e}")))
         .port();
-    let redis = Command::new("redis-server")
+    let redis = pinned("redis-server", None)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)

@@ -239,11 +239,9 @@ impl Gateway {
         // hyper's own buffer limit (about 400 KiB) lets it read a body in
         // large reads.
         let admin_opts = ServeOptions { tls: None, write_buffer: ADMIN_BUFFER, ..public_opts.clone() };
-        let public = TcpListener::bind(config.server.listen)
-            .await
+        let public = listen(config.server.listen)
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
+        let admin = listen(config.admin.listen)
             .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
         Ok(Self {
             state,
@@ -351,4 +349,21 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
         () = term => tracing::info!("SIGTERM received; shutting down"),
     }
+}
+
+/// Connections a listener lets wait to be accepted (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default). Tokio's `bind` asks for 1024: a
+/// burst of a thousand clients arriving while the serving threads are busy
+/// writing (each new download first fills its socket's send buffer)
+/// overflowed it, and the kernel then reset connections it had answered
+/// with SYN cookies. nginx asks for 511 but accepts from an idle event loop.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`], address reuse as tokio's
+/// `bind` sets it.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

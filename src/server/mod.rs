@@ -147,6 +147,7 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        limit_unsent(&tcp);
         let conn = Connection {
             router: router.clone(),
             builder: builder.clone(),
@@ -175,6 +176,25 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
         tracing::info!(addr = ?local, "all connections drained");
     }
 }
+
+/// Bytes a connection's socket may hold not yet sent (`TCP_NOTSENT_LOWAT`);
+/// past it, writes wait. Without it the kernel grows a download's send
+/// buffer to megabytes whatever the client's pace: a thousand slow clients
+/// on loopback had the gateway copying gigabytes into socket buffers,
+/// starving new connections past their header timeout and pushing the
+/// kernel into TCP memory pressure. Bytes in flight still grow with the
+/// congestion window, so fast clients are not held back.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn limit_unsent(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn limit_unsent(_tcp: &tokio::net::TcpStream) {}
 
 struct Connection {
     router: Router,
