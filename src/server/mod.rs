@@ -291,3 +291,21 @@ impl Connection {
         }
     }
 }
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_hold_little_unsent_data() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&accepted);
+        let before = sock.tcp_notsent_lowat().unwrap();
+        assert_ne!(before, NOTSENT_LOWAT, "the kernel's default already equals ours; the test would prove nothing");
+        limit_unsent(&accepted);
+        assert_eq!(sock.tcp_notsent_lowat().unwrap(), NOTSENT_LOWAT);
+    }
+}
