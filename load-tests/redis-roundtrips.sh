@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Count the Redis commands one `POST /v1/downloads` costs, for one build of the
+# Count the Redis commands one `POST /v1/downloads` and one initiation (the
+# grant's first `GET`) cost, for one build of the
 # gateway: a deterministic check that a change did not add store round trips,
 # where latency figures on a shared 2-core machine are too noisy to tell.
 #
@@ -7,7 +8,7 @@
 #
 # $1: the tollgate binary; $2: a free port P (the gateway takes P and P+1, its
 # Redis P+9). Starts its own redis-server and gateway in a temporary directory
-# on 127.0.0.1, sends 100 requests, prints Redis's command statistics for them
+# on 127.0.0.1, mints 100 grants then starts each, prints Redis's command statistics for them
 # and stops both. Needs
 # redis-server, redis-cli, curl and python3.
 set -euo pipefail
@@ -34,8 +35,18 @@ KEY=$(curl -s -X POST -H "$T" $A/customers/acme/api-keys | python3 -c 'import js
 echo
 sleep 1
 redis-cli -p $((P+9)) CONFIG RESETSTAT >/dev/null
-for i in $(seq 100); do curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'content-type: application/json' http://127.0.0.1:$P/v1/downloads -d '{"product":"app","version":"1.0.0","platform":"linux-x86_64"}'; done
+: > urls
+for i in $(seq 100); do curl -s -X POST -H "Authorization: Bearer $KEY" -H 'content-type: application/json' http://127.0.0.1:$P/v1/downloads -d '{"product":"app","version":"1.0.0","platform":"linux-x86_64"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])' >> urls; done
 sleep 1.5
+echo "100 POST /v1/downloads:"
+redis-cli -p $((P+9)) INFO commandstats | grep -v '^#' | sed 's/,usec=.*//' | grep -v "^\s*$"
+redis-cli -p $((P+9)) INFO stats | grep total_commands_processed
+# Each grant's first GET (its initiation), one byte of it.
+redis-cli -p $((P+9)) CONFIG RESETSTAT >/dev/null
+# The URLs name server.public_url; the path is what counts.
+while read -r u; do curl -s -o /dev/null -r 0-0 "http://127.0.0.1:$P/d/${u#*/d/}"; done < urls
+sleep 1.5
+echo "100 initiations (first GET of each grant):"
 redis-cli -p $((P+9)) INFO commandstats | grep -v '^#' | sed 's/,usec=.*//' | grep -v "^\s*$"
 redis-cli -p $((P+9)) INFO stats | grep total_commands_processed
 kill $GW; redis-cli -p $((P+9)) shutdown nosave >/dev/null 2>&1 || true
