@@ -11,7 +11,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteDb, sqlite_error, to_i64, to_u64};
+use super::{Cached as _, SqliteDb, sqlite_error, to_i64, to_u64};
 use crate::catalog::store::StoreError;
 use crate::quota::{Acquired, Counter, Initiation, LeaseStep, Outcome, QuotaStore, lease_grant};
 
@@ -38,11 +38,11 @@ impl QuotaStore for SqliteDb {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let (customer, now) = (i.customer.as_str(), to_i64(i.now));
             for table in ["quota_counters", "quota_started", "quota_leases"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE customer = ?1 AND expires_at <= ?2"), params![customer, now])
+                tx.cached_exec(&format!("DELETE FROM {table} WHERE customer = ?1 AND expires_at <= ?2"), params![customer, now])
                     .map_err(sqlite_error)?;
             }
             let started: Option<i64> = tx
-                .query_row(
+                .cached_row(
                     "SELECT started_at FROM quota_started WHERE customer = ?1 AND grant_id = ?2",
                     params![customer, i.grant],
                     |r| r.get(0),
@@ -55,7 +55,7 @@ impl QuotaStore for SqliteDb {
             for (index, s) in i.steps.iter().enumerate() {
                 let Some(limit) = s.limit else { continue };
                 let used: i64 = tx
-                    .query_row(LIVE_COUNTER, params![customer, s.counter.bucket, s.counter.field, now], |r| r.get(0))
+                    .cached_row(LIVE_COUNTER, params![customer, s.counter.bucket, s.counter.field, now], |r| r.get(0))
                     .optional()
                     .map_err(sqlite_error)?
                     .unwrap_or(0);
@@ -66,7 +66,7 @@ impl QuotaStore for SqliteDb {
             for (j, l) in i.leases.iter().enumerate() {
                 let Some(limit) = l.limit else { continue };
                 let (held, oldest, mine): (i64, Option<i64>, i64) = tx
-                    .query_row(LEASE_CENSUS, params![customer, l.set, i.grant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .cached_row(LEASE_CENSUS, params![customer, l.set, i.grant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(sqlite_error)?;
                 if mine == 0 && to_u64(held) >= limit {
                     return Ok(Outcome::Refused {
@@ -77,7 +77,7 @@ impl QuotaStore for SqliteDb {
                 }
             }
             for s in &i.steps {
-                tx.execute(
+                tx.cached_exec(
                     "INSERT INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (customer, bucket, field) DO UPDATE
                      SET value = value + excluded.value, expires_at = excluded.expires_at",
@@ -86,13 +86,13 @@ impl QuotaStore for SqliteDb {
                 .map_err(sqlite_error)?;
             }
             for l in &i.leases {
-                tx.execute(
+                tx.cached_exec(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![customer, l.set, i.lease_member, to_i64(i.lease_expires)],
                 )
                 .map_err(sqlite_error)?;
             }
-            tx.execute(
+            tx.cached_exec(
                 "INSERT INTO quota_started (customer, grant_id, started_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![customer, i.grant, now, to_i64(i.now.saturating_add(i.started_ttl))],
             )
@@ -117,7 +117,7 @@ impl QuotaStore for SqliteDb {
             let mut values = Vec::with_capacity(counters.len());
             for c in &counters {
                 let v: Option<i64> = tx
-                    .query_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0))
+                    .cached_row(LIVE_COUNTER, params![customer, c.bucket, c.field, now], |r| r.get(0))
                     .optional()
                     .map_err(sqlite_error)?;
                 values.push(to_u64(v.unwrap_or(0)));
@@ -125,7 +125,7 @@ impl QuotaStore for SqliteDb {
             let mut held = Vec::with_capacity(sets.len());
             for set in &sets {
                 let n: i64 = tx
-                    .query_row(
+                    .cached_row(
                         "SELECT COUNT(DISTINCT substr(grant_id, 1, instr(grant_id || ' ', ' ') - 1)) FROM quota_leases
                          WHERE customer = ?1 AND lease_set = ?2 AND expires_at > ?3",
                         params![customer, set, now],
@@ -152,12 +152,12 @@ impl QuotaStore for SqliteDb {
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let now = to_i64(now);
-            tx.execute("DELETE FROM quota_leases WHERE customer = ?1 AND expires_at <= ?2", params![customer, now])
+            tx.cached_exec("DELETE FROM quota_leases WHERE customer = ?1 AND expires_at <= ?2", params![customer, now])
                 .map_err(sqlite_error)?;
             for (index, l) in leases.iter().enumerate() {
                 let Some(limit) = l.limit else { continue };
                 let (held, oldest, mine): (i64, Option<i64>, i64) = tx
-                    .query_row(LEASE_CENSUS, params![customer, l.set, lease_grant(&member)], |r| {
+                    .cached_row(LEASE_CENSUS, params![customer, l.set, lease_grant(&member)], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .map_err(sqlite_error)?;
@@ -167,7 +167,7 @@ impl QuotaStore for SqliteDb {
                 }
             }
             for l in &leases {
-                tx.execute(
+                tx.cached_exec(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![customer, l.set, member, to_i64(expires)],
                 )
@@ -192,7 +192,7 @@ impl QuotaStore for SqliteDb {
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
-                tx.execute(
+                tx.cached_exec(
                     "INSERT OR REPLACE INTO quota_leases (customer, lease_set, grant_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![customer, set, member, to_i64(expires)],
                 )
@@ -215,19 +215,19 @@ impl QuotaStore for SqliteDb {
         let (customer, delivered, charge) = (customer.to_owned(), delivered.clone(), charge.to_vec());
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
-            tx.execute(
+            tx.cached_exec(
                 "DELETE FROM quota_counters WHERE customer = ?1 AND expires_at <= ?2",
                 params![customer, to_i64(now)],
             )
             .map_err(sqlite_error)?;
             let before: i64 = tx
-                .query_row(LIVE_COUNTER, params![customer, delivered.bucket, delivered.field, to_i64(now)], |r| r.get(0))
+                .cached_row(LIVE_COUNTER, params![customer, delivered.bucket, delivered.field, to_i64(now)], |r| r.get(0))
                 .optional()
                 .map_err(sqlite_error)?
                 .unwrap_or(0);
             let before = to_u64(before);
             let total = before.saturating_add(sent);
-            tx.execute(
+            tx.cached_exec(
                 "INSERT OR REPLACE INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![customer, delivered.bucket, delivered.field, to_i64(total), expiry(now, delivered.ttl)],
             )
@@ -235,7 +235,7 @@ impl QuotaStore for SqliteDb {
             let extra = total.saturating_sub(size) - before.saturating_sub(size);
             if extra > 0 {
                 for c in &charge {
-                    tx.execute(
+                    tx.cached_exec(
                         "INSERT INTO quota_counters (customer, bucket, field, value, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (customer, bucket, field) DO UPDATE
                          SET value = value + excluded.value, expires_at = excluded.expires_at",
@@ -255,7 +255,7 @@ impl QuotaStore for SqliteDb {
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             for set in &sets {
-                tx.execute(
+                tx.cached_exec(
                     "DELETE FROM quota_leases WHERE customer = ?1 AND lease_set = ?2 AND grant_id = ?3",
                     params![customer, set, member],
                 )

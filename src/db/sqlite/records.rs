@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteDb, sqlite_error, to_i64, to_u64};
+use super::{Cached as _, SqliteDb, sqlite_error, to_i64, to_u64};
 use crate::catalog::store::{
     CasOutcome, Expect, Kind, MAX_PAGE, RecordStore, StoreError, Versioned, Written, check_key,
 };
@@ -22,9 +22,11 @@ impl RecordStore for SqliteDb {
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             let old: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
-                    r.get(0)
-                })
+                .cached_row(
+                    "SELECT value FROM records WHERE kind = ?1 AND key = ?2",
+                    params![kind.as_str(), key],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(sqlite_error)?;
             let written = match old {
@@ -32,7 +34,7 @@ impl RecordStore for SqliteDb {
                 Some(_) => Written::Updated,
                 None => Written::Created,
             };
-            tx.execute(
+            tx.cached_exec(
                 "INSERT INTO records (kind, key, value, updated_at, revision) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (kind, key) DO UPDATE
                  SET value = excluded.value, updated_at = excluded.updated_at, revision = revision + 1",
@@ -48,7 +50,7 @@ impl RecordStore for SqliteDb {
     async fn get_versioned(&self, kind: Kind, key: &str) -> Result<Option<Versioned>, StoreError> {
         let key = key.to_owned();
         self.with_conn(move |conn| {
-            conn.query_row(
+            conn.cached_row(
                 "SELECT value, revision FROM records WHERE kind = ?1 AND key = ?2",
                 params![kind.as_str(), key],
                 |r| Ok(Versioned { value: r.get(0)?, revision: to_u64(r.get(1)?) }),
@@ -68,7 +70,7 @@ impl RecordStore for SqliteDb {
             // revision read is the one the write replaces.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
             let old: Option<(Vec<u8>, i64)> = tx
-                .query_row(
+                .cached_row(
                     "SELECT value, revision FROM records WHERE kind = ?1 AND key = ?2",
                     params![kind.as_str(), key],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -85,7 +87,7 @@ impl RecordStore for SqliteDb {
                 }
                 _ => return Ok(CasOutcome::Conflict),
             };
-            tx.execute(
+            tx.cached_exec(
                 "INSERT INTO records (kind, key, value, updated_at, revision) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (kind, key) DO UPDATE
                  SET value = excluded.value, updated_at = excluded.updated_at, revision = excluded.revision",
@@ -102,9 +104,11 @@ impl RecordStore for SqliteDb {
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.with_conn(move |conn| {
-            conn.query_row("SELECT value FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |r| {
-                r.get(0)
-            })
+            conn.cached_row(
+                "SELECT value FROM records WHERE kind = ?1 AND key = ?2",
+                params![kind.as_str(), key],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sqlite_error)
         })
@@ -137,7 +141,7 @@ impl RecordStore for SqliteDb {
         let key = key.to_owned();
         self.with_conn(move |conn| {
             let n = conn
-                .execute("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
+                .cached_exec("DELETE FROM records WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key])
                 .map_err(sqlite_error)?;
             Ok(n > 0)
         })
@@ -175,6 +179,6 @@ impl RecordStore for SqliteDb {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sqlite_error)).await
+        self.with_conn(|conn| conn.cached_row("SELECT 1", [], |_| Ok(())).map_err(sqlite_error)).await
     }
 }
